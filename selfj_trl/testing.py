@@ -1,0 +1,88 @@
+"""Tiny models built locally, in seconds, for tests and smoke runs (no Hub, no downloads).
+
+A word-level tokenizer trained on a few sentences (every digit is its own token, plus a space-marked duplicate for
+digits so that multi-id digit handling is exercised) and a two-layer Llama. They are real ``transformers`` models:
+everything that works on them goes through the same code paths as a real policy or judge.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+_CORPUS = [
+    "write a short poem about the sea . the sea is blue and deep .",
+    "what is two plus two ? the answer is four .",
+    "rate the answer from 0 to 9 . rating : 7",
+    "instruction response reference answer expert judge below against it .",
+    "a b c d e f g h i j k l m n o p q r s t u v w x y z",
+    "### Instruction : Response : Reference Rating Answer ( 0 - 9 ) ,",
+    "one two three four five six seven eight nine ten hello world good bad",
+]
+
+
+def make_tokenizer(chat: bool = True):
+    """A ``PreTrainedTokenizerFast`` with digits 0-9 (twice each: plain and space-marked) and an optional chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+    words = sorted({w for line in _CORPUS for w in line.split()} | set("0123456789") | {"#", ":", "?", "."})
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    for d in "0123456789":  # a second id per digit, as SentencePiece's "▁7" next to "7"
+        vocab.setdefault("▁" + d, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
+    )
+    from tokenizers import decoders
+
+    tok.decoder = decoders.Replace("▁", "")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        additional_special_tokens=["<|user|>", "<|assistant|>", "<|system|>", "<|end|>"],
+    )
+    if chat:
+        fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def make_tiny_llama(path: str | Path, kind: str = "causal", chat: bool = True, seed: int = 0, hidden: int = 32) -> Path:
+    """Save a two-layer Llama (``causal`` LM or one-label ``seqcls``) with its tokenizer to ``path``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, LlamaConfig
+
+    path = Path(path)
+    tokenizer = make_tokenizer(chat=chat)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        num_labels=1, tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    cls = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
+    model = cls.from_config(config)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_instruction_rows(n: int = 6) -> list[dict[str, str]]:
+    """Instruction/reference rows written in the tiny tokenizer's vocabulary."""
+    base = [
+        ("write a short poem about the sea", "the sea is blue and deep"),
+        ("what is two plus two ?", "the answer is four"),
+        ("rate the answer from 0 to 9", "rating : 7"),
+        ("hello world", "good hello world"),
+        ("one two three", "four five six"),
+        ("what is the answer ?", "the answer is good"),
+    ]
+    return [{"instruction": base[i % len(base)][0] + (f" {i}" if i >= len(base) else ""),
+             "reference": base[i % len(base)][1]} for i in range(n)]

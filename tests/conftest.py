@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny models built locally (no Hub), offline mode forced for every test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+from selfj_trl.prompts import judge_format_config
+from selfj_trl.testing import make_tiny_llama, tiny_instruction_rows
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory):
+    """A two-layer causal Llama with a chat template (the policy in labeling/best-of-n tests)."""
+    return str(make_tiny_llama(tmp_path_factory.mktemp("tiny_policy"), kind="causal", chat=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_plain_policy(tmp_path_factory):
+    """The same, without a chat template (a base model: plain prompt format)."""
+    return str(make_tiny_llama(tmp_path_factory.mktemp("tiny_plain_policy"), kind="causal", chat=False))
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(tmp_path_factory):
+    """A one-label sequence classifier saved the way a published judge is (``selfj`` section in its config)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = make_tiny_llama(tmp_path_factory.mktemp("tiny_judge"), kind="seqcls", chat=True)
+    config = AutoConfig.from_pretrained(path)
+    config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path))
+    config.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def tiny_rows():
+    return tiny_instruction_rows(6)

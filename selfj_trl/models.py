@@ -53,29 +53,37 @@ def _materialise_gguf(gguf_path: Path, target: Path) -> Path:
     if (target / "config.json").exists():
         return target
     from filelock import FileLock
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with FileLock(str(target) + ".lock"):
         if (target / "config.json").exists():  # another process finished while we waited
             return target
         print(f"[selfj-trl] dequantising {gguf_path.name} once (about a minute); cached at {target}", file=sys.stderr)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp"))
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        # The GGUF-loaded model is already dequantised but still flagged as quantised (and so refuses to save):
-        # copy its weights into a plain model of the same config.
-        config = loaded.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config, dtype=loaded.dtype)
-        model.load_state_dict(loaded.state_dict())
-        model.generation_config = loaded.generation_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        try:
+            _convert(gguf_path, tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _convert(gguf_path: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    # The GGUF-loaded model is already dequantised but still flagged as quantised (and so refuses to save):
+    # copy its weights into a plain model of the same config.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=loaded.dtype)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 def gemma_path() -> Path:

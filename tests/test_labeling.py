@@ -1,0 +1,260 @@
+"""Stage 1: signals, labels, column mappings, resume, multi-process sharding."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset, load_from_disk
+
+from selfj_trl.errors import SelfJInputError
+from selfj_trl.labeling import (
+    LabelingConfig,
+    combine_labels,
+    expected_digit,
+    fit_combination,
+    label_dataset,
+    load_policy,
+    prepare_rows,
+    self_evaluate,
+)
+from selfj_trl.prompts import build_judge_prompt, digit_token_ids
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _independent_digit_expectation(model, tok, text):
+    """Expected digit computed the slow, obvious way: full forward, softmax, sum per digit, renormalise."""
+    ids = tok(text, add_special_tokens=False, return_tensors="pt")
+    with torch.no_grad():
+        probs = torch.softmax(model(**ids).logits[0, -1].double(), -1)
+    per_digit = {}
+    for token_id in range(len(tok)):
+        s = tok.decode([token_id]).strip()
+        if len(s) == 1 and s.isdigit():
+            per_digit[int(s)] = per_digit.get(int(s), 0.0) + probs[token_id].item()
+    total = sum(per_digit.values())
+    return sum(d * p for d, p in per_digit.items()) / total
+
+
+def test_self_eval_matches_independent_expectation(tiny_policy, tiny_rows):
+    model, tok = load_policy(tiny_policy)
+    ins = [r["instruction"] for r in tiny_rows]
+    refs = [r["reference"] for r in tiny_rows]
+    resp = ["the sea is blue", "four", "rating : 7 and more words here", "good", "five six", "the answer"]
+    batched = self_evaluate(model, tok, ins, resp, refs, batch_size=4)
+    for i in range(len(ins)):
+        text = build_judge_prompt(tok, ins[i], resp[i], refs[i]).text
+        assert batched[i] == pytest.approx(_independent_digit_expectation(model, tok, text), abs=1e-4)
+        assert 0.0 <= batched[i] <= 9.0
+    no_ref = self_evaluate(model, tok, ins, resp, None, batch_size=3)
+    text = build_judge_prompt(tok, ins[0], resp[0], None).text
+    assert no_ref[0] == pytest.approx(_independent_digit_expectation(model, tok, text), abs=1e-4)
+
+
+def test_multi_id_digits_are_all_counted(tiny_policy):
+    _, tok = load_policy(tiny_policy)
+    groups = digit_token_ids(tok)
+    assert all(len(g) == 2 for g in groups), groups  # "7" and "▁7"
+    logits = torch.full((1, len(tok)), -1e4)
+    logits[0, groups[7][1]] = 5.0  # all mass on the space-marked 7 only
+    assert expected_digit(logits, groups).item() == pytest.approx(7.0, abs=1e-4)
+    logits[0, groups[3][0]] = 5.0  # equal mass on plain "3"
+    assert expected_digit(logits, groups).item() == pytest.approx(5.0, abs=1e-4)
+
+
+def test_vocabulary_without_digits_is_a_clear_error():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "a": 1, "b": 2, "1": 3}
+    raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>")
+    with pytest.raises(SelfJInputError, match=r"no token for digit\(s\) 0, 2"):
+        digit_token_ids(tok)
+
+
+def test_label_formula_and_ranges():
+    s = [0.0, 9.0, 4.5, 9.0]
+    c = [-0.3, 1.0, 0.5, 0.0]
+    labels = combine_labels(s, c, cosine_weight=0.5)
+    assert labels == pytest.approx([0.0, 9.0, 4.5, 4.5])
+    assert combine_labels(s, c, cosine_weight=0.0) == pytest.approx(s)
+    assert combine_labels(s, c, cosine_weight=1.0) == pytest.approx([0.0, 9.0, 4.5, 0.0])
+    ranked = combine_labels(s, c, cosine_weight=0.5, combination="rank_mean")
+    assert min(ranked) >= 0 and max(ranked) <= 9 and ranked[1] == pytest.approx(9 * (0.5 * 5 / 6 + 0.5 * 1.0))
+    with pytest.raises(SelfJInputError):
+        combine_labels([float("nan")], [0.1])
+    w = fit_combination([1, 5, 9, 3], [0.1, 0.5, 0.9, 0.2], [0.0, 0.5, 1.0, 0.2])
+    fitted = combine_labels([1, 5, 9, 3], [0.1, 0.5, 0.9, 0.2], combination="fitted", weights=w)
+    assert all(0 <= x <= 9 for x in fitted) and fitted[2] > fitted[0]
+
+
+def test_column_mapping_alpaca_and_messages():
+    alpaca = Dataset.from_list([
+        {"instruction": "add", "input": "2 and 2", "output": "4"},
+        {"instruction": "say hi", "input": "", "output": "hi"},
+        {"instruction": "", "input": "", "output": "skip me"},
+        {"instruction": "no ref", "input": "", "output": None},
+    ])
+    rows, skipped = prepare_rows(alpaca, LabelingConfig(input_column="input", reference_column="output"))
+    assert [r["instruction"] for r in rows] == ["add\n\n2 and 2", "say hi"]
+    assert [r["reference"] for r in rows] == ["4", "hi"]
+    assert skipped == Counter({"empty_instruction": 1, "empty_reference": 1})
+
+    chat = Dataset.from_list([{"messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "what is 2+2?"},
+        {"role": "assistant", "content": "4"},
+    ]}])
+    rows, _ = prepare_rows(chat, LabelingConfig(messages_column="messages"))
+    assert rows == [{"instruction_id": 0, "instruction": "what is 2+2?", "reference": "4"}]
+
+    with pytest.raises(SelfJInputError, match=r"missing column\(s\) \['reference'\]"):
+        prepare_rows(Dataset.from_list([{"instruction": "a", "output": "b"}]), LabelingConfig())
+    with pytest.raises(SelfJInputError, match="must be a string"):
+        prepare_rows(Dataset.from_list([{"instruction": "a", "reference": 3}]), LabelingConfig())
+
+
+def test_judge_prompt_truncates_response_then_reference_never_instruction(tiny_policy):
+    _, tok = load_policy(tiny_policy)
+    long = "the sea is blue and deep " * 200
+    jp = build_judge_prompt(tok, "write a short poem", long, "the sea " * 100, max_length=160)
+    assert jp.response_truncated and jp.reference_truncated
+    assert len(tok(jp.text, add_special_tokens=False)["input_ids"]) <= 160
+    assert "write a short poem" in jp.text.replace(" ", " ")
+    with pytest.raises(SelfJInputError, match="instruction alone"):
+        build_judge_prompt(tok, "write " * 400, "x", "y", max_length=100)
+
+
+def _config(tmp_path, policy, **kw) -> LabelingConfig:
+    from selfj_trl.testing import make_tiny_llama  # noqa: F401  (policy already built by the fixture)
+
+    return LabelingConfig(
+        dataset_name=str(tmp_path / "rows.jsonl"), output_dir=str(tmp_path / "out"), policy=policy,
+        embedder=str(_embedder_dir(tmp_path)), num_samples=2, max_new_tokens=6, chunk_size=2,
+        generation_batch_size=2, judge_batch_size=4, max_length=400, **kw,
+    )
+
+
+def _embedder_dir(tmp_path) -> Path:
+    """A tiny sentence-transformers model (random BERT + mean pooling), saved locally."""
+    path = tmp_path.parent / "tiny_embedder"
+    if (path / "modules.json").exists():
+        return path
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz0123456789", "the", "sea"]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(vocab))
+    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
+    bert = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32))
+    bert_dir = path / "bert"
+    bert.save_pretrained(bert_dir)
+    tok.save_pretrained(bert_dir)
+    word = models.Transformer(str(bert_dir))
+    SentenceTransformer(modules=[word, models.Pooling(16)]).save(str(path))
+    return path
+
+
+def _write_rows(tmp_path, n=5):
+    from selfj_trl.testing import tiny_instruction_rows
+
+    rows = tiny_instruction_rows(n)
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _rows_of(path) -> list[dict]:
+    return load_from_disk(str(path)).to_list()
+
+
+def test_label_dataset_end_to_end_and_resume(tmp_path, tiny_policy):
+    _write_rows(tmp_path)
+    cfg = _config(tmp_path, tiny_policy)
+    table = label_dataset(cfg)
+    out = Path(cfg.output_dir)
+    assert len(table) >= 8  # 5 instructions x 2 samples, minus any empty sample
+    for col in ["instruction", "reference", "response", "self_eval_score", "self_eval_noref_score",
+                "cosine_similarity", "label", "sample_index", "instruction_id"]:
+        assert col in table.column_names
+    assert all(0 <= x <= 9 for x in table["label"]) and all(-1 <= x <= 1 for x in table["cosine_similarity"])
+    card = (out / "README.md").read_text()
+    assert "self_eval_score" in card and cfg.policy in card and "cosine" in card
+    full = _rows_of(out)
+
+    # Interrupted run: lose the last two shards and the assembled dataset, restart with the same arguments.
+    shards = sorted((out / "shards").glob("chunk-*.jsonl"))
+    assert len(shards) == 3
+    for p in shards[1:]:
+        p.unlink()
+    (out / "state.json").unlink()
+    resumed = label_dataset(cfg)
+    assert resumed.to_list() == table.to_list() == full
+
+
+def test_resume_refuses_changed_settings(tmp_path, tiny_policy):
+    _write_rows(tmp_path, 2)
+    label_dataset(_config(tmp_path, tiny_policy))
+    with pytest.raises(SelfJInputError, match="different settings"):
+        label_dataset(_config(tmp_path, tiny_policy, seed=7))
+
+
+def _launch(tmp_path, policy, out, nproc):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(nproc),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "selfj_trl.labeling", "--dataset_name", str(tmp_path / "rows.jsonl"), "--output_dir", str(out),
+           "--policy", policy, "--embedder", str(_embedder_dir(tmp_path)), "--num_samples", "2",
+           "--max_new_tokens", "6", "--chunk_size", "2", "--generation_batch_size", "2", "--max_length", "400"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_two_processes_give_the_same_rows_as_one(tmp_path, tiny_policy):
+    _write_rows(tmp_path, 5)
+    _launch(tmp_path, tiny_policy, tmp_path / "one", 1)
+    _launch(tmp_path, tiny_policy, tmp_path / "two", 2)
+    one, two = _rows_of(tmp_path / "one"), _rows_of(tmp_path / "two")
+    assert len(one) > 0
+    assert [(r["instruction_id"], r["sample_index"], r["response"]) for r in one] == \
+        [(r["instruction_id"], r["sample_index"], r["response"]) for r in two]
+    for a, b in zip(one, two):
+        assert a["label"] == pytest.approx(b["label"], abs=1e-4)
+
+
+def test_cli_bad_input_is_one_line(tmp_path, tiny_policy):
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "x", "answer": "y"}) + "\n")
+    res = subprocess.run([sys.executable, "-m", "selfj_trl.cli", "label", "--dataset_name", str(tmp_path / "bad.jsonl"),
+                          "--policy", tiny_policy, "--output_dir", str(tmp_path / "o")],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "missing column(s)" in res.stderr and "--instruction_column" in res.stderr
+
+
+@pytest.mark.slow
+def test_real_offline_models_label_four_instructions(tmp_path):
+    """The real default policy and MiniLM on 4 real instructions (slow: model set-up and CPU generation)."""
+    rows = [
+        {"instruction": "Name the capital of France.", "reference": "The capital of France is Paris."},
+        {"instruction": "Give a synonym for 'happy'.", "reference": "Joyful."},
+        {"instruction": "What is 12 times 3?", "reference": "12 times 3 is 36."},
+        {"instruction": "Write one sentence about the sea.", "reference": "The sea is vast, deep and full of life."},
+    ]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = LabelingConfig(dataset_name=str(tmp_path / "rows.jsonl"), output_dir=str(tmp_path / "out"),
+                         num_samples=1, max_new_tokens=32, chunk_size=4)
+    table = label_dataset(cfg)
+    assert len(table) == 4
+    assert all(0 <= x <= 9 for x in table["self_eval_score"])
+    assert all(-1 <= x <= 1 for x in table["cosine_similarity"])
+    assert len({round(x, 6) for x in table["self_eval_score"]}) > 1  # real signal varies across rows

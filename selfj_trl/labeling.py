@@ -56,6 +56,10 @@ class LabelingConfig:
     messages_column: str | None = field(
         default=None, metadata={"help": "Chat data: this column holds messages; the last assistant turn is the reference."}
     )
+    instances_column: str | None = field(
+        default=None,
+        metadata={"help": "Self-Instruct seed tasks: this column lists {input, output}; the first instance is used."},
+    )
     max_instructions: int | None = None
     output_dir: str = "outputs/labeled"
     policy: str = field(default=DEFAULT_POLICY, metadata={"help": "Policy model: offline alias, folder or Hub id."})
@@ -98,7 +102,7 @@ class LabelingConfig:
     def fingerprint(self) -> str:
         """Hash of the settings that change the rows: a resumed run must match it."""
         keys = ["dataset_name", "dataset_split", "dataset_filter", "instruction_column", "input_column",
-                "reference_column", "messages_column", "max_instructions", "policy", "embedder", "use_chat_template",
+                "reference_column", "messages_column", "instances_column", "max_instructions", "policy", "embedder", "use_chat_template",
                 "num_samples", "max_new_tokens", "temperature", "top_p", "do_sample", "seed", "generation_batch_size",
                 "max_length", "self_eval_method", "chunk_size"]
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
@@ -121,6 +125,17 @@ def _reference_from_messages(messages: Any) -> tuple[str, str]:
     return "\n\n".join(str(u) for u in users), messages[last_assistant].get("content")
 
 
+def _reference_from_instances(instruction: Any, instances: Any) -> tuple[Any, Any]:
+    """Self-Instruct layout: instruction + the first instance's input; its output is the reference."""
+    if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
+        return instruction, None
+    first = instances[0]
+    extra = first.get("input")
+    if isinstance(instruction, str) and isinstance(extra, str) and extra.strip():
+        instruction = f"{instruction}\n\n{extra}"
+    return instruction, first.get("output")
+
+
 def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[str, Any]], Counter]:
     """Instruction/reference rows from any supported layout; empty or missing texts are skipped and counted."""
     if config.dataset_filter:
@@ -128,8 +143,13 @@ def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[st
         if col not in dataset.column_names:
             raise SelfJInputError(f"dataset_filter column {col!r} is not in the dataset ({dataset.column_names}).")
         dataset = dataset.filter(lambda v: str(v) == value, input_columns=[col])
-    needed = [config.messages_column] if config.messages_column else [config.instruction_column, config.reference_column]
-    if config.input_column and not config.messages_column:
+    if config.messages_column:
+        needed = [config.messages_column]
+    elif config.instances_column:
+        needed = [config.instruction_column, config.instances_column]
+    else:
+        needed = [config.instruction_column, config.reference_column]
+    if config.input_column and not (config.messages_column or config.instances_column):
         needed.append(config.input_column)
     missing = [c for c in needed if c not in dataset.column_names]
     if missing:
@@ -142,6 +162,8 @@ def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[st
     for i, ex in enumerate(dataset):
         if config.messages_column:
             instruction, reference = _reference_from_messages(ex[config.messages_column])
+        elif config.instances_column:
+            instruction, reference = _reference_from_instances(ex[config.instruction_column], ex[config.instances_column])
         else:
             instruction, reference = ex[config.instruction_column], ex[config.reference_column]
             extra = ex.get(config.input_column) if config.input_column else None

@@ -117,6 +117,10 @@ def test_column_mapping_alpaca_and_messages():
     rows, _ = prepare_rows(chat, LabelingConfig(messages_column="messages"))
     assert rows == [{"instruction_id": 0, "instruction": "what is 2+2?", "reference": "4"}]
 
+    seed = Dataset.from_list([{"instruction": "antonym of", "instances": [{"input": "hot", "output": "cold"}]}])
+    rows, _ = prepare_rows(seed, LabelingConfig(instances_column="instances"))
+    assert rows == [{"instruction_id": 0, "instruction": "antonym of\n\nhot", "reference": "cold"}]
+
     with pytest.raises(SelfJInputError, match=r"missing column\(s\) \['reference'\]"):
         prepare_rows(Dataset.from_list([{"instruction": "a", "output": "b"}]), LabelingConfig())
     with pytest.raises(SelfJInputError, match="must be a string"):

@@ -1,0 +1,243 @@
+"""``selfj-trl quickstart``: the whole Self-J loop on real offline models, on a CPU, in minutes.
+
+label (policy samples, self-evaluates against the reference, MiniLM cosine) -> train (SelfJRewardTrainer with the
+self-distillation term, on a small encoder base) -> evaluate (held-out AlpacaEval test slice, against the cheap
+baselines) -> use (best-of-n before/after, selective following with a calibrated threshold).
+
+Every stage writes into its own folder under ``output_dir`` and leaves a ``.done`` marker: re-running skips finished
+stages (``--fresh`` starts over). Slices are small by default so that the first run, model set-up included, fits in
+15 minutes on 2 CPU cores; raise them for better judges.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Callable
+
+from datasets import Dataset
+
+from .data import shared_data_dir
+from .errors import SelfJInputError
+from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, MINILM_ALIAS
+
+
+@dataclass
+class QuickstartConfig:
+    output_dir: str = "outputs/quickstart"
+    policy: str = field(default=DEFAULT_POLICY, metadata={"help": "Policy: smollm2-135m-instruct | gemma-3-270m | folder."})
+    embedder: str = DEFAULT_EMBEDDER
+    judge_base: str = field(default=MINILM_ALIAS, metadata={"help": "Base model of the judge (a small encoder trains fast)."})
+    data_dir: str | None = field(default=None, metadata={"help": "The shared data folder (default: ../shared/data if present)."})
+    n_train_instructions: int = field(default=20, metadata={"help": "AlpacaEval train-split instructions to label."})
+    n_seed_tasks: int = field(default=8, metadata={"help": "Self-Instruct seed tasks to label."})
+    num_samples: int = 2
+    max_new_tokens: int = 80
+    cosine_weight: float = 0.5
+    combination: str = "weighted_mean"
+    self_eval_method: str = "digits"
+    num_train_epochs: float = 4.0
+    learning_rate: float = 5e-5
+    distill_weight: float = 2.0
+    eval_max_instructions: int = field(default=12, metadata={"help": "AlpacaEval test instructions (x 17 models)."})
+    bon_prompts: int = 3
+    bon_n: int = 4
+    target_coverage: float = 0.7
+    seed: int = 42
+    fresh: bool = field(default=False, metadata={"help": "Delete earlier outputs and run every stage again."})
+    tiny: bool = field(default=False, metadata={"help": "Tests only: policy/judge_base are tiny local folders."})
+
+
+@dataclass
+class StageResult:
+    name: str
+    seconds: float
+    path: Path
+    summary: str
+    cached: bool = False
+
+
+def _run_stage(name: str, folder: Path, fn: Callable[[Path], str], results: list[StageResult]) -> None:
+    """Run ``fn`` unless its ``.done`` marker exists; record timing and a one-line summary either way."""
+    marker = folder / ".done"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        results.append(StageResult(name, info["seconds"], folder, info["summary"], cached=True))
+        print(f"[quickstart] {name}: cached ({folder})")
+        return
+    print(f"\n[quickstart] === {name} ===")
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    summary = fn(folder)
+    seconds = time.perf_counter() - start
+    marker.write_text(json.dumps({"seconds": seconds, "summary": summary}))
+    results.append(StageResult(name, seconds, folder, summary))
+    print(f"[quickstart] {name}: {summary} ({seconds:.0f} s) -> {folder}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def instruction_slice(config: QuickstartConfig) -> tuple[Dataset, str]:
+    """Instructions with references: the shared data's train split + seed tasks, or the bundled set."""
+    from .labeling import LabelingConfig, prepare_rows
+
+    root = Path(config.data_dir) if config.data_dir else shared_data_dir()
+    rng = random.Random(config.seed)
+    if root is None or not (root / "alpaca_eval_gpt4" / "instructions.jsonl").exists():
+        path = files("selfj_trl").joinpath("data/instructions.jsonl")
+        rows = [json.loads(line) for line in Path(str(path)).read_text().splitlines() if line.strip()]
+        rows = [{"instruction": r["instruction"], "reference": r["reference"]} for r in rows]
+        return Dataset.from_list(rows[: config.n_train_instructions + config.n_seed_tasks]), "bundled instruction set"
+    alpaca = [json.loads(line) for line in (root / "alpaca_eval_gpt4" / "instructions.jsonl").open()]
+    train = [r for r in alpaca if r["split"] == "train"]  # never the test split: it is for evaluation only
+    picked = rng.sample(train, min(config.n_train_instructions, len(train)))
+    rows = [{"instruction": r["instruction"], "reference": r["reference"]} for r in picked]
+    seed_file = root / "self_instruct_seed" / "seed_tasks.jsonl"
+    if config.n_seed_tasks and seed_file.exists():
+        seeds = [json.loads(line) for line in seed_file.open()]
+        seed_rows, _ = prepare_rows(Dataset.from_list(rng.sample(seeds, min(config.n_seed_tasks, len(seeds)))),
+                                    LabelingConfig(instances_column="instances"))
+        rows += [{"instruction": r["instruction"], "reference": r["reference"]} for r in seed_rows]
+    return Dataset.from_list(rows), "AlpacaEval train split + Self-Instruct seed tasks"
+
+
+def stage_label(config: QuickstartConfig, folder: Path) -> str:
+    from .labeling import LabelingConfig, label_dataset
+
+    source, name = instruction_slice(config)
+    cfg = LabelingConfig(
+        dataset_name=name, output_dir=str(folder), policy=config.policy, embedder=config.embedder,
+        num_samples=config.num_samples, max_new_tokens=config.max_new_tokens, cosine_weight=config.cosine_weight,
+        combination=config.combination, self_eval_method=config.self_eval_method, seed=config.seed,
+        max_length=768, chunk_size=4,
+    )
+    table = label_dataset(cfg, dataset=source)
+    return f"{len(table)} labeled responses to {len(source)} instructions ({name})"
+
+
+def stage_train(config: QuickstartConfig, labeled: Path, folder: Path) -> str:
+    from trl import ModelConfig
+
+    from .models import resolve_model
+    from .trainer import SelfJConfig, train_judge
+
+    args = SelfJConfig(
+        output_dir=str(folder), dataset_name=str(labeled), num_train_epochs=config.num_train_epochs,
+        learning_rate=config.learning_rate, per_device_train_batch_size=8, logging_steps=5, save_strategy="no",
+        report_to="none", distill_weight=config.distill_weight, seed=config.seed, max_length=512,
+        disable_tqdm=False,
+    )
+    model_args = ModelConfig(model_name_or_path=resolve_model(config.judge_base))
+    train_judge(args, model_args)
+    log = [e for e in json.loads((folder / "trainer_state.json").read_text())["log_history"] if "loss" in e] \
+        if (folder / "trainer_state.json").exists() else []
+    return f"judge trained ({len(log)} logged steps)" + (f", final loss {log[-1]['loss']:.3f}" if log else "")
+
+
+def stage_evaluate(config: QuickstartConfig, judge: Path, folder: Path) -> str:
+    from .evaluation import EvaluateConfig, run_evaluation
+
+    baselines = ["length", "random"] if config.tiny else ["length", "random", "cosine"]
+    cfg = EvaluateConfig(judges=[str(judge)], baselines=baselines, eval_sets=["alpaca_eval"],
+                         output_dir=str(folder), max_instructions=config.eval_max_instructions,
+                         data_dir=config.data_dir)
+    metrics = run_evaluation(cfg)
+    return _headline(metrics, str(judge))
+
+
+def _headline(metrics: dict, judge: str) -> str:
+    """One line from metrics.json: the judge's Spearman with GPT-4 next to the length baseline."""
+    try:
+        alpaca = metrics["eval_sets"]["alpaca_eval"]["scorers"]
+        name = next(k for k in alpaca if k not in {"length", "random", "cosine"})
+        rho = alpaca[name]["correlation"]["spearman"]
+        length = alpaca["length"]["correlation"]["spearman"]
+        return f"Spearman with GPT-4: judge {rho:+.2f}, length {length:+.2f}"
+    except (KeyError, StopIteration, TypeError):
+        return "report written"
+
+
+def stage_use(config: QuickstartConfig, judge_dir: Path, folder: Path) -> str:
+    from .best_of_n import best_of_n, summarize
+    from .judge import SelfJudge, calibrate_threshold
+    from .labeling import load_policy
+
+    judge = SelfJudge.from_pretrained(str(judge_dir))
+    policy, tokenizer = load_policy(config.policy)
+    source, _ = instruction_slice(QuickstartConfig(**{**asdict(config), "seed": config.seed + 1}))
+    prompts = source["instruction"][: config.bon_prompts]
+    table = best_of_n(policy, tokenizer, judge, prompts, config.bon_n, seed=config.seed, batch_size=4,
+                      generation_config={"max_new_tokens": config.max_new_tokens, "do_sample": True,
+                                         "temperature": 0.8, "top_p": 0.95})
+    table.save_to_disk(str(folder / "best_of_n"))
+    stats = summarize(table)
+    lines = ["# Best-of-n with the judge (before = first sample, after = judge's best)\n"]
+    for row in table:
+        lines += [f"## {row['prompt']}", f"- before ({row['first_score']:.3f}): {row['first_response'][:300]!r}",
+                  f"- after  ({row['best_score']:.3f}): {row['best_response'][:300]!r}", ""]
+    # Selective following: threshold calibrated on every sampled answer's score for the target coverage.
+    all_scores = [s for row in table for s in row["scores"]]
+    threshold = calibrate_threshold(all_scores, target_coverage=config.target_coverage)
+    lines.append(f"# Selective instruction following (threshold {threshold:.3f}, target coverage {config.target_coverage:.0%})\n")
+    for row in table:
+        for resp in row["responses"][:2]:
+            decision = judge.decide(row["prompt"], resp, threshold)
+            lines.append(f"- {decision['decision'].upper():7} score {decision['score']:.3f}: {row['prompt'][:60]!r} -> {resp[:80]!r}")
+    (folder / "examples.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return (f"best-of-{config.bon_n} mean judge score {stats['mean_first_score']:.3f} -> "
+            f"{stats['mean_best_score']:.3f}; examples in examples.md")
+
+
+def run_quickstart(config: QuickstartConfig) -> list[StageResult]:
+    out = Path(config.output_dir)
+    if config.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[StageResult] = []
+    total = time.perf_counter()
+    if not config.tiny:
+        from .models import resolve_model
+
+        def setup(folder: Path) -> str:
+            return ", ".join(f"{m} ready" for m in (config.policy, config.embedder, config.judge_base)
+                             if resolve_model(m))
+
+        _run_stage("0. set up offline models", out / "models", setup, results)
+    _run_stage("1. label (Self-J)", out / "labeled", lambda f: stage_label(config, f), results)
+    _run_stage("2. train judge", out / "judge", lambda f: stage_train(config, out / "labeled", f), results)
+    _run_stage("3. evaluate", out / "evaluation", lambda f: stage_evaluate(config, out / "judge", f), results)
+    _run_stage("4. best-of-n + selective following", out / "use", lambda f: stage_use(config, out / "judge", f), results)
+    print_summary(results, time.perf_counter() - total)
+    return results
+
+
+def print_summary(results: list[StageResult], total: float) -> None:
+    width = max(len(r.name) for r in results)
+    print("\n" + "=" * 100)
+    print(f"{'stage':<{width}}  {'time':>7}  summary")
+    for r in results:
+        t = "cached" if r.cached else f"{r.seconds:5.0f} s"
+        print(f"{r.name:<{width}}  {t:>7}  {r.summary}\n{'':<{width}}           -> {r.path.resolve()}")
+    print(f"total wall time this run: {total:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trl import TrlParser
+
+    (config,) = TrlParser(QuickstartConfig).parse_args_and_config(argv)
+    if config.n_train_instructions + config.n_seed_tasks < 2:
+        raise SelfJInputError("label at least 2 instructions (n_train_instructions + n_seed_tasks).")
+    run_quickstart(config)
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["quickstart", *sys.argv[1:]]))

@@ -1,0 +1,327 @@
+"""Best-of-n sampling with a Self-J judge, and DPO pairs from its scores.
+
+TRL 1.16 has no ``BestOfNSampler``, so this module provides one: the policy samples ``n`` answers per prompt (batched,
+left-padded, in its own chat template or the plain prompt format), the judge scores every answer, and the table keeps
+all of them with their scores. The same table answers two questions:
+
+* evaluation: how much does best-of-n help? ``first_score`` (one sample, the "before") against ``best_score``;
+* training data: :func:`build_dpo_pairs` turns best and worst into ``prompt/chosen/rejected`` rows for ``DPOTrainer``.
+
+CLI: ``selfj-trl best-of-n --policy smollm2-135m-instruct --judge JUDGE --dataset prompts.jsonl --output_dir out``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+
+from .errors import SelfJInputError
+from .judge import SelfJudge, default_device
+from .prompts import PLAIN_PROMPT_TEMPLATE, check_text, generation_prompt, has_chat_template
+
+#: Sampling defaults (the policy's own generation config supplies everything else, e.g. its EOS ids).
+DEFAULT_GENERATION = {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 256}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------------------
+def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, trust_remote_code: bool = False):
+    """A causal LM and its tokenizer (left padding, pad = eos when missing), from a folder, Hub id or alias."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .judge import _as_dtype
+    from .models import resolve_model
+
+    path = resolve_model(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
+    if dtype is not None:
+        kwargs["dtype"] = _as_dtype(dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model.to(device or default_device())
+    model.eval()
+    return model, tokenizer
+
+
+def _generation_config(policy: Any, tokenizer: Any, generation_config: Any, n: int):
+    from transformers import GenerationConfig
+
+    if isinstance(generation_config, GenerationConfig):
+        config = GenerationConfig.from_dict(generation_config.to_dict())
+    else:
+        if generation_config is not None and not isinstance(generation_config, dict):
+            raise SelfJInputError("`generation_config` must be a transformers GenerationConfig or a dict.")
+        base = getattr(policy, "generation_config", None)
+        config = GenerationConfig.from_dict(base.to_dict()) if base is not None else GenerationConfig()
+        config.update(**{**DEFAULT_GENERATION, **(generation_config or {})})
+    if n > 1 and not config.do_sample:
+        raise SelfJInputError("best-of-n with n > 1 needs sampling: greedy decoding gives n identical answers "
+                              "(set do_sample=True).")
+    config.num_return_sequences = n
+    config.pad_token_id = tokenizer.pad_token_id
+    if config.eos_token_id is None:
+        config.eos_token_id = tokenizer.eos_token_id
+    return config
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------------------------
+def sample_responses(
+    policy: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    n: int,
+    generation_config: Any = None,
+    *,
+    batch_size: int = 8,
+    seed: int | None = None,
+    show_progress: bool | None = None,
+) -> tuple[list[str], list[list[str]]]:
+    """``(prompt_texts, responses)``: the text each prompt became and ``n`` sampled answers per prompt.
+
+    ``batch_size`` counts prompts per ``generate`` call (each makes ``n`` sequences). Chat policies get their chat
+    template (which brings its own special tokens); base policies get the plain prompt format and their BOS.
+    """
+    from tqdm.auto import tqdm
+
+    chat = has_chat_template(tokenizer)
+    texts = [generation_prompt(tokenizer, p) for p in prompts]
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = _generation_config(policy, tokenizer, generation_config, n)
+    if seed is not None:
+        from transformers import set_seed
+
+        set_seed(seed)
+    device = next(policy.parameters()).device
+    responses: list[list[str]] = []
+    starts = range(0, len(texts), batch_size)
+    show = len(starts) > 1 if show_progress is None else show_progress
+    for start in tqdm(starts, desc="best-of-n sampling", unit="batch", disable=not show, file=sys.stderr):
+        chunk = texts[start : start + batch_size]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not chat)
+        enc = {k: v.to(device) for k, v in enc.items()}
+        with torch.inference_mode():
+            out = policy.generate(**enc, generation_config=config)
+        new_tokens = out[:, enc["input_ids"].shape[1] :]
+        decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        for i in range(len(chunk)):
+            responses.append([r.strip() for r in decoded[i * n : (i + 1) * n]])
+    return texts, responses
+
+
+def best_of_n(
+    policy: Any,
+    tokenizer: Any,
+    judge: SelfJudge | str,
+    prompts: Sequence[str],
+    n: int,
+    generation_config: Any = None,
+    *,
+    batch_size: int = 8,
+    judge_batch_size: int = 16,
+    seed: int | None = None,
+    show_progress: bool | None = None,
+) -> Dataset:
+    """Sample ``n`` answers per prompt, score them all with the judge, keep everything in a Hub-style table.
+
+    Columns: ``prompt`` (the instruction), ``prompt_text`` (what the policy saw), ``responses``, ``scores``,
+    ``best_response/best_score`` (the judge's argmax, first on ties), ``worst_response/worst_score``, and
+    ``first_response/first_score``: the first sample, i.e. what the policy answers without best-of-n (the "before").
+    """
+    if isinstance(judge, (str, Path)):
+        judge = SelfJudge.from_pretrained(str(judge))
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise SelfJInputError("`prompts` is empty: nothing to sample.")
+    for i, p in enumerate(prompts):
+        check_text(p, f"prompts[{i}]")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SelfJInputError(f"`n` must be a positive integer, got {n!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SelfJInputError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    texts, responses = sample_responses(
+        policy, tokenizer, prompts, n, generation_config, batch_size=batch_size, seed=seed, show_progress=show_progress
+    )
+    flat_scores = judge.score(
+        [p for p, rs in zip(prompts, responses) for _ in rs],
+        [r for rs in responses for r in rs],
+        batch_size=judge_batch_size,
+        show_progress=show_progress,
+    )
+    rows = []
+    for i, (prompt, text, answers) in enumerate(zip(prompts, texts, responses)):
+        scores = flat_scores[i * n : (i + 1) * n]
+        best = max(range(n), key=lambda k: (scores[k], -k))
+        worst = min(range(n), key=lambda k: (scores[k], k))
+        rows.append({
+            "prompt": prompt, "prompt_text": text, "responses": answers, "scores": scores,
+            "best_response": answers[best], "best_score": scores[best],
+            "worst_response": answers[worst], "worst_score": scores[worst],
+            "first_response": answers[0], "first_score": scores[0],
+        })
+    return Dataset.from_list(rows)
+
+
+def summarize(dataset: Dataset) -> dict[str, float]:
+    """Mean judge score of one sample (before) and of the best of n (after); the gain is what best-of-n buys."""
+    first = dataset["first_score"]
+    best = dataset["best_score"]
+    worst = dataset["worst_score"]
+    mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
+    return {
+        "prompts": len(dataset),
+        "n": len(dataset[0]["responses"]),
+        "mean_first_score": mean(first),
+        "mean_best_score": mean(best),
+        "mean_worst_score": mean(worst),
+        "best_of_n_gain": mean(best) - mean(first),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# DPO pairs
+# ----------------------------------------------------------------------------------------------------------------
+def build_dpo_pairs(dataset: Dataset, min_gap: float = 0.0, *, conversational: bool | None = None) -> Dataset:
+    """``prompt/chosen/rejected`` rows (chosen = best, rejected = worst) for TRL's ``DPOTrainer``.
+
+    A row is kept only when ``best_score - worst_score >= min_gap`` and the two answers differ: a pair the judge
+    barely separates teaches DPO mostly noise. ``conversational`` (default: whether the policy was prompted with a
+    chat template) writes message lists, which ``DPOTrainer`` formats with the policy's template; otherwise the
+    prompt is the exact text the policy continued and chosen/rejected are its continuations.
+    """
+    from .data import require_columns
+
+    needed = ["prompt", "best_response", "best_score", "worst_response", "worst_score"]
+    require_columns(dataset, needed, "best-of-n table", "Build it with best_of_n() or `selfj-trl best-of-n`.")
+    if isinstance(min_gap, bool) or not isinstance(min_gap, (int, float)) or math.isnan(min_gap) or min_gap < 0:
+        raise SelfJInputError(f"`min_gap` must be a number >= 0, got {min_gap!r}.")
+    has_text = "prompt_text" in dataset.column_names
+    if conversational is None:
+        first = dataset[0]
+        conversational = has_text and first["prompt_text"] != PLAIN_PROMPT_TEMPLATE.format(instruction=first["prompt"])
+    rows = []
+    for row in dataset:
+        gap = row["best_score"] - row["worst_score"]
+        if gap < min_gap or row["best_response"] == row["worst_response"]:
+            continue
+        if conversational:
+            prompt: Any = [{"role": "user", "content": row["prompt"]}]
+            chosen: Any = [{"role": "assistant", "content": row["best_response"]}]
+            rejected: Any = [{"role": "assistant", "content": row["worst_response"]}]
+        else:
+            prompt = row["prompt_text"] if has_text else PLAIN_PROMPT_TEMPLATE.format(instruction=row["prompt"])
+            chosen, rejected = row["best_response"], row["worst_response"]
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                     "score_chosen": row["best_score"], "score_rejected": row["worst_score"]})
+    if not rows:
+        raise SelfJInputError(
+            f"no row has a score gap >= {min_gap} between two different answers; lower `min_gap` or raise `n`."
+        )
+    return Dataset.from_list(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI: selfj-trl best-of-n
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class BestOfNConfig:
+    """``selfj-trl best-of-n``: sample n answers per prompt, score them with a judge, keep all (and DPO pairs)."""
+
+    policy: str = field(metadata={"help": "Policy (causal LM) folder, Hub id or offline alias."})
+    judge: str = field(metadata={"help": "Judge folder, Hub id or offline alias."})
+    dataset: str = field(metadata={"help": "Prompts: JSONL/CSV/Parquet file, save_to_disk folder or Hub id."})
+    output_dir: str = field(metadata={"help": "Where the table goes (save_to_disk folder + best_of_n.jsonl)."})
+    split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict folder."})
+    prompt_column: str = field(default="instruction", metadata={"help": "Column holding the instructions."})
+    n: int = field(default=4, metadata={"help": "Answers sampled per prompt."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest answer, in tokens."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call (each makes n answers)."})
+    judge_batch_size: int = field(default=16, metadata={"help": "Pairs per judge forward pass."})
+    max_prompts: int | None = field(default=None, metadata={"help": "Use only the first N prompts (smoke runs)."})
+    seed: int = field(default=42, metadata={"help": "Sampling seed."})
+    dpo_pairs_dir: str | None = field(default=None, metadata={"help": "Also write DPO pairs (save_to_disk) here."})
+    min_gap: float = field(default=0.0, metadata={"help": "Least best-worst score gap for a DPO pair."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: best available)."})
+    dtype: str | None = field(default=None, metadata={"help": "Weights dtype of both models, e.g. bfloat16."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
+
+
+def run_best_of_n(config: BestOfNConfig) -> tuple[Dataset, dict[str, float]]:
+    """Run the CLI stage: returns the table and its summary (also written next to it).
+
+    Under ``accelerate launch`` each process samples its share of the prompts (seeded per process) and the main
+    process gathers and writes the whole table.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    from .data import load_table, require_columns
+
+    table = load_table(config.dataset, config.split)
+    require_columns(table, [config.prompt_column], f"dataset {config.dataset}", "Map yours with --prompt_column.")
+    prompts = table[config.prompt_column]
+    if config.max_prompts is not None:
+        prompts = prompts[: config.max_prompts]
+    state = PartialState()
+    device = config.device or (state.device if state.num_processes > 1 else None)
+    policy, tokenizer = load_policy(
+        config.policy, device=device, dtype=config.dtype, trust_remote_code=config.trust_remote_code
+    )
+    judge = SelfJudge.from_pretrained(
+        config.judge, device=device, dtype=config.dtype, trust_remote_code=config.trust_remote_code
+    )
+    generation = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p}
+    with state.split_between_processes(list(prompts)) as shard:
+        rows = best_of_n(
+            policy, tokenizer, judge, shard, config.n, generation, batch_size=config.batch_size,
+            judge_batch_size=config.judge_batch_size, seed=config.seed + state.process_index,
+            show_progress=state.is_local_main_process,
+        ).to_list() if shard else []  # more processes than prompts leaves some with none
+    if state.num_processes > 1:
+        rows = gather_object(rows)
+    result = Dataset.from_list(rows)
+    summary = {"policy": config.policy, "judge": config.judge, **summarize(result)}
+    if state.is_main_process:
+        out = Path(config.output_dir)
+        result.save_to_disk(str(out))
+        result.to_json(str(out / "best_of_n.jsonl"), lines=True, force_ascii=False)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if config.dpo_pairs_dir:
+            build_dpo_pairs(result, config.min_gap).save_to_disk(config.dpo_pairs_dir)
+    state.wait_for_everyone()
+    return result, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trl import TrlParser
+
+    parser = TrlParser((BestOfNConfig,), prog="selfj-trl best-of-n", description=BestOfNConfig.__doc__)
+    (config,) = parser.parse_args_and_config(argv)
+    _, summary = run_best_of_n(config)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {config.output_dir} (save_to_disk folder, best_of_n.jsonl, summary.json)"
+          + (f" and DPO pairs in {config.dpo_pairs_dir}" if config.dpo_pairs_dir else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""SelfJudge: same numbers as the raw model, batch-invariant, TRL-compatible reward callable, selective following."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from selfj_trl.errors import SelfJInputError
+from selfj_trl.judge import SelfJudge, calibrate_threshold, main
+from selfj_trl.prompts import (
+    PLAIN_PROMPT_TEMPLATE,
+    format_student_view,
+    format_teacher_view,
+    judge_format_config,
+    tokenize_view,
+)
+from selfj_trl.testing import make_tiny_llama
+
+INSTRUCTIONS = [
+    "write a short poem about the sea",
+    "what is two plus two ?",
+    "hello world",
+    "rate the answer from 0 to 9",
+    "one two three",
+    "what is the answer ?",
+    "a b c d e f g h i j k l m n o p",
+]
+RESPONSES = [
+    "the sea is blue and deep . the sea is blue and deep . the sea is blue",
+    "four",
+    "",
+    "rating : 7",
+    "four five six seven eight nine ten",
+    "the answer is good",
+    "q r s t u v w x y z",
+]
+
+
+@pytest.fixture(scope="module")
+def judge(tiny_judge):
+    return SelfJudge.from_pretrained(tiny_judge, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def raw(tiny_judge):
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_judge, num_labels=1).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_judge)
+
+
+@pytest.fixture(scope="module")
+def plain_judge_path(tmp_path_factory):
+    path = make_tiny_llama(tmp_path_factory.mktemp("plain_judge"), kind="seqcls", chat=False, seed=1)
+    config = AutoConfig.from_pretrained(path)
+    config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path))
+    config.save_pretrained(path)
+    return str(path)
+
+
+def _raw_logit(raw, text: str, max_length: int | None = None) -> float:
+    model, tokenizer = raw
+    ids = tokenize_view(tokenizer, text, max_length)
+    with torch.inference_mode():
+        return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+
+
+def test_score_equals_raw_model_logit(judge, raw):
+    scores = judge.score(INSTRUCTIONS, RESPONSES, batch_size=4)
+    _, tokenizer = raw
+    for instruction, response, score in zip(INSTRUCTIONS, RESPONSES, scores):
+        expected = _raw_logit(raw, format_student_view(tokenizer, instruction, response))
+        assert score == pytest.approx(expected, abs=1e-5)
+
+
+def test_references_score_the_teacher_view(judge, raw):
+    refs = ["the sea is blue"] * len(INSTRUCTIONS)
+    with_ref = judge.score(INSTRUCTIONS, RESPONSES, references=refs)
+    _, tokenizer = raw
+    for i, score in enumerate(with_ref):
+        expected = _raw_logit(raw, format_teacher_view(tokenizer, INSTRUCTIONS[i], RESPONSES[i], refs[i]))
+        assert score == pytest.approx(expected, abs=1e-5)
+    assert with_ref != judge.score(INSTRUCTIONS, RESPONSES)
+
+
+def test_batch_size_order_and_padding_do_not_change_scores(judge):
+    reference = judge.score(INSTRUCTIONS, RESPONSES, batch_size=1)
+    for batch_size in (2, 3, 16):
+        assert judge.score(INSTRUCTIONS, RESPONSES, batch_size=batch_size) == pytest.approx(reference, abs=1e-5)
+    order = list(range(len(INSTRUCTIONS)))
+    random.Random(0).shuffle(order)
+    shuffled = judge.score([INSTRUCTIONS[i] for i in order], [RESPONSES[i] for i in order], batch_size=3)
+    assert shuffled == pytest.approx([reference[i] for i in order], abs=1e-5)
+    # A short pair next to a very long one (lots of padding) scores as it does alone.
+    long_pair = judge.score([INSTRUCTIONS[0], INSTRUCTIONS[1]], [" ".join(["the sea"] * 100), RESPONSES[1]])
+    assert long_pair[1] == pytest.approx(reference[1], abs=1e-5)
+
+
+def test_score_texts_matches_score_and_keeps_the_end_of_long_texts(tiny_judge, judge, raw):
+    _, tokenizer = raw
+    texts = [format_student_view(tokenizer, i, r) for i, r in zip(INSTRUCTIONS, RESPONSES)]
+    assert judge.score_texts(texts) == pytest.approx(judge.score(INSTRUCTIONS, RESPONSES), abs=1e-6)
+    short = SelfJudge.from_pretrained(tiny_judge, device="cpu", max_length=6)
+    assert short.max_length == 6
+    assert short.score_texts(texts[:1])[0] == pytest.approx(_raw_logit(raw, texts[0], max_length=6), abs=1e-5)
+    assert judge.max_length == 512  # the tiny Llama's max_position_embeddings
+
+
+def test_empty_response_is_scored(judge):
+    (score,) = judge.score(["hello world"], [""])
+    assert math.isfinite(score)
+
+
+@pytest.mark.parametrize(
+    ("instructions", "responses", "references", "field"),
+    [
+        (["hello world", "one"], ["good"], None, "responses"),
+        (["hello world", None], ["good", "bad"], None, "instructions[1]"),
+        (["hello world"], [3], None, "responses[0]"),
+        ([""], ["good"], None, "instructions[0]"),
+        (["hello world"], ["good"], ["a", "b"], "references"),
+        (["hello world"], ["good"], [None], "references[0]"),
+        (None, ["good"], None, "instructions"),
+    ],
+)
+def test_bad_inputs_raise_naming_the_field(judge, instructions, responses, references, field):
+    with pytest.raises(SelfJInputError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        judge.score(instructions, responses, references=references)
+
+
+def test_bad_batch_size_and_missing_judge_raise(judge, tmp_path):
+    with pytest.raises(SelfJInputError, match="batch_size"):
+        judge.score(["hello world"], ["good"], batch_size=0)
+    with pytest.raises(SelfJInputError, match="does not exist"):
+        SelfJudge.from_pretrained(str(tmp_path / "nope"))
+
+
+def test_format_comes_from_config_then_template(tiny_judge, plain_judge_path, tmp_path):
+    assert SelfJudge.from_pretrained(tiny_judge, device="cpu").chat is True
+    plain = SelfJudge.from_pretrained(plain_judge_path, device="cpu")
+    assert plain.chat is False
+    assert plain.format("hello world", "good") == PLAIN_PROMPT_TEMPLATE.format(instruction="hello world") + "good"
+    # a chat tokenizer whose config says "plain" is scored in the plain format
+    path = make_tiny_llama(tmp_path / "j", kind="seqcls", chat=True)
+    config = AutoConfig.from_pretrained(path)
+    config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path), chat=False)
+    config.save_pretrained(path)
+    assert SelfJudge.from_pretrained(str(path), device="cpu").chat is False
+
+
+def test_missing_pad_token_falls_back_to_eos(tiny_judge):
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_judge, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_judge)
+    tokenizer.pad_token = None
+    judge = SelfJudge(model, tokenizer)
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id == model.config.pad_token_id
+    assert len(judge.score(INSTRUCTIONS[:3], RESPONSES[:3], batch_size=3)) == 3
+
+
+def test_reward_func_matches_score_for_every_prompt_shape(judge, plain_judge_path):
+    reward = judge.as_reward_func()
+    assert reward.__name__ == "selfj_judge"
+    expected = judge.score(INSTRUCTIONS, RESPONSES)
+    conversational = reward(
+        prompts=[[{"role": "user", "content": i}] for i in INSTRUCTIONS],
+        completions=[[{"role": "assistant", "content": r}] for r in RESPONSES],
+        completion_ids=None, trainer_state=None,
+    )
+    assert conversational == pytest.approx(expected, abs=1e-5)
+    plain_template = reward([PLAIN_PROMPT_TEMPLATE.format(instruction=i) for i in INSTRUCTIONS], RESPONSES)
+    assert plain_template == pytest.approx(expected, abs=1e-5)  # the chat judge still gets its chat view
+    other = reward(["hello world :", "one two"], [" good", " three"])
+    assert other == pytest.approx(judge.score_texts(["hello world : good", "one two three"]), abs=1e-5)
+    plain = SelfJudge.from_pretrained(plain_judge_path, device="cpu")
+    plain_reward = plain.as_reward_func(name="plain_judge")
+    assert plain_reward.__name__ == "plain_judge"
+    via_messages = plain_reward(
+        [[{"role": "system", "content": "be good"}, {"role": "user", "content": i}] for i in INSTRUCTIONS],
+        [[{"role": "assistant", "content": r}] for r in RESPONSES],
+    )
+    assert via_messages == pytest.approx(plain.score(INSTRUCTIONS, RESPONSES), abs=1e-5)
+
+
+def test_decide_and_follow(judge):
+    (score,) = judge.score(["hello world"], ["good"])
+    assert judge.decide("hello world", "good", score - 1e-3) == {
+        "decision": "answer", "score": pytest.approx(score, abs=1e-6), "threshold": score - 1e-3
+    }
+    assert judge.decide("hello world", "good", score + 1e-3)["decision"] == "decline"
+    assert judge.follow("hello world", "good", score - 1e-3) == "good"
+    declined = judge.follow(["hello world", "hello world"], ["good", "good"], score + 1e-3, decline_message="no")
+    assert declined == ["no", "no"]
+    with pytest.raises(SelfJInputError, match="threshold"):
+        judge.decide("hello world", "good", "high")
+
+
+def test_calibrate_threshold_reaches_target_coverage():
+    rng = random.Random(0)
+    scores = [rng.gauss(0, 1) for _ in range(1000)]
+    for coverage in (0.05, 0.3, 0.5, 0.9, 1.0):
+        threshold = calibrate_threshold(scores, target_coverage=coverage)
+        kept = sum(s >= threshold for s in scores) / len(scores)
+        assert coverage <= kept < coverage + 2 / len(scores)
+    tied = [1.0] * 5 + [0.0] * 5
+    assert calibrate_threshold(tied, target_coverage=0.3) == 1.0  # ties at the threshold are all kept
+
+
+def test_calibrate_threshold_reaches_target_quality():
+    rng = random.Random(1)
+    qualities = [rng.random() for _ in range(500)]
+    scores = [q + rng.gauss(0, 0.2) for q in qualities]
+    target = 0.7
+    threshold = calibrate_threshold(scores, qualities, target_quality=target)
+    kept = [q for s, q in zip(scores, qualities) if s >= threshold]
+    assert sum(kept) / len(kept) >= target
+    lower = max(s for s in scores if s < threshold)  # the next lower threshold misses the target
+    kept_lower = [q for s, q in zip(scores, qualities) if s >= lower]
+    assert sum(kept_lower) / len(kept_lower) < target
+    assert calibrate_threshold(scores, qualities, target_quality=0.0) == min(scores)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"target_coverage": 0.5, "target_quality": 0.5}, "exactly one"),
+        ({}, "exactly one"),
+        ({"target_coverage": 0.0}, "target_coverage"),
+        ({"target_coverage": 1.5}, "target_coverage"),
+        ({"target_quality": 0.5}, "qualities"),
+        ({"qualities": [0.1, 0.2], "target_quality": 0.9}, "no threshold"),
+        ({"qualities": [0.1], "target_quality": 0.1}, "qualities"),
+    ],
+)
+def test_calibrate_threshold_errors(kwargs, match):
+    with pytest.raises(SelfJInputError, match=match):
+        calibrate_threshold([0.3, 0.6], **kwargs)
+    with pytest.raises(SelfJInputError, match="scores"):
+        calibrate_threshold([], target_coverage=0.5)
+    with pytest.raises(SelfJInputError, match=r"scores\[1\]"):
+        calibrate_threshold([0.1, float("nan")], target_coverage=0.5)
+
+
+def test_score_cli_writes_scores_with_mapped_columns(tiny_judge, judge, tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"q": i, "a": r, "id": n}) + "\n"
+                            for n, (i, r) in enumerate(zip(INSTRUCTIONS, RESPONSES))))
+    out = tmp_path / "out" / "scores.jsonl"
+    argv = ["--judge", tiny_judge, "--dataset", str(data), "--output_file", str(out),
+            "--instruction_column", "q", "--response_column", "a", "--device", "cpu", "--batch_size", "3"]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == list(range(len(INSTRUCTIONS)))
+    assert [r["score"] for r in rows] == pytest.approx(judge.score(INSTRUCTIONS, RESPONSES), abs=1e-5)
+
+
+def test_score_cli_reports_missing_columns_in_one_line(tiny_judge, tmp_path, capsys):
+    from selfj_trl.cli import main as cli_main
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"question": "hello world", "answer": "good"}) + "\n")
+    code = cli_main(["score", "--judge", tiny_judge, "--dataset", str(data), "--output_file", str(tmp_path / "o.jsonl")])
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # earlier lines are the datasets progress bar
+    assert last.startswith("selfj-trl score: error:") and "'instruction'" in last and "--instruction_column" in last

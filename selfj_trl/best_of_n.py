@@ -197,8 +197,8 @@ def summarize(dataset: Dataset) -> dict[str, float]:
 def build_dpo_pairs(dataset: Dataset, min_gap: float = 0.0, *, conversational: bool | None = None) -> Dataset:
     """``prompt/chosen/rejected`` rows (chosen = best, rejected = worst) for TRL's ``DPOTrainer``.
 
-    A row is kept only when ``best_score - worst_score >= min_gap`` and the two answers differ: a pair the judge
-    barely separates teaches DPO mostly noise. ``conversational`` (default: whether the policy was prompted with a
+    A row is kept only when ``best_score - worst_score >= min_gap``, the gap is positive and the two answers differ:
+    a pair the judge barely separates (or ties) teaches DPO mostly noise. ``conversational`` (default: whether the policy was prompted with a
     chat template) writes message lists, which ``DPOTrainer`` formats with the policy's template; otherwise the
     prompt is the exact text the policy continued and chosen/rejected are its continuations.
     """
@@ -215,7 +215,7 @@ def build_dpo_pairs(dataset: Dataset, min_gap: float = 0.0, *, conversational: b
     rows = []
     for row in dataset:
         gap = row["best_score"] - row["worst_score"]
-        if gap < min_gap or row["best_response"] == row["worst_response"]:
+        if gap < min_gap or gap <= 0 or row["best_response"] == row["worst_response"]:
             continue
         if conversational:
             prompt: Any = [{"role": "user", "content": row["prompt"]}]

@@ -1,0 +1,54 @@
+"""GRPO with a Self-J judge as the reward model, given to TRL by path (TRL calls ``from_pretrained`` itself).
+
+By hand, on the offline SmolLM2 policy and the quickstart's judge (GPU; add ``--bf16 false --use_cpu true`` on CPU):
+
+    accelerate launch recipes/grpo/grpo.py --config recipes/grpo/grpo.yaml
+    accelerate launch recipes/grpo/grpo.py --config recipes/grpo/grpo.yaml --policy gemma-3-270m --judge PATH
+
+Any ``GRPOConfig`` field works as a flag or YAML key. A chat policy gets conversational prompts and a base policy
+(e.g. ``gemma-3-270m``) plain ones; the judge's recorded format must match, or pass ``--judge_as callable`` to let
+``SelfJudge.as_reward_func`` reformat for it. PPO-style loops in other TRL versions take the same judge folder: it is
+an ordinary one-label ``AutoModelForSequenceClassification``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from transformers import AutoTokenizer
+from trl import GRPOConfig, GRPOTrainer, TrlParser
+
+from selfj_trl.errors import SelfJInputError
+from selfj_trl.judge import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset
+from selfj_trl.models import resolve_model
+from selfj_trl.prompts import has_chat_template
+
+
+def build_trainer(script_args: JudgeRecipeArguments, training_args: GRPOConfig) -> GRPOTrainer:
+    policy = resolve_model(script_args.policy)
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    conversational = has_chat_template(tokenizer)
+    dataset = prompt_dataset(
+        script_args.dataset, tokenizer, prompt_column=script_args.prompt_column, split=script_args.split,
+        conversational=conversational, max_prompts=script_args.max_prompts,
+    )
+    reward_funcs = judge_reward_funcs(script_args.judge, conversational=conversational, judge_as=script_args.judge_as)
+    return GRPOTrainer(
+        model=policy, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset, processing_class=tokenizer
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = TrlParser((JudgeRecipeArguments, GRPOConfig))
+    script_args, training_args = parser.parse_args_and_config(argv)
+    trainer = build_trainer(script_args, training_args)
+    trainer.train()
+    trainer.save_model(training_args.output_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SelfJInputError as err:
+        sys.exit(f"grpo: error: {err}")

@@ -1,0 +1,62 @@
+"""Online DPO with a Self-J judge ranking each pair of fresh samples (``trl.experimental.online_dpo``).
+
+For every prompt the policy samples two answers; the judge (given by path: TRL calls ``from_pretrained``) scores both
+and the higher one is the chosen answer of a DPO step. By hand (GPU; add ``--bf16 false --use_cpu true`` on CPU):
+
+    accelerate launch recipes/online_dpo/online_dpo.py --config recipes/online_dpo/online_dpo.yaml
+
+Any ``OnlineDPOConfig`` field works as a flag or YAML key; ``--judge_as callable`` uses ``SelfJudge.as_reward_func``.
+The online DPO trainer lives in ``trl.experimental`` in TRL 1.16 (its API may change between TRL releases).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we chose the experimental trainer knowingly
+
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+from trl import TrlParser  # noqa: E402
+from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer  # noqa: E402
+
+from selfj_trl.errors import SelfJInputError  # noqa: E402
+from selfj_trl.judge import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset  # noqa: E402
+from selfj_trl.models import resolve_model  # noqa: E402
+from selfj_trl.prompts import has_chat_template  # noqa: E402
+
+
+def build_trainer(script_args: JudgeRecipeArguments, training_args: OnlineDPOConfig) -> OnlineDPOTrainer:
+    policy_path = resolve_model(script_args.policy)
+    tokenizer = AutoTokenizer.from_pretrained(policy_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    conversational = has_chat_template(tokenizer)
+    dataset = prompt_dataset(
+        script_args.dataset, tokenizer, prompt_column=script_args.prompt_column, split=script_args.split,
+        conversational=conversational, max_prompts=script_args.max_prompts,
+    )
+    reward_funcs = judge_reward_funcs(script_args.judge, conversational=conversational, judge_as=script_args.judge_as)
+    # Loaded here rather than by path: the trainer would default to device_map="auto", which fights
+    # `accelerate launch` over device placement.
+    policy = AutoModelForCausalLM.from_pretrained(policy_path, **(training_args.model_init_kwargs or {}))
+    training_args.model_init_kwargs = None
+    return OnlineDPOTrainer(
+        model=policy, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset, processing_class=tokenizer
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = TrlParser((JudgeRecipeArguments, OnlineDPOConfig))
+    script_args, training_args = parser.parse_args_and_config(argv)
+    trainer = build_trainer(script_args, training_args)
+    trainer.train()
+    trainer.save_model(training_args.output_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SelfJInputError as err:
+        sys.exit(f"online_dpo: error: {err}")

@@ -1,0 +1,56 @@
+"""RLOO (REINFORCE leave-one-out) with a Self-J judge as the reward model, given to TRL by path.
+
+TRL calls ``from_pretrained`` on the judge itself, exactly as it would for any reward model.
+
+By hand, on the offline SmolLM2 policy and the quickstart's judge (GPU; add ``--bf16 false --use_cpu true`` on CPU):
+
+    accelerate launch recipes/rloo/rloo.py --config recipes/rloo/rloo.yaml
+    accelerate launch recipes/rloo/rloo.py --config recipes/rloo/rloo.yaml --policy gemma-3-270m --judge PATH
+
+Any ``RLOOConfig`` field works as a flag or YAML key. A chat policy gets conversational prompts and a base policy
+(e.g. ``gemma-3-270m``) plain ones; the judge's recorded format must match, or pass ``--judge_as callable`` to let
+``SelfJudge.as_reward_func`` reformat for it. PPO-style loops in other TRL versions take the same judge folder: it is
+an ordinary one-label ``AutoModelForSequenceClassification``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from transformers import AutoTokenizer
+from trl import RLOOConfig, RLOOTrainer, TrlParser
+
+from selfj_trl.errors import SelfJInputError
+from selfj_trl.judge import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset
+from selfj_trl.models import resolve_model
+from selfj_trl.prompts import has_chat_template
+
+
+def build_trainer(script_args: JudgeRecipeArguments, training_args: RLOOConfig) -> RLOOTrainer:
+    policy = resolve_model(script_args.policy)
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    conversational = has_chat_template(tokenizer)
+    dataset = prompt_dataset(
+        script_args.dataset, tokenizer, prompt_column=script_args.prompt_column, split=script_args.split,
+        conversational=conversational, max_prompts=script_args.max_prompts,
+    )
+    reward_funcs = judge_reward_funcs(script_args.judge, conversational=conversational, judge_as=script_args.judge_as)
+    return RLOOTrainer(
+        model=policy, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset, processing_class=tokenizer
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = TrlParser((JudgeRecipeArguments, RLOOConfig))
+    script_args, training_args = parser.parse_args_and_config(argv)
+    trainer = build_trainer(script_args, training_args)
+    trainer.train()
+    trainer.save_model(training_args.output_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SelfJInputError as err:
+        sys.exit(f"rloo: error: {err}")

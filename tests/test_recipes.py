@@ -1,0 +1,229 @@
+"""The recipes run a step on tiny models, and the reward TRL computes from the judge equals SelfJudge.score.
+
+Each recipe is loaded from ``recipes/<name>/<name>.py`` with its own YAML (so a key TRL does not know fails here)
+and CPU-sized flags on top, exactly as ``accelerate launch recipe.py --config recipe.yaml --flag ...`` would.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import load_from_disk
+from transformers import AutoConfig, AutoTokenizer
+
+from selfj_trl.errors import SelfJInputError
+from selfj_trl.judge import SelfJudge
+from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, judge_format_config
+from selfj_trl.testing import make_tiny_llama, tiny_instruction_rows
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+CPU_FLAGS = ["--use_cpu", "true", "--bf16", "false", "--activation_checkpointing", "false", "--report_to", "none",
+             "--save_strategy", "no", "--logging_steps", "1", "--max_steps", "1", "--seed", "0"]
+ONLINE_FLAGS = ["--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "4",
+                "--max_prompts", "4"]
+
+
+def load_recipe(name: str):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / name / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses defined in the script look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse(module, name: str, parser_types, argv: list[str]):
+    from trl import TrlParser
+
+    return TrlParser(parser_types).parse_args_and_config(["--config", str(RECIPES / name / f"{name}.yaml"), *argv])
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in tiny_instruction_rows(6)))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def plain_judge(tmp_path_factory):
+    path = make_tiny_llama(tmp_path_factory.mktemp("plain_judge"), kind="seqcls", chat=False, seed=3)
+    config = AutoConfig.from_pretrained(path)
+    config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path))
+    config.save_pretrained(path)
+    return str(path)
+
+
+def capture(trainer, method: str) -> list:
+    """Record (prompts, completions, rewards) every time the trainer computes rewards."""
+    seen = []
+    original = getattr(trainer, method)
+
+    def wrapped(*args, **kwargs):
+        rewards = original(*args, **kwargs)
+        prompts = kwargs.get("prompts", args[1] if method == "_calculate_rewards" else args[0] if args else None)
+        completions = kwargs.get("completions", args[2] if method == "_calculate_rewards" else args[1] if args else None)
+        seen.append((list(prompts), list(completions), rewards.detach().float().cpu().clone()))
+        return rewards
+
+    setattr(trainer, method, wrapped)
+    return seen
+
+
+def as_pairs(prompts, completions):
+    """(instruction, response) back from TRL's plain or conversational prompt/completion."""
+    if isinstance(prompts[0], list):
+        return [p[-1]["content"] for p in prompts], [c[-1]["content"] for c in completions]
+    head, tail = PLAIN_PROMPT_TEMPLATE.split("{instruction}")
+    instructions = []
+    for p in prompts:
+        assert p.startswith(head) and p.endswith(tail)
+        instructions.append(p[len(head) : len(p) - len(tail)])
+    return instructions, list(completions)
+
+
+def assert_rewards_match_selfjudge(seen, judge_path):
+    assert seen, "the trainer never computed rewards"
+    judge = SelfJudge.from_pretrained(judge_path, device="cpu")
+    for prompts, completions, rewards in seen:
+        instructions, responses = as_pairs(prompts, completions)
+        expected = judge.score(instructions, responses)
+        column = rewards[:, 0] if rewards.dim() == 2 else rewards
+        assert column.tolist() == pytest.approx(expected, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# GRPO: the reward TRL computes with the judge given by path equals SelfJudge.score (plain and conversational)
+# ------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", ["conversational", "plain"])
+def test_grpo_reward_equals_selfjudge_score(shape, tiny_policy, tiny_plain_policy, tiny_judge, plain_judge,
+                                            prompts_file, tmp_path):
+    from trl import GRPOConfig
+
+    from selfj_trl.judge import JudgeRecipeArguments
+
+    grpo = load_recipe("grpo")
+    policy, judge = (tiny_policy, tiny_judge) if shape == "conversational" else (tiny_plain_policy, plain_judge)
+    script_args, training_args = parse(grpo, "grpo", (JudgeRecipeArguments, GRPOConfig), [
+        "--policy", policy, "--judge", judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
+        *CPU_FLAGS, *ONLINE_FLAGS,
+    ])
+    assert script_args.judge_as == "path"
+    trainer = grpo.build_trainer(script_args, training_args)
+    assert isinstance(trainer.reward_funcs[0], torch.nn.Module)  # TRL loaded the judge itself
+    seen = capture(trainer, "_calculate_rewards")
+    trainer.train()
+    assert_rewards_match_selfjudge(seen, judge)
+    if shape == "conversational":
+        assert isinstance(seen[0][0][0], list)
+    else:
+        assert isinstance(seen[0][0][0], str)
+
+
+def test_grpo_refuses_a_judge_in_the_wrong_format_unless_reformatting(tiny_plain_policy, tiny_judge, prompts_file,
+                                                                     tmp_path):
+    from trl import GRPOConfig
+
+    from selfj_trl.judge import JudgeRecipeArguments
+
+    grpo = load_recipe("grpo")
+    argv = ["--policy", tiny_plain_policy, "--judge", tiny_judge, "--dataset", prompts_file,
+            "--output_dir", str(tmp_path), *CPU_FLAGS, *ONLINE_FLAGS]
+    script_args, training_args = parse(grpo, "grpo", (JudgeRecipeArguments, GRPOConfig), argv)
+    with pytest.raises(SelfJInputError, match="judge_as callable"):
+        grpo.build_trainer(script_args, training_args)
+    # With the callable, the chat judge gets its chat view of the plain prompts, and GRPO's rewards are its scores.
+    script_args, training_args = parse(grpo, "grpo", (JudgeRecipeArguments, GRPOConfig), [*argv, "--judge_as", "callable"])
+    trainer = grpo.build_trainer(script_args, training_args)
+    seen = capture(trainer, "_calculate_rewards")
+    trainer.train()
+    assert_rewards_match_selfjudge(seen, tiny_judge)
+
+
+def test_grpo_recipe_main_trains_and_saves(tiny_policy, tiny_judge, prompts_file, tmp_path):
+    grpo = load_recipe("grpo")
+    argv = ["--config", str(RECIPES / "grpo" / "grpo.yaml"), "--policy", tiny_policy, "--judge", tiny_judge,
+            "--dataset", prompts_file, "--output_dir", str(tmp_path / "out"), *CPU_FLAGS, *ONLINE_FLAGS]
+    assert grpo.main(argv) == 0
+    assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# RLOO and online DPO
+# ------------------------------------------------------------------------------------------------------------------
+def test_rloo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_path):
+    from trl import RLOOConfig
+
+    from selfj_trl.judge import JudgeRecipeArguments
+
+    rloo = load_recipe("rloo")
+    script_args, training_args = parse(rloo, "rloo", (JudgeRecipeArguments, RLOOConfig), [
+        "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
+        *CPU_FLAGS, *ONLINE_FLAGS,
+    ])
+    trainer = rloo.build_trainer(script_args, training_args)
+    seen = capture(trainer, "_calculate_rewards")
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert_rewards_match_selfjudge(seen, tiny_judge)
+
+
+def test_online_dpo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_path):
+    from trl.experimental.online_dpo import OnlineDPOConfig
+
+    from selfj_trl.judge import JudgeRecipeArguments
+
+    online_dpo = load_recipe("online_dpo")
+    script_args, training_args = parse(online_dpo, "online_dpo", (JudgeRecipeArguments, OnlineDPOConfig), [
+        "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
+        "--per_device_train_batch_size", "2", "--max_new_tokens", "4", "--max_prompts", "4", *CPU_FLAGS,
+    ])
+    trainer = online_dpo.build_trainer(script_args, training_args)
+    seen = capture(trainer, "_calculate_rewards_from_functions")
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert_rewards_match_selfjudge(seen, tiny_judge)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Offline DPO on best-of-n pairs, and best-of-n evaluation
+# ------------------------------------------------------------------------------------------------------------------
+def test_dpo_recipe_builds_pairs_with_the_judge_and_trains(tiny_policy, tiny_judge, prompts_file, tmp_path):
+    from trl import DPOConfig
+
+    dpo = load_recipe("dpo")
+    script_args, training_args = parse(dpo, "dpo", (dpo.DPORecipeArguments, DPOConfig), [
+        "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
+        "--n", "3", "--max_new_tokens", "4", "--max_prompts", "4", "--min_gap", "0.0",
+        "--per_device_train_batch_size", "2", "--max_length", "64", *CPU_FLAGS,
+    ])
+    trainer = dpo.build_trainer(script_args, training_args)
+    table = load_from_disk(str(tmp_path / "best_of_n"))
+    pairs = load_from_disk(str(tmp_path / "pairs"))
+    assert len(table) == 4 and 0 < len(pairs) <= 4
+    assert all(c > r for c, r in zip(pairs["score_chosen"], pairs["score_rejected"]))
+    trainer.train()
+    assert trainer.state.global_step == 1
+    # Re-running on the saved pairs skips sampling.
+    script_args.pairs = str(tmp_path / "pairs")
+    assert len(dpo.make_pairs(script_args, 0, str(tmp_path / "unused"))) == len(pairs)
+
+
+def test_best_of_n_recipe(tiny_policy, tiny_judge, prompts_file, tmp_path, capsys):
+    recipe = load_recipe("best_of_n")
+    argv = ["--config", str(RECIPES / "best_of_n" / "best_of_n.yaml"), "--policy", tiny_policy, "--judge",
+            tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path / "bon"), "--n", "2",
+            "--max_new_tokens", "4", "--max_prompts", "3", "--device", "cpu",
+            "--dpo_pairs_dir", str(tmp_path / "pairs"), "--min_gap", "0.0"]
+    assert recipe.main(argv) == 0
+    summary = json.loads((tmp_path / "bon" / "summary.json").read_text())
+    assert summary["prompts"] == 3 and summary["n"] == 2
+    assert summary["mean_best_score"] >= summary["mean_first_score"]
+    assert "best_of_n_gain" in capsys.readouterr().out

@@ -1,0 +1,124 @@
+"""Labeling benchmarks (prints its figures).
+
+1. Self-evaluation by ONE forward pass (``selfj_trl.labeling.self_evaluate``) against score extraction by generating
+   up to 10 tokens and reading the digit distribution at the first generated position (how the Self-J authors'
+   script does it), same model, same prompts, same batch size. Target: >= 5x.
+2. ``--scaling``: wall time of full labeling (sampling + self-evaluation + cosine) for 4 sizes of
+   instructions x samples; it should grow linearly with the number of responses.
+
+    python bench/bench_labeling.py --policy gemma-3-270m --n 32
+    python bench/bench_labeling.py --policy smollm2-135m-instruct --scaling
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from selfj_trl.labeling import (  # noqa: E402
+    LabelingConfig,
+    expected_digit,
+    label_dataset,
+    load_policy,
+    self_evaluate,
+)
+from selfj_trl.prompts import build_judge_prompt, digit_token_ids, has_chat_template  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _rows(n: int) -> tuple[list[str], list[str], list[str]]:
+    """Train-split instructions with one real model response each (never the test split)."""
+    ins = {}
+    for line in (DATA / "alpaca_eval_gpt4" / "instructions.jsonl").open():
+        r = json.loads(line)
+        if r["split"] == "train":
+            ins[r["id"]] = r
+    out_i, out_r, out_g = [], [], []
+    for line in (DATA / "alpaca_eval_gpt4" / "responses.jsonl").open():
+        r = json.loads(line)
+        if r["id"] in ins and r["model"] == "alpaca-7b":
+            out_i.append(ins[r["id"]]["instruction"])
+            out_r.append(r["response"])
+            out_g.append(ins[r["id"]]["reference"])
+        if len(out_i) == n:
+            break
+    return out_i, out_r, out_g
+
+
+@torch.inference_mode()
+def generate_then_read(model, tok, prompts: list[str], digit_ids, batch_size: int, chat: bool) -> list[float]:
+    """The generation-based baseline: greedy-generate up to 10 tokens, read the digits at the first step."""
+    scores = []
+    for start in range(0, len(prompts), batch_size):
+        enc = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True, padding_side="left",
+                  add_special_tokens=not chat)
+        out = model.generate(**enc, max_new_tokens=10, do_sample=False, output_scores=True,
+                             return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
+        scores += expected_digit(out.scores[0], digit_ids).tolist()
+    return scores
+
+
+def bench_forward_vs_generate(policy: str, n: int, batch_size: int, max_length: int) -> None:
+    model, tok = load_policy(policy)
+    chat = has_chat_template(tok)
+    ins, resp, refs = _rows(n)
+    digit_ids = digit_token_ids(tok)
+    prompts = [build_judge_prompt(tok, i, r, g, max_length=max_length).text for i, r, g in zip(ins, resp, refs)]
+    self_evaluate(model, tok, ins[:2], resp[:2], refs[:2], batch_size=batch_size, max_length=max_length)  # warm-up
+    t0 = time.perf_counter()
+    fwd = self_evaluate(model, tok, ins, resp, refs, batch_size=batch_size, max_length=max_length, digit_ids=digit_ids)
+    t_fwd = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gen = generate_then_read(model, tok, prompts, digit_ids, batch_size, chat)
+    t_gen = time.perf_counter() - t0
+    diff = max(abs(a - b) for a, b in zip(fwd, gen))
+    print(f"policy={policy} rows={n} batch_size={batch_size} max_length={max_length} threads={torch.get_num_threads()}")
+    print(f"one forward pass : {t_fwd:7.1f} s  {n / t_fwd:6.2f} rows/s")
+    print(f"generate 10 + read: {t_gen:7.1f} s  {n / t_gen:6.2f} rows/s")
+    print(f"speed-up: {t_gen / t_fwd:.2f}x (target >= 5x); max |score difference| = {diff:.2e}")
+
+
+def bench_scaling(policy: str, sizes: list[tuple[int, int]], max_new_tokens: int) -> None:
+    rows = [{"instruction": i, "reference": g} for i, _, g in zip(*_rows(max(s[0] for s in sizes)))]
+    print(f"policy={policy} max_new_tokens={max_new_tokens}")
+    print(f"{'instructions':>12} {'samples':>7} {'responses':>9} {'seconds':>8} {'s/response':>10}")
+    from datasets import Dataset
+
+    for n_ins, n_samp in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = LabelingConfig(dataset_name="bench", output_dir=tmp, policy=policy, num_samples=n_samp,
+                                 max_new_tokens=max_new_tokens, max_length=768, chunk_size=8)
+            t0 = time.perf_counter()
+            table = label_dataset(cfg, dataset=Dataset.from_list(rows[:n_ins]))
+            dt = time.perf_counter() - t0
+        print(f"{n_ins:>12} {n_samp:>7} {len(table):>9} {dt:>8.1f} {dt / max(len(table), 1):>10.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", default="gemma-3-270m")
+    parser.add_argument("--n", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--max_length", type=int, default=768)
+    parser.add_argument("--scaling", action="store_true")
+    parser.add_argument("--max_new_tokens", type=int, default=48)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.scaling:
+        bench_scaling(args.policy, [(4, 1), (8, 1), (8, 2), (16, 2)], args.max_new_tokens)
+    else:
+        bench_forward_vs_generate(args.policy, args.n, args.batch_size, args.max_length)
+
+
+if __name__ == "__main__":
+    main()

@@ -86,3 +86,24 @@ def tiny_instruction_rows(n: int = 6) -> list[dict[str, str]]:
     ]
     return [{"instruction": base[i % len(base)][0] + (f" {i}" if i >= len(base) else ""),
              "reference": base[i % len(base)][1]} for i in range(n)]
+
+
+def make_tiny_embedder(path: str | Path, dim: int = 16) -> Path:
+    """A sentence-transformers folder (one-layer random BERT + mean pooling): stands in for all-MiniLM-L6-v2."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = Path(path)
+    if (path / "modules.json").exists():
+        return path
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz0123456789",
+             *sorted({w for line in _CORPUS for w in line.split() if len(w) > 1})]
+    bert_dir = path / "bert"
+    bert_dir.mkdir(parents=True, exist_ok=True)
+    (bert_dir / "vocab.txt").write_text("\n".join(vocab))
+    BertTokenizerFast(vocab_file=str(bert_dir / "vocab.txt")).save_pretrained(bert_dir)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=dim, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=2 * dim)).save_pretrained(bert_dir)
+    SentenceTransformer(modules=[Transformer(str(bert_dir)), Pooling(dim)], device="cpu").save(str(path))
+    return path

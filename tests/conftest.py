@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 from selfj_trl.prompts import judge_format_config
-from selfj_trl.testing import make_tiny_llama, tiny_instruction_rows
+from selfj_trl.testing import make_tiny_embedder, make_tiny_llama, tiny_instruction_rows
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +37,12 @@ def tiny_judge(tmp_path_factory):
     config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path))
     config.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tmp_path_factory):
+    """A sentence-transformers folder (random one-layer BERT + mean pooling) standing in for MiniLM."""
+    return str(make_tiny_embedder(tmp_path_factory.mktemp("tiny_embedder")))
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from selfj_trl.labeling import (
     self_evaluate,
 )
 from selfj_trl.prompts import build_judge_prompt, digit_token_ids
+from selfj_trl.testing import make_tiny_embedder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,8 +140,6 @@ def test_judge_prompt_truncates_response_then_reference_never_instruction(tiny_p
 
 
 def _config(tmp_path, policy, **kw) -> LabelingConfig:
-    from selfj_trl.testing import make_tiny_llama  # noqa: F401  (policy already built by the fixture)
-
     return LabelingConfig(
         dataset_name=str(tmp_path / "rows.jsonl"), output_dir=str(tmp_path / "out"), policy=policy,
         embedder=str(_embedder_dir(tmp_path)), num_samples=2, max_new_tokens=6, chunk_size=2,
@@ -149,25 +148,7 @@ def _config(tmp_path, policy, **kw) -> LabelingConfig:
 
 
 def _embedder_dir(tmp_path) -> Path:
-    """A tiny sentence-transformers model (random BERT + mean pooling), saved locally."""
-    path = tmp_path.parent / "tiny_embedder"
-    if (path / "modules.json").exists():
-        return path
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz0123456789", "the", "sea"]
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("\n".join(vocab))
-    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
-    bert = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=32))
-    bert_dir = path / "bert"
-    bert.save_pretrained(bert_dir)
-    tok.save_pretrained(bert_dir)
-    word = models.Transformer(str(bert_dir))
-    SentenceTransformer(modules=[word, models.Pooling(16)]).save(str(path))
-    return path
+    return make_tiny_embedder(tmp_path.parent / "tiny_embedder")
 
 
 def _write_rows(tmp_path, n=5):

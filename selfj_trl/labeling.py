@@ -34,7 +34,15 @@ from tqdm.auto import tqdm
 from .data import load_table
 from .errors import SelfJInputError
 from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, resolve_model
-from .prompts import JUDGE_PROMPT_TEMPLATE, build_judge_prompt, digit_token_ids, generation_prompt, has_chat_template
+from .prompts import (
+    JUDGE_PROMPT_TEMPLATE,
+    PROMPT_STYLE_DIGITS,
+    build_judge_prompt,
+    check_prompt_style,
+    digit_token_ids,
+    generation_prompt,
+    has_chat_template,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +84,10 @@ class LabelingConfig:
     embed_batch_size: int = 32
     max_length: int = field(default=1024, metadata={"help": "Max tokens of a judging prompt (response cut first)."})
     self_eval_method: str = field(default="digits", metadata={"help": "digits | likelihood (see the README)."})
+    prompt_style: str = field(
+        default="zero_shot",
+        metadata={"help": "Judging prompt for digits: zero_shot | few_shot | reference_after | scale_1_5."},
+    )
     cosine_weight: float = field(default=0.5, metadata={"help": "Weight of max(cosine, 0) in the label, 0..1."})
     combination: str = field(default="weighted_mean", metadata={"help": "weighted_mean | rank_mean | fitted."})
     chunk_size: int = field(default=8, metadata={"help": "Instructions per shard (the unit of resume)."})
@@ -94,6 +106,7 @@ class LabelingConfig:
             raise SelfJInputError(f"combination must be one of {COMBINATIONS}, got {self.combination!r}.")
         if self.self_eval_method not in SELF_EVAL_METHODS:
             raise SelfJInputError(f"self_eval_method must be one of {SELF_EVAL_METHODS}, got {self.self_eval_method!r}.")
+        check_prompt_style(self.prompt_style)
         if self.backend != "transformers":
             raise SelfJInputError(f"backend {self.backend!r} is not available yet; use backend=transformers.")
         if self.push_to_hub and not self.hub_dataset_id:
@@ -104,7 +117,7 @@ class LabelingConfig:
         keys = ["dataset_name", "dataset_split", "dataset_filter", "instruction_column", "input_column",
                 "reference_column", "messages_column", "instances_column", "max_instructions", "policy", "embedder", "use_chat_template",
                 "num_samples", "max_new_tokens", "temperature", "top_p", "do_sample", "seed", "generation_batch_size",
-                "max_length", "self_eval_method", "chunk_size"]
+                "max_length", "self_eval_method", "prompt_style", "chunk_size"]
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -271,7 +284,7 @@ def expected_digit(logits: torch.Tensor, digit_ids: list[list[int]]) -> torch.Te
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     per_digit = torch.stack([torch.logsumexp(log_probs[:, ids], dim=-1) for ids in digit_ids], dim=-1)
     weights = torch.softmax(per_digit, dim=-1)  # renormalised over the ten digits
-    return weights @ torch.arange(10, dtype=weights.dtype, device=weights.device)
+    return weights @ torch.arange(len(digit_ids), dtype=weights.dtype, device=weights.device)
 
 
 @torch.inference_mode()
@@ -279,11 +292,13 @@ def self_evaluate(
     model: Any, tokenizer: Any, instructions: list[str], responses: list[str], references: list[str] | None = None, *,
     batch_size: int = 8, max_length: int | None = 1024, use_chat_template: bool | None = None,
     stats: Counter | None = None, digit_ids: list[list[int]] | None = None, show_progress: bool = False,
+    prompt_style: str = "zero_shot",
 ) -> list[float]:
     """The policy's own 0-9 rating of each response (with the reference when given), from one forward pass.
 
     ``stats`` (optional) counts truncated responses and references; ``digit_ids`` can be passed to skip the
-    vocabulary scan when called repeatedly.
+    vocabulary scan when called repeatedly. ``prompt_style`` picks the judging prompt; a style on another scale
+    (``scale_1_5``) reads only its digits and maps the expectation linearly onto 0-9.
     """
     if len(instructions) != len(responses) or (references is not None and len(references) != len(responses)):
         raise SelfJInputError("instructions, responses and references must have the same length.")
@@ -292,19 +307,21 @@ def self_evaluate(
     prompts = []
     for i, (ins, resp) in enumerate(zip(instructions, responses)):
         jp = build_judge_prompt(tokenizer, ins, resp, references[i] if references is not None else None,
-                                use_chat_template=chat, max_length=max_length)
+                                use_chat_template=chat, max_length=max_length, prompt_style=prompt_style)
         if stats is not None:
             stats["response_truncated"] += jp.response_truncated
             stats["reference_truncated"] += jp.reference_truncated
         prompts.append(jp.text)
+    lo, hi = PROMPT_STYLE_DIGITS[prompt_style]
+    scale_ids, to_0_9 = digit_ids[lo : hi + 1], LABEL_MAX / (hi - lo)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths together: less padding
     scores = [0.0] * len(prompts)
     batches = range(0, len(order), batch_size)
     for start in tqdm(batches, desc="self-evaluation", disable=not show_progress, leave=False):
         idx = order[start : start + batch_size]
         logits = _last_token_logits(model, tokenizer, [prompts[i] for i in idx], add_special_tokens=not chat)
-        for i, s in zip(idx, expected_digit(logits, digit_ids).tolist()):
-            scores[i] = s
+        for i, s in zip(idx, expected_digit(logits, scale_ids).tolist()):
+            scores[i] = s * to_0_9
     return scores
 
 
@@ -437,14 +454,14 @@ def label_chunk(
     resp = [r["response"] for r in flat]
     refs = [r["reference"] for r in flat]
     common = dict(batch_size=config.judge_batch_size, max_length=config.max_length,
-                  use_chat_template=config.use_chat_template, digit_ids=digit_ids)
+                  use_chat_template=config.use_chat_template, digit_ids=digit_ids, prompt_style=config.prompt_style)
     if config.self_eval_method == "digits":
         with_ref = self_evaluate(policy, tokenizer, ins, resp, refs, stats=stats, **common)
     else:
         from .signal import likelihood_self_eval
 
         with_ref = likelihood_self_eval(policy, tokenizer, ins, resp, refs, batch_size=config.judge_batch_size,
-                                        use_chat_template=config.use_chat_template)
+                                        use_chat_template=config.use_chat_template, max_length=config.max_length)
     no_ref = self_evaluate(policy, tokenizer, ins, resp, None, **common)
     cos = cosine_similarities(embedder, resp, refs, batch_size=config.embed_batch_size)
     for r, s, s0, c in zip(flat, with_ref, no_ref, cos):
@@ -473,6 +490,8 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
     shard_dir = out_dir / "shards"
     if state.is_main_process:
         _check_or_write_manifest(shard_dir, config, len(rows))
+        for stale in shard_dir.glob("*.tmp*"):  # half-written by a killed run; never counted as done
+            stale.unlink()
     state.wait_for_everyone()
 
     n_chunks = math.ceil(len(rows) / config.chunk_size)

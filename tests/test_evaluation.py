@@ -1,0 +1,339 @@
+"""The evaluation harness: each metric on a hand-computed example, the ranking and gaming checks on a synthetic
+leaderboard, selective-following curves, and the harness end to end (on the real held-out data when present)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from selfj_trl import evaluation as ev
+from selfj_trl.data import shared_data_dir
+from selfj_trl.errors import SelfJInputError
+from selfj_trl.eval_sets import PairwiseSet, load_alpaca_eval, load_eval_set
+
+needs_shared_data = pytest.mark.skipif(
+    shared_data_dir() is None, reason="../shared/data (the project's held-out sets) is not present on this machine"
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics against hand-computed values
+# ---------------------------------------------------------------------------------------------------------------
+def test_correlations_hand_computed():
+    # deviations (-1.5, -.5, .5, 1.5) and (-1.5, .5, -.5, 1.5): cov 4, variances 5 and 5 -> r = 0.8;
+    # ranks equal the values -> Spearman 0.8; one discordant pair of six -> tau = (5 - 1) / 6.
+    out = ev.correlations([1, 2, 3, 4], [1, 3, 2, 4])
+    assert out["pearson"] == pytest.approx(0.8)
+    assert out["spearman"] == pytest.approx(0.8)
+    assert out["kendall"] == pytest.approx(4 / 6)
+    assert out["n"] == 4
+
+
+def test_correlations_drop_nan_rows_and_handle_constant_scores():
+    out = ev.correlations([1, 2, np.nan, 3, 4], [1, 3, 100.0, 2, 4])
+    assert out["n"] == 4 and out["pearson"] == pytest.approx(0.8)
+    assert math.isnan(ev.correlations([1, 1, 1, 1], [1, 2, 3, 4])["pearson"])
+
+
+def test_preference_accuracy_counts_ties_as_half():
+    # right, wrong, score tie (0.5), right -> 2.5 / 4
+    out = ev.preference_accuracy([2, 1, 3, 3], [1, 2, 3, 0], [True, True, False, True])
+    assert out == {"accuracy": pytest.approx(0.625), "n": 4, "ties": 1}
+
+
+def test_agreement_with_reference_leaves_out_gpt4_ties():
+    # q = 0.5 is GPT-4's own tie: left out. Of the rest: row 0 right, row 1 wrong, row 3 wrong -> 1/3.
+    out = ev.agreement_with_reference([2, 2, 1, 0], [1, 1, 1, 1], [0.9, 0.2, 0.5, 0.7])
+    assert out["accuracy"] == pytest.approx(1 / 3)
+    assert out["n"] == 3 and out["gpt4_ties_excluded"] == 1
+
+
+def test_per_model_means_ignore_nan():
+    means = ev.per_model_means([1, 3, np.nan, 4], ["a", "a", "b", "b"])
+    assert means == {"a": 2.0, "b": 4.0}
+
+
+def test_within_group_correlation_averages_per_question():
+    scores = [1, 2, 3, 1, 2, 3, 5, 6, 7]
+    quality = [1, 2, 3, 3, 2, 1, 4, 4, 4]  # +1 in q1, -1 in q2, constant in q3 (skipped)
+    out = ev.within_group_correlations(scores, quality, ["q1"] * 3 + ["q2"] * 3 + ["q3"] * 3)
+    assert out["pearson"] == pytest.approx(0.0)
+    assert out["spearman"] == pytest.approx(0.0)
+    assert out["n_groups"] == 2 and out["n_groups_skipped"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model ranking and the gaming check on a synthetic leaderboard
+# ---------------------------------------------------------------------------------------------------------------
+def test_ranking_agreement_with_and_without_excluded_models():
+    scores = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    board = {"a": 10.0, "b": 30.0, "c": 20.0, "d": 40.0, "unscored": 5.0}
+    full = ev.ranking_agreement(scores, board)
+    assert full["spearman"] == pytest.approx(0.8) and full["kendall"] == pytest.approx(4 / 6)
+    assert full["n_models"] == 4
+    # without d: ranks (1, 2, 3) vs (1, 3, 2): rho = 1 - 6 * 2 / (3 * 8) = 0.5, tau = (2 - 1) / 3
+    part = ev.ranking_agreement(scores, board, exclude=["d"])
+    assert part["spearman"] == pytest.approx(0.5) and part["kendall"] == pytest.approx(1 / 3)
+
+
+def test_gaming_check_flags_an_adversarial_entry_above_the_median_honest_model():
+    scores = {"h1": 1.0, "h2": 2.0, "h3": 3.0, "h4": 4.0, "NullModel": 5.0, "gpt4_gamed": 0.5}
+    out = ev.gaming_check(scores, ["NullModel", "gpt4_gamed"])
+    assert out["NullModel"]["rank"] == 1 and out["NullModel"]["of"] == 6
+    assert out["NullModel"]["gamed"] and out["NullModel"]["beats_honest"] == 4
+    assert out["NullModel"]["median_honest_score"] == pytest.approx(2.5)
+    assert out["gpt4_gamed"]["rank"] == 6 and not out["gpt4_gamed"]["gamed"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Selective instruction following
+# ---------------------------------------------------------------------------------------------------------------
+def test_selective_curve_hand_computed_and_endpoints():
+    curve = ev.selective_curve([4, 3, 2, 1], [1, 0, 1, 0], coverages=(0.25, 0.5, 0.75, 1.0))
+    assert curve.tolist() == pytest.approx([1.0, 0.5, 2 / 3, 0.5])
+    rng = np.random.default_rng(1)
+    q = rng.random(57)
+    full = ev.selective_curve(rng.random(57), q)
+    assert full[-1] == pytest.approx(q.mean())  # 100% coverage keeps everything
+
+
+def test_curve_summary_is_the_mean_height_over_coverage():
+    cov = ev.COVERAGES
+    linear = ev.curve_summary(list(cov), cov)
+    assert linear["auc"] == pytest.approx(0.55)  # mean of a straight line from 0.1 to 1.0
+    assert linear["quality_at_50"] == pytest.approx(0.5) and linear["quality_at_80"] == pytest.approx(0.8)
+    assert ev.curve_summary([0.3] * len(cov))["auc"] == pytest.approx(0.3)
+
+
+def test_oracle_beats_informative_judge_beats_random():
+    rng = np.random.default_rng(0)
+    q = rng.random(3000)
+    judge = q + rng.normal(0, 0.3, len(q))  # informative but noisy
+    noise = rng.random(len(q))
+    auc = {name: ev.curve_summary(ev.selective_curve(s, q))["auc"]
+           for name, s in [("oracle", q), ("judge", judge), ("random", noise)]}
+    assert auc["oracle"] > auc["judge"] > auc["random"] + 0.05
+    assert auc["random"] == pytest.approx(q.mean(), abs=0.03)
+
+
+def test_constant_scores_behave_like_a_random_order():
+    q = np.random.default_rng(3).random(2000)
+    curve = ev.selective_curve(np.zeros_like(q), q)
+    assert np.allclose(curve, q.mean(), atol=0.05)
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_is_seeded():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+
+    def stat(idx):
+        return np.array([x[idx].mean()])
+
+    low, high = ev.bootstrap_ci(stat, len(x), n_resamples=300, seed=7)
+    assert low[0] < x.mean() < high[0]
+    low2, high2 = ev.bootstrap_ci(stat, len(x), n_resamples=300, seed=7)
+    assert (low2, high2) == (low, high)
+
+
+def test_pairwise_accuracy_per_subset_and_llmbar_adversarial_total():
+    ds = PairwiseSet(
+        name="p", title="p", instructions=["i"] * 5, responses_a=["a"] * 5, responses_b=["b"] * 5,
+        labels=["A", "B", "tie", "A", "B"],
+        subsets=["natural", "natural", "natural", "llmbar_adv_neighbor", "llmbar_adv_manual"],
+        references=[None] * 5,
+    )
+    out = ev.evaluate_pairwise(ds, np.array([2.0, 2, 0, 0, 1]), np.array([1.0, 1, 5, 1, 1]), n_resamples=50)
+    acc = out["accuracy"]
+    assert acc["natural"]["accuracy"] == pytest.approx(0.5) and acc["natural"]["n"] == 2  # tie label left out
+    assert acc["llmbar_adv_neighbor"]["accuracy"] == 0.0
+    assert acc["llmbar_adv_manual"]["accuracy"] == 0.5  # score tie
+    assert acc["llmbar_adversarial (all 4)"]["accuracy"] == pytest.approx(0.25)
+    assert acc["all"]["n"] == 4 and out["n_ties_excluded"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scorers, cache and bad input
+# ---------------------------------------------------------------------------------------------------------------
+class CountingScorer:
+    """Scores by the number of words; counts rows so tests can see the cache at work."""
+
+    name = "words"
+    cache_id = "test:words"
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, instructions, responses, references=None, batch_size=8):
+        self.calls += len(responses)
+        return [float(len(r.split())) for r in responses]
+
+
+def test_baselines_length_random_are_deterministic():
+    length = ev.baseline_scorer("length")
+    assert length.score(["i", "i"], ["abc", ""]) == [3.0, 0.0]
+    assert ev.baseline_scorer("length:words").score(["i"], ["a b c"]) == [3.0]
+    rnd = ev.baseline_scorer("random")
+    first = rnd.score(["x", "y"], ["a", "b"])
+    assert rnd.score(["y", "x"], ["b", "a"]) == first[::-1]  # per row, independent of order
+    assert all(0 <= s < 1 for s in first)
+    assert ev.baseline_scorer("random:5").score(["x"], ["a"]) != first[:1]
+
+
+def test_resolve_scorers_errors_and_unique_names(tmp_path):
+    with pytest.raises(SelfJInputError, match="no such folder"):
+        ev.resolve_scorers([str(tmp_path / "missing_judge")])
+    with pytest.raises(SelfJInputError, match="needs the policy"):
+        ev.resolve_scorers(["self_eval_noref"])
+    with pytest.raises(SelfJInputError, match="seed must be an integer"):
+        ev.resolve_scorers(["random:x"])
+    with pytest.raises(SelfJInputError, match="object with .score"):
+        ev.resolve_scorers([42])
+    names = [e.name for e in ev.resolve_scorers([CountingScorer(), CountingScorer(), "length"])]
+    assert names == ["words", "words#2", "length"]
+
+
+def test_score_cache_survives_a_torn_line(tmp_path):
+    cache = ev.ScoreCache(tmp_path)
+    cache.add("id", {"h1": 1.5, "h2": float("nan")})
+    with open(cache.path("id"), "a") as fh:
+        fh.write('{"h": "h3", "s"')  # a crash mid-write
+    loaded = cache.load("id")
+    assert loaded["h1"] == 1.5 and math.isnan(loaded["h2"]) and "h3" not in loaded
+
+
+def _custom_rows(n=24):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        words = int(rng.integers(1, 12))
+        rows.append({"instruction": f"question {i % 6} variant {i}", "response": " ".join(["word"] * words),
+                     "quality": words + float(rng.normal(0, 2)), "model": f"m{i % 3}", "question_id": i % 6})
+    return rows
+
+
+def test_custom_dataset_end_to_end_without_shared_data(tmp_path):
+    scorer = CountingScorer()
+    ds = Dataset.from_list(_custom_rows())
+    metrics = ev.evaluate_judges([scorer], [ds], tmp_path, baselines=["length", "random"], bootstrap_resamples=50)
+    res = metrics["eval_sets"]["custom"]["scorers"]
+    assert res["words"]["correlation"]["spearman"] > 0.5
+    assert res["words"]["ranking"]["all"]["n_models"] == 3
+    assert (tmp_path / "metrics.json").exists() and (tmp_path / "report.md").exists()
+    json.loads((tmp_path / "metrics.json").read_text())  # strict JSON: NaN written as null
+    assert scorer.calls == 24
+    ev.evaluate_judges([scorer], [ds], tmp_path, baselines=["length"], bootstrap_resamples=50)
+    assert scorer.calls == 24  # every score came from the cache
+
+
+def test_bad_eval_set_inputs(tmp_path):
+    with pytest.raises(SelfJInputError, match="unknown eval set"):
+        load_eval_set("no_such_set")
+    no_quality = Dataset.from_list([{"instruction": "i", "response": "r"}])
+    with pytest.raises(SelfJInputError, match="quality column"):
+        load_eval_set(no_quality)
+    with pytest.raises(SelfJInputError, match="missing column"):
+        load_eval_set(no_quality, quality_column="stars")
+    empty = Dataset.from_dict({"instruction": [], "response": [], "quality": []})
+    with pytest.raises(SelfJInputError, match="empty"):
+        load_eval_set(empty)
+    with pytest.raises(SelfJInputError, match="must hold numbers"):
+        load_eval_set(Dataset.from_list([{"instruction": "i", "response": "r", "quality": "good"}]))
+    with pytest.raises(SelfJInputError, match="instruction"):
+        load_eval_set(Dataset.from_list([{"instruction": None, "response": "r", "quality": 1.0}]))
+    with pytest.raises(SelfJInputError, match="nothing to evaluate"):
+        ev.evaluate_judges([], ["alpaca_eval"], tmp_path)
+
+
+def test_missing_shared_data_is_a_one_line_error(monkeypatch):
+    import selfj_trl.eval_sets as sets
+
+    monkeypatch.setattr(sets, "shared_data_dir", lambda: None)
+    with pytest.raises(SelfJInputError, match="held-out data folder") as err:
+        load_eval_set("alpaca_eval")
+    assert "\n" not in str(err.value)
+
+
+def test_cli_reports_bad_input_without_traceback(capsys, tmp_path):
+    from selfj_trl.cli import main
+
+    code = main(["evaluate", "--baselines", "length", "--eval_sets", "nope", "--output_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown eval set" in err and "Traceback" not in err
+
+
+def test_self_eval_noref_baseline_with_a_tiny_policy(tiny_policy):
+    (entry,) = ev.resolve_scorers([f"self_eval_noref:{tiny_policy}"])
+    scores = entry.scorer.score(["what is two plus two ?"] * 2, ["the answer is four", "bad"], batch_size=2)
+    assert len(scores) == 2 and all(0.0 <= s <= 9.0 for s in scores)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real held-out data
+# ---------------------------------------------------------------------------------------------------------------
+@needs_shared_data
+def test_alpaca_loader_slices_by_instruction_and_labels_the_train_split():
+    test = load_alpaca_eval(split="test", max_instructions=2, seed=0)
+    assert len(set(test.groups)) == 2 and len(test) == 34  # 17 models x 2 instructions
+    assert set(test.group_references) == set(test.groups) and test.leaderboard["NullModel"] > 50
+    train = load_alpaca_eval(split="train", max_instructions=1)
+    assert any("NOT held out" in n for n in train.notes)
+    with pytest.raises(SelfJInputError, match="split"):
+        load_alpaca_eval(split="validation")
+
+
+@needs_shared_data
+def test_harness_end_to_end_on_real_alpaca_slice(tiny_judge, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "eval"
+    argv = ["--judges", tiny_judge, "--baselines", "length", "random", "--eval_sets", "alpaca_eval",
+            "--output_dir", str(out), "--max_instructions", "2", "--bootstrap_resamples", "50", "--batch_size", "8"]
+    assert ev.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    alpaca = metrics["eval_sets"]["alpaca_eval"]
+    assert alpaca["n"] == 34 and set(alpaca["scorers"]) == {_name(tiny_judge), "length", "random"}
+    judge = alpaca["scorers"][_name(tiny_judge)]
+    assert judge["n_scored"] == 34 and judge["scoring"]["scored"] > 0
+    assert judge["vs_reference"]["n"] > 0 and set(judge["ranking"]["gaming"]) == {"NullModel", "gpt4_gamed"}
+    # 100% coverage keeps every answer, whatever the order: the judge's curve ends where the oracle's does
+    assert judge["selective"]["curve"][-1] == pytest.approx(alpaca["orderings"]["oracle"]["curve"][-1])
+    report = (out / "report.md").read_text()
+    assert "Gaming check" in report and "`length`" in report and "`random`" in report
+    for png in ("coverage_alpaca_eval.png", "ranking_alpaca_eval.png"):
+        with Image.open(out / png) as img:
+            img.verify()
+            assert img.size[0] > 100
+    # second run: every score from the cache
+    assert ev.main(argv) == 0
+    again = json.loads((out / "metrics.json").read_text())["eval_sets"]["alpaca_eval"]["scorers"]
+    assert all(s["scoring"]["scored"] == 0 for s in again.values())
+    assert again[_name(tiny_judge)]["correlation"] == judge["correlation"]
+
+
+def _name(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).name
+
+
+@needs_shared_data
+def test_all_builtin_sets_load_and_score_with_cheap_baselines(tmp_path):
+    metrics = ev.evaluate_judges(["length"], ["mtbench", "prometheus", "human_pairwise"], tmp_path,
+                                 max_instructions=5, bootstrap_resamples=0, plots=False)
+    sets = metrics["eval_sets"]
+    assert sets["mtbench"]["scorers"]["length"]["within_question"]["n_groups"] >= 1
+    assert sets["prometheus"]["scorers"]["length"]["n_scored"] > 0
+    pairs = sets["human_pairwise"]
+    assert pairs["scorers"]["length"]["accuracy"]["all"] == pairs["longer_answer_wins"]["all"]
+
+
+@pytest.mark.slow
+def test_cosine_baseline_with_minilm(tmp_path):
+    (entry,) = ev.resolve_scorers(["cosine"])
+    scores = entry.scorer.score(["q", "q", "q"], ["the sea is blue", "two plus two is four", "x"],
+                                references=["the ocean is blue", "the ocean is blue", None])
+    assert scores[0] > scores[1] and math.isnan(scores[2])

@@ -140,26 +140,25 @@ def stage_train(config: QuickstartConfig, labeled: Path, folder: Path) -> str:
 
 
 def stage_evaluate(config: QuickstartConfig, judge: Path, folder: Path) -> str:
-    from .evaluation import EvaluateConfig, run_evaluation
+    from .evaluation import evaluate_judges
 
+    if (Path(config.data_dir) if config.data_dir else shared_data_dir()) is None:
+        (folder / "report.md").write_text("No held-out data on this machine (../shared/data is absent): skipped.\n")
+        return "skipped: no held-out data folder on this machine"
     baselines = ["length", "random"] if config.tiny else ["length", "random", "cosine"]
-    cfg = EvaluateConfig(judges=[str(judge)], baselines=baselines, eval_sets=["alpaca_eval"],
-                         output_dir=str(folder), max_instructions=config.eval_max_instructions,
-                         data_dir=config.data_dir)
-    metrics = run_evaluation(cfg)
-    return _headline(metrics, str(judge))
+    metrics = evaluate_judges(
+        [str(judge)], ["alpaca_eval"], folder, baselines=baselines, max_instructions=config.eval_max_instructions,
+        seed=config.seed, data_dir=config.data_dir, embedder=config.embedder, bootstrap_resamples=200,
+    )
+    return _headline(metrics, judge.name)
 
 
-def _headline(metrics: dict, judge: str) -> str:
-    """One line from metrics.json: the judge's Spearman with GPT-4 next to the length baseline."""
-    try:
-        alpaca = metrics["eval_sets"]["alpaca_eval"]["scorers"]
-        name = next(k for k in alpaca if k not in {"length", "random", "cosine"})
-        rho = alpaca[name]["correlation"]["spearman"]
-        length = alpaca["length"]["correlation"]["spearman"]
-        return f"Spearman with GPT-4: judge {rho:+.2f}, length {length:+.2f}"
-    except (KeyError, StopIteration, TypeError):
-        return "report written"
+def _headline(metrics: dict, judge_name: str) -> str:
+    """One line from metrics.json: the judge's Spearman with GPT-4 next to the baselines'."""
+    scorers = metrics["eval_sets"]["alpaca_eval"]["scorers"]
+    parts = [f"{name} {res['correlation']['spearman']:+.2f}" for name, res in scorers.items()]
+    n = metrics["eval_sets"]["alpaca_eval"]["n"]
+    return f"Spearman with GPT-4 on {n} held-out responses: " + ", ".join(parts)
 
 
 def stage_use(config: QuickstartConfig, judge_dir: Path, folder: Path) -> str:

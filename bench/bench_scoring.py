@@ -72,7 +72,8 @@ def per_example_loop(judge: SelfJudge, instructions: list[str], responses: list[
 
 def prebatch(judge: SelfJudge, instructions: list[str], responses: list[str], batch_size: int) -> tuple[list, int]:
     """Exactly SelfJudge's batches (sorted, right-padded), built ahead of time: the raw-forward baseline's input."""
-    ids = [tokenize_view(judge.tokenizer, judge.format(i, r), judge.max_length) for i, r in zip(instructions, responses)]
+    ids = [tokenize_view(judge.tokenizer, judge.format(i, r), judge.max_length)
+           for i, r in zip(instructions, responses)]
     order = sorted(range(len(ids)), key=lambda k: len(ids[k]), reverse=True)
     batches = []
     for start in range(0, len(order), batch_size):
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="all-minilm-l6-v2", help="offline alias, folder or Hub id")
     parser.add_argument("--pairs", type=int, default=512)
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the batched methods (best is kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the batched methods (best kept)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -129,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     # the least noisy estimate, and interleaving exposes both methods to the same background load.
     score_times, raw_times = [], []
     for _ in range(args.repeats):
-        t, s_score = timed(lambda: judge.score(instructions, responses, batch_size=args.batch_size, show_progress=False))
+        t, s_score = timed(
+            lambda: judge.score(instructions, responses, batch_size=args.batch_size, show_progress=False)
+        )
         score_times.append(t)
         t, s_raw = timed(lambda: raw_forward(judge, batches, args.pairs))
         raw_times.append(t)

@@ -198,8 +198,8 @@ def build_dpo_pairs(dataset: Dataset, min_gap: float = 0.0, *, conversational: b
     """``prompt/chosen/rejected`` rows (chosen = best, rejected = worst) for TRL's ``DPOTrainer``.
 
     A row is kept only when ``best_score - worst_score >= min_gap``, the gap is positive and the two answers differ:
-    a pair the judge barely separates (or ties) teaches DPO mostly noise. ``conversational`` (default: whether the policy was prompted with a
-    chat template) writes message lists, which ``DPOTrainer`` formats with the policy's template; otherwise the
+    a pair the judge barely separates (or ties) teaches DPO mostly noise. ``conversational`` (default: whether the
+    policy was prompted with a chat template) writes message lists, which ``DPOTrainer`` formats with the policy's template; otherwise the
     prompt is the exact text the policy continued and chosen/rejected are its continuations.
     """
     from .data import require_columns

@@ -100,7 +100,9 @@ class SelfJudge:
         if tokenizer.pad_token_id is None:  # as GRPO does: the classifier reads the last non-pad token
             tokenizer.pad_token = tokenizer.eos_token
         if tokenizer.pad_token_id is None:
-            raise SelfJInputError("the judge's tokenizer has neither a pad nor an eos token; set `tokenizer.pad_token`.")
+            raise SelfJInputError(
+                "the judge's tokenizer has neither a pad nor an eos token; set `tokenizer.pad_token`."
+            )
         model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
         if device is not None:
             model.to(device)
@@ -302,7 +304,9 @@ class SelfJudge:
             match = _PLAIN_PROMPT_RE.match(prompt)
             (pairs if match else raw).append((i, match.group("instruction") if match else prompt, completion))
         if pairs:
-            values = self.score([p[1] for p in pairs], [p[2] for p in pairs], batch_size=batch_size, show_progress=False)
+            values = self.score(
+                [p[1] for p in pairs], [p[2] for p in pairs], batch_size=batch_size, show_progress=False
+            )
             for (i, _, _), value in zip(pairs, values):
                 scores[i] = value
         if raw:
@@ -464,7 +468,7 @@ class JudgeRecipeArguments:
     max_prompts: int | None = field(default=None, metadata={"help": "Use only the first N prompts."})
     judge_as: str = field(
         default="path",
-        metadata={"help": "'path': TRL loads the judge itself (from_pretrained); 'callable': SelfJudge.as_reward_func."},
+        metadata={"help": "'path': TRL loads the judge (from_pretrained); 'callable': SelfJudge.as_reward_func."},
     )
 
 

@@ -261,7 +261,8 @@ def test_score_cli_reports_missing_columns_in_one_line(tiny_judge, tmp_path, cap
 
     data = tmp_path / "rows.jsonl"
     data.write_text(json.dumps({"question": "hello world", "answer": "good"}) + "\n")
-    code = cli_main(["score", "--judge", tiny_judge, "--dataset", str(data), "--output_file", str(tmp_path / "o.jsonl")])
+    out = str(tmp_path / "o.jsonl")
+    code = cli_main(["score", "--judge", tiny_judge, "--dataset", str(data), "--output_file", out])
     assert code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # earlier lines are the datasets progress bar
     assert last.startswith("selfj-trl score: error:") and "'instruction'" in last and "--instruction_column" in last

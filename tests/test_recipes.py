@@ -7,6 +7,7 @@ and CPU-sized flags on top, exactly as ``accelerate launch recipe.py --config re
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -39,7 +40,7 @@ def load_recipe(name: str):
     return module
 
 
-def parse(module, name: str, parser_types, argv: list[str]):
+def parse(name: str, parser_types, argv: list[str]):
     from trl import TrlParser
 
     return TrlParser(parser_types).parse_args_and_config(["--config", str(RECIPES / name / f"{name}.yaml"), *argv])
@@ -66,11 +67,12 @@ def capture(trainer, method: str) -> list:
     seen = []
     original = getattr(trainer, method)
 
+    signature = inspect.signature(original)
+
     def wrapped(*args, **kwargs):
         rewards = original(*args, **kwargs)
-        prompts = kwargs.get("prompts", args[1] if method == "_calculate_rewards" else args[0] if args else None)
-        completions = kwargs.get("completions", args[2] if method == "_calculate_rewards" else args[1] if args else None)
-        seen.append((list(prompts), list(completions), rewards.detach().float().cpu().clone()))
+        bound = signature.bind(*args, **kwargs).arguments
+        seen.append((list(bound["prompts"]), list(bound["completions"]), rewards.detach().float().cpu().clone()))
         return rewards
 
     setattr(trainer, method, wrapped)
@@ -111,7 +113,7 @@ def test_grpo_reward_equals_selfjudge_score(shape, tiny_policy, tiny_plain_polic
 
     grpo = load_recipe("grpo")
     policy, judge = (tiny_policy, tiny_judge) if shape == "conversational" else (tiny_plain_policy, plain_judge)
-    script_args, training_args = parse(grpo, "grpo", (JudgeRecipeArguments, GRPOConfig), [
+    script_args, training_args = parse("grpo", (JudgeRecipeArguments, GRPOConfig), [
         "--policy", policy, "--judge", judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
         *CPU_FLAGS, *ONLINE_FLAGS,
     ])
@@ -136,11 +138,12 @@ def test_grpo_refuses_a_judge_in_the_wrong_format_unless_reformatting(tiny_plain
     grpo = load_recipe("grpo")
     argv = ["--policy", tiny_plain_policy, "--judge", tiny_judge, "--dataset", prompts_file,
             "--output_dir", str(tmp_path), *CPU_FLAGS, *ONLINE_FLAGS]
-    script_args, training_args = parse(grpo, "grpo", (JudgeRecipeArguments, GRPOConfig), argv)
+    script_args, training_args = parse("grpo", (JudgeRecipeArguments, GRPOConfig), argv)
     with pytest.raises(SelfJInputError, match="judge_as callable"):
         grpo.build_trainer(script_args, training_args)
     # With the callable, the chat judge gets its chat view of the plain prompts, and GRPO's rewards are its scores.
-    script_args, training_args = parse(grpo, "grpo", (JudgeRecipeArguments, GRPOConfig), [*argv, "--judge_as", "callable"])
+    types = (JudgeRecipeArguments, GRPOConfig)
+    script_args, training_args = parse("grpo", types, [*argv, "--judge_as", "callable"])
     trainer = grpo.build_trainer(script_args, training_args)
     seen = capture(trainer, "_calculate_rewards")
     trainer.train()
@@ -164,7 +167,7 @@ def test_rloo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_path):
     from selfj_trl.judge import JudgeRecipeArguments
 
     rloo = load_recipe("rloo")
-    script_args, training_args = parse(rloo, "rloo", (JudgeRecipeArguments, RLOOConfig), [
+    script_args, training_args = parse("rloo", (JudgeRecipeArguments, RLOOConfig), [
         "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
         *CPU_FLAGS, *ONLINE_FLAGS,
     ])
@@ -181,7 +184,7 @@ def test_online_dpo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_p
     from selfj_trl.judge import JudgeRecipeArguments
 
     online_dpo = load_recipe("online_dpo")
-    script_args, training_args = parse(online_dpo, "online_dpo", (JudgeRecipeArguments, OnlineDPOConfig), [
+    script_args, training_args = parse("online_dpo", (JudgeRecipeArguments, OnlineDPOConfig), [
         "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
         "--per_device_train_batch_size", "2", "--max_new_tokens", "4", "--max_prompts", "4", *CPU_FLAGS,
     ])
@@ -199,7 +202,7 @@ def test_dpo_recipe_builds_pairs_with_the_judge_and_trains(tiny_policy, tiny_jud
     from trl import DPOConfig
 
     dpo = load_recipe("dpo")
-    script_args, training_args = parse(dpo, "dpo", (dpo.DPORecipeArguments, DPOConfig), [
+    script_args, training_args = parse("dpo", (dpo.DPORecipeArguments, DPOConfig), [
         "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
         "--n", "3", "--max_new_tokens", "4", "--max_prompts", "4", "--min_gap", "0.0",
         "--per_device_train_batch_size", "2", "--max_length", "64", *CPU_FLAGS,

@@ -146,22 +146,28 @@ class SelfJudge:
         if not isinstance(path_or_hub_id, (str, os.PathLike)) or not str(path_or_hub_id):
             raise SelfJInputError(f"`judge` must be a folder or Hub id, got {path_or_hub_id!r}.")
         path = resolve_model(str(path_or_hub_id))
-        if str(path).startswith((".", "/")) and not Path(path).exists():
+        looks_local = str(path).startswith((".", "/", "~")) or str(path).count("/") >= 2  # Hub ids are "org/name"
+        if looks_local and not Path(path).expanduser().exists():
             raise SelfJInputError(f"judge folder {path} does not exist; train one with `selfj-trl train` first.")
+        if Path(path).expanduser().is_dir() and not (Path(path).expanduser() / "config.json").exists():
+            raise SelfJInputError(
+                f"{path} is not a judge folder (no config.json); pass the folder `selfj-trl train` wrote."
+            )
         revision = kwargs.get("revision")
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
         load_kwargs = {"num_labels": 1, "use_safetensors": True, "trust_remote_code": trust_remote_code, **kwargs}
         if dtype is not None:
             load_kwargs["dtype"] = _as_dtype(dtype)
         try:
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
             model = AutoModelForSequenceClassification.from_pretrained(path, **load_kwargs)
-        except OSError as err:
+        except OSError as err:  # missing files, unknown Hub repo, no network
             if "safetensors" in str(err).lower():
                 raise SelfJInputError(
                     f"{path} has no safetensors weights; re-save the judge with `save_pretrained(..., "
                     "safe_serialization=True)` (pickled .bin weights are never loaded)."
                 ) from err
-            raise
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise SelfJInputError(f"could not load judge {path!r}: {first_line}") from err
         return cls(model, tokenizer, max_length=max_length, device=device or default_device())
 
     def _default_max_length(self) -> int | None:
@@ -567,6 +573,11 @@ def run_score(config: ScoreConfig) -> Path:
     """Score ``config.dataset`` with ``config.judge`` and write JSONL; returns the output path."""
     from .data import load_table, require_columns
 
+    # The judge first: a wrong judge path fails at once instead of after the dataset is read.
+    judge = SelfJudge.from_pretrained(
+        config.judge, device=config.device, dtype=config.dtype, trust_remote_code=config.trust_remote_code,
+        max_length=config.max_length,
+    )
     table = load_table(config.dataset, config.split)
     if config.max_rows is not None:
         table = table.select(range(min(config.max_rows, len(table))))
@@ -576,10 +587,6 @@ def run_score(config: ScoreConfig) -> Path:
     require_columns(
         table, columns, f"dataset {config.dataset}",
         "Map yours with --instruction_column / --response_column / --reference_column.",
-    )
-    judge = SelfJudge.from_pretrained(
-        config.judge, device=config.device, dtype=config.dtype, trust_remote_code=config.trust_remote_code,
-        max_length=config.max_length,
     )
     scores = judge.score(
         table[config.instruction_column],

@@ -136,6 +136,10 @@ def test_bad_batch_size_and_missing_judge_raise(judge, tmp_path):
         judge.score(["hello world"], ["good"], batch_size=0)
     with pytest.raises(SelfJInputError, match="does not exist"):
         SelfJudge.from_pretrained(str(tmp_path / "nope"))
+    with pytest.raises(SelfJInputError, match="does not exist"):
+        SelfJudge.from_pretrained("outputs/missing/judge")  # a relative path, not an "org/name" Hub id
+    with pytest.raises(SelfJInputError, match="no config.json"):
+        SelfJudge.from_pretrained(str(tmp_path))
 
 
 def test_format_comes_from_config_then_template(tiny_judge, plain_judge_path, tmp_path):

@@ -466,7 +466,7 @@ class JudgeRecipeArguments:
     policy: str = field(default="smollm2-135m-instruct", metadata={"help": "Policy folder, Hub id or offline alias."})
     judge: str = field(default="outputs/quickstart/judge", metadata={"help": "Judge folder or Hub id."})
     dataset: str = field(
-        default="../shared/data/self_instruct_seed/seed_tasks.jsonl",
+        default="selfj_trl/data/instructions.jsonl",
         metadata={"help": "Prompts: JSONL/CSV/Parquet file, save_to_disk folder or Hub id."},
     )
     split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict folder."})

@@ -38,7 +38,7 @@ class DPORecipeArguments:
     judge: str = field(default="outputs/quickstart/judge", metadata={"help": "Judge folder or Hub id."})
     pairs: str | None = field(default=None, metadata={"help": "Existing pairs or best-of-n table (skips sampling)."})
     dataset: str = field(
-        default="../shared/data/self_instruct_seed/seed_tasks.jsonl", metadata={"help": "Prompts for best-of-n."}
+        default="selfj_trl/data/instructions.jsonl", metadata={"help": "Prompts for best-of-n."}
     )
     split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict folder."})
     prompt_column: str = field(default="instruction", metadata={"help": "Column holding the instructions."})

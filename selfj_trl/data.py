@@ -36,7 +36,7 @@ def load_table(source: Any, split: str = "train") -> Dataset:
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         loaded = load_from_disk(str(path))
         return _pick_split(loaded, split, str(path)) if isinstance(loaded, DatasetDict) else loaded
-    if path.exists() or str(source).startswith((".", "/")):
+    if path.exists() or str(source).startswith((".", "/", "~")) or path.suffix.lower() in _FILE_TYPES:
         if path.is_dir():
             return load_dataset(str(path), split=split)
         raise SelfJInputError(f"{source}: no such file or folder.")

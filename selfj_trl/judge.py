@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .errors import SelfJInputError
+from .sampling import _as_dtype, default_device
 from .prompts import (
     JUDGE_CONFIG_KEY,
     PLAIN_PROMPT_TEMPLATE,
@@ -46,21 +47,6 @@ _PLAIN_PROMPT_RE = re.compile(
     "^" + re.escape(PLAIN_PROMPT_TEMPLATE).replace(re.escape("{instruction}"), "(?P<instruction>.*)") + "$",
     re.DOTALL,
 )
-
-
-def default_device() -> torch.device:
-    """This process's accelerator (``LOCAL_RANK`` under ``accelerate launch``), else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def _as_dtype(dtype: Any) -> Any:
-    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
-        return getattr(torch, dtype)
-    raise SelfJInputError(f"`dtype` must be a torch dtype name such as 'float32' or 'bfloat16', got {dtype!r}.")
 
 
 def _as_text_list(values: Any, field_name: str) -> list:

@@ -1,0 +1,126 @@
+"""The policy side shared by labeling (stage 1) and best-of-n (stage 3): loading a policy and sampling answers.
+
+Both stages must prompt the policy the same way (its chat template when it has one, the plain prompt format
+otherwise; see :mod:`selfj_trl.prompts`), so one implementation serves both.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .errors import SelfJInputError
+from .prompts import generation_prompt, has_chat_template
+
+
+def default_device() -> torch.device:
+    """This process's accelerator (``LOCAL_RANK`` under ``accelerate launch``), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def _as_dtype(dtype: Any) -> Any:
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        return getattr(torch, dtype)
+    raise SelfJInputError(f"`dtype` must be a torch dtype name such as 'float32' or 'bfloat16', got {dtype!r}.")
+
+
+#: Sampling defaults (the policy's own generation config supplies everything else, e.g. its EOS ids).
+DEFAULT_GENERATION = {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 256}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------------------
+def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, trust_remote_code: bool = False):
+    """A causal LM and its tokenizer (left padding, pad = eos when missing), from a folder, Hub id or alias."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .models import resolve_model
+
+    path = resolve_model(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
+    if dtype is not None:
+        kwargs["dtype"] = _as_dtype(dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model.to(device or default_device())
+    model.eval()
+    return model, tokenizer
+
+
+def _generation_config(policy: Any, tokenizer: Any, generation_config: Any, n: int):
+    from transformers import GenerationConfig
+
+    if isinstance(generation_config, GenerationConfig):
+        config = GenerationConfig.from_dict(generation_config.to_dict())
+    else:
+        if generation_config is not None and not isinstance(generation_config, dict):
+            raise SelfJInputError("`generation_config` must be a transformers GenerationConfig or a dict.")
+        base = getattr(policy, "generation_config", None)
+        config = GenerationConfig.from_dict(base.to_dict()) if base is not None else GenerationConfig()
+        config.update(**{**DEFAULT_GENERATION, **(generation_config or {})})
+    if n > 1 and not config.do_sample:
+        raise SelfJInputError("best-of-n with n > 1 needs sampling: greedy decoding gives n identical answers "
+                              "(set do_sample=True).")
+    config.num_return_sequences = n
+    config.pad_token_id = tokenizer.pad_token_id
+    if config.eos_token_id is None:
+        config.eos_token_id = tokenizer.eos_token_id
+    return config
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------------------------
+def sample_responses(
+    policy: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    n: int,
+    generation_config: Any = None,
+    *,
+    batch_size: int = 8,
+    seed: int | None = None,
+    show_progress: bool | None = None,
+) -> tuple[list[str], list[list[str]]]:
+    """``(prompt_texts, responses)``: the text each prompt became and ``n`` sampled answers per prompt.
+
+    ``batch_size`` counts prompts per ``generate`` call (each makes ``n`` sequences). Chat policies get their chat
+    template (which brings its own special tokens); base policies get the plain prompt format and their BOS.
+    """
+    from tqdm.auto import tqdm
+
+    chat = has_chat_template(tokenizer)
+    texts = [generation_prompt(tokenizer, p) for p in prompts]
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = _generation_config(policy, tokenizer, generation_config, n)
+    if seed is not None:
+        from transformers import set_seed
+
+        set_seed(seed)
+    device = next(policy.parameters()).device
+    responses: list[list[str]] = []
+    starts = range(0, len(texts), batch_size)
+    show = len(starts) > 1 if show_progress is None else show_progress
+    for start in tqdm(starts, desc="best-of-n sampling", unit="batch", disable=not show, file=sys.stderr):
+        chunk = texts[start : start + batch_size]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not chat)
+        enc = {k: v.to(device) for k, v in enc.items()}
+        with torch.inference_mode():
+            out = policy.generate(**enc, generation_config=config)
+        new_tokens = out[:, enc["input_ids"].shape[1] :]
+        decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        for i in range(len(chunk)):
+            responses.append([r.strip() for r in decoded[i * n : (i + 1) * n]])
+    return texts, responses
+
+

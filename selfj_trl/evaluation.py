@@ -48,7 +48,7 @@ from .models import DEFAULT_EMBEDDER
 COVERAGES = tuple(round(c / 100, 2) for c in range(10, 101, 10))
 SCORE_CACHE_DIR = "score_cache"
 #: Bumped whenever a metric's definition changes, so cached metrics from older code are not reused.
-METRICS_VERSION = 2
+METRICS_VERSION = 4
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -464,6 +464,9 @@ def agreement_with_reference(response_scores, reference_scores, quality, thresho
     out["margin_pearson"] = margin["pearson"]
     out["margin_spearman"] = margin["spearman"]
     out["gpt4_ties_excluded"] = int((~decided).sum())
+    # The majority answer for scale: strong references beat most responses, so "the reference always wins" is
+    # already right most of the time.
+    out["always_reference_accuracy"] = float(np.mean(q[decided] < threshold)) if decided.any() else math.nan
     return out
 
 
@@ -622,35 +625,69 @@ def _with_ci(keys: list[str], low: np.ndarray, high: np.ndarray) -> dict[str, An
     return {k: [float(lo), float(hi)] for k, lo, hi in zip(keys, low, high)}
 
 
+def quality_rows(ds: PointwiseSet) -> np.ndarray:
+    """Rows whose external quality label can be trusted: all, except the adversarial entries' answers.
+
+    ``NullModel`` and ``gpt4_gamed`` were built to fool the GPT-4 annotator, so their GPT-4 labels are the gamed
+    ones (NullModel's constant junk wins 77% of the time). Correlating a judge with those labels would reward it
+    for being fooled the same way; the gaming check reports those entries instead.
+    """
+    if not ds.adversarial:
+        return np.ones(len(ds), dtype=bool)
+    return np.array([m not in ds.adversarial for m in ds.models], dtype=bool)
+
+
+def _quality_metrics(ds: PointwiseSet, scores: np.ndarray, ref_per_row: np.ndarray | None, rows: np.ndarray,
+                     tiebreak: np.ndarray) -> dict[str, Any]:
+    """Correlation, within-question correlation, selective curve and agreement with GPT-4 on ``rows``."""
+    q, s = ds.quality[rows], scores[rows]
+    valid = _finite(s, q)
+    out: dict[str, Any] = {"n_rows": int(rows.sum()), "n_scored": int(valid.sum()),
+                           "n_unscored": int((~valid).sum())}
+    out["correlation"] = correlations(s, q)
+    out["within_question"] = within_group_correlations(s, q, [g for g, k in zip(ds.groups, rows) if k])
+    curve = selective_curve(s, q, COVERAGES, tiebreak[rows])
+    out["selective"] = {"coverages": list(COVERAGES), "curve": curve.tolist(), **curve_summary(curve)}
+    # Oracle and random on the same rows the scorer scored (a reference-reading baseline may skip some).
+    best = (curve_summary(selective_curve(q[valid], q[valid], COVERAGES, tiebreak[rows][valid]))["auc"]
+            if valid.any() else math.nan)
+    base = float(np.mean(q[valid])) if valid.any() else math.nan
+    out["selective"].update({"oracle_auc": best, "random_auc": base})
+    out["selective"]["share_of_oracle_gain"] = (
+        (out["selective"]["auc"] - base) / (best - base) if valid.any() and best > base else math.nan)
+    if ref_per_row is not None:
+        out["vs_reference"] = agreement_with_reference(s, ref_per_row[rows], q)
+    return out
+
+
 def evaluate_pointwise(
     ds: PointwiseSet,
     scores: np.ndarray,
-    reference_scores: np.ndarray | None,
+    reference_scores: dict[str, float] | None,
     *,
     n_resamples: int = 1000,
     confidence_level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Every pointwise metric of one scorer on one set, with cluster-bootstrap intervals for the headline ones."""
+    """Every pointwise metric of one scorer on one set, with cluster-bootstrap intervals for the headline ones.
+
+    Quality metrics (correlation, selective following, agreement with GPT-4) use :func:`quality_rows`; on
+    AlpacaEval the same figures over all rows, adversarial entries included, are kept under ``all_rows``.
+    Model ranking and the gaming check always use every model.
+    """
+    scores = np.asarray(scores, dtype=float)
     q = ds.quality
-    valid = _finite(scores, q)
     tiebreak = np.random.default_rng(seed).random(len(q))
-    out: dict[str, Any] = {"n_rows": len(q), "n_scored": int(valid.sum()), "n_unscored": int((~valid).sum())}
-    out["correlation"] = correlations(scores, q)
-    out["within_question"] = within_group_correlations(scores, q, ds.groups)
-    curve = selective_curve(scores, q, COVERAGES, tiebreak)
-    out["selective"] = {"coverages": list(COVERAGES), "curve": curve.tolist(), **curve_summary(curve)}
-    # Oracle and random on the same rows the scorer scored (a reference-reading baseline may skip some).
-    best = curve_summary(selective_curve(q[valid], q[valid], COVERAGES, tiebreak[valid]))["auc"] if valid.any() \
-        else math.nan
-    base = float(np.mean(q[valid])) if valid.any() else math.nan
-    out["selective"].update({"oracle_auc": best, "random_auc": base})
-    out["selective"]["share_of_oracle_gain"] = (
-        (out["selective"]["auc"] - base) / (best - base) if valid.any() and best > base else math.nan)
     ref_per_row = None
     if reference_scores is not None and ds.group_references is not None:
         ref_per_row = np.array([reference_scores.get(g, math.nan) for g in ds.groups], dtype=float)
-        out["vs_reference"] = agreement_with_reference(scores, ref_per_row, q)
+    trusted = quality_rows(ds)
+    out = _quality_metrics(ds, scores, ref_per_row, trusted, tiebreak)
+    out["rows"] = "honest models only (adversarial entries left out)" if not trusted.all() else "all"
+    if not trusted.all():
+        every = _quality_metrics(ds, scores, ref_per_row, np.ones(len(q), dtype=bool), tiebreak)
+        out["all_rows"] = {k: every[k] for k in ("n_scored", "correlation", "selective", "vs_reference")
+                           if k in every}
     has_models = all(m is not None for m in ds.models)
     if has_models:
         means = per_model_means(scores, ds.models)
@@ -668,11 +705,12 @@ def evaluate_pointwise(
             rank["win_rate_vs_reference"] = win_rates
             rank["win_rate_vs_reference_honest"] = ranking_agreement(win_rates, target, exclude=ds.adversarial)
         out["ranking"] = rank
-    out["ci"] = _pointwise_ci(ds, scores, ref_per_row, tiebreak, n_resamples, confidence_level, seed, has_models)
+    out["ci"] = _pointwise_ci(ds, scores, ref_per_row, trusted, tiebreak, n_resamples, confidence_level, seed,
+                              has_models)
     return out
 
 
-def _pointwise_ci(ds, scores, ref_per_row, tiebreak, n_resamples, confidence_level, seed, has_models):
+def _pointwise_ci(ds, scores, ref_per_row, trusted, tiebreak, n_resamples, confidence_level, seed, has_models):
     """Intervals for Pearson, Spearman, selective AUC, agreement with GPT-4 and the honest model ranking."""
     q = ds.quality
     _, group_rows = _group_index(ds.groups)
@@ -691,22 +729,23 @@ def _pointwise_ci(ds, scores, ref_per_row, tiebreak, n_resamples, confidence_lev
     def statistic(group_idx: np.ndarray) -> np.ndarray:
         rows = np.concatenate([group_rows[g] for g in group_idx])
         rows = rows[finite[rows]]
-        s, y = scores[rows], q[rows]
+        keep = rows[trusted[rows]]
+        s, y = scores[keep], q[keep]
         if len(s) < 3:
             return np.full(len(keys), math.nan)
         vals = [stats.pearsonr(s, y).statistic, stats.spearmanr(s, y).statistic,
-                curve_summary(selective_curve(s, y, COVERAGES, tiebreak[rows]))["auc"]]
+                curve_summary(selective_curve(s, y, COVERAGES, tiebreak[keep]))["auc"]]
         if ref_per_row is not None:
             decided = y != 0.5
-            vals.append(preference_accuracy(s[decided], ref_per_row[rows][decided], y[decided] > 0.5)["accuracy"])
+            vals.append(preference_accuracy(s[decided], ref_per_row[keep][decided], y[decided] > 0.5)["accuracy"])
         if use_rank:
-            sums = np.bincount(code[rows], weights=s, minlength=len(names))
+            sums = np.bincount(code[rows], weights=scores[rows], minlength=len(names))
             counts = np.bincount(code[rows], minlength=len(names))
             means = sums / np.maximum(counts, 1)
             vals.append(stats.spearmanr(means[honest], board[honest]).statistic)
         return np.array(vals, dtype=float)
 
-    if finite.sum() < 3:
+    if (finite & trusted).sum() < 3:
         return {}
     low, high = bootstrap_ci(statistic, len(group_rows), n_resamples, confidence_level, seed)
     return _with_ci(keys, low, high)
@@ -838,12 +877,19 @@ def _evaluate_set(ds, entries: list[ScorerEntry], cache: ScoreCache, batch_size:
         result["quality"] = ds.quality_name
         result["split"] = ds.split
         tiebreak = np.random.default_rng(boot["seed"]).random(len(ds))
-        oracle = selective_curve(ds.quality, ds.quality, COVERAGES, tiebreak)
+        trusted = quality_rows(ds)
+        q = ds.quality[trusted]
+        oracle = selective_curve(q, q, COVERAGES, tiebreak[trusted])
+        result["quality_rows"] = int(trusted.sum())
         result["orderings"] = {
             "oracle": {"curve": oracle.tolist(), **curve_summary(oracle)},
-            "random (expected)": {"curve": [float(ds.quality.mean())] * len(COVERAGES),
-                                  **curve_summary(np.full(len(COVERAGES), ds.quality.mean()))},
+            "random (expected)": {"curve": [float(q.mean())] * len(COVERAGES),
+                                  **curve_summary(np.full(len(COVERAGES), q.mean()))},
         }
+        if not trusted.all():
+            result["notes"].append(
+                f"quality metrics use the {int(trusted.sum())} answers of honest models: the adversarial entries' "
+                "GPT-4 labels are the gamed ones (see the gaming check); all-row figures follow the table.")
         if all(m is not None for m in ds.models):
             gpt4_means = per_model_means(ds.quality, ds.models)
             result["gpt4_per_model_mean"] = gpt4_means
@@ -1011,12 +1057,26 @@ def _pointwise_section(name: str, res: dict) -> list[str]:
             row.append(_fci(rk.get(key, {}).get("spearman"), ci.get("ranking_spearman_honest")))
         rows.append(row)
     for label, o in res.get("orderings", {}).items():
-        rows.append([f"*{label}*", str(res["n"]), "", "", "", "", _f(o["auc"]), _f(o["quality_at_50"]),
+        rows.append([f"*{label}*", str(res.get("quality_rows", res["n"])), "", "", "", "", _f(o["auc"]),
+                     _f(o["quality_at_50"]),
                      _f(o["quality_at_80"]), "1.000" if label == "oracle" else "0.000"]
                     + [""] * (int(has_ref) + int(has_rank)))
     out = ["", f"Quality = `{res['quality']}`. Selective columns: mean quality of the answers kept when only the "
            "top-scored fraction is answered (AUC = mean over 10-100% coverage).", ""]
     out += _table(header, rows)
+    every = [(n, r["all_rows"]) for n, r in res["scorers"].items() if "all_rows" in r]
+    if every:
+        out += ["", "The same over all rows, adversarial entries included (their GPT-4 labels are gamed, so a judge "
+                "that is not fooled loses points here):", ""]
+        out += _table(["scorer", "n", "Pearson", "Spearman", "selective AUC", "agrees with GPT-4 vs reference"],
+                      [[f"`{n}`", str(a["n_scored"]), _f(a["correlation"]["pearson"]),
+                        _f(a["correlation"]["spearman"]), _f(a["selective"]["auc"]),
+                        _f(a["vs_reference"]["accuracy"]) if a.get("vs_reference") else "n/a"] for n, a in every])
+    always = [r["vs_reference"]["always_reference_accuracy"] for r in res["scorers"].values()
+              if isinstance(r.get("vs_reference"), dict) and "always_reference_accuracy" in r["vs_reference"]]
+    if always:
+        out += ["", f"For scale: always preferring the reference answer agrees with GPT-4 on {_f(always[0])} of "
+                "these answers (the reference is a strong GPT-4-turbo answer)."]
     if board:
         g = res["gpt4_rows_vs_leaderboard"]
         out += ["", f"For scale: GPT-4's own mean win probability on these rows ranks the honest models with Spearman "
@@ -1070,7 +1130,8 @@ def _gaming_section(metrics: dict) -> list[str]:
     return ["## Gaming check (AlpacaEval adversarial entries)", "",
             "`NullModel` answers every instruction with one constant string built to fool the GPT-4 annotator; "
             "`gpt4_gamed` games it too. Rank = place among all models by mean score (1 = best). A scorer is "
-            "flagged when an adversarial entry's mean score beats the median honest model.", ""] + _table(
+            "flagged when an adversarial entry's mean score beats the median honest model. The `random` row, if "
+            "present, shows where chance puts them: a scorer that cannot tell junk from answers is gameable.", ""] + _table(
         ["scorer", "NullModel rank", "gpt4_gamed rank", "flagged"], rows) + [""]
 
 
@@ -1094,7 +1155,8 @@ def write_plots(metrics: dict, sets: list, out_dir: Path) -> dict[str, str]:
         ax.plot(cov, res["orderings"]["random (expected)"]["curve"], "k:", label="random (expected)")
         ax.set_xlabel("coverage: % of answers kept (highest score first)")
         ax.set_ylabel(f"mean {res['quality']} of kept answers")
-        ax.set_title(f"Selective instruction following: {ds.name}")
+        subset = " (honest models' answers)" if res.get("quality_rows", res["n"]) < res["n"] else ""
+        ax.set_title(f"Selective instruction following: {ds.name}{subset}")
         ax.invert_xaxis()
         ax.legend(fontsize=7)
         fig.tight_layout()

@@ -50,6 +50,7 @@ def test_agreement_with_reference_leaves_out_gpt4_ties():
     out = ev.agreement_with_reference([2, 2, 1, 0], [1, 1, 1, 1], [0.9, 0.2, 0.5, 0.7])
     assert out["accuracy"] == pytest.approx(1 / 3)
     assert out["n"] == 3 and out["gpt4_ties_excluded"] == 1
+    assert out["always_reference_accuracy"] == pytest.approx(1 / 3)  # only row 1 has the reference winning
 
 
 def test_per_model_means_ignore_nan():
@@ -87,6 +88,26 @@ def test_gaming_check_flags_an_adversarial_entry_above_the_median_honest_model()
     assert out["NullModel"]["gamed"] and out["NullModel"]["beats_honest"] == 4
     assert out["NullModel"]["median_honest_score"] == pytest.approx(2.5)
     assert out["gpt4_gamed"]["rank"] == 6 and not out["gpt4_gamed"]["gamed"]
+
+
+def test_evaluate_pointwise_keeps_gamed_labels_out_of_quality_metrics():
+    from selfj_trl.eval_sets import PointwiseSet
+
+    models = ["h1", "h2", "h3", "NullModel"] * 4
+    quality = np.array([0.1, 0.2, 0.3, 0.9] * 4)  # GPT-4 fooled by NullModel
+    scores = np.array([1.0, 2.0, 3.0, 0.0] * 4)  # the judge is not fooled
+    ds = PointwiseSet(
+        name="toy", title="toy", quality_name="q", instructions=["i"] * 16, responses=[f"r{i}" for i in range(16)],
+        references=["ref"] * 16, quality=quality, groups=[str(i // 4) for i in range(16)], models=models,
+        subsets=[None] * 16, group_references={str(g): "ref" for g in range(4)},
+        leaderboard={"h1": 1.0, "h2": 2.0, "h3": 3.0, "NullModel": 9.0}, adversarial=("NullModel",),
+    )
+    out = ev.evaluate_pointwise(ds, scores, {str(g): 1.5 for g in range(4)}, n_resamples=20)
+    assert out["n_scored"] == 12 and out["correlation"]["spearman"] == pytest.approx(1.0)
+    assert out["all_rows"]["correlation"]["spearman"] < 0  # the gamed labels punish the judge
+    assert out["ranking"]["honest"]["spearman"] == pytest.approx(1.0)
+    assert out["ranking"]["gaming"]["NullModel"]["rank"] == 4 and not out["ranking"]["gaming"]["NullModel"]["gamed"]
+    assert out["vs_reference"]["accuracy"] == pytest.approx(1 / 3)  # h1 right (loses), h2 and h3 wrong (beat ref)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -297,7 +318,8 @@ def test_harness_end_to_end_on_real_alpaca_slice(tiny_judge, tmp_path):
     alpaca = metrics["eval_sets"]["alpaca_eval"]
     assert alpaca["n"] == 34 and set(alpaca["scorers"]) == {_name(tiny_judge), "length", "random"}
     judge = alpaca["scorers"][_name(tiny_judge)]
-    assert judge["n_scored"] == 34 and judge["scoring"]["scored"] > 0
+    # quality metrics on the 30 honest answers; the 4 adversarial answers count in all-row figures and ranking
+    assert judge["n_scored"] == 30 and judge["all_rows"]["n_scored"] == 34 and judge["scoring"]["scored"] > 0
     assert judge["vs_reference"]["n"] > 0 and set(judge["ranking"]["gaming"]) == {"NullModel", "gpt4_gamed"}
     # 100% coverage keeps every answer, whatever the order: the judge's curve ends where the oracle's does
     assert judge["selective"]["curve"][-1] == pytest.approx(alpaca["orderings"]["oracle"]["curve"][-1])
@@ -337,3 +359,16 @@ def test_cosine_baseline_with_minilm(tmp_path):
     scores = entry.scorer.score(["q", "q", "q"], ["the sea is blue", "two plus two is four", "x"],
                                 references=["the ocean is blue", "the ocean is blue", None])
     assert scores[0] > scores[1] and math.isnan(scores[2])
+
+
+def test_cosine_baseline_skips_rows_without_reference(tiny_embedder, tmp_path):
+    rows = [{"instruction": f"question {i}", "response": "the sea is blue" if i % 2 else "two plus two",
+             "reference": None if i % 3 == 0 else "the sea is blue", "quality": float(i % 2)} for i in range(12)]
+    spec = f"cosine:{tiny_embedder}"
+    metrics = ev.evaluate_judges([spec], [Dataset.from_list(rows)], tmp_path, bootstrap_resamples=0, plots=False)
+    res = metrics["eval_sets"]["custom"]["scorers"][spec]
+    assert res["n_scored"] == 8 and res["n_unscored"] == 4 and res["scoring"]["no_reference"] == 4
+    assert res["correlation"]["pearson"] == pytest.approx(1.0)  # identical to the reference <=> quality 1
+    assert "needs the reference" in (tmp_path / "report.md").read_text()
+    (entry,) = ev.resolve_scorers([spec])
+    assert entry.scorer.score(["q"], ["the sea is blue"], references=["the sea is blue"])[0] == pytest.approx(1.0)

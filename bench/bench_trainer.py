@@ -1,0 +1,147 @@
+"""Time per optimizer step: SelfJRewardTrainer against TRL's stock RewardTrainer on the same model and batch size.
+
+Self-J puts both views of every row (student and the longer, reference-carrying teacher view) through the model in
+one forward, so a pointwise step costs two sequences per row, like a stock pairwise step (chosen + rejected). The
+target is a ratio of at most 2.1x: two views should cost two forwards and nothing more.
+
+    python bench/bench_trainer.py                      # all-MiniLM-L6-v2 as a BERT sequence classifier, batch 8
+    python bench/bench_trainer.py --batch_size 16 --steps 12 --rounds 3
+
+Synthetic rows (instruction ~25 words, reference and responses ~70 words) keep the figure independent of any data
+folder. Each variant is built and timed ``--rounds`` times, interleaved, so that load from other processes on the
+machine hits every variant alike; the first ``--warmup`` steps of every run are dropped, and the median step time
+is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
+from trl import RewardConfig, RewardTrainer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from selfj_trl.models import resolve_model  # noqa: E402
+from selfj_trl.prompts import format_student_view, tokenize_view  # noqa: E402
+from selfj_trl.trainer import SelfJConfig, SelfJRewardTrainer  # noqa: E402
+
+_WORDS = ("the sea is blue and deep answer question model data good bad simple clear write explain reason step "
+          "result number list short long first second because therefore example code python function value").split()
+
+
+def _text(rng: random.Random, n_words: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(n_words))
+
+
+def labeled_rows(n_instructions: int, samples: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n_instructions):
+        instruction, reference = _text(rng, rng.randint(15, 35)), _text(rng, rng.randint(50, 90))
+        for k in range(samples):
+            rows.append({"instruction": instruction, "reference": reference,
+                         "response": _text(rng, rng.randint(50, 90)), "label": rng.uniform(0, 9),
+                         "instruction_id": i, "sample_index": k})
+    return rows
+
+
+def stock_pairs(rows: list[dict], tokenizer, max_length: int) -> Dataset:
+    """Pre-tokenized preference pairs of student views (two responses to one instruction), as RewardTrainer takes."""
+    chosen, rejected = [], []
+    for a, b in zip(rows[0::2], rows[1::2]):
+        views = [tokenize_view(tokenizer, format_student_view(tokenizer, r["instruction"], r["response"]), max_length)
+                 for r in (a, b)]
+        chosen.append(views[0])
+        rejected.append(views[1])
+    return Dataset.from_dict({"chosen_ids": chosen, "rejected_ids": rejected})
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.ends: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ends = [time.perf_counter()]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+def time_variant(name: str, model_path: str, rows: list[dict], args_kw: dict, batch_size: int) -> list[float]:
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        common = dict(output_dir=out, per_device_train_batch_size=batch_size, **args_kw)
+        if name == "stock RewardTrainer (pairwise)":
+            tokenizer = AutoTokenizer.from_pretrained(model_path)
+            fields = RewardConfig.__dataclass_fields__
+            no_ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+            args = RewardConfig(bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
+                                **{no_ckpt: False}, **common)
+            trainer = RewardTrainer(model_path, args=args, train_dataset=stock_pairs(rows, tokenizer, args.max_length),
+                                    processing_class=tokenizer, callbacks=[timer])
+        else:
+            loss_type = "pairwise" if "pairwise" in name else "pointwise"
+            args = SelfJConfig(loss_type=loss_type, **common)
+            trainer = SelfJRewardTrainer(model_path, args=args, train_dataset=Dataset.from_list(rows),
+                                         callbacks=[timer])
+        trainer.train()
+    return [b - a for a, b in zip(timer.ends, timer.ends[1:])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="all-minilm-l6-v2", help="seq-cls base (alias, folder or Hub id)")
+    p.add_argument("--batch_size", type=int, default=8, help="rows (SelfJ) or pairs (stock) per optimizer step")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per run, after warm-up")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2, help="interleaved runs per variant")
+    p.add_argument("--max_length", type=int, default=512)
+    p.add_argument("--with_pairwise", action="store_true", help="also time SelfJ in pairwise mode (4 views/pair)")
+    a = p.parse_args(argv)
+
+    model_path = resolve_model(a.model)
+    total = a.warmup + a.steps
+    rows = labeled_rows(n_instructions=total * a.batch_size, samples=2)  # enough rows that no epoch repeats
+    args_kw = dict(max_steps=total, learning_rate=1e-5, logging_steps=10_000, save_strategy="no", report_to="none",
+                   disable_tqdm=True, max_length=a.max_length, seed=0, dataloader_num_workers=0)
+    variants = ["stock RewardTrainer (pairwise)", "SelfJRewardTrainer (pointwise)"]
+    if a.with_pairwise:
+        variants.append("SelfJRewardTrainer (pairwise)")
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(a.rounds):
+        for v in variants:
+            steps = time_variant(v, model_path, rows, args_kw, a.batch_size)
+            times[v] += steps[a.warmup:]
+            print(f"round {r + 1}/{a.rounds} {v}: median {statistics.median(steps[a.warmup:]) * 1000:.0f} ms/step",
+                  file=sys.stderr)
+
+    print(f"model: {a.model} ({model_path})")
+    print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, torch threads: {torch.get_num_threads()}, "
+          f"batch: {a.batch_size} rows/pairs, {a.steps} timed steps x {a.rounds} rounds after {a.warmup} warm-up")
+    med = {v: statistics.median(ts) for v, ts in times.items()}
+    for v, ts in times.items():
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        print(f"  {v:<34} median {med[v] * 1000:8.1f} ms/step  (IQR {q[0] * 1000:.0f}-{q[2] * 1000:.0f} ms)")
+    stock = med[variants[0]]
+    ratio = med["SelfJRewardTrainer (pointwise)"] / stock
+    print(f"ratio SelfJ pointwise / stock pairwise: {ratio:.2f}x (target <= 2.1x)")
+    if a.with_pairwise:
+        print(f"ratio SelfJ pairwise / stock pairwise:  {med['SelfJRewardTrainer (pairwise)'] / stock:.2f}x "
+              "(4 views per pair: expected about 2x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

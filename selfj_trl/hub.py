@@ -1,0 +1,375 @@
+"""Cards and uploads: the judge's model card, the labeled dataset's card, and pushing folders to the Hub.
+
+Cards are rendered with ``huggingface_hub.ModelCard`` / ``DatasetCard`` from the Jinja templates in
+``model_cards/`` (shipped as the package ``selfj_trl.model_cards``), so the YAML metadata is always well-formed and
+every link in them points to a real repository (a value that is not a Hub id is shown as text, never linked).
+
+Uploads go through ``create_repo`` + ``upload_folder`` from a *staging copy* of the folder (hard links where
+possible): the card rendered for the target repo, a parquet export of a ``save_to_disk`` dataset and an adapter
+config pointing at the base model's Hub id are written there, so a push, failed or not, never changes the local
+folder.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+
+from .errors import SelfJInputError
+from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_TEMPLATE
+
+#: Hub ids of the offline default models, for card metadata and published adapter configs.
+HUB_IDS = {
+    "gemma-3-270m": "google/gemma-3-270m",
+    "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+}
+#: Never uploaded: labeling shards, training checkpoints, lock files, pickles (judges ship safetensors only).
+IGNORE_PATTERNS = ["shards/*", "checkpoint-*", "*.lock", ".cache/*", "runs/*", "*.tmp*", "*/.*", ".*",
+                   "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Trainer bookkeeping that is not an evaluation result.
+_NON_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+PAPER_URL = "https://arxiv.org/abs/2409.00935"
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("selfj-trl")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def hub_id_for(name: Any) -> str | None:
+    """The Hub id behind ``name``: an offline alias's model, ``name`` itself if it looks like ``org/name`` and is not
+    a local path, else None (so that cards never link to a folder on someone's disk)."""
+    if not isinstance(name, str) or not name:
+        return None
+    if name in HUB_IDS:
+        return HUB_IDS[name]
+    if _HUB_ID.match(name) and not os.path.exists(name):
+        return name
+    return None
+
+
+def _template(name: str) -> str:
+    try:
+        return resources.files("selfj_trl.model_cards").joinpath(name).read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError) as err:
+        raise SelfJInputError(
+            f"card template {name} not found in package selfj_trl.model_cards; reinstall with `pip install -e .`."
+        ) from err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Judge card
+# ---------------------------------------------------------------------------------------------------------------
+def _clean_results(results: dict | None) -> dict[str, float]:
+    out = {}
+    for key, value in (results or {}).items():
+        if any(key.endswith(s) for s in _NON_METRICS) or not isinstance(value, (int, float)):
+            continue
+        out[key.removeprefix("eval_")] = float(value)
+    return out
+
+
+def judge_card(info: dict) -> ModelCard:
+    """A model card for a judge from its ``config.selfj`` section (``info["selfj"]``) and where it lives.
+
+    ``info`` keys: ``selfj`` (dict), ``repo`` (Hub id or local path used in the snippets), ``dataset_repo`` and
+    ``base_model`` (override the ones in ``selfj``), ``results`` (``{metric: value}``, optional).
+    """
+    selfj = dict(info.get("selfj") or {})
+    base_name = info.get("base_model") or selfj.get("base_model")
+    dataset_name = info.get("dataset_repo") or selfj.get("dataset")
+    base_id, dataset_id = hub_id_for(base_name), hub_id_for(dataset_name)
+    repo = str(info.get("repo") or "path/to/judge")
+    results = _clean_results(info.get("results"))
+    lora = selfj.get("lora")
+    name = repo.rstrip("/").split("/")[-1]
+    eval_results = None
+    if results and dataset_id:
+        eval_results = [
+            EvalResult(task_type="text-classification", dataset_type=dataset_id, dataset_name=dataset_id,
+                       dataset_split="test", metric_type=k, metric_value=v)
+            for k, v in results.items()
+        ]
+    data = ModelCardData(
+        base_model=base_id,
+        datasets=[dataset_id] if dataset_id else None,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["selfj", "reward-model", "judge", "trl", "reward-trainer"] + (["peft", "lora"] if lora else []),
+        metrics=sorted(results) or None,
+        model_name=name if eval_results else None,
+        eval_results=eval_results,
+    )
+    scale = selfj.get("score_scale")
+    return ModelCard.from_template(
+        data,
+        template_str=_template("judge_card.md"),
+        name=name,
+        repo=repo,
+        base_name=base_name,
+        base_id=base_id,
+        dataset_name=dataset_name,
+        dataset_id=dataset_id,
+        selfj=selfj,
+        lora=lora,
+        chat=selfj.get("format") == "chat",
+        plain_prompt_repr=repr(selfj.get("plain_prompt_template") or PLAIN_PROMPT_TEMPLATE),
+        scale=scale,
+        results=results,
+        paper_url=PAPER_URL,
+        version=selfj.get("selfj_trl_version") or _package_version(),
+    )
+
+
+def read_judge_config(judge_dir: str | os.PathLike) -> dict:
+    """The ``selfj`` section of a judge folder (config.json, or selfj.json for adapter-only judges)."""
+    folder = Path(judge_dir)
+    config_file, mirror = folder / "config.json", folder / "selfj.json"
+    if config_file.exists():
+        section = json.loads(config_file.read_text()).get(JUDGE_CONFIG_KEY)
+        if section:
+            return section
+    if mirror.exists():
+        return json.loads(mirror.read_text())
+    raise SelfJInputError(
+        f"{folder} is not a Self-J judge folder (no `{JUDGE_CONFIG_KEY}` section in config.json and no selfj.json); "
+        "pass the folder written by `selfj-trl train`."
+    )
+
+
+def render_judge_card(judge_dir: str | os.PathLike, judge_repo: str | None = None, dataset_repo: str | None = None,
+                      results: dict | None = None) -> ModelCard:
+    """The judge card for a saved judge folder; evaluation results come from ``results`` or eval_results.json."""
+    folder = Path(judge_dir)
+    if results is None and (folder / "eval_results.json").exists():
+        results = json.loads((folder / "eval_results.json").read_text())
+    return judge_card({
+        "selfj": read_judge_config(folder),
+        "repo": judge_repo or str(folder),
+        "dataset_repo": dataset_repo,
+        "results": results,
+    })
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dataset card
+# ---------------------------------------------------------------------------------------------------------------
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def _histogram_rows(hist: Any) -> list[dict]:
+    if not isinstance(hist, (list, tuple)) or not hist:
+        return []
+    counts = [int(c) if isinstance(c, (int, float)) else 0 for c in hist]
+    top, total = max(counts) or 1, sum(counts) or 1
+    rows = []
+    for i, count in enumerate(counts):
+        label = f"[{i}, {i + 1})" if i < len(counts) - 1 else f"[{i}, {i}]"
+        rows.append({"bin": label, "count": count, "share": f"{100 * count / total:.1f}%",
+                     "bar": "█" * round(20 * count / top)})
+    return rows
+
+
+def dataset_card(info: dict, repo_id: str | None = None, data_files: dict[str, str] | None = None) -> DatasetCard:
+    """The card of a Self-J labeled dataset (written by the labeling stage); any missing key is simply left out.
+
+    ``data_files`` (``{split: glob}``) adds the ``configs`` metadata that tells the Hub where the data lives.
+    """
+    info = dict(info or {})
+    source, policy, embedder = info.get("source"), info.get("policy"), info.get("embedder")
+    num_rows = info.get("num_rows")
+    configs = None
+    if data_files:
+        configs = [{"config_name": "default",
+                    "data_files": [{"split": s, "path": p} for s, p in data_files.items()]}]
+    data = DatasetCardData(
+        language=["en"],
+        task_categories=["text-classification"],
+        tags=["selfj", "reward-modeling", "llm-as-judge", "synthetic", "trl"],
+        size_categories=[_size_category(int(num_rows))] if isinstance(num_rows, int) else None,
+        source_datasets=[hub_id_for(source)] if hub_id_for(source) else None,
+        pretty_name=info.get("pretty_name") or "Self-J labeled responses",
+        configs=configs,
+    )
+
+    def _dict(key: str) -> dict:
+        value = info.get(key)
+        return value if isinstance(value, dict) else {}
+
+    return DatasetCard.from_template(
+        data,
+        template_str=_template("dataset_card.md"),
+        repo=repo_id,
+        info=info,
+        source=source,
+        source_id=hub_id_for(source),
+        policy=policy,
+        policy_id=hub_id_for(policy),
+        embedder=embedder,
+        embedder_id=hub_id_for(embedder),
+        generation=_dict("generation"),
+        skipped=_dict("skipped"),
+        truncated=_dict("truncated"),
+        histogram=_histogram_rows(info.get("label_histogram")),
+        paper_url=PAPER_URL,
+        version=_package_version(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Uploads
+# ---------------------------------------------------------------------------------------------------------------
+def _ignored(rel: str) -> bool:
+    parts = rel.split("/")
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(parts[0], p) for p in IGNORE_PATTERNS)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _is_saved_dataset(folder: Path) -> bool:
+    return (folder / "dataset_dict.json").exists() or (
+        (folder / "dataset_info.json").exists() and (folder / "state.json").exists()
+    )
+
+
+def _export_parquet(folder: Path, staging: Path) -> tuple[dict[str, str], set[str]]:
+    """A ``save_to_disk`` folder as ``data/<split>-00000-of-00001.parquet`` (what ``load_dataset(repo)`` reads)."""
+    from datasets import DatasetDict, load_from_disk
+
+    loaded = load_from_disk(str(folder))
+    splits = loaded if isinstance(loaded, DatasetDict) else {"train": loaded}
+    (staging / "data").mkdir(parents=True, exist_ok=True)
+    data_files = {}
+    for split, ds in splits.items():
+        ds.to_parquet(str(staging / "data" / f"{split}-00000-of-00001.parquet"))
+        data_files[split] = f"data/{split}-*.parquet"
+    consumed = {"dataset_dict.json", "dataset_info.json", "state.json", *splits.keys()}
+    return data_files, consumed
+
+
+def stage_folder(folder: str | os.PathLike, staging: str | os.PathLike, repo_type: str = "model",
+                 card: Any = None) -> list[str]:
+    """Fill ``staging`` with what will be uploaded from ``folder``; returns the paths in the repo.
+
+    The local folder is only read. ``card`` (a RepoCard or text) replaces README.md in the staged copy.
+    """
+    src, dst = Path(folder), Path(staging)
+    consumed: set[str] = set()
+    data_files: dict[str, str] = {}
+    if repo_type == "dataset" and _is_saved_dataset(src):
+        data_files, consumed = _export_parquet(src, dst)
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src).as_posix()
+        if not path.is_file() or _ignored(rel) or rel.split("/")[0] in consumed or rel.endswith(".arrow"):
+            continue
+        if rel == "README.md" and card is not None:
+            continue
+        _link_or_copy(path, dst / rel)
+    readme = dst / "README.md"
+    if card is not None:
+        readme.write_text(str(card), encoding="utf-8")
+    elif data_files and readme.exists():
+        # The labeling card describes the data; add where the parquet files are so the Hub viewer finds them.
+        existing = DatasetCard(readme.read_text(encoding="utf-8"))
+        if not existing.data.to_dict().get("configs"):
+            existing.data.configs = [{"config_name": "default",
+                                      "data_files": [{"split": s, "path": p} for s, p in data_files.items()]}]
+            readme.unlink()
+            readme.write_text(str(existing), encoding="utf-8")
+    adapter = dst / "adapter_config.json"
+    if adapter.exists():
+        cfg = json.loads(adapter.read_text())
+        hub_base = hub_id_for(cfg.get("base_model_name_or_path"))
+        if hub_base is None:
+            hub_base = _hub_base_from_selfj(src)
+        if hub_base:  # a published adapter must name a base model users can download, not a local folder
+            cfg["base_model_name_or_path"] = hub_base
+            adapter.unlink()
+            adapter.write_text(json.dumps(cfg, indent=2) + "\n")
+    return sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
+
+
+def _hub_base_from_selfj(folder: Path) -> str | None:
+    try:
+        return hub_id_for(read_judge_config(folder).get("base_model"))
+    except SelfJInputError:
+        return None
+
+
+@contextmanager
+def staged(folder: str | os.PathLike, repo_type: str = "model", card: Any = None) -> Iterator[tuple[Path, list[str]]]:
+    """A temporary staging copy of ``folder`` (removed afterwards) and the list of its files."""
+    src = Path(folder)
+    if not src.is_dir():
+        raise SelfJInputError(f"{src} is not a folder; pass the folder to upload.")
+    parent = src.resolve().parent  # same filesystem as the source, so hard links work
+    try:
+        tmp = tempfile.mkdtemp(prefix=".selfj-push-", dir=parent)
+    except OSError:
+        tmp = tempfile.mkdtemp(prefix="selfj-push-")
+    try:
+        files = stage_folder(src, tmp, repo_type=repo_type, card=card)
+        yield Path(tmp), files
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, repo_type: str = "model", private: bool = False,
+                revision: str | None = None, token: str | None = None, dry_run: bool = False, card: Any = None,
+                commit_message: str | None = None) -> dict:
+    """Create ``repo_id`` if needed and upload ``folder`` (its card in README.md) in one ``upload_folder`` call.
+
+    The token comes from the argument, ``HF_TOKEN`` or ``huggingface-cli login``; it is never written anywhere.
+    Returns ``{"repo_id", "repo_type", "revision", "files", "url"}`` (``url`` is None on a dry run).
+    """
+    if repo_type not in ("model", "dataset"):
+        raise SelfJInputError(f"repo_type must be `model` or `dataset`, got {repo_type!r}.")
+    if not isinstance(repo_id, str) or not _HUB_ID.match(repo_id):
+        raise SelfJInputError(f"repo id {repo_id!r} must look like `user-or-org/name`.")
+    with staged(folder, repo_type, card) as (staging, files):
+        if not files:
+            raise SelfJInputError(f"{folder}: nothing to upload (every file is ignored or the folder is empty).")
+        result = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision or "main", "files": files,
+                  "url": None}
+        if dry_run:
+            result["sizes"] = {f: (staging / f).stat().st_size for f in files}
+            return result
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=str(staging), repo_type=repo_type, revision=revision,
+            commit_message=commit_message or f"Upload Self-J {'judge' if repo_type == 'model' else 'dataset'}",
+            ignore_patterns=IGNORE_PATTERNS,
+        )
+        result["url"] = str(getattr(info, "commit_url", None) or repo_url)
+        return result

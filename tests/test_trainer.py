@@ -1,0 +1,433 @@
+"""SelfJRewardTrainer: the loss as written, distillation, pairwise mode, LoRA, the saved judge, input checks and a
+two-process ``accelerate launch`` run, all on tiny models built in seconds."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from selfj_trl.errors import SelfJInputError
+from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, TEACHER_PREAMBLE
+from selfj_trl.testing import make_tiny_llama
+from selfj_trl.trainer import SelfJConfig, SelfJRewardTrainer, build_pairs, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (instruction, reference) in the tiny vocabulary; each gets three responses of decreasing quality.
+_ITEMS = [
+    ("write a short poem about the sea", "the sea is blue and deep"),
+    ("what is two plus two ?", "the answer is four"),
+    ("hello world", "good hello world"),
+    ("one two three", "four five six"),
+]
+
+
+def labeled_rows() -> list[dict]:
+    """A labeled table shaped like the labeling stage's output (12 rows, 3 samples per instruction)."""
+    rows = []
+    for iid, (instruction, reference) in enumerate(_ITEMS):
+        samples = [(reference, 9.0), (reference.split()[0] + " bad answer", 4.5), ("bad bad", 0.5)]
+        for k, (response, label) in enumerate(samples):
+            rows.append({
+                "instruction": instruction, "reference": reference, "response": response, "label": label,
+                "self_eval_score": label, "self_eval_noref_score": 4.0, "cosine_similarity": 0.5,
+                "sample_index": k, "instruction_id": iid,
+            })
+    return rows
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> str:
+    """A fresh one-label tiny Llama with a chat template (the judge's base model)."""
+    return str(make_tiny_llama(tmp_path_factory.mktemp("judge_base"), kind="seqcls", chat=True, seed=1))
+
+
+@pytest.fixture(scope="module")
+def plain_base(tmp_path_factory) -> str:
+    return str(make_tiny_llama(tmp_path_factory.mktemp("judge_base_plain"), kind="seqcls", chat=False, seed=2))
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return Dataset.from_list(labeled_rows())
+
+
+def make_args(tmp_path, **kw) -> SelfJConfig:
+    defaults = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, learning_rate=3e-3,
+                    max_steps=6, logging_steps=1, save_strategy="no", report_to="none", seed=0, disable_tqdm=True)
+    return SelfJConfig(**{**defaults, **kw})
+
+
+def scores_of(model, tokenizer, texts: list[str]) -> torch.Tensor:
+    """Score texts the way TRL's GRPO does: add_special_tokens=False, right padding, logits[:, 0]."""
+    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
+    with torch.no_grad():
+        return model(**enc).logits[:, 0].float()
+
+
+def student_text(tokenizer, row, chat=True) -> str:
+    """The student view written out independently of selfj_trl.prompts: what GRPO builds for this pair."""
+    if chat:
+        messages = [{"role": "user", "content": row["instruction"]}, {"role": "assistant", "content": row["response"]}]
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    return PLAIN_PROMPT_TEMPLATE.format(instruction=row["instruction"]) + row["response"]
+
+
+def teacher_text(tokenizer, row) -> str:
+    messages = [{"role": "system", "content": TEACHER_PREAMBLE.format(reference=row["reference"])},
+                {"role": "user", "content": row["instruction"]}, {"role": "assistant", "content": row["response"]}]
+    return tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------------------------
+def test_cpu_defaults_and_no_deprecation_warnings(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        args = SelfJConfig(output_dir=str(tmp_path))
+    if not torch.cuda.is_available():
+        assert args.bf16 is False and args.gradient_checkpointing is False
+    explicit = SelfJConfig(output_dir=str(tmp_path), gradient_checkpointing=True, bf16=False)
+    assert explicit.gradient_checkpointing is True
+    assert (args.teacher_weight, args.student_weight, args.distill_weight) == (1.0, 0.3, 2.0)
+
+
+@pytest.mark.parametrize("kw, field", [({"loss_type": "listwise"}, "loss_type"), ({"distill_weight": -1.0}, "distill_weight"),
+                                       ({"label_max": 0.0}, "label_max"), ({"use_margin": True}, "use_margin")])
+def test_config_rejects_bad_values(tmp_path, kw, field):
+    with pytest.raises(SelfJInputError, match=field):
+        SelfJConfig(output_dir=str(tmp_path), **kw)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input validation
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("column, value, match", [
+    ("response", None, "row 2: `response` is None"),
+    ("instruction", "   ", "row 2: `instruction` is empty"),
+    ("label", float("nan"), "row 2: `label`"),
+    ("label", float("inf"), "row 2: `label`"),
+    ("label", 9.5, r"row 2: `label`=9.5 is outside \[0, 9\]"),
+    ("label", -1.0, "outside"),
+])
+def test_bad_rows_are_named(tmp_path, base, column, value, match):
+    rows = labeled_rows()
+    rows[2][column] = value
+    with pytest.raises(SelfJInputError, match=match):
+        SelfJRewardTrainer(base, args=make_args(tmp_path), train_dataset=Dataset.from_list(rows))
+
+
+def test_non_string_text_is_named(tmp_path, base):
+    rows = [{**r, "reference": 7} for r in labeled_rows()]  # a column of numbers where text is expected
+    with pytest.raises(SelfJInputError, match="row 0: `reference` must be a string"):
+        SelfJRewardTrainer(base, args=make_args(tmp_path), train_dataset=Dataset.from_list(rows))
+
+
+def test_string_labels_are_named(tmp_path, base):
+    rows = [{**r, "label": "good"} for r in labeled_rows()]
+    with pytest.raises(SelfJInputError, match="row 0: `label` must be a number"):
+        SelfJRewardTrainer(base, args=make_args(tmp_path), train_dataset=Dataset.from_list(rows))
+
+
+def test_missing_column_is_named(tmp_path, base, dataset):
+    with pytest.raises(SelfJInputError, match=r"missing column\(s\) \['reference'\].*--reference_column"):
+        SelfJRewardTrainer(base, args=make_args(tmp_path), train_dataset=dataset.remove_columns("reference"))
+
+
+def test_custom_column_names(tmp_path, base, dataset):
+    renamed = dataset.rename_columns({"response": "answer", "label": "score"})
+    args = make_args(tmp_path, response_column="answer", label_column="score")
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=renamed)
+    assert len(trainer.train_dataset) == len(dataset)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pointwise loss
+# ---------------------------------------------------------------------------------------------------------------
+def test_views_are_what_grpo_feeds_the_reward_model(tmp_path, base, dataset):
+    trainer = SelfJRewardTrainer(base, args=make_args(tmp_path), train_dataset=dataset)
+    tok = AutoTokenizer.from_pretrained(base)
+    for i in (0, 5):
+        row, prepared = dataset[i], trainer.train_dataset[i]
+        assert prepared["student_ids"] == tok(student_text(tok, row), add_special_tokens=False)["input_ids"]
+        assert prepared["teacher_ids"] == tok(teacher_text(tok, row), add_special_tokens=False)["input_ids"]
+        assert prepared["target"] == pytest.approx(row["label"] / 9.0)
+
+
+def test_each_loss_term_recomputed_by_hand(tmp_path, base, dataset):
+    trainer = SelfJRewardTrainer(base, args=make_args(tmp_path), train_dataset=dataset)
+    idx = [0, 1, 4, 8]
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in idx])
+    assert batch["input_ids"].shape[0] == 2 * len(idx)  # both views in one forward
+    trainer.model.train()  # metrics go to the "train" bucket (dropout is disabled by RewardTrainer)
+    loss = trainer.compute_loss(trainer.model, dict(batch))
+
+    tok = AutoTokenizer.from_pretrained(base)
+    rows = [dataset[i] for i in idx]
+    s = scores_of(trainer.model, tok, [student_text(tok, r) for r in rows])
+    t = scores_of(trainer.model, tok, [teacher_text(tok, r) for r in rows])
+    y = torch.tensor([r["label"] / 9.0 for r in rows])
+    by_hand = {"loss_teacher": ((t - y) ** 2).mean().item(), "loss_student": ((s - y) ** 2).mean().item(),
+               "loss_distill": ((s - t) ** 2).mean().item(), "student_teacher_gap": (s - t).abs().mean().item()}
+    total = 1.0 * by_hand["loss_teacher"] + 0.3 * by_hand["loss_student"] + 2.0 * by_hand["loss_distill"]
+    assert loss.item() == pytest.approx(total, rel=1e-4, abs=1e-7)
+    for name, value in by_hand.items():
+        assert trainer._metrics["train"][name][-1] == pytest.approx(value, rel=1e-4, abs=1e-7), name
+
+
+def test_loss_goes_down(tmp_path, base, dataset):
+    trainer = SelfJRewardTrainer(base, args=make_args(tmp_path, max_steps=6), train_dataset=dataset,
+                                 eval_dataset=dataset)
+    before = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_loss"] < 0.7 * before
+    logged = trainer.state.log_history[0]
+    for key in ("loss_teacher", "loss_student", "loss_distill", "student_teacher_gap"):
+        assert key in logged and math.isfinite(logged[key])
+    assert "eval_student_teacher_gap" in after
+
+
+def _grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_distill_weight_zero_is_two_independent_views(tmp_path, base, dataset):
+    tok = AutoTokenizer.from_pretrained(base)
+    idx = [0, 3, 7, 11]
+    rows = [dataset[i] for i in idx]
+    y = torch.tensor([r["label"] / 9.0 for r in rows])
+    results = {}
+    for distill in (0.0, 2.0):
+        trainer = SelfJRewardTrainer(base, args=make_args(tmp_path, distill_weight=distill), train_dataset=dataset)
+        model = trainer.model
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in idx])
+        model.zero_grad()
+        trainer.compute_loss(model, dict(batch)).backward()
+        combined = _grads(model)
+        # The same model trained on each view on its own: two forwards, two label losses, no coupling.
+        model.zero_grad()
+        for texts, weight in (([teacher_text(tok, r) for r in rows], 1.0), ([student_text(tok, r) for r in rows], 0.3)):
+            enc = tok(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
+            (weight * F.mse_loss(model(**enc).logits[:, 0], y)).backward()
+        separate = _grads(model)
+        results[distill] = all(torch.allclose(combined[n], separate[n], rtol=1e-4, atol=1e-7) for n in separate)
+        assert combined.keys() == separate.keys()
+    assert results[0.0], "distill_weight=0 must give exactly the gradients of the two views trained independently"
+    assert not results[2.0], "the distillation term must change the gradients"
+
+
+def test_distillation_shrinks_student_teacher_gap(tmp_path, base, dataset):
+    gaps = {}
+    for distill in (0.0, 2.0):
+        # Same start for both runs: a score head scaled up so that the two views start far apart.
+        model = AutoModelForSequenceClassification.from_pretrained(base)
+        with torch.no_grad():
+            model.score.weight.mul_(20.0)
+        args = make_args(tmp_path / str(distill), distill_weight=distill, max_steps=4)
+        trainer = SelfJRewardTrainer(model, args=args, train_dataset=dataset, eval_dataset=dataset)
+        trainer.train()
+        gaps[distill] = trainer.evaluate()["eval_student_teacher_gap"]
+    assert gaps[2.0] < gaps[0.0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pairwise
+# ---------------------------------------------------------------------------------------------------------------
+def test_build_pairs_orders_by_label_and_skips_ties():
+    labels = [9.0, 4.0, 4.0, 1.0, 8.0]
+    groups = [0, 0, 0, 1, 1]
+    pairs = build_pairs(labels, groups)
+    assert sorted(pairs) == sorted([(0, 1), (0, 2), (4, 3)])
+    assert build_pairs(labels, groups, min_gap=6.0) == [(4, 3)]
+
+
+def test_pairwise_loss_by_hand_and_training(tmp_path, base, dataset):
+    args = make_args(tmp_path, loss_type="pairwise", use_margin=True, max_steps=6, learning_rate=1e-3)
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset, eval_dataset=dataset)
+    assert len(trainer.train_dataset) == 4 * 3  # three ordered pairs per instruction
+    tok = AutoTokenizer.from_pretrained(base)
+    pairs = build_pairs(dataset["label"], dataset["instruction_id"])
+    idx = [0, 4]
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in idx])
+    assert batch["input_ids"].shape[0] == 4 * len(idx)
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, dict(batch))
+
+    chosen = [dataset[pairs[i][0]] for i in idx]
+    rejected = [dataset[pairs[i][1]] for i in idx]
+    sc, sr = (scores_of(trainer.model, tok, [student_text(tok, r) for r in rs]) for rs in (chosen, rejected))
+    tc, tr = (scores_of(trainer.model, tok, [teacher_text(tok, r) for r in rs]) for rs in (chosen, rejected))
+    margin = torch.tensor([(c["label"] - r["label"]) / 9.0 for c, r in zip(chosen, rejected)])
+    lt = -F.logsigmoid(tc - tr - margin).mean()
+    ls = -F.logsigmoid(sc - sr - margin).mean()
+    ld = ((torch.cat([sc, sr]) - torch.cat([tc, tr])) ** 2).mean()
+    assert loss.item() == pytest.approx((lt + 0.3 * ls + 2.0 * ld).item(), rel=1e-4)
+    assert trainer._metrics["train"]["loss_distill"][-1] == pytest.approx(ld.item(), rel=1e-4, abs=1e-8)
+
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_loss"] < before["eval_loss"]
+    assert after["eval_accuracy"] > before["eval_accuracy"]
+
+
+def test_pairwise_without_pairs_is_a_clear_error(tmp_path, base, dataset):
+    single = dataset.filter(lambda r: r["sample_index"] == 0)
+    with pytest.raises(SelfJInputError, match="no pair of responses"):
+        SelfJRewardTrainer(base, args=make_args(tmp_path, loss_type="pairwise"), train_dataset=single)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Non-finite loss
+# ---------------------------------------------------------------------------------------------------------------
+def test_nan_loss_stops_training_naming_the_step(tmp_path, base, dataset):
+    model = AutoModelForSequenceClassification.from_pretrained(base)
+    with torch.no_grad():
+        model.score.weight.fill_(float("nan"))
+    args = make_args(tmp_path)
+    trainer = SelfJRewardTrainer(model, args=args, train_dataset=dataset)
+    with pytest.raises(SelfJInputError, match=r"non-finite loss at training step 1 .*loss_teacher=nan"):
+        trainer.train()
+    assert not (Path(args.output_dir) / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The published judge
+# ---------------------------------------------------------------------------------------------------------------
+def test_saved_judge_reloads_and_scores_identically(tmp_path, base, dataset):
+    args = make_args(tmp_path, max_steps=4, hub_dataset_id="someone/selfj-labels")
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    trainer.train()
+    out = trainer.save_judge(tmp_path / "judge")
+    files = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "selfj.json"} <= files
+    assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+
+    tok = AutoTokenizer.from_pretrained(out)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
+    texts = [student_text(tok, r) for r in dataset]
+    trainer.model.eval()
+    assert torch.allclose(scores_of(reloaded, tok, texts), scores_of(trainer.model, tok, texts), atol=1e-6)
+    selfj = reloaded.config.selfj
+    assert selfj["format"] == "chat" and selfj["score_scale"] == [0.0, 1.0]
+    assert (selfj["teacher_weight"], selfj["student_weight"], selfj["distill_weight"]) == (1.0, 0.3, 2.0)
+    assert selfj["loss_type"] == "pointwise" and selfj["lora"] is None and selfj["dataset"] == "someone/selfj-labels"
+    assert reloaded.config.pad_token_id == tok.pad_token_id
+    card = (out / "README.md").read_text()
+    assert "https://huggingface.co/datasets/someone/selfj-labels" in card and "None" not in card
+
+    try:
+        from selfj_trl.judge import SelfJudge
+    except ImportError:  # the judge module is written separately
+        return
+    judge = SelfJudge.from_pretrained(str(out), device="cpu")
+    ours = judge.score([r["instruction"] for r in dataset], [r["response"] for r in dataset])
+    assert torch.allclose(torch.tensor(ours), scores_of(reloaded, tok, texts), atol=1e-5)
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_lora_judge_with_and_without_merge(tmp_path, plain_base, dataset, merge):
+    from peft import LoraConfig
+
+    peft_config = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
+                             target_modules=["q_proj", "v_proj"])
+    args = make_args(tmp_path, max_steps=4, learning_rate=1e-2, merge_adapter_on_save=merge)
+    trainer = SelfJRewardTrainer(plain_base, args=args, train_dataset=dataset, peft_config=peft_config)
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trainable) and any("score" in n for n in trainable)
+    trainer.train()
+    stale = tmp_path / "judge"  # an earlier save of the other kind in the same folder must not survive
+    stale.mkdir()
+    (stale / ("adapter_config.json" if merge else "model.safetensors")).write_text("{}")
+    out = trainer.save_judge(stale)
+    files = {p.name for p in out.iterdir()}
+    if merge:
+        assert "model.safetensors" in files and "adapter_config.json" not in files
+    else:
+        assert "adapter_model.safetensors" in files and "config.json" not in files
+    selfj = json.loads((out / "selfj.json").read_text())
+    assert selfj["format"] == "plain" and selfj["lora"]["r"] == 4 and selfj["lora"]["merged"] is merge
+
+    tok = AutoTokenizer.from_pretrained(out)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
+    texts = [student_text(tok, r, chat=False) for r in dataset]
+    trainer.model.eval()
+    ours = scores_of(trainer.model, tok, texts)
+    assert torch.allclose(scores_of(reloaded, tok, texts), ours, atol=1e-5)
+    untrained = AutoModelForSequenceClassification.from_pretrained(plain_base)
+    assert not torch.allclose(scores_of(untrained, tok, texts), ours, atol=1e-4)  # the adapter did something
+    if merge:
+        assert not hasattr(reloaded, "peft_config") and reloaded.config.selfj["lora"]["merged"] is True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Script, recipes, accelerate
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes" / "train").glob("*.yaml")), ids=lambda p: p.name)
+def test_train_recipes_parse(recipe):
+    from trl import ModelConfig, TrlParser
+
+    args, model_args = TrlParser((SelfJConfig, ModelConfig)).parse_args_and_config(["--config", str(recipe)])
+    assert model_args.model_name_or_path and args.dataset_name
+    assert args.loss_type in ("pointwise", "pairwise") and args.report_to in ([], ["none"], "none")
+
+
+def test_main_requires_a_dataset(tmp_path, base):
+    with pytest.raises(SelfJInputError, match="--dataset_name"):
+        main(["--model_name_or_path", base, "--output_dir", str(tmp_path)])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_accelerate_launch(tmp_path, base, dataset):
+    data = tmp_path / "labeled.jsonl"
+    dataset.to_json(str(data))
+    out = tmp_path / "judge"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/multi_cpu_2proc.yaml"),
+           "--main_process_port", str(_free_port()), "-m", "selfj_trl.trainer",
+           "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
+           "--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1",
+           "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("judge saved to") == 1  # only the main process reports
+    logs = [ast.literal_eval(line[line.index("{"):]) for line in proc.stdout.splitlines() if "'loss_distill'" in line]
+    # 12 rows, 2 per process per step: one step covers 4 rows, a third of an epoch, only if both processes train.
+    assert float(logs[0]["epoch"]) == pytest.approx(1 / 3, abs=0.01)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
+    assert reloaded.config.selfj["loss_type"] == "pointwise"
+    assert (out / "README.md").exists()
+
+
+@pytest.mark.slow
+def test_minilm_recipe_trains(tmp_path, dataset):
+    data = tmp_path / "labeled.jsonl"
+    dataset.to_json(str(data))
+    out = tmp_path / "judge"
+    assert main(["--config", str(REPO / "recipes/train/judge_minilm.yaml"), "--dataset_name", str(data),
+                 "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4"]) == 0
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
+    assert reloaded.config.model_type == "bert" and reloaded.config.selfj["format"] == "plain"
+    assert reloaded.config.selfj["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"

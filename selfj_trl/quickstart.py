@@ -28,6 +28,9 @@ from .errors import SelfJInputError
 from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, MINILM_ALIAS
 
 
+STAGES = ("setup", "label", "train", "evaluate", "use")
+
+
 @dataclass
 class QuickstartConfig:
     output_dir: str = "outputs/quickstart"
@@ -51,6 +54,10 @@ class QuickstartConfig:
     target_coverage: float = 0.7
     seed: int = 42
     fresh: bool = field(default=False, metadata={"help": "Delete earlier outputs and run every stage again."})
+    stages: list[str] = field(
+        default_factory=lambda: list(STAGES),
+        metadata={"help": f"Stages to run now ({', '.join(STAGES)}); the ones before must be done already."},
+    )
     tiny: bool = field(default=False, metadata={"help": "Tests only: policy/judge_base are tiny local folders."})
 
 
@@ -195,23 +202,29 @@ def stage_use(config: QuickstartConfig, judge_dir: Path, folder: Path) -> str:
 
 def run_quickstart(config: QuickstartConfig) -> list[StageResult]:
     out = Path(config.output_dir)
+    unknown = sorted(set(config.stages) - set(STAGES))
+    if unknown:
+        raise SelfJInputError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}.")
     if config.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    from .models import resolve_model
+
+    plan: list[tuple[str, str, Path, Callable[[Path], str]]] = [
+        ("setup", "0. set up offline models", out / "models",
+         lambda f: ", ".join(f"{m} ready" for m in (config.policy, config.embedder, config.judge_base)
+                             if resolve_model(m))),
+        ("label", "1. label (Self-J)", out / "labeled", lambda f: stage_label(config, f)),
+        ("train", "2. train judge", out / "judge", lambda f: stage_train(config, out / "labeled", f)),
+        ("evaluate", "3. evaluate", out / "evaluation", lambda f: stage_evaluate(config, out / "judge", f)),
+        ("use", "4. best-of-n + selective following", out / "use", lambda f: stage_use(config, out / "judge", f)),
+    ]
     results: list[StageResult] = []
     total = time.perf_counter()
-    if not config.tiny:
-        from .models import resolve_model
-
-        def setup(folder: Path) -> str:
-            return ", ".join(f"{m} ready" for m in (config.policy, config.embedder, config.judge_base)
-                             if resolve_model(m))
-
-        _run_stage("0. set up offline models", out / "models", setup, results)
-    _run_stage("1. label (Self-J)", out / "labeled", lambda f: stage_label(config, f), results)
-    _run_stage("2. train judge", out / "judge", lambda f: stage_train(config, out / "labeled", f), results)
-    _run_stage("3. evaluate", out / "evaluation", lambda f: stage_evaluate(config, out / "judge", f), results)
-    _run_stage("4. best-of-n + selective following", out / "use", lambda f: stage_use(config, out / "judge", f), results)
+    for key, name, folder, fn in plan:
+        if key not in config.stages or (key == "setup" and config.tiny):
+            continue
+        _run_stage(name, folder, fn, results)
     print_summary(results, time.perf_counter() - total)
     return results
 

@@ -30,7 +30,7 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
 
     judge = out / "judge"
     config = json.loads((judge / "config.json").read_text())
-    assert config["selfj"]["format"] in {"chat", "plain"} and config["num_labels"] == 1
+    assert config["selfj"]["format"] in {"chat", "plain"} and len(config["id2label"]) == 1
     assert (judge / "model.safetensors").exists() and (judge / "README.md").exists()
 
     if shared_data_dir() is not None:

@@ -41,6 +41,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Trainer bookkeeping that is not an evaluation result.
 _NON_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 PAPER_URL = "https://arxiv.org/abs/2409.00935"
+#: Stands for the dataset's repo id in a card rendered before it has one; replaced when the folder is pushed.
+DATASET_PLACEHOLDER = "path/to/this/dataset"
 
 
 def _package_version() -> str:
@@ -220,6 +222,7 @@ def dataset_card(info: dict, repo_id: str | None = None, data_files: dict[str, s
         data,
         template_str=_template("dataset_card.md"),
         repo=repo_id,
+        placeholder=DATASET_PLACEHOLDER,
         info=info,
         source=source,
         source_id=hub_id_for(source),
@@ -274,7 +277,7 @@ def _export_parquet(folder: Path, staging: Path) -> tuple[dict[str, str], set[st
 
 
 def stage_folder(folder: str | os.PathLike, staging: str | os.PathLike, repo_type: str = "model",
-                 card: Any = None) -> list[str]:
+                 card: Any = None, repo_id: str | None = None) -> list[str]:
     """Fill ``staging`` with what will be uploaded from ``folder``; returns the paths in the repo.
 
     The local folder is only read. ``card`` (a RepoCard or text) replaces README.md in the staged copy.
@@ -294,14 +297,18 @@ def stage_folder(folder: str | os.PathLike, staging: str | os.PathLike, repo_typ
     readme = dst / "README.md"
     if card is not None:
         readme.write_text(str(card), encoding="utf-8")
-    elif data_files and readme.exists():
-        # The labeling card describes the data; add where the parquet files are so the Hub viewer finds them.
+    elif repo_type == "dataset" and readme.exists():
+        # The labeling card describes the data: add where the parquet files are (so the Hub viewer and
+        # load_dataset find them) and the repo id its usage snippets were waiting for.
         existing = DatasetCard(readme.read_text(encoding="utf-8"))
-        if not existing.data.to_dict().get("configs"):
+        if data_files and not existing.data.to_dict().get("configs"):
             existing.data.configs = [{"config_name": "default",
                                       "data_files": [{"split": s, "path": p} for s, p in data_files.items()]}]
-            readme.unlink()
-            readme.write_text(str(existing), encoding="utf-8")
+        text = str(existing)
+        if repo_id:
+            text = text.replace(DATASET_PLACEHOLDER, repo_id)
+        readme.unlink()  # a hard link to the local card: replace it, never write through it
+        readme.write_text(text, encoding="utf-8")
     adapter = dst / "adapter_config.json"
     if adapter.exists():
         cfg = json.loads(adapter.read_text())
@@ -323,7 +330,8 @@ def _hub_base_from_selfj(folder: Path) -> str | None:
 
 
 @contextmanager
-def staged(folder: str | os.PathLike, repo_type: str = "model", card: Any = None) -> Iterator[tuple[Path, list[str]]]:
+def staged(folder: str | os.PathLike, repo_type: str = "model", card: Any = None,
+           repo_id: str | None = None) -> Iterator[tuple[Path, list[str]]]:
     """A temporary staging copy of ``folder`` (removed afterwards) and the list of its files."""
     src = Path(folder)
     if not src.is_dir():
@@ -334,7 +342,7 @@ def staged(folder: str | os.PathLike, repo_type: str = "model", card: Any = None
     except OSError:
         tmp = tempfile.mkdtemp(prefix="selfj-push-")
     try:
-        files = stage_folder(src, tmp, repo_type=repo_type, card=card)
+        files = stage_folder(src, tmp, repo_type=repo_type, card=card, repo_id=repo_id)
         yield Path(tmp), files
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -352,7 +360,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, repo_type: str = "model
         raise SelfJInputError(f"repo_type must be `model` or `dataset`, got {repo_type!r}.")
     if not isinstance(repo_id, str) or not _HUB_ID.match(repo_id):
         raise SelfJInputError(f"repo id {repo_id!r} must look like `user-or-org/name`.")
-    with staged(folder, repo_type, card) as (staging, files):
+    with staged(folder, repo_type, card, repo_id) as (staging, files):
         if not files:
             raise SelfJInputError(f"{folder}: nothing to upload (every file is ignored or the folder is empty).")
         result = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision or "main", "files": files,

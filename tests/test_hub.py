@@ -334,6 +334,8 @@ def test_push_uploads_judge_and_dataset_with_cards(fake_hub, tmp_path, judge_dir
     assert uploaded.to_list() == Dataset.load_from_disk(str(dataset_dir)).to_list()
     dcard = DatasetCard((data / "README.md").read_text())
     assert dcard.data.to_dict()["configs"][0]["data_files"][0]["path"] == "data/train-*.parquet"
+    assert 'load_dataset("me/selfj-labels"' in dcard.text and "path/to/this/dataset" not in dcard.text
+    assert "path/to/this/dataset" in (dataset_dir / "README.md").read_text()  # the local card is untouched
     # The dataset went up before the judge, whose card links to it.
     commits = [p for m, p in fake_hub.requests if "/commit/" in p]
     assert commits[0].startswith("/api/datasets/") and commits[-1].startswith("/api/models/")

@@ -154,6 +154,14 @@ class SelfJudge:
                 ) from err
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise SelfJInputError(f"could not load judge {path!r}: {first_line}") from err
+        if not getattr(model.config, JUDGE_CONFIG_KEY, None) and Path(path).is_dir():
+            # An adapter-only (unmerged LoRA) judge keeps its format in selfj.json next to the adapter.
+            from .hub import read_judge_config
+
+            try:
+                setattr(model.config, JUDGE_CONFIG_KEY, read_judge_config(path))
+            except SelfJInputError:
+                pass  # a plain sequence classifier: format from its tokenizer
         return cls(model, tokenizer, max_length=max_length, device=device or default_device())
 
     def _default_max_length(self) -> int | None:

@@ -270,3 +270,17 @@ def test_score_cli_reports_missing_columns_in_one_line(tiny_judge, tmp_path, cap
     assert code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # earlier lines are the datasets progress bar
     assert last.startswith("selfj-trl score: error:") and "'instruction'" in last and "--instruction_column" in last
+
+
+def test_adapter_style_judge_reads_its_format_from_selfj_json(tmp_path):
+    """Judges saved as unmerged LoRA adapters keep config.selfj in selfj.json; SelfJudge must honour it."""
+    import json
+
+    from selfj_trl.judge import SelfJudge
+    from selfj_trl.testing import make_tiny_llama
+
+    folder = make_tiny_llama(tmp_path / "judge", kind="seqcls", chat=True)  # tokenizer has a chat template
+    (folder / "selfj.json").write_text(json.dumps({"format": "plain", "score_scale": [0, 1]}))
+    judge = SelfJudge.from_pretrained(str(folder))
+    assert judge.chat is False
+    assert judge.format("what is two plus two ?", "four").startswith("### Instruction:")

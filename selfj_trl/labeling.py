@@ -86,7 +86,7 @@ class LabelingConfig:
     self_eval_method: str = field(default="digits", metadata={"help": "digits | likelihood (see the README)."})
     prompt_style: str = field(
         default="zero_shot",
-        metadata={"help": "Judging prompt for digits: zero_shot | few_shot | reference_after | scale_1_5."},
+        metadata={"help": "Judging prompt for digits: zero_shot | zero_shot_lead | few_shot | reference_after | scale_1_5."},
     )
     cosine_weight: float = field(default=0.5, metadata={"help": "Weight of max(cosine, 0) in the label, 0..1."})
     combination: str = field(default="weighted_mean", metadata={"help": "weighted_mean | rank_mean | fitted."})
@@ -115,7 +115,7 @@ class LabelingConfig:
     def fingerprint(self) -> str:
         """Hash of the settings that change the rows: a resumed run must match it."""
         keys = ["dataset_name", "dataset_split", "dataset_filter", "instruction_column", "input_column",
-                "reference_column", "messages_column", "instances_column", "max_instructions", "policy", "embedder", "use_chat_template",
+                "reference_column", "messages_column", "instances_column", "policy", "embedder", "use_chat_template",
                 "num_samples", "max_new_tokens", "temperature", "top_p", "do_sample", "seed", "generation_batch_size",
                 "max_length", "self_eval_method", "prompt_style", "chunk_size"]
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
@@ -411,16 +411,23 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _shard_path(shard_dir: Path, chunk: int) -> Path:
-    return shard_dir / f"chunk-{chunk:06d}.jsonl"
+def _shard_path(shard_dir: Path, chunk: int, n_rows: int) -> Path:
+    """A chunk's file also names how many instructions it covers, so a run with a larger or smaller
+    ``max_instructions`` reuses every complete chunk and redoes only a chunk whose size changed."""
+    return shard_dir / f"chunk-{chunk:06d}-n{n_rows}.jsonl"
 
 
-def _check_or_write_manifest(shard_dir: Path, config: LabelingConfig, n_rows: int) -> None:
+def _chunk_sizes(n_rows: int, chunk_size: int) -> list[int]:
+    return [min(chunk_size, n_rows - start) for start in range(0, n_rows, chunk_size)]
+
+
+def _check_or_write_manifest(shard_dir: Path, config: LabelingConfig) -> None:
+    """Shards may only be reused by a run whose settings give the same rows (``max_instructions`` aside)."""
     manifest = shard_dir / "manifest.json"
-    want = {"fingerprint": config.fingerprint(), "num_instructions": n_rows, "chunk_size": config.chunk_size}
+    want = {"fingerprint": config.fingerprint(), "chunk_size": config.chunk_size}
     if manifest.exists():
         have = json.loads(manifest.read_text())
-        if have != want:
+        if {k: have.get(k) for k in want} != want:
             raise SelfJInputError(
                 f"{shard_dir} holds shards from a run with different settings; use another --output_dir "
                 "or delete that folder to start over."
@@ -469,10 +476,10 @@ def label_chunk(
     return flat
 
 
-def _read_shards(shard_dir: Path, n_chunks: int) -> list[dict[str, Any]]:
+def _read_shards(shard_dir: Path, sizes: list[int]) -> list[dict[str, Any]]:
     rows = []
-    for chunk in range(n_chunks):
-        path = _shard_path(shard_dir, chunk)
+    for chunk, n in enumerate(sizes):
+        path = _shard_path(shard_dir, chunk, n)
         if not path.exists():
             raise SelfJInputError(f"shard {path.name} is missing; re-run the same command to finish labeling.")
         rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -489,51 +496,56 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
     out_dir = Path(config.output_dir)
     shard_dir = out_dir / "shards"
     if state.is_main_process:
-        _check_or_write_manifest(shard_dir, config, len(rows))
+        _check_or_write_manifest(shard_dir, config)
         for stale in shard_dir.glob("*.tmp*"):  # half-written by a killed run; never counted as done
             stale.unlink()
     state.wait_for_everyone()
 
-    n_chunks = math.ceil(len(rows) / config.chunk_size)
-    mine = [c for c in range(n_chunks) if c % state.num_processes == state.process_index]
-    todo = [c for c in mine if not _shard_path(shard_dir, c).exists()]
+    sizes = _chunk_sizes(len(rows), config.chunk_size)
+    mine = [c for c in range(len(sizes)) if c % state.num_processes == state.process_index]
+    todo = [c for c in mine if not _shard_path(shard_dir, c, sizes[c]).exists()]
     stats: Counter = Counter()
     if todo:
         policy, tokenizer = load_policy(config.policy, config.trust_remote_code)
         digit_ids = digit_token_ids(tokenizer)  # the reference-free baseline always reads digits
         embedder = load_embedder(config.embedder)
-        done_rows = sum(min(config.chunk_size, len(rows) - c * config.chunk_size) for c in mine if c not in todo)
-        bar = tqdm(total=sum(min(config.chunk_size, len(rows) - c * config.chunk_size) for c in mine),
+        done_rows = sum(sizes[c] for c in mine if c not in todo)
+        bar = tqdm(total=sum(sizes[c] for c in mine),
                    initial=done_rows, desc=f"labeling (process {state.process_index})", unit="instr",
-                   disable=not sys.stderr.isatty() and os.environ.get("SELFJ_PROGRESS") != "1",
                    position=state.process_index)
         for chunk in todo:
             chunk_rows = rows[chunk * config.chunk_size : (chunk + 1) * config.chunk_size]
             labeled = label_chunk(chunk_rows, chunk, config, policy, tokenizer, embedder, digit_ids, stats)
-            _atomic_write_text(_shard_path(shard_dir, chunk), "".join(json.dumps(r) + "\n" for r in labeled))
+            _atomic_write_text(_shard_path(shard_dir, chunk, sizes[chunk]), "".join(json.dumps(r) + "\n" for r in labeled))
             if stats:
-                _atomic_write_text(shard_dir / f"stats-{chunk:06d}.json", json.dumps(dict(stats)))
+                _atomic_write_text(_stats_path(_shard_path(shard_dir, chunk, sizes[chunk])), json.dumps(dict(stats)))
                 stats = Counter()
             bar.update(len(chunk_rows))
         bar.close()
     state.wait_for_everyone()
     if not state.is_main_process:
         return Dataset.from_list([])
-    return finalize(config, n_chunks, skipped, source_rows=len(rows))
+    return finalize(config, sizes, skipped, source_rows=len(rows))
 
 
-def _stat_totals(shard_dir: Path) -> Counter:
+def _stats_path(shard: Path) -> Path:
+    return shard.with_name(shard.name.replace(".jsonl", ".stats.json"))
+
+
+def _stat_totals(shard_dir: Path, sizes: list[int]) -> Counter:
     total: Counter = Counter()
-    for path in sorted(shard_dir.glob("stats-*.json")):
-        total.update(json.loads(path.read_text()))
+    for chunk, n in enumerate(sizes):
+        path = _stats_path(_shard_path(shard_dir, chunk, n))
+        if path.exists():
+            total.update(json.loads(path.read_text()))
     return total
 
 
-def finalize(config: LabelingConfig, n_chunks: int, skipped: Counter, source_rows: int) -> Dataset:
+def finalize(config: LabelingConfig, sizes: list[int], skipped: Counter, source_rows: int) -> Dataset:
     """Gather shards in order, compute labels, save the dataset with its card (and push when asked)."""
     out_dir = Path(config.output_dir)
     shard_dir = out_dir / "shards"
-    records = _read_shards(shard_dir, n_chunks)
+    records = _read_shards(shard_dir, sizes)
     if not records:
         raise SelfJInputError("labeling produced no rows (every sampled response was empty).")
     weights = None
@@ -546,7 +558,7 @@ def finalize(config: LabelingConfig, n_chunks: int, skipped: Counter, source_row
     columns = ["instruction_id", "instruction", "reference", "response", "sample_index", "self_eval_score",
                "self_eval_noref_score", "cosine_similarity", "label"]
     table = Dataset.from_dict({c: [r[c] for r in records] for c in columns})
-    stats = _stat_totals(shard_dir)
+    stats = _stat_totals(shard_dir, sizes)
     save_labeled(table, config, skipped=skipped, stats=stats, num_instructions=source_rows)
     return table
 

@@ -243,3 +243,19 @@ def test_real_offline_models_label_four_instructions(tmp_path):
     assert all(0 <= x <= 9 for x in table["self_eval_score"])
     assert all(-1 <= x <= 1 for x in table["cosine_similarity"])
     assert len({round(x, 6) for x in table["self_eval_score"]}) > 1  # real signal varies across rows
+
+
+def test_growing_max_instructions_reuses_finished_chunks(tmp_path, tiny_policy, monkeypatch):
+    _write_rows(tmp_path, 6)
+    small = label_dataset(_config(tmp_path, tiny_policy, max_instructions=3))  # chunks of 2: [2, 1]
+    calls = []
+    import selfj_trl.labeling as labeling
+
+    real = labeling.label_chunk
+    monkeypatch.setattr(labeling, "label_chunk", lambda rows, chunk, *a, **k: calls.append((chunk, len(rows)))
+                        or real(rows, chunk, *a, **k))
+    big = label_dataset(_config(tmp_path, tiny_policy, max_instructions=5))  # chunks [2, 2, 1]
+    assert calls == [(1, 2), (2, 1)]  # chunk 0 reused; the resized chunk 1 and the new chunk 2 labeled
+    first = [r for r in small.to_list() if r["instruction_id"] < 2]
+    assert big.to_list()[: len(first)] == first
+    assert sorted({r["instruction_id"] for r in big.to_list()}) == [0, 1, 2, 3, 4]

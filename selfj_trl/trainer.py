@@ -321,7 +321,11 @@ class SelfJRewardTrainer(RewardTrainer):
         if isinstance(model, str):
             self._base_model_name = model
             model = resolve_model(model)
-            model_config = AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
+            try:
+                model_config = AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
+            except OSError as err:  # no such folder, unknown Hub repo, no network
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise SelfJInputError(f"could not load base model {model!r}: {first}") from err
         else:
             model_config = getattr(model, "config", None)
             self._base_model_name = getattr(model_config, "_name_or_path", None) or None

@@ -107,3 +107,26 @@ def make_tiny_embedder(path: str | Path, dim: int = 16) -> Path:
                          intermediate_size=2 * dim)).save_pretrained(bert_dir)
     SentenceTransformer(modules=[Transformer(str(bert_dir)), Pooling(dim)], device="cpu").save(str(path))
     return path
+
+
+# (instruction, reference) in the tiny vocabulary; each gets three responses of decreasing quality.
+_ITEMS = [
+    ("write a short poem about the sea", "the sea is blue and deep"),
+    ("what is two plus two ?", "the answer is four"),
+    ("hello world", "good hello world"),
+    ("one two three", "four five six"),
+]
+
+
+def tiny_labeled_rows() -> list[dict]:
+    """A labeled table shaped like the labeling stage's output (12 rows, 3 samples per instruction)."""
+    rows = []
+    for iid, (instruction, reference) in enumerate(_ITEMS):
+        samples = [(reference, 9.0), (reference.split()[0] + " bad answer", 4.5), ("bad bad", 0.5)]
+        for k, (response, label) in enumerate(samples):
+            rows.append({
+                "instruction": instruction, "reference": reference, "response": response, "label": label,
+                "self_eval_score": label, "self_eval_noref_score": 4.0, "cosine_similarity": 0.5,
+                "sample_index": k, "instruction_id": iid,
+            })
+    return rows

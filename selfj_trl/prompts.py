@@ -39,6 +39,64 @@ JUDGE_PROMPT_TEMPLATE = (
 _REFERENCE_BLOCK = "### Reference answer:\n{reference}\n\n"
 _REF_HINT = ", comparing it with the reference answer"
 
+#: The reference placed AFTER the answer (prompt_style="reference_after"): the policy reads the answer unprimed,
+#: then the reference right before it rates, so the comparison is the last thing in its context.
+JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER = (
+    "Rate how well the answer follows the instruction{ref_hint}. "
+    "Use one digit from 0 (useless or wrong) to 9 (excellent, complete and correct).\n\n"
+    "### Instruction:\n{instruction}\n\n"
+    "### Answer:\n{response}\n\n"
+    "{reference_block}"
+    "### Rating (0-9):"
+)
+
+#: A 1-5 scale (prompt_style="scale_1_5"): fewer, coarser grades. Only digits 1-5 are read; the expectation is
+#: mapped linearly onto 0-9 ((s - 1) * 9 / 4) so labels stay comparable (see :data:`PROMPT_STYLE_DIGITS`).
+JUDGE_PROMPT_TEMPLATE_SCALE_1_5 = (
+    "Rate how well the answer follows the instruction{ref_hint}. "
+    "Use one digit from 1 (useless or wrong) to 5 (excellent, complete and correct).\n\n"
+    "### Instruction:\n{instruction}\n\n"
+    "{reference_block}"
+    "### Answer:\n{response}\n\n"
+    "### Rating (1-5):"
+)
+
+#: Worked examples for prompt_style="few_shot". Written for this project (not taken from any evaluation data): one
+#: irrelevant answer, one excellent, one wrong, one correct but incomplete, so the scale's ends and middle are shown.
+FEW_SHOT_EXAMPLES: tuple[dict[str, str], ...] = (
+    {"instruction": "Write a haiku about autumn leaves.",
+     "reference": "Crimson leaves let go,\ndrifting on the cooling wind,\nthe branches rest bare.",
+     "response": "I like turtles. The stock market closed higher today.",
+     "rating": "0"},
+    {"instruction": "Convert 5 kilometres to miles.",
+     "reference": "5 kilometres is about 3.11 miles, since 1 km is roughly 0.621 miles.",
+     "response": "5 km is roughly 3.1 miles, because one kilometre is about 0.62 miles.",
+     "rating": "9"},
+    {"instruction": "What is the capital of Australia?",
+     "reference": "The capital of Australia is Canberra.",
+     "response": "The capital of Australia is Sydney, its largest city.",
+     "rating": "1"},
+    {"instruction": "Give two tips for sleeping better.",
+     "reference": "1. Go to bed and wake up at the same time every day.\n2. Avoid screens and caffeine in the hour "
+                  "before bed.",
+     "response": "Try to go to bed at the same time every night.",
+     "rating": "5"},
+)
+
+#: Every judging-prompt variant ``build_judge_prompt(prompt_style=...)`` knows. "zero_shot" is the original prompt;
+#: every other style also starts the answer for the model (see :data:`RATING_LEAD`), so the digit is the next token.
+PROMPT_STYLES = ("zero_shot", "zero_shot_lead", "few_shot", "reference_after", "scale_1_5")
+
+#: The digits each style asks for (lowest, highest); scores read from them are mapped onto 0-9.
+PROMPT_STYLE_DIGITS = {"zero_shot": (0, 9), "zero_shot_lead": (0, 9), "few_shot": (0, 9), "reference_after": (0, 9),
+                       "scale_1_5": (1, 5)}
+
+#: Text placed where the model's answer begins (all styles but "zero_shot"). Without it a chat policy's next token is
+#: the start of a sentence ("Your answer ...") and a base model's is a space or a newline, so only a few percent of
+#: the probability sits on digits and the expectation over them is mostly noise. With it, the digit is next: a
+#: plain prompt ends with "### Rating (0-9): " and a chat turn opens with "Rating: ".
+RATING_LEAD = {"chat": "Rating: ", "plain": " "}
+
 
 def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
@@ -79,20 +137,45 @@ class JudgePrompt:
     reference_truncated: bool = False
 
 
-def _judge_text(tokenizer: Any, instruction: str, response: str, reference: str | None, chat: bool) -> str:
-    body = JUDGE_PROMPT_TEMPLATE.format(
+def check_prompt_style(prompt_style: str) -> str:
+    if prompt_style not in PROMPT_STYLES:
+        raise SelfJInputError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}.")
+    return prompt_style
+
+
+def _judge_body(instruction: str, response: str, reference: str | None, prompt_style: str) -> str:
+    template = {"reference_after": JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER,
+                "scale_1_5": JUDGE_PROMPT_TEMPLATE_SCALE_1_5}.get(prompt_style, JUDGE_PROMPT_TEMPLATE)
+    return template.format(
         instruction=instruction,
         response=response,
         ref_hint=_REF_HINT if reference is not None else "",
         reference_block=_REFERENCE_BLOCK.format(reference=reference) if reference is not None else "",
     )
+
+
+def _judge_text(
+    tokenizer: Any, instruction: str, response: str, reference: str | None, chat: bool, prompt_style: str = "zero_shot"
+) -> str:
+    body = _judge_body(instruction, response, reference, prompt_style)
+    # Few-shot: the worked examples come first, in the same format (with a reference only when the row has one),
+    # as earlier chat turns for chat policies and as preceding blocks for plain ones.
+    shots = []
+    if prompt_style == "few_shot":
+        for ex in FEW_SHOT_EXAMPLES:
+            ex_ref = ex["reference"] if reference is not None else None
+            shots.append((_judge_body(ex["instruction"], ex["response"], ex_ref, "zero_shot"), ex["rating"]))
+    lead = "" if prompt_style == "zero_shot" else RATING_LEAD["chat" if chat else "plain"]
     if not chat:
-        return body
-    # Chat policies: the rating request is the user turn and the answer starts right after the generation prompt,
-    # so the next token is where the digit goes.
+        return "".join(f"{q} {a}\n\n" for q, a in shots) + body + lead
+    # Chat policies: the rating request is the user turn and the answer starts right after the generation prompt
+    # (plus the lead), so the next token is where the digit goes.
+    messages = []
+    for q, a in shots:
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": lead + a}]
     return tokenizer.apply_chat_template(
-        [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
-    )
+        [*messages, {"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
+    ) + lead
 
 
 def _n_tokens(tokenizer: Any, text: str) -> int:
@@ -112,22 +195,27 @@ def build_judge_prompt(
     *,
     use_chat_template: bool | None = None,
     max_length: int | None = None,
+    prompt_style: str = "zero_shot",
 ) -> JudgePrompt:
     """The self-evaluation prompt, cut to ``max_length`` tokens without ever cutting the instruction.
 
     The response is shortened first (its opening says most about its quality), then the reference. If the
     instruction and the rating request alone do not fit, the row cannot be judged honestly and we raise.
+    ``prompt_style`` picks a variant from :data:`PROMPT_STYLES` (default: the original zero-shot prompt);
+    ``scale_1_5`` asks for digits 1-5 (see :data:`PROMPT_STYLE_DIGITS`).
     """
+    check_prompt_style(prompt_style)
     check_text(instruction, "instruction")
     check_text(response, "response", allow_empty=True)
     if reference is not None:
         check_text(reference, "reference")
     chat = has_chat_template(tokenizer) if use_chat_template is None else use_chat_template
-    text = _judge_text(tokenizer, instruction, response, reference, chat)
+    text = _judge_text(tokenizer, instruction, response, reference, chat, prompt_style)
     if max_length is None or _n_tokens(tokenizer, text) <= max_length:
         return JudgePrompt(text)
 
-    fixed = _n_tokens(tokenizer, _judge_text(tokenizer, instruction, "", "" if reference is not None else None, chat))
+    fixed = _n_tokens(tokenizer, _judge_text(tokenizer, instruction, "", "" if reference is not None else None, chat,
+                                               prompt_style))
     budget = max_length - fixed
     if budget <= 0:
         raise SelfJInputError(
@@ -144,17 +232,50 @@ def build_judge_prompt(
     new_reference = reference
     if reference is not None and ref_keep < ref_tokens:
         new_reference = _truncate_tokens(tokenizer, reference, ref_keep)
-    text = _judge_text(tokenizer, instruction, new_response, new_reference, chat)
+    text = _judge_text(tokenizer, instruction, new_response, new_reference, chat, prompt_style)
     # Decoding and re-encoding can merge or split tokens at the cut; trim the response until it truly fits.
     while _n_tokens(tokenizer, text) > max_length and resp_keep > 0:
         resp_keep = max(resp_keep - 8, 0)
         new_response = _truncate_tokens(tokenizer, response, resp_keep)
-        text = _judge_text(tokenizer, instruction, new_response, new_reference, chat)
+        text = _judge_text(tokenizer, instruction, new_response, new_reference, chat, prompt_style)
     return JudgePrompt(
         text,
         response_truncated=new_response != response,
         reference_truncated=reference is not None and new_reference != reference,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Likelihood self-evaluation (stage 1, ``self_eval_method=likelihood``): contexts whose log-likelihoods are compared
+# ---------------------------------------------------------------------------------------------------------------
+#: The reference shown before the policy answers (``response_gain``: does seeing it make this response likelier?).
+LIKELIHOOD_REFERENCE_CONTEXT = "{instruction}\n\nAn expert answered this as follows:\n{reference}\n\nNow write your own answer."
+#: A draft shown before the reference (``reference_gain``: does this response make the expert answer likelier?).
+LIKELIHOOD_DRAFT_CONTEXT = "{instruction}\n\nA draft answer:\n{response}\n\nNow write the best possible answer."
+LIKELIHOOD_METHODS = ("response_gain", "reference_gain")
+
+
+def likelihood_views(
+    tokenizer: Any, instruction: str, response: str, reference: str, *, method: str = "response_gain",
+    use_chat_template: bool | None = None,
+) -> tuple[str, str, str]:
+    """(conditioned context, baseline context, target) for a likelihood self-evaluation.
+
+    The score compares the policy's per-token log-likelihood of ``target`` after each context. ``response_gain``:
+    target = the response, conditioned on the instruction plus the reference vs the instruction alone.
+    ``reference_gain``: target = the reference, conditioned on the instruction plus the response (as a draft) vs the
+    instruction alone. Both use the policy's own answer format (chat template or the plain prompt).
+    """
+    if method not in LIKELIHOOD_METHODS:
+        raise SelfJInputError(f"likelihood method must be one of {LIKELIHOOD_METHODS}, got {method!r}.")
+    if method == "response_gain":
+        cond_user = LIKELIHOOD_REFERENCE_CONTEXT.format(instruction=instruction, reference=reference)
+        target = response
+    else:
+        cond_user = LIKELIHOOD_DRAFT_CONTEXT.format(instruction=instruction, response=response)
+        target = reference
+    return (generation_prompt(tokenizer, cond_user, use_chat_template),
+            generation_prompt(tokenizer, instruction, use_chat_template), target)
 
 
 def digit_token_ids(tokenizer: Any) -> list[list[int]]:

@@ -4,7 +4,8 @@
    up to 10 tokens and reading the digit distribution at the first generated position (how the Self-J authors'
    script does it), same model, same prompts, same batch size. Target: >= 5x.
 2. ``--scaling``: wall time of full labeling (sampling + self-evaluation + cosine) for 4 sizes of
-   instructions x samples; it should grow linearly with the number of responses.
+   instructions x samples, with the policy's default labeling settings; it should grow linearly with the number of
+   responses, which a least-squares line and its R^2 check.
 
     python bench/bench_labeling.py --policy gemma-3-270m --n 32
     python bench/bench_labeling.py --policy smollm2-135m-instruct --scaling
@@ -89,11 +90,16 @@ def bench_forward_vs_generate(policy: str, n: int, batch_size: int, max_length: 
 
 
 def bench_scaling(policy: str, sizes: list[tuple[int, int]], max_new_tokens: int) -> None:
+    """Full labeling at each size; a least-squares line seconds = a + b * responses says whether it is linear
+    (a is the per-run cost of loading the models, b the cost of one response)."""
+    import numpy as np
+
     rows = [{"instruction": i, "reference": g} for i, _, g in zip(*_rows(max(s[0] for s in sizes)))]
-    print(f"policy={policy} max_new_tokens={max_new_tokens}")
+    print(f"policy={policy} max_new_tokens={max_new_tokens} threads={torch.get_num_threads()}")
     print(f"{'instructions':>12} {'samples':>7} {'responses':>9} {'seconds':>8} {'s/response':>10}")
     from datasets import Dataset
 
+    points = []
     for n_ins, n_samp in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = LabelingConfig(dataset_name="bench", output_dir=tmp, policy=policy, num_samples=n_samp,
@@ -101,7 +107,16 @@ def bench_scaling(policy: str, sizes: list[tuple[int, int]], max_new_tokens: int
             t0 = time.perf_counter()
             table = label_dataset(cfg, dataset=Dataset.from_list(rows[:n_ins]))
             dt = time.perf_counter() - t0
-        print(f"{n_ins:>12} {n_samp:>7} {len(table):>9} {dt:>8.1f} {dt / max(len(table), 1):>10.2f}")
+        points.append((len(table), dt))
+        print(f"{n_ins:>12} {n_samp:>7} {len(table):>9} {dt:>8.1f} {dt / max(len(table), 1):>10.2f}", flush=True)
+    x, y = np.array(points, dtype=float).T
+    slope, intercept = np.polyfit(x, y, 1)
+    fit = intercept + slope * x
+    r2 = 1 - ((y - fit) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    worst = float(np.max(np.abs(y - fit) / y))
+    print(f"linear fit: seconds = {intercept:.1f} + {slope:.2f} * responses; R^2 = {r2:.4f}; "
+          f"largest deviation from the line {worst:.1%} (self-evaluation: {cfg.self_eval_method}, "
+          f"{cfg.defaults_source})")
 
 
 def main() -> None:

@@ -27,23 +27,30 @@ def _row(label: str, c: dict) -> str:
         return "n/a" if v is None or not math.isfinite(v) else f"{v:+.2f}"
 
     return (f"| {label} | {f(c['spearman'])} [{f(c['spearman_ci'][0])}, {f(c['spearman_ci'][1])}] "
-            f"| {f(c['pearson'])} [{f(c['pearson_ci'][0])}, {f(c['pearson_ci'][1])}] |")
+            f"| {f(c['pearson'])} [{f(c['pearson_ci'][0])}, {f(c['pearson_ci'][1])}] "
+            f"| {f(c.get('spearman_honest'))} | {f(c.get('within_instruction_spearman'))} |")
 
 
 def summary(report: dict) -> str:
+    """Before (the paper's zero-shot digit label) and after (the recommended label), beside the baselines."""
     comp, comb, best = report["components"], report["combined"], report["best"]
     lines = [f"### {report['policy']} ({report['data']['n_rows']} train rows)", "",
-             "| signal | Spearman [95% CI] | Pearson [95% CI] |", "|---|---|---|"]
+             "| signal | Spearman [95% CI] | Pearson [95% CI] | honest | within |", "|---|---|---|---|---|"]
     before = next((k for k in comp if k.startswith("digits/zero_shot/ref/") and k.endswith("/expected")), None)
-    picks = [("before: zero-shot digits, with reference", before),
-             ("best self-evaluation with reference", best["self_eval_with_reference"]),
-             ("best self-evaluation without reference", best["self_eval_without_reference"]),
-             ("cosine (MiniLM)", "cosine"), ("response length", "length_words")]
-    for label, key in picks:
-        if key in comp:
-            lines.append(_row(f"{label}: `{key}`" if key not in ("cosine", "length_words") else label, comp[key]))
-    if best["label"]:
-        lines.append(_row(f"best label: `{best['label']}`", comb[best["label"]]))
+    before_label = f"{before} + cosine | weighted_mean/w=0.5" if before else None
+    rec = report.get("recommended") or {}
+    picks = [("before: zero-shot digits, with reference", comp, before),
+             ("before: the paper's label (zero-shot digits + cosine, w=0.5)", comb, before_label),
+             ("best self-evaluation with reference", comp, best["self_eval_with_reference"]),
+             ("best self-evaluation without reference", comp, best["self_eval_without_reference"]),
+             ("cosine (MiniLM)", comp, "cosine"), ("response length", comp, "length_words"),
+             ("after: recommended label", comb, rec.get("label"))]
+    for label, table, key in picks:
+        if key in table:
+            lines.append(_row(f"{label}: `{key}`" if key not in ("cosine", "length_words") else label, table[key]))
+    if rec:
+        lines.append("")
+        lines.append("recommended: " + " ".join(f"--{k} {v}" for k, v in rec["settings"].items()))
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from datasets import Dataset
@@ -33,15 +33,16 @@ from tqdm.auto import tqdm
 
 from .data import load_table
 from .errors import SelfJInputError
-from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, resolve_model
+from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, GEMMA_ALIAS, SMOLLM2_ALIAS, resolve_model
 from .prompts import (
-    JUDGE_PROMPT_TEMPLATE,
+    LIKELIHOOD_METHODS,
     PROMPT_STYLE_DIGITS,
     build_judge_prompt,
     check_prompt_style,
     digit_token_ids,
     generation_prompt,
     has_chat_template,
+    self_eval_prompt_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,45 @@ logger = logging.getLogger(__name__)
 LABEL_MAX = 9.0
 COMBINATIONS = ("weighted_mean", "rank_mean", "fitted")
 SELF_EVAL_METHODS = ("digits", "likelihood")
+#: Below this mean probability on the digit tokens, a digit rating is renormalised noise (Gemma 3 270M base with the
+#: zero-shot prompt: 0.3%); the labeler warns and the card reports the figure.
+LOW_DIGIT_MASS = 0.2
+
+#: The Self-J method as the paper runs it: digit self-evaluation against the reference, averaged with the cosine.
+#: The default for every policy we have not measured, i.e. the capable (7B+) policies the method was made for.
+SELFJ_DEFAULTS = {"self_eval_method": "digits", "prompt_style": "zero_shot", "likelihood_method": "reference_gain",
+                  "cosine_weight": 0.5}
+#: Settings measured best for the small offline policies by ``selfj-trl signal`` on AlpacaEval's train split, 24
+#: instructions x 17 models (README, "Labeling signals"; ``python bench/signal_report.py --n_instructions 24``). The
+#: report recommends the fixed-weight label with the best mean of the Spearman with GPT-4 without the GPT-4-gaming
+#: models and the within-instruction Spearman; for both policies that is likelihood ``reference_gain`` with a cosine
+#: weight of 0.25 (SmolLM2-135M-Instruct: +0.21 / +0.22, Gemma 3 270M: +0.32 / +0.26; the paper's zero-shot digit
+#: label at w=0.5 scores -0.01 / +0.17 and +0.04 / +0.19). Neither policy's digit ratings track quality; the cosine
+#: ranks answers to one instruction well (+0.20 within) but not across instructions (+0.02), hence its small weight.
+#: ``prompt_style`` serves the reference-free digit baseline column: few-shot was the best digit prompt for both.
+MEASURED_LABELING_DEFAULTS: dict[str, dict[str, Any]] = {
+    SMOLLM2_ALIAS: {"self_eval_method": "likelihood", "likelihood_method": "reference_gain", "cosine_weight": 0.25,
+                    "prompt_style": "few_shot"},
+    GEMMA_ALIAS: {"self_eval_method": "likelihood", "likelihood_method": "reference_gain", "cosine_weight": 0.25,
+                  "prompt_style": "few_shot"},
+}
+
+
+def resolve_defaults(config: "LabelingConfig") -> str:
+    """Fill the self-evaluation settings the user left unset (None); return where they came from.
+
+    Why per policy: a 135M/270M policy's digit self-evaluation measured as noise against GPT-4, while the paper's
+    13B policies rate well; one default cannot serve both. Values the user sets always win.
+    """
+    measured = MEASURED_LABELING_DEFAULTS.get(config.policy)
+    source = (f"measured for {config.policy} (selfj-trl signal, AlpacaEval train split)" if measured
+              else "Self-J defaults (the paper's method)")
+    unset = [k for k in SELFJ_DEFAULTS if getattr(config, k) is None]
+    for key in unset:
+        setattr(config, key, (measured or {}).get(key, SELFJ_DEFAULTS[key]))
+    if not unset:
+        return "set by the user"
+    return source if len(unset) == len(SELFJ_DEFAULTS) else f"{source}, except what the user set"
 
 
 @dataclass
@@ -83,21 +123,44 @@ class LabelingConfig:
     judge_batch_size: int = 8
     embed_batch_size: int = 32
     max_length: int = field(default=1024, metadata={"help": "Max tokens of a judging prompt (response cut first)."})
-    self_eval_method: str = field(default="digits", metadata={"help": "digits | likelihood (see the README)."})
-    prompt_style: str = field(
-        default="zero_shot",
-        metadata={"help": "Judging prompt for digits: zero_shot | zero_shot_lead | few_shot | reference_after | scale_1_5."},
-    )
-    cosine_weight: float = field(default=0.5, metadata={"help": "Weight of max(cosine, 0) in the label, 0..1."})
+    self_eval_method: str | None = field(
+        default=None,
+        metadata={"help": "digits | likelihood. Default: measured per offline policy (MEASURED_LABELING_DEFAULTS), "
+                          "digits (the Self-J method) for any other policy."})
+    likelihood_method: str | None = field(
+        default=None, metadata={"help": "With self_eval_method=likelihood: reference_gain | response_gain."})
+    prompt_style: str | None = field(
+        default=None,
+        metadata={"help": "Judging prompt for digits: zero_shot | zero_shot_lead | few_shot | reference_after | "
+                          "scale_1_5. Default: measured per offline policy, zero_shot (the paper's) otherwise."})
+    cosine_weight: float | None = field(
+        default=None, metadata={"help": "Weight of max(cosine, 0) in the label, 0..1. Default: measured per "
+                                        "offline policy, 0.5 otherwise."})
     combination: str = field(default="weighted_mean", metadata={"help": "weighted_mean | rank_mean | fitted."})
+    fit_dataset: str | None = field(
+        default=None,
+        metadata={"help": "combination=fitted: a labelled dev slice (instruction, reference, response + a quality "
+                          "column), or an AlpacaEval-style folder (instructions.jsonl + responses.jsonl; only "
+                          "split=train rows are read)."})
+    fit_quality_column: str = field(default="quality", metadata={"help": "fit_dataset's quality column."})
+    fit_response_column: str = field(default="response", metadata={"help": "fit_dataset's response column."})
+    fit_max_instructions: int = field(
+        default=8, metadata={"help": "AlpacaEval-style fit_dataset: train instructions sampled (x every model)."})
+    fit_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "combination=fitted with weights fitted elsewhere: INTERCEPT SELF_EVAL COSINE (e.g. "
+                          "`fitted_weights_all_rows` of `selfj-trl signal`)."})
     chunk_size: int = field(default=8, metadata={"help": "Instructions per shard (the unit of resume)."})
     backend: str = field(default="transformers", metadata={"help": "Generation backend (only transformers for now)."})
     push_to_hub: bool = False
     hub_dataset_id: str | None = None
     hub_private: bool = False
     trust_remote_code: bool = False
+    #: Where the self-evaluation settings left unset came from (recorded in the dataset card).
+    defaults_source: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
+        self.defaults_source = resolve_defaults(self)
         if self.num_samples < 1:
             raise SelfJInputError(f"num_samples must be >= 1, got {self.num_samples}.")
         if not 0.0 <= self.cosine_weight <= 1.0:
@@ -107,6 +170,16 @@ class LabelingConfig:
         if self.self_eval_method not in SELF_EVAL_METHODS:
             raise SelfJInputError(f"self_eval_method must be one of {SELF_EVAL_METHODS}, got {self.self_eval_method!r}.")
         check_prompt_style(self.prompt_style)
+        if self.likelihood_method not in LIKELIHOOD_METHODS:
+            raise SelfJInputError(
+                f"likelihood_method must be one of {LIKELIHOOD_METHODS}, got {self.likelihood_method!r}.")
+        if self.combination == "fitted" and not (self.fit_dataset or self.fit_weights):
+            raise SelfJInputError("combination=fitted needs --fit_dataset (a labelled dev slice) or --fit_weights "
+                                  "INTERCEPT SELF_EVAL COSINE.")
+        if self.fit_weights is not None and len(self.fit_weights) != 3:
+            raise SelfJInputError(f"fit_weights takes 3 numbers (intercept, self_eval, cosine), got {self.fit_weights}.")
+        if self.fit_max_instructions < 2:
+            raise SelfJInputError(f"fit_max_instructions must be >= 2, got {self.fit_max_instructions}.")
         if self.backend != "transformers":
             raise SelfJInputError(f"backend {self.backend!r} is not available yet; use backend=transformers.")
         if self.push_to_hub and not self.hub_dataset_id:
@@ -118,6 +191,8 @@ class LabelingConfig:
                 "reference_column", "messages_column", "instances_column", "policy", "embedder", "use_chat_template",
                 "num_samples", "max_new_tokens", "temperature", "top_p", "do_sample", "seed", "generation_batch_size",
                 "max_length", "self_eval_method", "prompt_style", "chunk_size"]
+        if self.self_eval_method == "likelihood":  # added only here, so digit runs keep their earlier fingerprint
+            keys.append("likelihood_method")
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -322,6 +397,10 @@ def self_evaluate(
         logits = _last_token_logits(model, tokenizer, [prompts[i] for i in idx], add_special_tokens=not chat)
         for i, s in zip(idx, expected_digit(logits, scale_ids).tolist()):
             scores[i] = s * to_0_9
+        if stats is not None:  # how much probability the policy put on the digits at all (the card reports it)
+            mass = torch.log_softmax(logits, -1)[:, [t for ids in scale_ids for t in ids]].exp().sum(-1)
+            stats["digit_mass_sum"] += float(mass.sum())
+            stats["digit_mass_rows"] += len(idx)
     return scores
 
 
@@ -392,13 +471,17 @@ def fit_combination(self_eval: list[float], cosine: list[float], quality: list[f
     return float(coef[0]), float(coef[1]), float(coef[2])
 
 
-def label_formula(config: LabelingConfig) -> str:
+def label_formula(config: LabelingConfig, weights: tuple[float, float, float] | None = None) -> str:
     w = config.cosine_weight
     if config.combination == "weighted_mean":
         return f"label = 9 * ({1 - w:g} * self_eval_score / 9 + {w:g} * max(cosine_similarity, 0))"
     if config.combination == "rank_mean":
         return (f"label = 9 * ({1 - w:g} * rank01(self_eval_score) + {w:g} * rank01(max(cosine_similarity, 0))), "
                 "rank01 = rank over the whole dataset scaled to [0, 1]")
+    if weights is not None:
+        b0, b1, b2 = weights
+        return (f"label = clip(9 * ({b0:+.4f} {b1:+.4f} * self_eval_score / 9 {b2:+.4f} * max(cosine_similarity, 0)), "
+                "0, 9), weights fitted on a labelled dev slice")
     return "label = clip(9 * (b0 + b1 * self_eval_score / 9 + b2 * max(cosine_similarity, 0)), 0, 9), weights fitted on a dev slice"
 
 
@@ -457,23 +540,110 @@ def label_chunk(
             flat.append({**row, "response": resp, "sample_index": k})
     if not flat:
         return []
-    ins = [r["instruction"] for r in flat]
-    resp = [r["response"] for r in flat]
-    refs = [r["reference"] for r in flat]
-    common = dict(batch_size=config.judge_batch_size, max_length=config.max_length,
-                  use_chat_template=config.use_chat_template, digit_ids=digit_ids, prompt_style=config.prompt_style)
-    if config.self_eval_method == "digits":
-        with_ref = self_evaluate(policy, tokenizer, ins, resp, refs, stats=stats, **common)
-    else:
-        from .signal import likelihood_self_eval
-
-        with_ref = likelihood_self_eval(policy, tokenizer, ins, resp, refs, batch_size=config.judge_batch_size,
-                                        use_chat_template=config.use_chat_template, max_length=config.max_length)
-    no_ref = self_evaluate(policy, tokenizer, ins, resp, None, **common)
-    cos = cosine_similarities(embedder, resp, refs, batch_size=config.embed_batch_size)
+    with_ref, no_ref, cos = score_signals(config, policy, tokenizer, embedder, digit_ids,
+                                          [r["instruction"] for r in flat], [r["response"] for r in flat],
+                                          [r["reference"] for r in flat], stats=stats)
     for r, s, s0, c in zip(flat, with_ref, no_ref, cos):
         r.update(self_eval_score=float(s), self_eval_noref_score=float(s0), cosine_similarity=float(c))
     return flat
+
+
+def score_signals(
+    config: LabelingConfig, policy: Any, tokenizer: Any, embedder: Any, digit_ids: list[list[int]],
+    instructions: list[str], responses: list[str], references: list[str], *, stats: Counter | None = None,
+    with_noref: bool = True,
+) -> tuple[list[float], list[float], list[float]]:
+    """(self-evaluation with the reference, without it, cosine) for each row, as ``config`` asks.
+
+    One function for the labeled rows and the dev slice a fitted combination learns from, so both are scored alike.
+    """
+    common = dict(batch_size=config.judge_batch_size, max_length=config.max_length,
+                  use_chat_template=config.use_chat_template, digit_ids=digit_ids, prompt_style=config.prompt_style)
+    if config.self_eval_method == "digits":
+        with_ref = self_evaluate(policy, tokenizer, instructions, responses, references, stats=stats, **common)
+    else:
+        from .signal import likelihood_self_eval
+
+        with_ref = likelihood_self_eval(policy, tokenizer, instructions, responses, references,
+                                        method=config.likelihood_method, use_chat_template=config.use_chat_template,
+                                        max_length=config.max_length)
+    no_ref = self_evaluate(policy, tokenizer, instructions, responses, None, **common) if with_noref else []
+    cos = cosine_similarities(embedder, responses, references, batch_size=config.embed_batch_size)
+    return with_ref, no_ref, cos
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fitted combination: weights learned on a labelled dev slice
+# ---------------------------------------------------------------------------------------------------------------
+def load_fit_rows(config: LabelingConfig) -> list[dict[str, Any]]:
+    """Dev rows (instruction, reference, response, quality) for ``combination=fitted``.
+
+    An AlpacaEval-style folder gives its train split only, without the two models built to game GPT-4 (fitted to
+    them, the weights learn that text unlike the reference is good).
+    """
+    folder = Path(str(config.fit_dataset))
+    if folder.is_dir() and (folder / "instructions.jsonl").exists() and (folder / "responses.jsonl").exists():
+        from .signal import ADVERSARIAL_MODELS, load_train_rows
+
+        rows = load_train_rows(folder, config.fit_max_instructions, seed=config.seed)
+        return [{"instruction": r["instruction"], "reference": r["reference"], "response": r["response"],
+                 "quality": r["gpt4_win_prob"]} for r in rows if r["model"] not in ADVERSARIAL_MODELS]
+    from .data import require_columns
+
+    table = load_table(config.fit_dataset, "train")
+    cols = [config.instruction_column, config.reference_column, config.fit_response_column, config.fit_quality_column]
+    require_columns(table, cols, f"fit_dataset {config.fit_dataset}",
+                    "Map them with --instruction_column/--reference_column/--fit_response_column/--fit_quality_column.")
+    rows = []
+    for i, ex in enumerate(table):
+        texts = [ex[c] for c in cols[:3]]
+        if not all(isinstance(t, str) and t.strip() for t in texts):
+            continue  # an empty or missing text cannot be scored; the fit uses the rest
+        quality = ex[config.fit_quality_column]
+        if not isinstance(quality, (int, float)) or not math.isfinite(quality):
+            raise SelfJInputError(f"fit_dataset row {i}: `{config.fit_quality_column}` must be a finite number, "
+                                  f"got {quality!r}.")
+        rows.append({"instruction": texts[0], "reference": texts[1], "response": texts[2], "quality": float(quality)})
+    return rows
+
+
+def _fit_path(shard_dir: Path, config: LabelingConfig) -> Path:
+    key = json.dumps([str(config.fit_dataset), config.fit_quality_column, config.fit_response_column,
+                      config.instruction_column, config.reference_column, config.fit_max_instructions, config.seed])
+    return shard_dir / f"fit-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
+
+
+def score_fit_rows(config: LabelingConfig, shard_dir: Path, models: Callable[[], tuple]) -> Path:
+    """Score the dev slice once with the labeling policy and embedder; the file is the unit of resume."""
+    path = _fit_path(shard_dir, config)
+    if path.exists():
+        return path
+    rows = load_fit_rows(config)
+    if len(rows) < 3:
+        raise SelfJInputError(f"fit_dataset {config.fit_dataset}: {len(rows)} usable rows; fitting needs at least 3.")
+    policy, tokenizer, embedder, digit_ids = models()
+    s, _, c = score_signals(config, policy, tokenizer, embedder, digit_ids, [r["instruction"] for r in rows],
+                            [r["response"] for r in rows], [r["reference"] for r in rows], with_noref=False)
+    for r, se, cos in zip(rows, s, c):
+        r.update(self_eval_score=float(se), cosine_similarity=float(cos))
+    _atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def fitted_weights(config: LabelingConfig, shard_dir: Path) -> tuple[tuple[float, float, float], dict[str, Any]]:
+    """The fitted combination's weights and what the card says about them (source, rows, fit quality)."""
+    if config.fit_weights is not None:
+        b0, b1, b2 = (float(w) for w in config.fit_weights)
+        return (b0, b1, b2), {"weights": [b0, b1, b2], "source": "given (--fit_weights)"}
+    from scipy.stats import spearmanr
+
+    rows = [json.loads(line) for line in _fit_path(shard_dir, config).read_text(encoding="utf-8").splitlines()]
+    s, c, q = ([r[k] for r in rows] for k in ("self_eval_score", "cosine_similarity", "quality"))
+    weights = fit_combination(s, c, q)
+    in_sample = combine_labels(s, c, combination="fitted", weights=weights)
+    rho = float(spearmanr(in_sample, q).statistic) if len(set(in_sample)) > 1 else float("nan")
+    return weights, {"weights": list(weights), "source": str(config.fit_dataset), "rows": len(rows),
+                     "in_sample_spearman": rho}
 
 
 def _read_shards(shard_dir: Path, sizes: list[int]) -> list[dict[str, Any]]:
@@ -504,11 +674,10 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
     sizes = _chunk_sizes(len(rows), config.chunk_size)
     mine = [c for c in range(len(sizes)) if c % state.num_processes == state.process_index]
     todo = [c for c in mine if not _shard_path(shard_dir, c, sizes[c]).exists()]
+    models = _lazy_models(config)
     stats: Counter = Counter()
     if todo:
-        policy, tokenizer = load_policy(config.policy, config.trust_remote_code)
-        digit_ids = digit_token_ids(tokenizer)  # the reference-free baseline always reads digits
-        embedder = load_embedder(config.embedder)
+        policy, tokenizer, embedder, digit_ids = models()
         done_rows = sum(sizes[c] for c in mine if c not in todo)
         bar = tqdm(total=sum(sizes[c] for c in mine),
                    initial=done_rows, desc=f"labeling (process {state.process_index})", unit="instr",
@@ -522,10 +691,27 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
                 stats = Counter()
             bar.update(len(chunk_rows))
         bar.close()
+    if state.is_main_process and config.combination == "fitted" and config.fit_weights is None:
+        score_fit_rows(config, shard_dir, models)
     state.wait_for_everyone()
     if not state.is_main_process:
         return Dataset.from_list([])
     return finalize(config, sizes, skipped, source_rows=len(rows))
+
+
+def _lazy_models(config: LabelingConfig) -> Callable[[], tuple]:
+    """(policy, tokenizer, embedder, digit ids), loaded on the first call only: a resumed run whose shards are all
+    written never loads a model."""
+    loaded: list[tuple] = []
+
+    def get() -> tuple:
+        if not loaded:
+            policy, tokenizer = load_policy(config.policy, config.trust_remote_code)
+            digit_ids = digit_token_ids(tokenizer)  # the reference-free baseline always reads digits
+            loaded.append((policy, tokenizer, load_embedder(config.embedder), digit_ids))
+        return loaded[0]
+
+    return get
 
 
 def _stats_path(shard: Path) -> Path:
@@ -548,9 +734,7 @@ def finalize(config: LabelingConfig, sizes: list[int], skipped: Counter, source_
     records = _read_shards(shard_dir, sizes)
     if not records:
         raise SelfJInputError("labeling produced no rows (every sampled response was empty).")
-    weights = None
-    if config.combination == "fitted":
-        raise SelfJInputError("combination=fitted: fit the weights with `selfj-trl signal` and relabel (see README).")
+    weights, fit_info = fitted_weights(config, shard_dir) if config.combination == "fitted" else (None, None)
     labels = combine_labels([r["self_eval_score"] for r in records], [r["cosine_similarity"] for r in records],
                             cosine_weight=config.cosine_weight, combination=config.combination, weights=weights)
     for r, lab in zip(records, labels):
@@ -559,11 +743,17 @@ def finalize(config: LabelingConfig, sizes: list[int], skipped: Counter, source_
                "self_eval_noref_score", "cosine_similarity", "label"]
     table = Dataset.from_dict({c: [r[c] for r in records] for c in columns})
     stats = _stat_totals(shard_dir, sizes)
-    save_labeled(table, config, skipped=skipped, stats=stats, num_instructions=source_rows)
+    if stats.get("digit_mass_rows") and stats["digit_mass_sum"] / stats["digit_mass_rows"] < LOW_DIGIT_MASS:
+        logger.warning(
+            "the policy put only %.1f%% of its next-token probability on the digits: its ratings are mostly noise. "
+            "Try --prompt_style zero_shot_lead or few_shot, or --self_eval_method likelihood (see `selfj-trl signal`).",
+            100 * stats["digit_mass_sum"] / stats["digit_mass_rows"])
+    save_labeled(table, config, skipped=skipped, stats=stats, num_instructions=source_rows, fit=fit_info)
     return table
 
 
-def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats: Counter, num_instructions: int) -> dict:
+def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats: Counter, num_instructions: int,
+              fit: dict | None = None) -> dict:
     hist = [0] * 10
     for lab in table["label"]:
         hist[min(int(lab), 9)] += 1
@@ -576,21 +766,30 @@ def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats
         "num_rows": len(table),
         "num_instructions": num_instructions,
         "num_samples": config.num_samples,
-        "label_formula": label_formula(config),
+        "label_formula": label_formula(config, tuple(fit["weights"]) if fit else None),
         "cosine_weight": config.cosine_weight,
         "combination": config.combination,
+        "fit": fit,
         "self_eval_method": config.self_eval_method,
+        "self_eval_detail": (f"likelihood, {config.likelihood_method}" if config.self_eval_method == "likelihood"
+                             else f"digits, prompt style {config.prompt_style}"),
+        "noref_prompt_style": config.prompt_style,
+        "defaults_source": config.defaults_source,
         "generation": {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
                        "top_p": config.top_p, "do_sample": config.do_sample, "seed": config.seed},
         "skipped": {**dict(skipped), **{k: v for k, v in stats.items() if k == "empty_response"}},
         "truncated": {k: v for k, v in stats.items() if k.endswith("truncated")},
+        "digit_mass": (mass := stats["digit_mass_sum"] / stats["digit_mass_rows"] if stats.get("digit_mass_rows")
+                       else None),
+        "digit_mass_low": mass is not None and mass < LOW_DIGIT_MASS,
         "label_histogram": hist,
-        "judge_prompt": JUDGE_PROMPT_TEMPLATE,
+        "judge_prompt": self_eval_prompt_text(config.self_eval_method, config.prompt_style, config.likelihood_method),
         "config": {k: v for k, v in asdict(config).items() if "token" not in k},
     }
 
 
-def save_labeled(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats: Counter, num_instructions: int) -> None:
+def save_labeled(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats: Counter, num_instructions: int,
+                 fit: dict | None = None) -> None:
     """``save_to_disk`` into the output folder (data files moved in before the metadata), plus README.md."""
     from .hub import dataset_card
 
@@ -605,7 +804,7 @@ def save_labeled(table: Dataset, config: LabelingConfig, *, skipped: Counter, st
     for f in files:  # metadata last: a crash in between never leaves a folder that loads as complete
         os.replace(f, out_dir / f.name)
     tmp.rmdir()
-    info = card_info(table, config, skipped=skipped, stats=stats, num_instructions=num_instructions)
+    info = card_info(table, config, skipped=skipped, stats=stats, num_instructions=num_instructions, fit=fit)
     card = dataset_card(info)
     _atomic_write_text(out_dir / "README.md", str(card))
     _atomic_write_text(out_dir / "labeling_config.json", json.dumps(info["config"], indent=2, default=str))

@@ -278,6 +278,26 @@ def likelihood_views(
             generation_prompt(tokenizer, instruction, use_chat_template), target)
 
 
+def self_eval_prompt_text(method: str, prompt_style: str = "zero_shot", likelihood_method: str = "reference_gain") -> str:
+    """The self-evaluation prompt(s) as the dataset card shows them: what the policy read to make each label."""
+    if method == "likelihood":
+        if likelihood_method == "response_gain":
+            return ("score = mean log p(response | context) - mean log p(response | instruction alone), context:\n"
+                    + LIKELIHOOD_REFERENCE_CONTEXT)
+        return ("score = mean log p(reference | context) - mean log p(reference | instruction alone), context:\n"
+                + LIKELIHOOD_DRAFT_CONTEXT)
+    template = {"reference_after": JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER,
+                "scale_1_5": JUDGE_PROMPT_TEMPLATE_SCALE_1_5}.get(prompt_style, JUDGE_PROMPT_TEMPLATE)
+    text = template.replace("{ref_hint}", _REF_HINT).replace("{reference_block}", _REFERENCE_BLOCK)
+    if prompt_style != "zero_shot":
+        text += repr(RATING_LEAD["plain"])[1:-1] + "   (chat policies: the answer turn opens with "
+        text += f"{RATING_LEAD['chat']!r})"
+    if prompt_style == "few_shot":
+        text = (f"[{len(FEW_SHOT_EXAMPLES)} worked examples in the same format come first: "
+                "selfj_trl.prompts.FEW_SHOT_EXAMPLES]\n\n" + text)
+    return text
+
+
 def digit_token_ids(tokenizer: Any) -> list[list[int]]:
     """For each digit 0-9, every token id that decodes to exactly that digit (with or without a space marker).
 

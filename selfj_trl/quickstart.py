@@ -42,9 +42,12 @@ class QuickstartConfig:
     n_seed_tasks: int = field(default=8, metadata={"help": "Self-Instruct seed tasks to label."})
     num_samples: int = 2
     max_new_tokens: int = 80
-    cosine_weight: float = 0.5
+    self_eval_method: str | None = field(
+        default=None, metadata={"help": "digits | likelihood; default: measured best for the policy (see label)."})
+    likelihood_method: str | None = None
+    prompt_style: str | None = None
+    cosine_weight: float | None = field(default=None, metadata={"help": "Default: measured best for the policy."})
     combination: str = "weighted_mean"
-    self_eval_method: str = "digits"
     num_train_epochs: float = 4.0
     learning_rate: float = 5e-5
     distill_weight: float = 2.0
@@ -120,11 +123,14 @@ def stage_label(config: QuickstartConfig, folder: Path) -> str:
     cfg = LabelingConfig(
         dataset_name=name, output_dir=str(folder), policy=config.policy, embedder=config.embedder,
         num_samples=config.num_samples, max_new_tokens=config.max_new_tokens, cosine_weight=config.cosine_weight,
-        combination=config.combination, self_eval_method=config.self_eval_method, seed=config.seed,
+        combination=config.combination, self_eval_method=config.self_eval_method,
+        likelihood_method=config.likelihood_method, prompt_style=config.prompt_style, seed=config.seed,
         max_length=768, chunk_size=4,
     )
     table = label_dataset(cfg, dataset=source)
-    return f"{len(table)} labeled responses to {len(source)} instructions ({name})"
+    method = cfg.likelihood_method if cfg.self_eval_method == "likelihood" else f"digits/{cfg.prompt_style}"
+    return (f"{len(table)} labeled responses to {len(source)} instructions ({name}); self-evaluation {method}, "
+            f"cosine weight {cfg.cosine_weight:g} ({cfg.defaults_source})")
 
 
 def stage_train(config: QuickstartConfig, labeled: Path, folder: Path) -> str:

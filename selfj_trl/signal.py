@@ -579,6 +579,11 @@ def compute_components(config: SignalConfig, rows: list[dict]) -> tuple[dict[str
         info[f"{name}/score"] = {"kind": "likelihood", "method": method, "with_reference": True,
                                  "max_length": config.max_length, "mean_gain": float(np.nanmean(
                                      [x["gain"] for x in values if x])) if any(values) else math.nan}
+        # Not length-normalised: the gain summed over the target's tokens (same cache, no extra compute). For
+        # reference_gain the target is the reference, so this only reweighs instructions against each other.
+        scores[f"{name}/sum"] = [x["gain"] * x["n_tokens"] if x else math.nan for x in values]
+        info[f"{name}/sum"] = {"kind": "likelihood", "method": method, "with_reference": True,
+                               "max_length": config.max_length, "normalisation": "sum over target tokens"}
         if method == "response_gain":  # the baseline context is the instruction alone: the reference-free loglik
             scores["likelihood/response_loglik"] = [x["base"] if x else math.nan for x in values]
             info["likelihood/response_loglik"] = {"kind": "likelihood", "method": "response mean log p given the "
@@ -739,7 +744,8 @@ def run_signal(config: SignalConfig) -> dict[str, Any]:
 
     components = {name: {**info[name], **summary(values)} for name, values in
                   tqdm(scores.items(), desc="correlations", file=sys.stderr, leave=False)}
-    candidates = [n for n, i in info.items() if i.get("with_reference") and
+    # the self-evaluations `selfj-trl label` can produce (so every combined label below is one it can make)
+    candidates = [n for n, i in info.items() if i.get("with_reference") and "normalisation" not in i and
                   (i.get("readout") == "expected" or i["kind"] == "likelihood")]
     combined: dict[str, dict] = {}
     fitted_weights: dict[str, list[float] | None] = {}
@@ -778,6 +784,7 @@ def run_signal(config: SignalConfig) -> dict[str, Any]:
                    "total_s_this_run": round(time.perf_counter() - started, 1)},
         "config": asdict(config),
     }
+    report["recommended"] = recommended_settings(report)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "signal_report.json").write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
@@ -801,6 +808,38 @@ def signal_report(
     """
     return run_signal(SignalConfig(policy=policy, embedder=embedder, n_instructions=n_instructions, models=models,
                                    seed=seed, output_dir=output_dir, **options))
+
+
+def recommended_settings(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``selfj-trl label`` settings of the best fixed-weight label: highest mean of the Spearman without the
+    GPT-4-gaming models and the within-instruction Spearman.
+
+    Why both: selective following and model ranking compare answers to different instructions, while best-of-n,
+    GRPO/RLOO advantages and DPO pairs compare answers to the same one; a label good at only one makes a judge good
+    at only one. Why honest rows: GPT-4 prefers NullModel's constant junk, so ranking by all rows would reward labels
+    that like junk (the evaluation harness scores quality on honest rows too). ``fitted`` is left out: it needs a
+    labelled dev slice, which a user may not have. Returns None when no label could be scored.
+    """
+    pool = []
+    for key, v in report["combined"].items():
+        scores = (v.get("spearman_honest"), v.get("within_instruction_spearman"))
+        if not v["label"].startswith("fitted") and all(x is not None and math.isfinite(x) for x in scores):
+            pool.append((sum(scores) / 2, key))
+    if not pool:
+        return None
+    criterion, key = max(pool)
+    entry = report["combined"][key]
+    combination, _, weight = entry["label"].partition("/w=")
+    se = report["components"][entry["self_eval"]]
+    settings: dict[str, Any] = {"self_eval_method": se["kind"]}
+    if se["kind"] == "likelihood":
+        settings["likelihood_method"] = se["method"]
+    else:
+        settings["prompt_style"] = se["style"]
+    settings.update(cosine_weight=float(weight), combination=combination)
+    return {"settings": settings, "label": key, "criterion": criterion, "spearman_honest": entry["spearman_honest"],
+            "within_instruction_spearman": entry["within_instruction_spearman"], "spearman": entry["spearman"],
+            "spearman_ci": entry["spearman_ci"]}
 
 
 def _fmt(v: float | None, signed: bool = True) -> str:
@@ -862,6 +901,15 @@ def markdown_report(report: dict[str, Any]) -> str:
         c = table[name]
         lines.append(f"- {key}: `{name}`: Spearman {_fmt(c['spearman'])} {_ci(c['spearman_ci'])}, "
                      f"Pearson {_fmt(c['pearson'])} {_ci(c['pearson_ci'])}, honest {_fmt(c.get('spearman_honest'))}")
+    rec = report.get("recommended")
+    if rec:
+        flags = " ".join(f"--{k} {v:g}" if isinstance(v, float) else f"--{k} {v}" for k, v in rec["settings"].items())
+        lines += ["", "## Recommended labeling settings", "",
+                  f"Best fixed-weight label by the mean of the Spearman without the GPT-4-gaming models and the "
+                  f"within-instruction Spearman: `{rec['label']}` (honest {_fmt(rec['spearman_honest'])}, within "
+                  f"{_fmt(rec['within_instruction_spearman'])}; all rows {_fmt(rec['spearman'])} "
+                  f"{_ci(rec['spearman_ci'])}):", "",
+                  f"    selfj-trl label --policy {report['policy']} {flags} ..."]
     lines += ["", "## Compute (cumulative over cached runs)", "", "| component | rows | seconds | s/row |",
               "|---|---|---|---|"]
     for name, t in report["timing"]["components"].items():

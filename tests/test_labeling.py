@@ -259,3 +259,145 @@ def test_growing_max_instructions_reuses_finished_chunks(tmp_path, tiny_policy, 
     first = [r for r in small.to_list() if r["instruction_id"] < 2]
     assert big.to_list()[: len(first)] == first
     assert sorted({r["instruction_id"] for r in big.to_list()}) == [0, 1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Defaults per policy, and the fitted combination
+# ---------------------------------------------------------------------------------------------------------------
+def test_unset_self_eval_settings_resolve_per_policy():
+    from selfj_trl.labeling import MEASURED_LABELING_DEFAULTS, SELFJ_DEFAULTS
+
+    other = LabelingConfig(policy="my-org/my-7b-chat")
+    assert {k: getattr(other, k) for k in SELFJ_DEFAULTS} == SELFJ_DEFAULTS
+    assert other.self_eval_method == "digits" and other.cosine_weight == 0.5  # the paper's method for capable policies
+    assert other.defaults_source.startswith("Self-J defaults")
+    for alias, measured in MEASURED_LABELING_DEFAULTS.items():
+        assert measured, f"no measured labeling defaults for {alias}"
+        cfg = LabelingConfig(policy=alias)
+        assert {k: getattr(cfg, k) for k in measured} == measured
+        assert cfg.defaults_source.startswith(f"measured for {alias}")
+        mixed = LabelingConfig(policy=alias, cosine_weight=0.9)
+        assert mixed.cosine_weight == 0.9 and "except what the user set" in mixed.defaults_source
+    explicit = LabelingConfig(policy="x", self_eval_method="likelihood", likelihood_method="response_gain",
+                              prompt_style="few_shot", cosine_weight=0.25)
+    assert explicit.defaults_source == "set by the user" and explicit.likelihood_method == "response_gain"
+
+
+def test_fitted_config_needs_dev_data_and_three_weights():
+    with pytest.raises(SelfJInputError, match="fit_dataset"):
+        LabelingConfig(combination="fitted")
+    with pytest.raises(SelfJInputError, match="3 numbers"):
+        LabelingConfig(combination="fitted", fit_weights=[0.1, 0.2])
+    with pytest.raises(SelfJInputError, match="likelihood_method"):
+        LabelingConfig(self_eval_method="likelihood", likelihood_method="perplexity")
+
+
+def _write_dev(tmp_path, quality_values) -> Path:
+    from selfj_trl.testing import tiny_instruction_rows
+
+    rows = tiny_instruction_rows(len(quality_values))
+    responses = ["the sea is blue", "four", "good", "bad answer", "hello world", "the answer is four"]
+    dev = [{**r, "response": responses[i % len(responses)], "quality": q} for i, (r, q) in enumerate(zip(rows, quality_values))]
+    path = tmp_path / "dev.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in dev))
+    return path
+
+
+def test_fitted_combination_learns_weights_on_a_dev_slice(tmp_path, tiny_policy, monkeypatch):
+    from selfj_trl.labeling import combine_labels, fit_combination
+
+    _write_rows(tmp_path, 3)
+    dev = _write_dev(tmp_path, [0.1, 0.9, 0.4, 0.7, 0.2, 0.6])
+    cfg = _config(tmp_path, tiny_policy, combination="fitted", fit_dataset=str(dev))
+    table = label_dataset(cfg)
+    out = Path(cfg.output_dir)
+    fit_file = next((out / "shards").glob("fit-*.jsonl"))
+    dev_rows = [json.loads(line) for line in fit_file.read_text().splitlines()]
+    assert len(dev_rows) == 6 and {"self_eval_score", "cosine_similarity", "quality"} <= set(dev_rows[0])
+    weights = fit_combination([r["self_eval_score"] for r in dev_rows], [r["cosine_similarity"] for r in dev_rows],
+                              [r["quality"] for r in dev_rows])
+    expect = combine_labels(table["self_eval_score"], table["cosine_similarity"], combination="fitted", weights=weights)
+    assert table["label"] == pytest.approx(expect)
+    card = (out / "README.md").read_text()
+    assert "fitted weights" in card and str(dev) in card and "6 dev rows" in card
+    assert f"{weights[1]:+.4f}" in card  # the formula with the actual weights
+
+    # A rerun finds every shard and the scored dev slice on disk: no model is loaded at all.
+    import selfj_trl.labeling as labeling
+
+    monkeypatch.setattr(labeling, "load_policy", lambda *a, **k: pytest.fail("reloaded the policy"))
+    assert label_dataset(cfg).to_list() == table.to_list()
+
+
+def test_fitted_combination_with_given_weights_and_bad_dev_data(tmp_path, tiny_policy):
+    from selfj_trl.labeling import combine_labels
+
+    _write_rows(tmp_path, 2)
+    cfg = _config(tmp_path, tiny_policy, combination="fitted", fit_weights=[0.1, 0.5, 0.3])
+    table = label_dataset(cfg)
+    assert table["label"] == pytest.approx(combine_labels(table["self_eval_score"], table["cosine_similarity"],
+                                                          combination="fitted", weights=(0.1, 0.5, 0.3)))
+    assert "given (--fit_weights)" in (Path(cfg.output_dir) / "README.md").read_text()
+
+    bad = tmp_path / "bad_dev.jsonl"
+    bad.write_text(json.dumps({"instruction": "a", "reference": "b", "response": "c", "quality": "high"}) + "\n")
+    with pytest.raises(SelfJInputError, match="finite number"):
+        label_dataset(_fit_cfg(tmp_path, tiny_policy, bad, "bad"))
+    nocol = tmp_path / "nocol.jsonl"
+    nocol.write_text(json.dumps({"instruction": "a", "reference": "b", "answer": "c", "score": 1}) + "\n")
+    with pytest.raises(SelfJInputError, match=r"missing column\(s\) \['response', 'quality'\]"):
+        label_dataset(_fit_cfg(tmp_path, tiny_policy, nocol, "nocol"))
+
+
+def _fit_cfg(tmp_path, policy, dev, name) -> LabelingConfig:
+    cfg = _config(tmp_path, policy, combination="fitted", fit_dataset=str(dev))
+    cfg.output_dir = str(tmp_path / name)
+    return cfg
+
+
+def test_fit_on_an_alpaca_style_folder_reads_train_rows_of_honest_models_only(tmp_path, tiny_policy):
+    folder = tmp_path / "alpaca"
+    folder.mkdir()
+    instructions = [{"id": i, "instruction": f"what is {w} ?", "reference": f"the answer is {w} .",
+                     "split": "train" if i < 3 else "test"} for i, w in enumerate(["two", "four", "one", "five"])]
+    (folder / "instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in instructions))
+    responses = [{"id": r["id"], "model": m, "response": f"{m} says {r['instruction']}", "gpt4_win_prob": q}
+                 for r in instructions for m, q in (("good", 0.8), ("bad", 0.1), ("NullModel", 0.9))]
+    (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in responses))
+    _write_rows(tmp_path, 2)
+    cfg = _config(tmp_path, tiny_policy, combination="fitted", fit_dataset=str(folder), fit_max_instructions=10)
+    label_dataset(cfg)
+    fit_file = next((Path(cfg.output_dir) / "shards").glob("fit-*.jsonl"))
+    used = [json.loads(line) for line in fit_file.read_text().splitlines()]
+    assert len(used) == 6  # 3 train instructions x the 2 honest models: no test row, no NullModel
+    assert not any("five" in r["instruction"] or "NullModel" in r["response"] for r in used)
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes" / "label").glob("*.yaml")), ids=lambda p: p.name)
+def test_label_recipes_parse_and_point_at_real_files(recipe):
+    from trl import TrlParser
+
+    from selfj_trl.data import shared_data_dir
+
+    (config,) = TrlParser(LabelingConfig).parse_args_and_config(["--config", str(recipe)])
+    assert config.policy and config.self_eval_method in ("digits", "likelihood")
+    if shared_data_dir() is not None:  # the recipes read ../shared/data from the repository root
+        for path in (config.dataset_name, config.fit_dataset):
+            assert path is None or (REPO / path).exists(), path
+
+
+def test_card_reports_digit_mass_and_warns_when_it_is_low(tmp_path, tiny_policy, caplog):
+    _write_rows(tmp_path, 2)
+    cfg = _config(tmp_path, tiny_policy, self_eval_method="digits", prompt_style="zero_shot")
+    table = label_dataset(cfg)
+    stats = {}
+    for f in (Path(cfg.output_dir) / "shards").glob("*.stats.json"):
+        for k, v in json.loads(f.read_text()).items():
+            stats[k] = stats.get(k, 0) + v
+    assert stats["digit_mass_rows"] == len(table)
+    mass = stats["digit_mass_sum"] / stats["digit_mass_rows"]
+    assert 0.0 < mass < 1.0
+    card = (Path(cfg.output_dir) / "README.md").read_text()
+    assert f"| mean probability on the digit tokens | {mass:.3f}" in card
+    # the random tiny policy spreads its probability over the whole vocabulary: far below the warning level
+    assert mass < 0.2 and "mostly noise" in card and "mostly noise" in caplog.text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from PIL import Image
 from selfj_trl.data import shared_data_dir
 from selfj_trl.quickstart import QuickstartConfig, run_quickstart
 from selfj_trl.testing import make_tiny_llama
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys):
@@ -26,12 +30,20 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
 
     labeled = load_from_disk(str(out / "labeled"))
     assert len(labeled) >= 8 and "label" in labeled.column_names
-    assert "Self-J" in (out / "labeled" / "README.md").read_text()
+    card = (out / "labeled" / "README.md").read_text()
+    assert "Self-J" in card and "self-evaluation" in card and "where these settings came from" in card
 
     judge = out / "judge"
     config = json.loads((judge / "config.json").read_text())
     assert config["selfj"]["format"] in {"chat", "plain"} and len(config["id2label"]) == 1
     assert (judge / "model.safetensors").exists() and (judge / "README.md").exists()
+    # laid out as on the Hub: push_to_hub.py's dry run accepts both folders and lists the files it would upload
+    dry = subprocess.run([sys.executable, str(REPO / "push_to_hub.py"), "--judge_dir", str(judge), "--judge_repo",
+                          "me/selfj-judge", "--dataset_dir", str(out / "labeled"), "--dataset_repo", "me/selfj-labels",
+                          "--dry_run"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    for name in ("model.safetensors", "config.json", "README.md", "data/train-00000-of-00001.parquet"):
+        assert name in dry.stdout
 
     if shared_data_dir() is not None:
         metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
@@ -57,3 +69,13 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
 
     again = run_quickstart(cfg)  # every stage is cached now
     assert all(r.cached for r in again)
+
+
+def test_quickstart_recipe_is_the_defaults_written_out():
+    from dataclasses import asdict
+
+    from trl import TrlParser
+
+    (parsed,) = TrlParser(QuickstartConfig).parse_args_and_config(
+        ["--config", str(REPO / "recipes" / "quickstart" / "quickstart.yaml")])
+    assert asdict(parsed) == asdict(QuickstartConfig())

@@ -314,3 +314,32 @@ def test_report_on_real_train_slice(tiny_policy, tmp_path):
     assert (tmp_path / "out" / "signal_report.md").exists()
     rows = load_train_rows(data, 2, models=models)
     assert {r["split"] for r in rows} == {"train"} and {r["id"] for r in rows} <= train_ids
+
+
+def test_recommended_settings_pick_the_best_fixed_weight_label_on_honest_and_within():
+    from selfj_trl.signal import recommended_settings
+
+    def entry(se, label, honest, within, all_rows=0.0):
+        return {"self_eval": se, "label": label, "spearman_honest": honest, "within_instruction_spearman": within,
+                "spearman": all_rows, "spearman_ci": [all_rows - 0.1, all_rows + 0.1]}
+
+    lik, dig = "likelihood/reference_gain/L768/score", "digits/few_shot/ref/L768/expected"
+    report = {
+        "components": {lik: {"kind": "likelihood", "method": "reference_gain"},
+                       dig: {"kind": "digits", "style": "few_shot"}},
+        "combined": {
+            "a": entry(dig, "weighted_mean/w=0.5", 0.20, 0.10, all_rows=0.9),  # all rows do not count
+            "b": entry(lik, "rank_mean/w=0.25", 0.31, 0.25),                   # mean 0.28: the best
+            "c": entry(lik, "weighted_mean/w=0", 0.40, 0.05),                  # best honest, poor within: 0.225
+            "d": entry(lik, "fitted/cross-fitted", 0.50, 0.50),                # needs dev data: skipped
+            "e": entry(dig, "weighted_mean/w=0", float("nan"), 0.9),
+        },
+    }
+    rec = recommended_settings(report)
+    assert rec["label"] == "b" and rec["criterion"] == pytest.approx(0.28)
+    assert rec["settings"] == {"self_eval_method": "likelihood", "likelihood_method": "reference_gain",
+                               "cosine_weight": 0.25, "combination": "rank_mean"}
+    config = LabelingConfig(policy="x", **rec["settings"])  # the settings are valid labeling flags
+    assert all(getattr(config, k) == v for k, v in rec["settings"].items())
+    report["combined"] = {"e": report["combined"]["e"]}
+    assert recommended_settings(report) is None

@@ -8,6 +8,8 @@ with ``--num_threads 1``, 1-3.5 s per row and component for SmolLM2-135M-Instruc
 i.e. roughly 1.5-2.5 h per policy for the default components at 24 instructions x 17 models (408 rows).
 
     python bench/signal_report.py --policies smollm2-135m-instruct gemma-3-270m --n_instructions 24 --num_threads 1
+
+The last table it prints is the README's (both policies side by side).
 """
 
 from __future__ import annotations
@@ -54,6 +56,52 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
+#: The README's table: (row label, where, key). Keys name components or combined labels of the report.
+README_ROWS = [
+    ("digits, zero-shot, with reference (the paper's prompt)", "components", "digits/zero_shot/ref/L768/expected"),
+    ("digits, zero-shot with an answer lead", "components", "digits/zero_shot_lead/ref/L768/expected"),
+    ("digits, few-shot (4 project-written examples)", "components", "digits/few_shot/ref/L768/expected"),
+    ("digits, few-shot, room for the whole answer (L1536)", "components", "digits/few_shot/ref/L1536/expected"),
+    ("digits, reference after the answer", "components", "digits/reference_after/ref/L768/expected"),
+    ("digits, 1-5 scale", "components", "digits/scale_1_5/ref/L768/expected"),
+    ("digits, most likely digit instead of the expectation (zero-shot)", "components",
+     "digits/zero_shot/ref/L768/argmax"),
+    ("digits, few-shot, **without** the reference", "components", "digits/few_shot/noref/L768/expected"),
+    ("likelihood `response_gain` (nats/token)", "components", "likelihood/response_gain/L768/score"),
+    ("likelihood `response_gain`, summed over tokens (not length-normalised)", "components",
+     "likelihood/response_gain/L768/sum"),
+    ("likelihood `reference_gain` (nats/token)", "components", "likelihood/reference_gain/L768/score"),
+    ("MiniLM cosine to the reference", "components", "cosine"),
+    ("**before**: the paper's label, zero-shot digits + cosine, w=0.5 (the old default)", "combined",
+     "digits/zero_shot/ref/L768/expected + cosine | weighted_mean/w=0.5"),
+    ("**after**: `reference_gain` + cosine, w=0.25 (the new default for both)", "combined",
+     "likelihood/reference_gain/L768/score + cosine | weighted_mean/w=0.25"),
+    ("`reference_gain` + cosine, rank mean, w=0.25", "combined",
+     "likelihood/reference_gain/L768/score + cosine | rank_mean/w=0.25"),
+    ("`reference_gain` + cosine, fitted (cross-fitted over instructions)", "combined",
+     "likelihood/reference_gain/L768/score + cosine | fitted/cross-fitted"),
+    ("response length (words): the baseline to beat", "components", "length_words"),
+]
+
+
+def readme_table(reports: list[dict]) -> str:
+    """One row per signal, one column group per policy: Spearman [95% CI] on all rows, honest, within."""
+    def f(v):
+        return "n/a" if v is None or not math.isfinite(v) else f"{v:+.2f}"
+
+    head = "| signal | " + " | ".join(f"{r['policy']}: all [95% CI] | honest | within" for r in reports) + " |"
+    lines = [head, "|---" * (1 + 3 * len(reports)) + "|"]
+    for label, where, key in README_ROWS:
+        cells = []
+        for r in reports:
+            c = r[where].get(key)
+            cells += (["not run", "", ""] if c is None else
+                      [f"{f(c['spearman'])} [{f(c['spearman_ci'][0])}, {f(c['spearman_ci'][1])}]",
+                       f(c.get("spearman_honest")), f(c.get("within_instruction_spearman"))])
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", nargs="+", default=["smollm2-135m-instruct", "gemma-3-270m"])
@@ -61,15 +109,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_threads", type=int, default=None)
     parser.add_argument("--output_dir", default="outputs/signal")
+    parser.add_argument("--extra_digit_variants", nargs="*", default=["few_shot:ref:1536"],
+                        help="measured beside the defaults (truncation: room for the whole few-shot prompt)")
     parser.add_argument("--full", action="store_true", help="also print each policy's full component table")
     args = parser.parse_args()
+    reports = []
     for policy in args.policies:
         config = SignalConfig(policy=policy, n_instructions=args.n_instructions, seed=args.seed,
                               num_threads=args.num_threads, output_dir=str(Path(args.output_dir) / policy))
+        config.digit_variants += [v for v in args.extra_digit_variants if v not in config.digit_variants]
         report = run_signal(config)
+        reports.append(report)
         print(markdown_report(report) if args.full else "")
         print(summary(report))
         print(f"\n(this run {report['timing']['total_s_this_run']} s; tables in {config.output_dir})\n")
+    print(readme_table(reports))
     return 0
 
 

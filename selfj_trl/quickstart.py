@@ -34,14 +34,14 @@ STAGES = ("setup", "label", "train", "evaluate", "use")
 @dataclass
 class QuickstartConfig:
     output_dir: str = "outputs/quickstart"
-    policy: str = field(default=DEFAULT_POLICY, metadata={"help": "Policy: smollm2-135m-instruct | gemma-3-270m | folder."})
+    policy: str = field(default=DEFAULT_POLICY, metadata={"help": "Policy: gemma-3-270m | smollm2-135m-instruct | folder."})
     embedder: str = DEFAULT_EMBEDDER
     judge_base: str = field(default=MINILM_ALIAS, metadata={"help": "Base model of the judge (a small encoder trains fast)."})
     data_dir: str | None = field(default=None, metadata={"help": "The shared data folder (default: ../shared/data if present)."})
-    n_train_instructions: int = field(default=20, metadata={"help": "AlpacaEval train-split instructions to label."})
-    n_seed_tasks: int = field(default=8, metadata={"help": "Self-Instruct seed tasks to label."})
+    n_train_instructions: int = field(default=14, metadata={"help": "AlpacaEval train-split instructions to label."})
+    n_seed_tasks: int = field(default=6, metadata={"help": "Self-Instruct seed tasks to label."})
     num_samples: int = 2
-    max_new_tokens: int = 80
+    max_new_tokens: int = 64
     self_eval_method: str | None = field(
         default=None, metadata={"help": "digits | likelihood; default: measured best for the policy (see label)."})
     likelihood_method: str | None = None
@@ -142,14 +142,20 @@ def stage_train(config: QuickstartConfig, labeled: Path, folder: Path) -> str:
     args = SelfJConfig(
         output_dir=str(folder), dataset_name=str(labeled), num_train_epochs=config.num_train_epochs,
         learning_rate=config.learning_rate, per_device_train_batch_size=8, logging_steps=5, save_strategy="no",
-        report_to="none", distill_weight=config.distill_weight, seed=config.seed, max_length=512,
+        report_to="none", distill_weight=config.distill_weight, seed=config.seed, max_length=384,
         disable_tqdm=False,
     )
     model_args = ModelConfig(model_name_or_path=resolve_model(config.judge_base))
     train_judge(args, model_args)
-    log = [e for e in json.loads((folder / "trainer_state.json").read_text())["log_history"] if "loss" in e] \
-        if (folder / "trainer_state.json").exists() else []
-    return f"judge trained ({len(log)} logged steps)" + (f", final loss {log[-1]['loss']:.3f}" if log else "")
+    state = json.loads((folder / "trainer_state.json").read_text())
+    steps = [e for e in state["log_history"] if "loss" in e]
+    mean_loss = next((e["train_loss"] for e in reversed(state["log_history"]) if "train_loss" in e), None)
+    summary = f"judge trained: {state['global_step']} steps"
+    if steps:
+        summary += f", loss {steps[0]['loss']:.3f} (step {steps[0]['step']}) -> {steps[-1]['loss']:.3f} (step {steps[-1]['step']})"
+    if mean_loss is not None:
+        summary += f", mean training loss {mean_loss:.3f}"
+    return summary
 
 
 def stage_evaluate(config: QuickstartConfig, judge: Path, folder: Path) -> str:

@@ -611,6 +611,7 @@ def train_judge(args: SelfJConfig, model_args: ModelConfig) -> Path:
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_state()  # trainer_state.json: the loss curve, also when no checkpoint is saved (save_strategy=no)
     if evaluation is not None:
         metrics = trainer.evaluate()
         trainer.save_metrics("eval", metrics)  # eval_results.json: shown in the model card

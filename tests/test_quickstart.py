@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
     config = json.loads((judge / "config.json").read_text())
     assert config["selfj"]["format"] in {"chat", "plain"} and len(config["id2label"]) == 1
     assert (judge / "model.safetensors").exists() and (judge / "README.md").exists()
+    train_summary = next(r.summary for r in results if r.name.startswith("2."))
+    assert re.search(r"judge trained: [1-9]\d* steps", train_summary) and "mean training loss" in train_summary
     # laid out as on the Hub: push_to_hub.py's dry run accepts both folders and lists the files it would upload
     dry = subprocess.run([sys.executable, str(REPO / "push_to_hub.py"), "--judge_dir", str(judge), "--judge_repo",
                           "me/selfj-judge", "--dataset_dir", str(out / "labeled"), "--dataset_repo", "me/selfj-labels",

@@ -8,7 +8,7 @@
    responses, which a least-squares line and its R^2 check.
 
     python bench/bench_labeling.py --policy gemma-3-270m --n 32
-    python bench/bench_labeling.py --policy smollm2-135m-instruct --scaling
+    python bench/bench_labeling.py --policy gemma-3-270m --scaling
 """
 
 from __future__ import annotations

@@ -224,8 +224,9 @@ def run_quickstart(config: QuickstartConfig) -> list[StageResult]:
 
     plan: list[tuple[str, str, Path, Callable[[Path], str]]] = [
         ("setup", "0. set up offline models", out / "models",
-         lambda f: ", ".join(f"{m} ready" for m in (config.policy, config.embedder, config.judge_base)
-                             if resolve_model(m))),
+         lambda f: ", ".join(f"{role} {m} ready" for role, m in
+                             (("policy", config.policy), ("embedder", config.embedder),
+                              ("judge base", config.judge_base)) if resolve_model(m))),
         ("label", "1. label (Self-J)", out / "labeled", lambda f: stage_label(config, f)),
         ("train", "2. train judge", out / "judge", lambda f: stage_train(config, out / "labeled", f)),
         ("evaluate", "3. evaluate", out / "evaluation", lambda f: stage_evaluate(config, out / "judge", f)),

@@ -401,3 +401,23 @@ def test_card_reports_digit_mass_and_warns_when_it_is_low(tmp_path, tiny_policy,
     assert f"| mean probability on the digit tokens | {mass:.3f}" in card
     # the random tiny policy spreads its probability over the whole vocabulary: far below the warning level
     assert mass < 0.2 and "mostly noise" in card and "mostly noise" in caplog.text
+
+
+def test_card_says_how_the_measured_defaults_measured_beside_length():
+    from datasets import Dataset
+
+    from selfj_trl.hub import dataset_card
+    from selfj_trl.labeling import MEASURED_LABEL_QUALITY, MEASURED_LABELING_DEFAULTS, card_info
+
+    table = Dataset.from_dict({"label": [3.0, 6.0]})
+    assert set(MEASURED_LABEL_QUALITY) == set(MEASURED_LABELING_DEFAULTS)
+    for alias, quality in MEASURED_LABEL_QUALITY.items():
+        info = card_info(table, LabelingConfig(policy=alias), skipped=Counter(), stats=Counter(), num_instructions=1)
+        card = str(dataset_card(info))
+        label = " / ".join(f"{v:+.2f}" for v in quality["label"])
+        length = " / ".join(f"{v:+.2f}" for v in quality["length"])
+        assert f"this label {label}; response length {length}" in card
+    # settings the user changed were never measured: no figures claimed for them
+    for cfg in (LabelingConfig(policy=alias, cosine_weight=0.9), LabelingConfig(policy="my-org/my-7b")):
+        info = card_info(table, cfg, skipped=Counter(), stats=Counter(), num_instructions=1)
+        assert info["measured_quality"] is None and "how good these settings measured" not in str(dataset_card(info))

@@ -9,12 +9,13 @@ cd "$(dirname "$0")/../.."
 . "${SELFJ_VENV:-.venv}/bin/activate"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT="${OUT:-outputs/results}"
-POLICY="${POLICY:-smollm2-135m-instruct}"
+POLICY="${POLICY:-gemma-3-270m}"  # the default policy; POLICY=smollm2-135m-instruct for the chat one, or any model
+case "$POLICY" in smollm2-135m-instruct) RECIPE=smollm2 ;; *) RECIPE=gemma ;; esac  # the label recipes' settings
 N_ALPACA="${N_ALPACA:-64}"; N_SEED="${N_SEED:-32}"; EVAL_N="${EVAL_N:-60}"; PAIRS_N="${PAIRS_N:-400}"
 
-selfj-trl label --config recipes/label/alpaca_train_smollm2.yaml --policy "$POLICY" \
+selfj-trl label --config recipes/label/alpaca_train_$RECIPE.yaml --policy "$POLICY" \
     --max_instructions "$N_ALPACA" --output_dir "$OUT/labeled_alpaca"
-selfj-trl label --config recipes/label/seed_tasks_smollm2.yaml --policy "$POLICY" \
+selfj-trl label --config recipes/label/seed_tasks_$RECIPE.yaml --policy "$POLICY" \
     --max_instructions "$N_SEED" --output_dir "$OUT/labeled_seed"
 python - "$OUT" <<'PY'
 import sys

@@ -358,9 +358,10 @@ def format_teacher_view(
 def tokenize_view(tokenizer: Any, text: str, max_length: int | None = None) -> list[int]:
     """Token ids of a view, exactly as TRL's online trainers tokenize reward-model inputs.
 
-    Over-long views keep their end (where the response and the score position are) and lose the start.
+    Over-long views keep their end (where the response and the score position are) and lose the start; the
+    tokenizer's "longer than the maximum" warning is silenced because that cut is deliberate.
     """
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if max_length is not None and len(ids) > max_length:
         ids = ids[len(ids) - max_length :]
     return ids

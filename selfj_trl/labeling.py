@@ -82,6 +82,16 @@ MEASURED_LABEL_QUALITY: dict[str, dict[str, tuple[float, float, float]]] = {
 }
 
 
+def measured_quality(config: "LabelingConfig") -> dict[str, tuple[float, float, float]] | None:
+    """The measured figures of MEASURED_LABEL_QUALITY, only when the label is made exactly the measured way (any
+    other setting, or another combination, was never measured and gets no figures)."""
+    measured = MEASURED_LABELING_DEFAULTS.get(config.policy)
+    if not measured or config.combination != "weighted_mean":
+        return None
+    return MEASURED_LABEL_QUALITY.get(config.policy) if all(
+        getattr(config, k) == v for k, v in measured.items()) else None
+
+
 def resolve_defaults(config: "LabelingConfig") -> str:
     """Fill the self-evaluation settings the user left unset (None); return where they came from.
 
@@ -783,9 +793,7 @@ def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats
                              else f"digits, prompt style {config.prompt_style}"),
         "noref_prompt_style": config.prompt_style,
         "defaults_source": config.defaults_source,
-        "measured_quality": (MEASURED_LABEL_QUALITY.get(config.policy)
-                             if config.defaults_source.startswith("measured") and "except" not in config.defaults_source
-                             else None),
+        "measured_quality": measured_quality(config),
         "generation": {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
                        "top_p": config.top_p, "do_sample": config.do_sample, "seed": config.seed},
         "skipped": {**dict(skipped), **{k: v for k, v in stats.items() if k == "empty_response"}},

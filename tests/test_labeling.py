@@ -418,6 +418,7 @@ def test_card_says_how_the_measured_defaults_measured_beside_length():
         length = " / ".join(f"{v:+.2f}" for v in quality["length"])
         assert f"this label {label}; response length {length}" in card
     # settings the user changed were never measured: no figures claimed for them
-    for cfg in (LabelingConfig(policy=alias, cosine_weight=0.9), LabelingConfig(policy="my-org/my-7b")):
+    for cfg in (LabelingConfig(policy=alias, cosine_weight=0.9), LabelingConfig(policy=alias, combination="rank_mean"),
+                LabelingConfig(policy="my-org/my-7b")):
         info = card_info(table, cfg, skipped=Counter(), stats=Counter(), num_instructions=1)
         assert info["measured_quality"] is None and "how good these settings measured" not in str(dataset_card(info))

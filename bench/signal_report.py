@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selfj_trl.signal import SignalConfig, markdown_report, run_signal  # noqa: E402
+from selfj_trl.signal import SignalConfig, label_flags, markdown_report, run_signal  # noqa: E402
 
 
 def _row(label: str, c: dict) -> str:
@@ -52,7 +52,7 @@ def summary(report: dict) -> str:
             lines.append(_row(f"{label}: `{key}`" if key not in ("cosine", "length_words") else label, table[key]))
     if rec:
         lines.append("")
-        lines.append("recommended: " + " ".join(f"--{k} {v}" for k, v in rec["settings"].items()))
+        lines.append("recommended: " + label_flags(rec["settings"]))
     return "\n".join(lines)
 
 

@@ -92,6 +92,18 @@ def measured_quality(config: "LabelingConfig") -> dict[str, tuple[float, float, 
         getattr(config, k) == v for k, v in measured.items()) else None
 
 
+def digit_mass(stats: Counter) -> float | None:
+    """Mean probability the policy put on the digit tokens over the digit-rated rows (None when none were)."""
+    return stats["digit_mass_sum"] / stats["digit_mass_rows"] if stats.get("digit_mass_rows") else None
+
+
+def self_eval_detail(config: "LabelingConfig") -> str:
+    """How the policy rated its answers, in the words the card and the quickstart summary use."""
+    if config.self_eval_method == "likelihood":
+        return f"likelihood, {config.likelihood_method}"
+    return f"digits, prompt style {config.prompt_style}"
+
+
 def resolve_defaults(config: "LabelingConfig") -> str:
     """Fill the self-evaluation settings the user left unset (None); return where they came from.
 
@@ -761,11 +773,12 @@ def finalize(config: LabelingConfig, sizes: list[int], skipped: Counter, source_
                "self_eval_noref_score", "cosine_similarity", "label"]
     table = Dataset.from_dict({c: [r[c] for r in records] for c in columns})
     stats = _stat_totals(shard_dir, sizes)
-    if stats.get("digit_mass_rows") and stats["digit_mass_sum"] / stats["digit_mass_rows"] < LOW_DIGIT_MASS:
+    mass = digit_mass(stats)
+    if mass is not None and mass < LOW_DIGIT_MASS:
         logger.warning(
             "the policy put only %.1f%% of its next-token probability on the digits: its ratings are mostly noise. "
             "Try --prompt_style zero_shot_lead or few_shot, or --self_eval_method likelihood (see `selfj-trl signal`).",
-            100 * stats["digit_mass_sum"] / stats["digit_mass_rows"])
+            100 * mass)
     save_labeled(table, config, skipped=skipped, stats=stats, num_instructions=source_rows, fit=fit_info)
     return table
 
@@ -789,8 +802,7 @@ def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats
         "combination": config.combination,
         "fit": fit,
         "self_eval_method": config.self_eval_method,
-        "self_eval_detail": (f"likelihood, {config.likelihood_method}" if config.self_eval_method == "likelihood"
-                             else f"digits, prompt style {config.prompt_style}"),
+        "self_eval_detail": self_eval_detail(config),
         "noref_prompt_style": config.prompt_style,
         "defaults_source": config.defaults_source,
         "measured_quality": measured_quality(config),
@@ -798,8 +810,7 @@ def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats
                        "top_p": config.top_p, "do_sample": config.do_sample, "seed": config.seed},
         "skipped": {**dict(skipped), **{k: v for k, v in stats.items() if k == "empty_response"}},
         "truncated": {k: v for k, v in stats.items() if k.endswith("truncated")},
-        "digit_mass": (mass := stats["digit_mass_sum"] / stats["digit_mass_rows"] if stats.get("digit_mass_rows")
-                       else None),
+        "digit_mass": (mass := digit_mass(stats)),
         "digit_mass_low": mass is not None and mass < LOW_DIGIT_MASS,
         "label_histogram": hist,
         "judge_prompt": self_eval_prompt_text(config.self_eval_method, config.prompt_style, config.likelihood_method),

@@ -117,7 +117,7 @@ def instruction_slice(config: QuickstartConfig) -> tuple[Dataset, str]:
 
 
 def stage_label(config: QuickstartConfig, folder: Path) -> str:
-    from .labeling import LabelingConfig, label_dataset
+    from .labeling import LabelingConfig, label_dataset, self_eval_detail
 
     source, name = instruction_slice(config)
     cfg = LabelingConfig(
@@ -128,9 +128,8 @@ def stage_label(config: QuickstartConfig, folder: Path) -> str:
         max_length=768, chunk_size=4,
     )
     table = label_dataset(cfg, dataset=source)
-    method = cfg.likelihood_method if cfg.self_eval_method == "likelihood" else f"digits/{cfg.prompt_style}"
-    return (f"{len(table)} labeled responses to {len(source)} instructions ({name}); self-evaluation {method}, "
-            f"cosine weight {cfg.cosine_weight:g} ({cfg.defaults_source})")
+    return (f"{len(table)} labeled responses to {len(source)} instructions ({name}); self-evaluation "
+            f"{self_eval_detail(cfg)}, cosine weight {cfg.cosine_weight:g} ({cfg.defaults_source})")
 
 
 def stage_train(config: QuickstartConfig, labeled: Path, folder: Path) -> str:

@@ -842,6 +842,11 @@ def recommended_settings(report: dict[str, Any]) -> dict[str, Any] | None:
             "spearman_ci": entry["spearman_ci"]}
 
 
+def label_flags(settings: dict[str, Any]) -> str:
+    """Recommended settings as ``selfj-trl label`` flags (the report and the bench summary print the same line)."""
+    return " ".join(f"--{k} {v:g}" if isinstance(v, float) else f"--{k} {v}" for k, v in settings.items())
+
+
 def _fmt(v: float | None, signed: bool = True) -> str:
     if v is None or not math.isfinite(v):
         return "n/a"
@@ -903,7 +908,7 @@ def markdown_report(report: dict[str, Any]) -> str:
                      f"Pearson {_fmt(c['pearson'])} {_ci(c['pearson_ci'])}, honest {_fmt(c.get('spearman_honest'))}")
     rec = report.get("recommended")
     if rec:
-        flags = " ".join(f"--{k} {v:g}" if isinstance(v, float) else f"--{k} {v}" for k, v in rec["settings"].items())
+        flags = label_flags(rec["settings"])
         lines += ["", "## Recommended labeling settings", "",
                   f"Best fixed-weight label by the mean of the Spearman without the GPT-4-gaming models and the "
                   f"within-instruction Spearman: `{rec['label']}` (honest {_fmt(rec['spearman_honest'])}, within "

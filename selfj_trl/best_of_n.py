@@ -24,7 +24,8 @@ from datasets import Dataset
 
 from .errors import SelfJInputError
 from .judge import SelfJudge
-from .sampling import DEFAULT_GENERATION, load_policy, sample_responses  # noqa: F401  (re-exported)
+from .generation import DEFAULT_GENERATION, sample_responses
+from .models import load_policy  # noqa: F401  (re-exported for recipes)
 from .prompts import PLAIN_PROMPT_TEMPLATE, check_text
 
 
@@ -110,7 +111,7 @@ def build_dpo_pairs(dataset: Dataset, min_gap: float = 0.0, *, conversational: b
     policy was prompted with a chat template) writes message lists, which ``DPOTrainer`` formats with the policy's template; otherwise the
     prompt is the exact text the policy continued and chosen/rejected are its continuations.
     """
-    from .data import require_columns
+    from .io import require_columns
 
     needed = ["prompt", "best_response", "best_score", "worst_response", "worst_score"]
     require_columns(dataset, needed, "best-of-n table", "Build it with best_of_n() or `selfj-trl best-of-n`.")
@@ -178,7 +179,7 @@ def run_best_of_n(config: BestOfNConfig) -> tuple[Dataset, dict[str, float]]:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from .data import load_table, require_columns
+    from .io import load_table, require_columns
 
     table = load_table(config.dataset, config.split)
     require_columns(table, [config.prompt_column], f"dataset {config.dataset}", "Map yours with --prompt_column.")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from .data import load_table, require_columns, shared_data_dir
+from .io import load_table, require_columns, shared_data_dir
 from .errors import SelfJInputError
 from .prompts import check_text
 

@@ -45,7 +45,7 @@ PAPER_URL = "https://arxiv.org/abs/2409.00935"
 DATASET_PLACEHOLDER = "path/to/this/dataset"
 
 
-def _package_version() -> str:
+def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -135,7 +135,7 @@ def judge_card(info: dict) -> ModelCard:
         scale=scale,
         results=results,
         paper_url=PAPER_URL,
-        version=selfj.get("selfj_trl_version") or _package_version(),
+        version=selfj.get("selfj_trl_version") or package_version(),
     )
 
 
@@ -235,7 +235,7 @@ def dataset_card(info: dict, repo_id: str | None = None, data_files: dict[str, s
         truncated=_dict("truncated"),
         histogram=_histogram_rows(info.get("label_histogram")),
         paper_url=PAPER_URL,
-        version=_package_version(),
+        version=package_version(),
     )
 
 

@@ -25,9 +25,10 @@ from typing import Any
 import torch
 
 from .errors import SelfJInputError
-from .sampling import _as_dtype, default_device
+from .models import as_dtype, default_device
 from .prompts import (
     JUDGE_CONFIG_KEY,
+    PLAIN_PROMPT_RE,
     PLAIN_PROMPT_TEMPLATE,
     check_text,
     format_student_view,
@@ -42,11 +43,6 @@ _PROGRESS_MIN_BATCHES = 8
 #: What :meth:`SelfJudge.follow` says instead of an answer it does not trust.
 DEFAULT_DECLINE_MESSAGE = "I am not confident I can answer this well, so I would rather not answer."
 
-# "### Instruction:\n{instruction}\n\n### Response:\n" -> a regex that recovers the instruction from a plain prompt.
-_PLAIN_PROMPT_RE = re.compile(
-    "^" + re.escape(PLAIN_PROMPT_TEMPLATE).replace(re.escape("{instruction}"), "(?P<instruction>.*)") + "$",
-    re.DOTALL,
-)
 
 
 def _as_text_list(values: Any, field_name: str) -> list:
@@ -142,7 +138,7 @@ class SelfJudge:
         revision = kwargs.get("revision")
         load_kwargs = {"num_labels": 1, "use_safetensors": True, "trust_remote_code": trust_remote_code, **kwargs}
         if dtype is not None:
-            load_kwargs["dtype"] = _as_dtype(dtype)
+            load_kwargs["dtype"] = as_dtype(dtype)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
             model = AutoModelForSequenceClassification.from_pretrained(path, **load_kwargs)
@@ -301,7 +297,7 @@ class SelfJudge:
         for i, (prompt, completion) in enumerate(zip(prompts, completions)):
             check_text(prompt, f"prompts[{i}]")
             check_text(completion, f"completions[{i}]", allow_empty=True)
-            match = _PLAIN_PROMPT_RE.match(prompt)
+            match = PLAIN_PROMPT_RE.match(prompt)
             (pairs if match else raw).append((i, match.group("instruction") if match else prompt, completion))
         if pairs:
             values = self.score(
@@ -488,7 +484,7 @@ def prompt_dataset(
     """
     from datasets import Dataset
 
-    from .data import load_table, require_columns
+    from .io import load_table, require_columns
 
     table = load_table(source, split)
     require_columns(table, [prompt_column], "prompt dataset", "Map yours with --prompt_column.")
@@ -565,7 +561,7 @@ class ScoreConfig:
 
 def run_score(config: ScoreConfig) -> Path:
     """Score ``config.dataset`` with ``config.judge`` and write JSONL; returns the output path."""
-    from .data import load_table, require_columns
+    from .io import load_table, require_columns
 
     # The judge first: a wrong judge path fails at once instead of after the dataset is read.
     judge = SelfJudge.from_pretrained(

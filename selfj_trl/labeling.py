@@ -31,7 +31,7 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from .data import load_table
+from .io import load_table
 from .errors import SelfJInputError
 from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, GEMMA_ALIAS, SMOLLM2_ALIAS, resolve_model
 from .prompts import (
@@ -618,7 +618,7 @@ def load_fit_rows(config: LabelingConfig) -> list[dict[str, Any]]:
         rows = load_train_rows(folder, config.fit_max_instructions, seed=config.seed)
         return [{"instruction": r["instruction"], "reference": r["reference"], "response": r["response"],
                  "quality": r["gpt4_win_prob"]} for r in rows if r["model"] not in ADVERSARIAL_MODELS]
-    from .data import require_columns
+    from .io import require_columns
 
     table = load_table(config.fit_dataset, "train")
     cols = [config.instruction_column, config.reference_column, config.fit_response_column, config.fit_quality_column]

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from .errors import SelfJInputError
 
@@ -157,6 +158,72 @@ def resolve_model(name_or_path: str) -> str:
 
 def is_offline_alias(name: str) -> bool:
     return name in _ALIASES
+
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading: the one place a policy or an embedder is loaded (labeling, best-of-n, the reports, the judge's dtype)
+# ---------------------------------------------------------------------------------------------------------------
+def default_device() -> "torch.device":
+    """This process's accelerator (``LOCAL_RANK`` under ``accelerate launch``), else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def as_dtype(dtype: Any) -> Any:
+    """A ``torch.dtype`` from its name (``"bfloat16"``), passing None, ``"auto"`` and dtypes through."""
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        return getattr(torch, dtype)
+    raise SelfJInputError(f"`dtype` must be a torch dtype name such as 'float32' or 'bfloat16', got {dtype!r}.")
+
+
+def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, trust_remote_code: bool = False):
+    """A causal LM in eval mode and its tokenizer (pad = eos when missing), from a folder, Hub id or alias.
+
+    ``device`` defaults to this process's accelerator. ``dtype`` defaults to float32 on the CPU (half precision is
+    slow there and changes the scores) and to the checkpoint's own dtype on an accelerator.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch.device(device) if device is not None else default_device()
+    if dtype is None:
+        dtype = torch.float32 if device.type == "cpu" else "auto"
+    path = resolve_model(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                     dtype=as_dtype(dtype), use_safetensors=True)
+    except OSError as err:
+        raise SelfJInputError(f"could not load policy {name_or_path!r}: {str(err).splitlines()[0]}") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def load_embedder(name_or_path: str, *, device: Any = None):
+    """A sentence-transformers model; plain transformers folders are refused (their pooling would be a guess)."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model(name_or_path)
+    if Path(path).is_dir() and not (Path(path) / "modules.json").exists():
+        raise SelfJInputError(
+            f"embedder {name_or_path!r} is not a sentence-transformers folder (no modules.json); "
+            "use one such as all-minilm-l6-v2."
+        )
+    try:
+        return SentenceTransformer(path, device=str(device or default_device()))
+    except OSError as err:
+        raise SelfJInputError(f"could not load embedder {name_or_path!r}: {str(err).splitlines()[0]}") from err
 
 
 def main(argv: list[str] | None = None) -> int:

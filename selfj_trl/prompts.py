@@ -11,6 +11,7 @@ reward model: ``prompt + completion`` for plain text, and the tokenizer's chat t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,11 @@ DIGITS = "0123456789"
 
 #: Plain prompt for policies and judges without a chat template (e.g. the base Gemma 3 270M, BERT-style encoders).
 PLAIN_PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n"
+#: Recovers the instruction from a prompt in the plain format (TRL hands reward functions the formatted prompt).
+PLAIN_PROMPT_RE = re.compile(
+    "^" + re.escape(PLAIN_PROMPT_TEMPLATE).replace(re.escape("{instruction}"), "(?P<instruction>.*)") + "$",
+    re.DOTALL,
+)
 
 #: Prepended to the student view to make the teacher view (a preamble turn for chat judges).
 TEACHER_PREAMBLE = "A reference answer written by an expert:\n{reference}\n\nJudge the answer below against it."

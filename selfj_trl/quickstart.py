@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from datasets import Dataset
 
-from .data import shared_data_dir
+from .io import shared_data_dir
 from .errors import SelfJInputError
 from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, MINILM_ALIAS
 
@@ -182,7 +182,7 @@ def _headline(metrics: dict, judge_name: str) -> str:
 def stage_use(config: QuickstartConfig, judge_dir: Path, folder: Path) -> str:
     from .best_of_n import best_of_n, summarize
     from .judge import SelfJudge, calibrate_threshold
-    from .labeling import load_policy
+    from .models import load_policy
 
     judge = SelfJudge.from_pretrained(str(judge_dir))
     policy, tokenizer = load_policy(config.policy)

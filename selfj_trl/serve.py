@@ -394,9 +394,9 @@ class TeacherViewBuilder:
         self._end_markers = sorted((t for t in specials if isinstance(t, str) and t.strip()), key=len, reverse=True)
 
     def instruction(self, prompt: str) -> str:
-        from .judge import _PLAIN_PROMPT_RE  # the same plain prompt the judge's TRL reward function recognises
+        from .prompts import PLAIN_PROMPT_RE  # the same plain prompt the judge's TRL reward function recognises
 
-        match = _PLAIN_PROMPT_RE.match(prompt)
+        match = PLAIN_PROMPT_RE.match(prompt)
         if match:
             return match.group("instruction")
         if self._chat_affixes is not None:

@@ -43,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import prompts as P
-from .data import shared_data_dir
+from .io import shared_data_dir
 from .errors import SelfJInputError
 from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY
 

@@ -172,7 +172,7 @@ def validate_labeled_dataset(dataset: Dataset, args: SelfJConfig, what: str = "t
 
     Checked before tokenizing so that a bad row fails in seconds, not after an hour of training on garbage.
     """
-    from .data import require_columns
+    from .io import require_columns
 
     text_columns = [args.instruction_column, args.response_column, args.reference_column]
     require_columns(
@@ -435,7 +435,7 @@ class SelfJRewardTrainer(RewardTrainer):
     # -- the published judge -------------------------------------------------------------------------------------
     def judge_config(self) -> dict:
         """The ``config.selfj`` section: input format, score scale and the Self-J settings this judge was trained with."""
-        from .hub import _package_version, hub_id_for
+        from .hub import package_version, hub_id_for
 
         args: SelfJConfig = self.args
         tokenizer = self.processing_class
@@ -455,7 +455,7 @@ class SelfJRewardTrainer(RewardTrainer):
             "label_max": args.label_max,
             "max_length": self._view_max_length,
             "lora": self._lora_settings(),
-            "selfj_trl_version": _package_version(),
+            "selfj_trl_version": package_version(),
         }
 
     def _lora_settings(self) -> dict | None:
@@ -589,7 +589,7 @@ def _view_max_length(max_length: int | None, model_config: Any) -> int | None:
 # ---------------------------------------------------------------------------------------------------------------
 def train_judge(args: SelfJConfig, model_args: ModelConfig) -> Path:
     """Load the labeled data, train, evaluate when a test split is given, and save the judge in ``output_dir``."""
-    from .data import load_table
+    from .io import load_table
     from .hub import hub_id_for
 
     if not model_args.model_name_or_path:

@@ -11,7 +11,7 @@ import pytest
 from datasets import Dataset
 
 from selfj_trl import evaluation as ev
-from selfj_trl.data import shared_data_dir
+from selfj_trl.io import shared_data_dir
 from selfj_trl.errors import SelfJInputError
 from selfj_trl.eval_sets import PairwiseSet, load_alpaca_eval, load_eval_set
 

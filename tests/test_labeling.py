@@ -377,7 +377,7 @@ def test_fit_on_an_alpaca_style_folder_reads_train_rows_of_honest_models_only(tm
 def test_label_recipes_parse_and_point_at_real_files(recipe):
     from trl import TrlParser
 
-    from selfj_trl.data import shared_data_dir
+    from selfj_trl.io import shared_data_dir
 
     (config,) = TrlParser(LabelingConfig).parse_args_and_config(["--config", str(recipe)])
     assert config.policy and config.self_eval_method in ("digits", "likelihood")

@@ -12,7 +12,7 @@ import pytest
 from datasets import load_from_disk
 from PIL import Image
 
-from selfj_trl.data import shared_data_dir
+from selfj_trl.io import shared_data_dir
 from selfj_trl.quickstart import QuickstartConfig, run_quickstart
 from selfj_trl.testing import make_tiny_llama
 

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 from trl import DPOConfig, DPOTrainer, TrlParser
 
 from selfj_trl.best_of_n import best_of_n, build_dpo_pairs, load_policy
-from selfj_trl.data import load_table, require_columns
+from selfj_trl.io import load_table, require_columns
 from selfj_trl.errors import SelfJInputError
 from selfj_trl.judge import SelfJudge
 from selfj_trl.models import resolve_model

@@ -1,4 +1,4 @@
-"""The policy side shared by labeling (stage 1) and best-of-n (stage 3): loading a policy and sampling answers.
+"""The one sampler: labeling (stage 1) and best-of-n (stage 3) draw answers from the policy through it.
 
 Both stages must prompt the policy the same way (its chat template when it has one, the plain prompt format
 otherwise; see :mod:`selfj_trl.prompts`), so one implementation serves both.
@@ -6,7 +6,6 @@ otherwise; see :mod:`selfj_trl.prompts`), so one implementation serves both.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,43 +16,8 @@ from .errors import SelfJInputError
 from .prompts import generation_prompt, has_chat_template
 
 
-def default_device() -> torch.device:
-    """This process's accelerator (``LOCAL_RANK`` under ``accelerate launch``), else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def _as_dtype(dtype: Any) -> Any:
-    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
-        return getattr(torch, dtype)
-    raise SelfJInputError(f"`dtype` must be a torch dtype name such as 'float32' or 'bfloat16', got {dtype!r}.")
-
-
 #: Sampling defaults (the policy's own generation config supplies everything else, e.g. its EOS ids).
 DEFAULT_GENERATION = {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 256}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------------------------
-def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, trust_remote_code: bool = False):
-    """A causal LM and its tokenizer (left padding, pad = eos when missing), from a folder, Hub id or alias."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .models import resolve_model
-
-    path = resolve_model(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
-    if dtype is not None:
-        kwargs["dtype"] = _as_dtype(dtype)
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    model.to(device or default_device())
-    model.eval()
-    return model, tokenizer
 
 
 def _generation_config(policy: Any, tokenizer: Any, generation_config: Any, n: int):

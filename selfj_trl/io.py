@@ -1,0 +1,220 @@
+"""Files and tables: one loader for every kind of table, atomic writes, append-only caches, and the Hub-id test.
+
+Every stage takes a ``datasets.Dataset``, a Hub id, a ``save_to_disk`` folder, or a JSON/JSONL/CSV/Parquet file, so
+one loader serves all of them. Everything this package writes goes to a temporary name first and is renamed into
+place, so a killed run never leaves a file that looks finished but is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+
+from .errors import SelfJInputError
+
+_FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------------------------
+def load_table(source: Any, split: str = "train") -> Dataset:
+    """A ``Dataset`` from an in-memory dataset, a list of dicts, a file, a ``save_to_disk`` folder or a Hub id."""
+    if isinstance(source, Dataset):
+        return source
+    if isinstance(source, DatasetDict):
+        return _pick_split(source, split, str(source))
+    if isinstance(source, list):
+        return Dataset.from_list(source)
+    if not isinstance(source, (str, os.PathLike)) or not str(source):
+        raise SelfJInputError(f"dataset must be a Dataset, a path or a Hub id, got {type(source).__name__}.")
+    path = Path(source)
+    if path.is_file():
+        kind = _FILE_TYPES.get(path.suffix.lower())
+        if kind is None:
+            raise SelfJInputError(f"{path}: unsupported file type; use .jsonl, .json, .csv or .parquet.")
+        return load_dataset(kind, data_files=str(path), split="train")
+    if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+        loaded = load_from_disk(str(path))
+        return _pick_split(loaded, split, str(path)) if isinstance(loaded, DatasetDict) else loaded
+    if path.exists() or not is_hub_id(str(source)):
+        if path.is_dir():
+            return load_dataset(str(path), split=split)
+        raise SelfJInputError(f"{source}: no such file or folder.")
+    try:
+        return load_dataset(str(source), split=split)
+    except Exception as err:  # network down, unknown repo, gated repo
+        raise SelfJInputError(f"could not load dataset {source!r} from the Hub ({type(err).__name__}: {err}).") from err
+
+
+def _pick_split(dd: DatasetDict, split: str, name: str) -> Dataset:
+    if split not in dd:
+        raise SelfJInputError(f"{name} has no split {split!r}; it has {sorted(dd)}.")
+    return dd[split]
+
+
+def require_columns(dataset: Dataset, columns: list[str], what: str, hint: str = "") -> None:
+    """Raise one clear error naming every missing column, the ones present, and how to map them."""
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise SelfJInputError(
+            f"{what} is missing column(s) {missing}; it has {dataset.column_names}." + (f" {hint}" if hint else "")
+        )
+    if len(dataset) == 0:
+        raise SelfJInputError(f"{what} is empty: nothing to do.")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Every row of a JSONL file (blank lines skipped)."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def shared_data_dir() -> Path | None:
+    """The project's ``shared/data`` folder next to the checkout, when it exists (never on a user's machine)."""
+    env = os.environ.get("SELFJ_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
+    for cand in candidates:
+        if (cand / "alpaca_eval_gpt4" / "instructions.jsonl").exists():
+            return cand.resolve()
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------------------------------------------
+def is_hub_id(name: str) -> bool:
+    """``org/name`` that is not a local path: the one test of "should this go to the Hub" in the package."""
+    return (isinstance(name, str) and bool(_HUB_ID.match(name)) and not name.startswith((".", "~"))
+            and not os.path.exists(name))
+
+
+def slug(text: str, keep: int = 60) -> str:
+    """A file-name-safe form of ``text``; a path gets a short hash so two folders with one name stay apart."""
+    tail = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(text).name or text)[:keep]
+    return f"{tail}-{hashlib.sha256(text.encode()).hexdigest()[:6]}" if ("/" in text or "\\" in text) else tail
+
+
+def content_hash(*parts: Any, length: int = 8) -> str:
+    """A short, stable hash of JSON-able settings: what a cache or a shard was made with."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def folder_identity(path_or_id: str) -> str:
+    """A model's identity for a score cache: a folder's path plus its files' sizes and times (so a retrained model
+    scores again), or the Hub id itself."""
+    path = Path(path_or_id)
+    if not path.is_dir():
+        return str(path_or_id)
+    parts = [str(path.resolve())]
+    for f in sorted(path.glob("*")):
+        if f.is_file() and f.suffix in {".json", ".safetensors", ".bin", ".model", ".txt"}:
+            st = f.stat()
+            parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16] + ":" + path.name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------------------
+def jsonable(obj: Any) -> Any:
+    """Plain Python for JSON: numpy scalars and arrays converted, non-finite floats as None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    return obj
+
+
+def temporary_sibling(path: str | os.PathLike, suffix: str = "") -> Path:
+    """A name next to ``path`` that no other process writes (same folder, so the final rename is atomic)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and one rename: readers see the old file or the new."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+    return atomic_write_text(path, json.dumps(jsonable(obj), indent=indent, ensure_ascii=False) + "\n")
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """``fig.savefig`` through a temporary file of the same format, then one rename."""
+    path = Path(path)
+    tmp = temporary_sibling(path, suffix=path.suffix)
+    fig.savefig(tmp, **kwargs)
+    os.replace(tmp, path)
+    return path
+
+
+class JsonlCache:
+    """An append-only ``key -> value`` cache in one JSONL file, flushed as work finishes.
+
+    A run that dies keeps everything appended before; a line torn by the kill is ignored, so that row is simply
+    computed again. Values must be JSON-able; non-finite floats are stored as None and read back as NaN.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.values: dict[str, Any] = {}
+        if self.path.exists():
+            with open(self.path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        item = json.loads(line)
+                        key, value = item["key"], item["value"]
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    self.values[key] = math.nan if value is None else value
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def add(self, items: dict[str, Any]) -> None:
+        if not items:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.writelines(json.dumps({"key": k, "value": jsonable(v)}) + "\n" for k, v in items.items())
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.values.update({k: (math.nan if v is None else v) for k, v in items.items()})

@@ -1,8 +1,9 @@
 """Labeling benchmarks (prints its figures).
 
-1. Self-evaluation by ONE forward pass (``selfj_trl.labeling.self_evaluate``) against score extraction by generating
-   up to 10 tokens and reading the digit distribution at the first generated position (how the Self-J authors'
-   script does it), same model, same prompts, same batch size. Target: >= 5x.
+1. Self-evaluation by ONE forward pass (``selfj_trl.signals.digits.self_evaluate``: one row at a time after each
+   instruction's shared prefix) against score extraction by generating up to 10 tokens and reading the digit
+   distribution at the first generated position (how the Self-J authors' script does it; batched), same model, same
+   prompts. Target: >= 5x.
 2. ``--scaling``: wall time of full labeling (sampling + self-evaluation + cosine) for 4 sizes of
    instructions x samples, with the policy's default labeling settings; it should grow linearly with the number of
    responses, which a least-squares line and its R^2 check.
@@ -23,16 +24,14 @@ from pathlib import Path
 
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selfj_trl.labeling import (  # noqa: E402
-    LabelingConfig,
-    expected_digit,
-    label_dataset,
-    load_policy,
-    self_evaluate,
-)
+from selfj_trl.labeling import LabelingConfig, label_dataset  # noqa: E402
+from selfj_trl.models import load_policy  # noqa: E402
 from selfj_trl.prompts import build_judge_prompt, digit_token_ids, has_chat_template  # noqa: E402
+from selfj_trl.signals.digits import self_evaluate  # noqa: E402
+
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -56,6 +55,14 @@ def _rows(n: int) -> tuple[list[str], list[str], list[str]]:
     return out_i, out_r, out_g
 
 
+def expected_digit(logits: torch.Tensor, digit_ids: list[list[int]]) -> torch.Tensor:
+    """sum_d d * p(d) / sum_d p(d), where p(d) adds the probability of every token id that spells digit d."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    per_digit = torch.stack([torch.logsumexp(log_probs[:, ids], dim=-1) for ids in digit_ids], dim=-1)
+    weights = torch.softmax(per_digit, dim=-1)
+    return weights @ torch.arange(len(digit_ids), dtype=weights.dtype, device=weights.device)
+
+
 @torch.inference_mode()
 def generate_then_read(model, tok, prompts: list[str], digit_ids, batch_size: int, chat: bool) -> list[float]:
     """The generation-based baseline: greedy-generate up to 10 tokens, read the digits at the first step."""
@@ -74,15 +81,15 @@ def bench_forward_vs_generate(policy: str, n: int, batch_size: int, max_length: 
     chat = has_chat_template(tok)
     ins, resp, refs = _rows(n)
     digit_ids = digit_token_ids(tok)
-    prompts = [build_judge_prompt(tok, i, r, g, max_length=max_length).text for i, r, g in zip(ins, resp, refs)]
-    self_evaluate(model, tok, ins[:2], resp[:2], refs[:2], batch_size=batch_size, max_length=max_length)  # warm-up
+    prompts = [build_judge_prompt(tok, i, r, g, max_length=max_length).text for i, r, g in zip(ins, resp, refs, strict=False)]
+    self_evaluate(model, tok, ins[:2], resp[:2], refs[:2], max_length=max_length)  # warm-up
     t0 = time.perf_counter()
-    fwd = self_evaluate(model, tok, ins, resp, refs, batch_size=batch_size, max_length=max_length, digit_ids=digit_ids)
+    fwd = self_evaluate(model, tok, ins, resp, refs, max_length=max_length, digit_ids=digit_ids)
     t_fwd = time.perf_counter() - t0
     t0 = time.perf_counter()
     gen = generate_then_read(model, tok, prompts, digit_ids, batch_size, chat)
     t_gen = time.perf_counter() - t0
-    diff = max(abs(a - b) for a, b in zip(fwd, gen))
+    diff = max(abs(a - b) for a, b in zip(fwd, gen, strict=False))
     print(f"policy={policy} rows={n} batch_size={batch_size} max_length={max_length} threads={torch.get_num_threads()}")
     print(f"one forward pass : {t_fwd:7.1f} s  {n / t_fwd:6.2f} rows/s")
     print(f"generate 10 + read: {t_gen:7.1f} s  {n / t_gen:6.2f} rows/s")
@@ -94,7 +101,7 @@ def bench_scaling(policy: str, sizes: list[tuple[int, int]], max_new_tokens: int
     (a is the per-run cost of loading the models, b the cost of one response)."""
     import numpy as np
 
-    rows = [{"instruction": i, "reference": g} for i, _, g in zip(*_rows(max(s[0] for s in sizes)))]
+    rows = [{"instruction": i, "reference": g} for i, _, g in zip(*_rows(max(s[0] for s in sizes)), strict=False)]
     print(f"policy={policy} max_new_tokens={max_new_tokens} threads={torch.get_num_threads()}")
     print(f"{'instructions':>12} {'samples':>7} {'responses':>9} {'seconds':>8} {'s/response':>10}")
     from datasets import Dataset

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+
 STAGES = ["setup", "label", "train", "evaluate", "use"]
 
 

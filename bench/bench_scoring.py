@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -30,6 +31,7 @@ import torch  # noqa: E402
 
 from selfj_trl.judge import SelfJudge  # noqa: E402
 from selfj_trl.prompts import tokenize_view  # noqa: E402
+
 
 WORDS = (
     "the a of to and in is it that for on with as was by this be are from at or an have not but they which one "
@@ -63,7 +65,7 @@ def per_example_loop(judge: SelfJudge, instructions: list[str], responses: list[
     """The naive way: format, tokenize and run the model one pair at a time."""
     scores = []
     with torch.inference_mode():
-        for instruction, response in zip(instructions, responses):
+        for instruction, response in zip(instructions, responses, strict=True):
             ids = tokenize_view(judge.tokenizer, judge.format(instruction, response), judge.max_length)
             input_ids = torch.tensor([ids], device=judge.device)
             scores.append(judge.model(input_ids=input_ids).logits[0, 0].item())
@@ -73,7 +75,7 @@ def per_example_loop(judge: SelfJudge, instructions: list[str], responses: list[
 def prebatch(judge: SelfJudge, instructions: list[str], responses: list[str], batch_size: int) -> tuple[list, int]:
     """Exactly SelfJudge's batches (sorted, right-padded), built ahead of time: the raw-forward baseline's input."""
     ids = [tokenize_view(judge.tokenizer, judge.format(i, r), judge.max_length)
-           for i, r in zip(instructions, responses)]
+           for i, r in zip(instructions, responses, strict=True)]
     order = sorted(range(len(ids)), key=lambda k: len(ids[k]), reverse=True)
     batches = []
     for start in range(0, len(order), batch_size):
@@ -93,7 +95,7 @@ def raw_forward(judge: SelfJudge, batches, n: int) -> list[float]:
     with torch.inference_mode():
         for chunk, input_ids, mask in batches:
             values = judge.model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().cpu().tolist()
-            for k, v in zip(chunk, values):
+            for k, v in zip(chunk, values, strict=True):
                 scores[k] = v
     return scores
 
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model={args.model} ({sum(p.numel() for p in judge.model.parameters()) / 1e6:.1f}M params, "
           f"{'chat' if judge.chat else 'plain'} format) device={judge.device} threads={torch.get_num_threads()}")
     lengths = sorted(len(tokenize_view(judge.tokenizer, judge.format(i, r), judge.max_length))
-                     for i, r in zip(instructions, responses))
+                     for i, r in zip(instructions, responses, strict=True))
     print(f"pairs={args.pairs} tokens={n_tokens} (per pair min {lengths[0]}, median {lengths[len(lengths) // 2]}, "
           f"max {lengths[-1]}) batch_size={args.batch_size} padding={1 - n_tokens / padded:.1%} of padded batches")
 
@@ -139,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     t_score, t_raw = min(score_times), min(raw_times)
     t_loop, s_loop = timed(lambda: per_example_loop(judge, instructions, responses))
 
-    diff_loop = max(abs(a - b) for a, b in zip(s_score, s_loop))
-    diff_raw = max(abs(a - b) for a, b in zip(s_score, s_raw))
+    diff_loop = max(abs(a - b) for a, b in zip(s_score, s_loop, strict=True))
+    diff_raw = max(abs(a - b) for a, b in zip(s_score, s_raw, strict=True))
     rate = lambda t: args.pairs / t  # noqa: E731
     print(f"times per round: score {[round(t, 2) for t in score_times]}, raw {[round(t, 2) for t in raw_times]} "
           f"(median {statistics.median(score_times):.2f} / {statistics.median(raw_times):.2f} s)")

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -32,10 +33,12 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 from trl import RewardConfig, RewardTrainer  # noqa: E402
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from selfj_trl.models import resolve_model  # noqa: E402
 from selfj_trl.prompts import format_student_view, tokenize_view  # noqa: E402
-from selfj_trl.trainer import SelfJConfig, SelfJRewardTrainer  # noqa: E402
+from selfj_trl.trainer import SelfJRewardConfig, SelfJRewardTrainer  # noqa: E402
+
 
 _WORDS = ("the sea is blue and deep answer question model data good bad simple clear write explain reason step "
           "result number list short long first second because therefore example code python function value").split()
@@ -60,7 +63,7 @@ def labeled_rows(n_instructions: int, samples: int, seed: int = 0) -> list[dict]
 def stock_pairs(rows: list[dict], tokenizer, max_length: int) -> Dataset:
     """Pre-tokenized preference pairs of student views (two responses to one instruction), as RewardTrainer takes."""
     chosen, rejected = [], []
-    for a, b in zip(rows[0::2], rows[1::2]):
+    for a, b in zip(rows[0::2], rows[1::2], strict=False):
         views = [tokenize_view(tokenizer, format_student_view(tokenizer, r["instruction"], r["response"]), max_length)
                  for r in (a, b)]
         chosen.append(views[0])
@@ -100,11 +103,11 @@ def time_variant(name: str, model_path: str, rows: list[dict], args_kw: dict,
                                     processing_class=tokenizer, callbacks=[timer])
         else:
             loss_type = "pairwise" if "pairwise" in name else "pointwise"
-            args = SelfJConfig(loss_type=loss_type, **common)
+            args = SelfJRewardConfig(loss_type=loss_type, **common)
             trainer = SelfJRewardTrainer(model_path, args=args, train_dataset=Dataset.from_list(rows),
                                          callbacks=[timer])
         trainer.train()
-    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(timer.ends, timer.ends[1:])]
+    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(timer.ends, timer.ends[1:], strict=False)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Labeling-signal report for the offline policies (prints its tables; the work is ``selfj_trl.signal``).
+"""Labeling-signal report for the offline policies (prints its tables; the work is ``selfj_trl.label_report``).
 
 Measures every label component of each policy against GPT-4's win probability on a seeded slice of AlpacaEval's
 TRAIN split (never test), then prints, per policy, the before/after summary: the original zero-shot digit prompt, the
@@ -19,9 +19,10 @@ import math
 import sys
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selfj_trl.signal import SignalConfig, label_flags, markdown_report, run_signal  # noqa: E402
+from selfj_trl.label_report import LabelReportConfig, label_flags, markdown_report, run_label_report  # noqa: E402
 
 
 def _row(label: str, c: dict) -> str:
@@ -115,10 +116,10 @@ def main() -> int:
     args = parser.parse_args()
     reports = []
     for policy in args.policies:
-        config = SignalConfig(policy=policy, n_instructions=args.n_instructions, seed=args.seed,
+        config = LabelReportConfig(policy=policy, n_instructions=args.n_instructions, seed=args.seed,
                               num_threads=args.num_threads, output_dir=str(Path(args.output_dir) / policy))
         config.digit_variants += [v for v in args.extra_digit_variants if v not in config.digit_variants]
-        report = run_signal(config)
+        report = run_label_report(config)
         reports.append(report)
         print(markdown_report(report) if args.full else "")
         print(summary(report))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,16 +24,17 @@ from typing import Any
 from datasets import Dataset
 
 from .errors import SelfJInputError
+from .generation import sample_responses
+from .io import atomic_write_json, load_table, require_columns, temporary_sibling
 from .judge import SelfJudge
-from .generation import DEFAULT_GENERATION, sample_responses
-from .models import load_policy  # noqa: F401  (re-exported for recipes)
+from .models import load_policy
 from .prompts import PLAIN_PROMPT_TEMPLATE, check_text
 
 
 def best_of_n(
     policy: Any,
     tokenizer: Any,
-    judge: SelfJudge | str,
+    judge: SelfJudge | str | Path,
     prompts: Sequence[str],
     n: int,
     generation_config: Any = None,
@@ -65,13 +67,13 @@ def best_of_n(
         policy, tokenizer, prompts, n, generation_config, batch_size=batch_size, seed=seed, show_progress=show_progress
     )
     flat_scores = judge.score(
-        [p for p, rs in zip(prompts, responses) for _ in rs],
-        [r for rs in responses for r in rs],
+        [prompt for prompt, answers in zip(prompts, responses, strict=True) for _ in answers],
+        [answer for answers in responses for answer in answers],
         batch_size=judge_batch_size,
         show_progress=show_progress,
     )
     rows = []
-    for i, (prompt, text, answers) in enumerate(zip(prompts, texts, responses)):
+    for i, (prompt, text, answers) in enumerate(zip(prompts, texts, responses, strict=True)):
         scores = flat_scores[i * n : (i + 1) * n]
         best = max(range(n), key=lambda k: (scores[k], -k))
         worst = min(range(n), key=lambda k: (scores[k], k))
@@ -86,18 +88,20 @@ def best_of_n(
 
 def summarize(dataset: Dataset) -> dict[str, float]:
     """Mean judge score of one sample (before) and of the best of n (after); the gain is what best-of-n buys."""
-    first = dataset["first_score"]
-    best = dataset["best_score"]
-    worst = dataset["worst_score"]
-    mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
+    first = _mean(dataset["first_score"])
+    best = _mean(dataset["best_score"])
     return {
         "prompts": len(dataset),
         "n": len(dataset[0]["responses"]),
-        "mean_first_score": mean(first),
-        "mean_best_score": mean(best),
-        "mean_worst_score": mean(worst),
-        "best_of_n_gain": mean(best) - mean(first),
+        "mean_first_score": first,
+        "mean_best_score": best,
+        "mean_worst_score": _mean(dataset["worst_score"]),
+        "best_of_n_gain": best - first,
     }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -108,11 +112,9 @@ def build_dpo_pairs(dataset: Dataset, min_gap: float = 0.0, *, conversational: b
 
     A row is kept only when ``best_score - worst_score >= min_gap``, the gap is positive and the two answers differ:
     a pair the judge barely separates (or ties) teaches DPO mostly noise. ``conversational`` (default: whether the
-    policy was prompted with a chat template) writes message lists, which ``DPOTrainer`` formats with the policy's template; otherwise the
-    prompt is the exact text the policy continued and chosen/rejected are its continuations.
+    policy was prompted with a chat template) writes message lists, which ``DPOTrainer`` formats with the policy's
+    template; otherwise the prompt is the exact text the policy continued and chosen/rejected are its continuations.
     """
-    from .io import require_columns
-
     needed = ["prompt", "best_response", "best_score", "worst_response", "worst_score"]
     require_columns(dataset, needed, "best-of-n table", "Build it with best_of_n() or `selfj-trl best-of-n`.")
     if isinstance(min_gap, bool) or not isinstance(min_gap, (int, float)) or math.isnan(min_gap) or min_gap < 0:
@@ -179,8 +181,6 @@ def run_best_of_n(config: BestOfNConfig) -> tuple[Dataset, dict[str, float]]:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from .io import load_table, require_columns
-
     table = load_table(config.dataset, config.split)
     require_columns(table, [config.prompt_column], f"dataset {config.dataset}", "Map yours with --prompt_column.")
     prompts = table[config.prompt_column]
@@ -208,8 +208,11 @@ def run_best_of_n(config: BestOfNConfig) -> tuple[Dataset, dict[str, float]]:
     if state.is_main_process:
         out = Path(config.output_dir)
         result.save_to_disk(str(out))
-        result.to_json(str(out / "best_of_n.jsonl"), lines=True, force_ascii=False)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        table_file = out / "best_of_n.jsonl"
+        partial = temporary_sibling(table_file, ".jsonl")  # renamed into place once complete
+        result.to_json(str(partial), lines=True, force_ascii=False)
+        os.replace(partial, table_file)
+        atomic_write_json(out / "summary.json", summary)
         if config.dpo_pairs_dir:
             build_dpo_pairs(result, config.min_gap).save_to_disk(config.dpo_pairs_dir)
     state.wait_for_everyone()

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .errors import SelfJInputError
-from .prompts import generation_prompt, has_chat_template
+from .prompts import generation_prompt, uses_chat
 
 
 #: Sampling defaults (the policy's own generation config supplies everything else, e.g. its EOS ids).
@@ -32,7 +32,7 @@ def _generation_config(policy: Any, tokenizer: Any, generation_config: Any, n: i
         config = GenerationConfig.from_dict(base.to_dict()) if base is not None else GenerationConfig()
         config.update(**{**DEFAULT_GENERATION, **(generation_config or {})})
     if n > 1 and not config.do_sample:
-        raise SelfJInputError("best-of-n with n > 1 needs sampling: greedy decoding gives n identical answers "
+        raise SelfJInputError(f"{n} samples per prompt need sampling: greedy decoding gives {n} identical answers "
                               "(set do_sample=True).")
     config.num_return_sequences = n
     config.pad_token_id = tokenizer.pad_token_id
@@ -54,16 +54,20 @@ def sample_responses(
     batch_size: int = 8,
     seed: int | None = None,
     show_progress: bool | None = None,
+    use_chat_template: bool | None = None,
+    desc: str = "sampling",
 ) -> tuple[list[str], list[list[str]]]:
     """``(prompt_texts, responses)``: the text each prompt became and ``n`` sampled answers per prompt.
 
     ``batch_size`` counts prompts per ``generate`` call (each makes ``n`` sequences). Chat policies get their chat
-    template (which brings its own special tokens); base policies get the plain prompt format and their BOS.
+    template (which brings its own special tokens); base policies get the plain prompt format and their BOS
+    (``use_chat_template`` overrides the choice). ``seed`` seeds torch once before the first batch, so the samples
+    are reproducible for a given seed and batching.
     """
     from tqdm.auto import tqdm
 
-    chat = has_chat_template(tokenizer)
-    texts = [generation_prompt(tokenizer, p) for p in prompts]
+    chat = uses_chat(tokenizer, use_chat_template)
+    texts = [generation_prompt(tokenizer, p, use_chat_template=chat) for p in prompts]
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     config = _generation_config(policy, tokenizer, generation_config, n)
@@ -75,7 +79,7 @@ def sample_responses(
     responses: list[list[str]] = []
     starts = range(0, len(texts), batch_size)
     show = len(starts) > 1 if show_progress is None else show_progress
-    for start in tqdm(starts, desc="best-of-n sampling", unit="batch", disable=not show, file=sys.stderr):
+    for start in tqdm(starts, desc=desc, unit="batch", disable=not show, file=sys.stderr):
         chunk = texts[start : start + batch_size]
         enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not chat)
         enc = {k: v.to(device) for k, v in enc.items()}

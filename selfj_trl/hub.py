@@ -15,18 +15,20 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
-from .errors import SelfJInputError
+from .errors import SelfJInputError, UploadError
+from .io import is_hub_id
 from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_TEMPLATE
+
 
 #: Hub ids of the offline default models, for card metadata and published adapter configs.
 HUB_IDS = {
@@ -37,7 +39,6 @@ HUB_IDS = {
 #: Never uploaded: labeling shards, training checkpoints, lock files, pickles (judges ship safetensors only).
 IGNORE_PATTERNS = ["shards/*", "checkpoint-*", "*.lock", ".cache/*", "runs/*", "*.tmp*", "*/.*", ".*",
                    "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Trainer bookkeeping that is not an evaluation result.
 _NON_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 PAPER_URL = "https://arxiv.org/abs/2409.00935"
@@ -61,9 +62,7 @@ def hub_id_for(name: Any) -> str | None:
         return None
     if name in HUB_IDS:
         return HUB_IDS[name]
-    if _HUB_ID.match(name) and not os.path.exists(name):
-        return name
-    return None
+    return name if is_hub_id(name) else None
 
 
 def _template(name: str) -> str:
@@ -139,8 +138,9 @@ def judge_card(info: dict) -> ModelCard:
     )
 
 
-def read_judge_config(judge_dir: str | os.PathLike) -> dict:
-    """The ``selfj`` section of a judge folder (config.json, or selfj.json for adapter-only judges)."""
+def find_judge_config(judge_dir: str | os.PathLike) -> dict | None:
+    """The ``selfj`` section of a judge folder (config.json, or selfj.json for adapter-only judges), None if neither
+    has one (e.g. a plain sequence classifier)."""
     folder = Path(judge_dir)
     config_file, mirror = folder / "config.json", folder / "selfj.json"
     if config_file.exists():
@@ -149,6 +149,15 @@ def read_judge_config(judge_dir: str | os.PathLike) -> dict:
             return section
     if mirror.exists():
         return json.loads(mirror.read_text())
+    return None
+
+
+def read_judge_config(judge_dir: str | os.PathLike) -> dict:
+    """The ``selfj`` section of a judge folder; an input error naming the folder when it has none."""
+    folder = Path(judge_dir)
+    section = find_judge_config(folder)
+    if section is not None:
+        return section
     raise SelfJInputError(
         f"{folder} is not a Self-J judge folder (no `{JUDGE_CONFIG_KEY}` section in config.json and no selfj.json); "
         "pass the folder written by `selfj-trl train`."
@@ -314,19 +323,12 @@ def stage_folder(folder: str | os.PathLike, staging: str | os.PathLike, repo_typ
         cfg = json.loads(adapter.read_text())
         hub_base = hub_id_for(cfg.get("base_model_name_or_path"))
         if hub_base is None:
-            hub_base = _hub_base_from_selfj(src)
+            hub_base = hub_id_for((find_judge_config(src) or {}).get("base_model"))
         if hub_base:  # a published adapter must name a base model users can download, not a local folder
             cfg["base_model_name_or_path"] = hub_base
             adapter.unlink()
             adapter.write_text(json.dumps(cfg, indent=2) + "\n")
     return sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
-
-
-def _hub_base_from_selfj(folder: Path) -> str | None:
-    try:
-        return hub_id_for(read_judge_config(folder).get("base_model"))
-    except SelfJInputError:
-        return None
 
 
 @contextmanager
@@ -358,8 +360,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, repo_type: str = "model
     """
     if repo_type not in ("model", "dataset"):
         raise SelfJInputError(f"repo_type must be `model` or `dataset`, got {repo_type!r}.")
-    if not isinstance(repo_id, str) or not _HUB_ID.match(repo_id):
-        raise SelfJInputError(f"repo id {repo_id!r} must look like `user-or-org/name`.")
+    if not is_hub_id(repo_id):
+        raise SelfJInputError(f"repo id {repo_id!r} must look like `user-or-org/name` (and not be a local path).")
     with staged(folder, repo_type, card, repo_id) as (staging, files):
         if not files:
             raise SelfJInputError(f"{folder}: nothing to upload (every file is ignored or the folder is empty).")
@@ -371,13 +373,24 @@ def push_folder(folder: str | os.PathLike, repo_id: str, repo_type: str = "model
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
-        repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-        if revision and revision != "main":
-            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id, folder_path=str(staging), repo_type=repo_type, revision=revision,
-            commit_message=commit_message or f"Upload Self-J {'judge' if repo_type == 'model' else 'dataset'}",
-            ignore_patterns=IGNORE_PATTERNS,
-        )
+        try:
+            repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+            if revision and revision != "main":
+                api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=str(staging), repo_type=repo_type, revision=revision,
+                commit_message=commit_message or f"Upload Self-J {'judge' if repo_type == 'model' else 'dataset'}",
+                ignore_patterns=IGNORE_PATTERNS,
+            )
+        except Exception as err:  # whatever the Hub or the network answered: the upload failed, nothing local changed
+            raise UploadError(
+                f"uploading {folder} to {repo_type} repo {repo_id} failed ({type(err).__name__}: {_one_line(err)}); "
+                "local files unchanged, run the same command again to retry."
+            ) from err
         result["url"] = str(getattr(info, "commit_url", None) or repo_url)
         return result
+
+
+def _one_line(err: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -20,6 +20,7 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
 from .errors import SelfJInputError
 
+
 _FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

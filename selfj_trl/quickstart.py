@@ -16,16 +16,16 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable
 
 from datasets import Dataset
 
-from .io import shared_data_dir
 from .errors import SelfJInputError
-from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, MINILM_ALIAS
+from .io import atomic_write_json, atomic_write_text, read_jsonl, shared_data_dir
+from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, MINILM_ALIAS, resolve_model
 
 
 STAGES = ("setup", "label", "train", "evaluate", "use")
@@ -86,7 +86,7 @@ def _run_stage(name: str, folder: Path, fn: Callable[[Path], str], results: list
     start = time.perf_counter()
     summary = fn(folder)
     seconds = time.perf_counter() - start
-    marker.write_text(json.dumps({"seconds": seconds, "summary": summary}))
+    atomic_write_json(marker, {"seconds": seconds, "summary": summary}, indent=None)
     results.append(StageResult(name, seconds, folder, summary))
     print(f"[quickstart] {name}: {summary} ({seconds:.0f} s) -> {folder}")
 
@@ -100,16 +100,16 @@ def instruction_slice(config: QuickstartConfig) -> tuple[Dataset, str]:
     rng = random.Random(config.seed)
     if root is None or not (root / "alpaca_eval_gpt4" / "instructions.jsonl").exists():
         path = files("selfj_trl").joinpath("data/instructions.jsonl")
-        rows = [json.loads(line) for line in Path(str(path)).read_text().splitlines() if line.strip()]
+        rows = read_jsonl(str(path))
         rows = [{"instruction": r["instruction"], "reference": r["reference"]} for r in rows]
         return Dataset.from_list(rows[: config.n_train_instructions + config.n_seed_tasks]), "bundled instruction set"
-    alpaca = [json.loads(line) for line in (root / "alpaca_eval_gpt4" / "instructions.jsonl").open()]
+    alpaca = read_jsonl(root / "alpaca_eval_gpt4" / "instructions.jsonl")
     train = [r for r in alpaca if r["split"] == "train"]  # never the test split: it is for evaluation only
     picked = rng.sample(train, min(config.n_train_instructions, len(train)))
     rows = [{"instruction": r["instruction"], "reference": r["reference"]} for r in picked]
     seed_file = root / "self_instruct_seed" / "seed_tasks.jsonl"
     if config.n_seed_tasks and seed_file.exists():
-        seeds = [json.loads(line) for line in seed_file.open()]
+        seeds = read_jsonl(seed_file)
         seed_rows, _ = prepare_rows(Dataset.from_list(rng.sample(seeds, min(config.n_seed_tasks, len(seeds)))),
                                     LabelingConfig(instances_column="instances"))
         rows += [{"instruction": r["instruction"], "reference": r["reference"]} for r in seed_rows]
@@ -135,17 +135,16 @@ def stage_label(config: QuickstartConfig, folder: Path) -> str:
 def stage_train(config: QuickstartConfig, labeled: Path, folder: Path) -> str:
     from trl import ModelConfig
 
-    from .models import resolve_model
-    from .trainer import SelfJConfig, train_judge
+    from .trainer import SelfJRewardConfig, SelfJScriptArguments, train_judge
 
-    args = SelfJConfig(
-        output_dir=str(folder), dataset_name=str(labeled), num_train_epochs=config.num_train_epochs,
+    args = SelfJRewardConfig(
+        output_dir=str(folder), num_train_epochs=config.num_train_epochs,
         learning_rate=config.learning_rate, per_device_train_batch_size=8, logging_steps=5, save_strategy="no",
         report_to="none", distill_weight=config.distill_weight, seed=config.seed, max_length=384,
         disable_tqdm=False,
     )
     model_args = ModelConfig(model_name_or_path=resolve_model(config.judge_base))
-    train_judge(args, model_args)
+    train_judge(SelfJScriptArguments(dataset_name=str(labeled)), args, model_args)
     state = json.loads((folder / "trainer_state.json").read_text())
     steps = [e for e in state["log_history"] if "loss" in e]
     mean_loss = next((e["train_loss"] for e in reversed(state["log_history"]) if "train_loss" in e), None)
@@ -161,7 +160,7 @@ def stage_evaluate(config: QuickstartConfig, judge: Path, folder: Path) -> str:
     from .evaluation import evaluate_judges
 
     if (Path(config.data_dir) if config.data_dir else shared_data_dir()) is None:
-        (folder / "report.md").write_text("No held-out data on this machine (../shared/data is absent): skipped.\n")
+        atomic_write_text(folder / "report.md", "No held-out data on this machine (../shared/data is absent): skipped.\n")
         return "skipped: no held-out data folder on this machine"
     baselines = ["length", "random"] if config.tiny else ["length", "random", "cosine"]
     metrics = evaluate_judges(
@@ -205,7 +204,7 @@ def stage_use(config: QuickstartConfig, judge_dir: Path, folder: Path) -> str:
         for resp in row["responses"][:2]:
             decision = judge.decide(row["prompt"], resp, threshold)
             lines.append(f"- {decision['decision'].upper():7} score {decision['score']:.3f}: {row['prompt'][:60]!r} -> {resp[:80]!r}")
-    (folder / "examples.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(folder / "examples.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return (f"best-of-{config.bon_n} mean judge score {stats['mean_first_score']:.3f} -> "
             f"{stats['mean_best_score']:.3f}; examples in examples.md")
@@ -219,8 +218,6 @@ def run_quickstart(config: QuickstartConfig) -> list[StageResult]:
     if config.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    from .models import resolve_model
-
     plan: list[tuple[str, str, Path, Callable[[Path], str]]] = [
         ("setup", "0. set up offline models", out / "models",
          lambda f: ", ".join(f"{role} {m} ready" for role, m in

@@ -80,7 +80,7 @@ def per_group_correlations(scores: Any, quality: Any, groups: Sequence[Any],
     """(Pearson, Spearman) inside each group with at least ``min_size`` finite rows."""
     s, q = np.asarray(scores, float), np.asarray(quality, float)
     out: dict[Any, tuple[float, float]] = {}
-    for g, rows in zip(*group_index(groups)):
+    for g, rows in zip(*group_index(groups), strict=True):
         rows = rows[finite_mask(s[rows], q[rows])]
         if len(rows) < min_size:
             continue

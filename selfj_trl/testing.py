@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
     "{% if add_generation_prompt %}<|assistant|> {% endif %}"
 )
+
+#: Hidden size of the tiny Llama (four heads of 8).
+TINY_HIDDEN = 32
 
 _CORPUS = [
     "write a short poem about the sea . the sea is blue and deep .",
@@ -27,7 +31,7 @@ _CORPUS = [
 
 def make_tokenizer(chat: bool = True):
     """A ``PreTrainedTokenizerFast`` with digits 0-9 (twice each: plain and space-marked) and an optional chat template."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
@@ -41,8 +45,6 @@ def make_tokenizer(chat: bool = True):
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
     )
-    from tokenizers import decoders
-
     tok.decoder = decoders.Replace("▁", "")
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>",
@@ -53,7 +55,7 @@ def make_tokenizer(chat: bool = True):
     return fast
 
 
-def make_tiny_llama(path: str | Path, kind: str = "causal", chat: bool = True, seed: int = 0, hidden: int = 32) -> Path:
+def make_tiny_llama(path: str | Path, kind: str = "causal", chat: bool = True, seed: int = 0) -> Path:
     """Save a two-layer Llama (``causal`` LM or one-label ``seqcls``) with its tokenizer to ``path``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, LlamaConfig
@@ -61,7 +63,7 @@ def make_tiny_llama(path: str | Path, kind: str = "causal", chat: bool = True, s
     path = Path(path)
     tokenizer = make_tokenizer(chat=chat)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        vocab_size=len(tokenizer), hidden_size=TINY_HIDDEN, intermediate_size=2 * TINY_HIDDEN, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         num_labels=1, tie_word_embeddings=False,

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from selfj_trl.cli import main as cli
 from selfj_trl.errors import SelfJInputError
 
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -109,12 +110,35 @@ def test_cli_bad_input_gives_one_clear_line(case, bad, capsys):
         assert word.lower() in message[-1].lower(), (case, message[-1])
 
 
+def test_cli_runtime_failure_is_one_line_exit_1(monkeypatch, capsys):
+    """A run that fails on valid input (a diverging loss, a refused upload) exits 1 with one line, no traceback."""
+    import types
+
+    from selfj_trl import cli as cli_module
+    from selfj_trl.errors import TrainingDivergedError
+
+    def main(argv):
+        raise TrainingDivergedError("loss became nan at step 3;\nthe last checkpoint is kept.")
+
+    monkeypatch.setitem(sys.modules, "fake_selfj_command", types.SimpleNamespace(main=main))
+    monkeypatch.setitem(cli_module.COMMANDS, "diverge", ("fake_selfj_command", "test only"))
+    assert cli(["diverge"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "selfj-trl diverge: error: loss became nan at step 3; the last checkpoint is kept."
+
+
+def test_push_command_missing_folder_is_one_line(tmp_path, capsys):
+    code = cli(["push", "--judge_dir", str(tmp_path / "nope"), "--judge_repo", "me/judge", "--dry_run"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().startswith("selfj-trl push: error: --judge_dir") and "Traceback" not in err
+
+
 def test_push_to_hub_missing_folder_is_one_line(tmp_path):
     res = subprocess.run([sys.executable, "push_to_hub.py", "--judge_dir", str(tmp_path / "nope"),
                           "--judge_repo", "me/judge", "--dry_run"], capture_output=True, text=True, cwd=REPO,
                          timeout=120)
-    assert res.returncode != 0 and "Traceback" not in res.stderr
-    assert "nope" in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().startswith("push_to_hub.py: error:") and "nope" in res.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,10 +7,12 @@ import json
 import pytest
 from datasets import Dataset, load_from_disk
 
-from selfj_trl.best_of_n import best_of_n, build_dpo_pairs, load_policy, main, summarize
+from selfj_trl.best_of_n import best_of_n, build_dpo_pairs, main, summarize
 from selfj_trl.errors import SelfJInputError
 from selfj_trl.judge import SelfJudge
+from selfj_trl.models import load_policy
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
+
 
 PROMPTS = ["write a short poem about the sea", "what is two plus two ?", "hello world"]
 GEN = {"max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0}
@@ -65,7 +67,7 @@ def test_sampling_is_seedable(policy, judge):
     first = best_of_n(model, tokenizer, judge, PROMPTS, 3, GEN, batch_size=3, seed=7)
     again = best_of_n(model, tokenizer, judge, PROMPTS, 3, GEN, batch_size=3, seed=7)
     assert first["responses"] == again["responses"]
-    for a, b in zip(first["scores"], again["scores"]):
+    for a, b in zip(first["scores"], again["scores"], strict=True):
         assert a == pytest.approx(b, abs=1e-6)
     other = best_of_n(model, tokenizer, judge, PROMPTS, 3, GEN, batch_size=3, seed=8)
     assert other["responses"] != first["responses"]
@@ -115,7 +117,7 @@ def test_dpo_pairs_respect_the_gap():
     pairs = build_dpo_pairs(table, min_gap=0.25)
     kept = [g for i, g in enumerate(gaps) if g >= 0.25 and i != 5]
     assert len(pairs) == len(kept)
-    assert all(c - r >= 0.25 - 1e-9 for c, r in zip(pairs["score_chosen"], pairs["score_rejected"]))
+    assert all(c - r >= 0.25 - 1e-9 for c, r in zip(pairs["score_chosen"], pairs["score_rejected"], strict=True))
     assert pairs["chosen"] == ["best 2", "best 3", "best 4"]
     assert pairs["rejected"] == ["worst 2", "worst 3", "worst 4"]
     assert pairs["prompt"][0] == PLAIN_PROMPT_TEMPLATE.format(instruction="q2")  # plain policy: its exact prompt
@@ -130,7 +132,7 @@ def test_dpo_pairs_conversational_for_chat_policies(policy, judge):
     assert pairs[0]["prompt"][0]["role"] == "user"
     assert pairs[0]["chosen"][0]["role"] == "assistant"
     assert set(pairs.column_names) == {"prompt", "chosen", "rejected", "score_chosen", "score_rejected"}
-    assert all(c >= r for c, r in zip(pairs["score_chosen"], pairs["score_rejected"]))
+    assert all(c >= r for c, r in zip(pairs["score_chosen"], pairs["score_rejected"], strict=True))
 
 
 @pytest.mark.parametrize(

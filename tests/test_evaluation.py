@@ -11,9 +11,22 @@ import pytest
 from datasets import Dataset
 
 from selfj_trl import evaluation as ev
-from selfj_trl.io import shared_data_dir
 from selfj_trl.errors import SelfJInputError
-from selfj_trl.eval_sets import PairwiseSet, load_alpaca_eval, load_eval_set
+from selfj_trl.eval_sets import (
+    ADVERSARIAL_MODELS,
+    LLMBAR_ADVERSARIAL,
+    PairwiseSet,
+    PointwiseSet,
+    load_alpaca_eval,
+    load_alpaca_train_rows,
+    load_eval_set,
+    register,
+    registered_sets,
+    resolve_eval_set_name,
+    unregister,
+)
+from selfj_trl.io import shared_data_dir
+
 
 needs_shared_data = pytest.mark.skipif(
     shared_data_dir() is None, reason="../shared/data (the project's held-out sets) is not present on this machine"
@@ -91,8 +104,6 @@ def test_gaming_check_flags_an_adversarial_entry_above_the_median_honest_model()
 
 
 def test_evaluate_pointwise_keeps_gamed_labels_out_of_quality_metrics():
-    from selfj_trl.eval_sets import PointwiseSet
-
     models = ["h1", "h2", "h3", "NullModel"] * 4
     quality = np.array([0.1, 0.2, 0.3, 0.9] * 4)  # GPT-4 fooled by NullModel
     scores = np.array([1.0, 2.0, 3.0, 0.0] * 4)  # the judge is not fooled
@@ -165,7 +176,7 @@ def test_pairwise_accuracy_per_subset_and_llmbar_adversarial_total():
         name="p", title="p", instructions=["i"] * 5, responses_a=["a"] * 5, responses_b=["b"] * 5,
         labels=["A", "B", "tie", "A", "B"],
         subsets=["natural", "natural", "natural", "llmbar_adv_neighbor", "llmbar_adv_manual"],
-        references=[None] * 5,
+        references=[None] * 5, subset_totals={"llmbar_adversarial (all 4)": LLMBAR_ADVERSARIAL},
     )
     out = ev.evaluate_pairwise(ds, np.array([2.0, 2, 0, 0, 1]), np.array([1.0, 1, 5, 1, 1]), n_resamples=50)
     acc = out["accuracy"]
@@ -174,6 +185,61 @@ def test_pairwise_accuracy_per_subset_and_llmbar_adversarial_total():
     assert acc["llmbar_adv_manual"]["accuracy"] == 0.5  # score tie
     assert acc["llmbar_adversarial (all 4)"]["accuracy"] == pytest.approx(0.25)
     assert acc["all"]["n"] == 4 and out["n_ties_excluded"] == 1
+
+
+def test_pairwise_subsets_are_only_totalled_when_the_set_says_so():
+    ds = PairwiseSet(name="p", title="p", instructions=["i"] * 2, responses_a=["a"] * 2, responses_b=["b"] * 2,
+                     labels=["A", "B"], subsets=["llmbar_adv_neighbor", "llmbar_adv_manual"], references=[None] * 2)
+    acc = ev.evaluate_pairwise(ds, np.array([2.0, 2.0]), np.array([1.0, 1.0]), n_resamples=0)["accuracy"]
+    assert set(acc) == {"llmbar_adv_neighbor", "llmbar_adv_manual", "all"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Held-out sets by name: a new set is one loader registered in one place (here: this test file alone)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def toy_set_name():
+    """A trivial held-out set registered from this file only, with one adversarial model of its own."""
+
+    @register("toy_set", aliases=("Toy",))
+    def load_toy_set(max_instructions=None, seed=0):
+        n_questions = max_instructions or 4
+        models = ["weak", "mid", "strong", "gamer"]
+        rows = [(q, m, " ".join(["word"] * (1 + 3 * k)), 0.2 * k) for q in range(n_questions)
+                for k, m in enumerate(models)]
+        return PointwiseSet(
+            name="toy_set", title="Toy set", quality_name="grade", instructions=[f"question {q}" for q, *_ in rows],
+            responses=[r for _, _, r, _ in rows], references=[None] * len(rows),
+            quality=np.array([g if m != "gamer" else 1.0 for _, m, _, g in rows]), groups=[str(q) for q, *_ in rows],
+            models=[m for _, m, _, _ in rows], subsets=[None] * len(rows),
+            leaderboard={"weak": 1.0, "mid": 2.0, "strong": 3.0, "gamer": 4.0}, adversarial=("gamer",),
+        )
+
+    yield "toy_set"
+    unregister("toy_set")
+
+
+def test_a_set_registered_in_one_place_is_evaluated_through_the_public_api(toy_set_name, tmp_path):
+    assert resolve_eval_set_name("TOY") == toy_set_name and toy_set_name in registered_sets()
+    metrics = ev.evaluate_judges(["length"], [toy_set_name], tmp_path, max_instructions=3, bootstrap_resamples=20)
+    res = metrics["eval_sets"][toy_set_name]
+    length = res["scorers"]["length"]
+    assert res["n"] == 12 and length["n_scored"] == 9  # the set's own adversarial model is left out of quality
+    assert length["correlation"]["spearman"] == pytest.approx(1.0)
+    assert set(length["ranking"]["gaming"]) == {"gamer"} and length["ranking"]["gaming"]["gamer"]["gamed"]
+    assert "gamer rank" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "ranking_toy_set.png").exists()
+    unregister(toy_set_name)
+    with pytest.raises(SelfJInputError, match="unknown eval set"):
+        load_eval_set(toy_set_name)
+
+
+def test_registering_a_taken_name_or_an_unknown_loader_option_is_refused():
+    with pytest.raises(ValueError, match="already belong"):
+        register("another_set", aliases=("alpaca_eval",))(lambda seed=0: None)
+    with pytest.raises(TypeError, match="allowed"):
+        register("another_set")(lambda path=None: None)
+    assert "another_set" not in registered_sets()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -270,7 +336,7 @@ def test_bad_eval_set_inputs(tmp_path):
 
 
 def test_missing_shared_data_is_a_one_line_error(monkeypatch):
-    import selfj_trl.eval_sets as sets
+    import selfj_trl.eval_sets.base as sets
 
     monkeypatch.setattr(sets, "shared_data_dir", lambda: None)
     with pytest.raises(SelfJInputError, match="held-out data folder") as err:
@@ -304,6 +370,16 @@ def test_alpaca_loader_slices_by_instruction_and_labels_the_train_split():
     assert any("NOT held out" in n for n in train.notes)
     with pytest.raises(SelfJInputError, match="split"):
         load_alpaca_eval(split="validation")
+
+
+@needs_shared_data
+def test_alpaca_train_rows_never_hold_a_test_instruction():
+    rows = load_alpaca_train_rows(n_instructions=3, seed=0)
+    assert {r["split"] for r in rows} == {"train"} and len({r["id"] for r in rows}) == 3
+    assert {"id", "instruction", "reference", "model", "response", "gpt4_win_prob", "subset"} <= set(rows[0])
+    assert set(ADVERSARIAL_MODELS) <= {r["model"] for r in rows}
+    larger = load_alpaca_train_rows(n_instructions=5, seed=0)
+    assert [r["id"] for r in rows] == [r["id"] for r in larger][: len(rows)]  # a larger slice extends a smaller
 
 
 @needs_shared_data

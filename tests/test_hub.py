@@ -27,6 +27,7 @@ from selfj_trl.hub import HUB_IDS, dataset_card, hub_id_for, judge_card, push_fo
 from selfj_trl.prompts import judge_format_config
 from selfj_trl.testing import make_tokenizer
 
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -47,11 +48,11 @@ def _selfj(chat: bool = True, **kw) -> dict:
 def judge_dir(tmp_path_factory) -> Path:
     """A judge saved by SelfJRewardTrainer after one step (the real save path, tiny model)."""
     from selfj_trl.testing import make_tiny_llama
-    from selfj_trl.trainer import SelfJConfig, SelfJRewardTrainer
+    from selfj_trl.trainer import SelfJRewardConfig, SelfJRewardTrainer
 
     root = tmp_path_factory.mktemp("hub")
     base = make_tiny_llama(root / "base", kind="seqcls", chat=True)
-    args = SelfJConfig(output_dir=str(root / "judge"), max_steps=1, per_device_train_batch_size=2,
+    args = SelfJRewardConfig(output_dir=str(root / "judge"), max_steps=1, per_device_train_batch_size=2,
                        save_strategy="no", report_to="none", disable_tqdm=True)
     trainer = SelfJRewardTrainer(str(base), args=args, train_dataset=Dataset.from_list(_rows()))
     trainer.train()
@@ -143,7 +144,6 @@ def test_judge_card_transformers_snippet_runs(judge_dir):
 
 
 def test_judge_card_best_of_n_snippet_runs(judge_dir):
-    pytest.importorskip("selfj_trl.judge")
     text = str(render_judge_card(judge_dir))
     snippet = [s for s in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "candidates" in s][0]
     scope: dict = {}
@@ -309,6 +309,23 @@ def _push(hub: FakeHub, tmp_path: Path, *args: str) -> subprocess.CompletedProce
                 "HF_HUB_DISABLE_PROGRESS_BARS": "1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
     return subprocess.run([sys.executable, str(REPO / "push_to_hub.py"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=180)
+
+
+def test_push_folder_failure_raises_upload_error_and_cleans_up(judge_dir, monkeypatch):
+    from huggingface_hub import HfApi
+
+    from selfj_trl.errors import SelfJRuntimeError, UploadError
+
+    def refuse(self, *args, **kwargs):
+        raise OSError("503 Service Unavailable\nretry later")
+
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    before = _snapshot(judge_dir)
+    with pytest.raises(UploadError, match="503 Service Unavailable retry later.*local files unchanged") as info:
+        push_folder(judge_dir, "me/judge")
+    assert isinstance(info.value, SelfJRuntimeError) and isinstance(info.value.__cause__, OSError)
+    assert _snapshot(judge_dir) == before
+    assert not any(p.name.startswith(".selfj-push-") for p in judge_dir.parent.iterdir())
 
 
 def test_push_uploads_judge_and_dataset_with_cards(fake_hub, tmp_path, judge_dir, dataset_dir):

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from selfj_trl.errors import SelfJInputError
-from selfj_trl.judge import SelfJudge, calibrate_threshold, main
+from selfj_trl.judge import SelfJudge
 from selfj_trl.prompts import (
     PLAIN_PROMPT_TEMPLATE,
     format_student_view,
@@ -20,6 +20,7 @@ from selfj_trl.prompts import (
     tokenize_view,
 )
 from selfj_trl.testing import make_tiny_llama
+
 
 INSTRUCTIONS = [
     "write a short poem about the sea",
@@ -71,7 +72,7 @@ def _raw_logit(raw, text: str, max_length: int | None = None) -> float:
 def test_score_equals_raw_model_logit(judge, raw):
     scores = judge.score(INSTRUCTIONS, RESPONSES, batch_size=4)
     _, tokenizer = raw
-    for instruction, response, score in zip(INSTRUCTIONS, RESPONSES, scores):
+    for instruction, response, score in zip(INSTRUCTIONS, RESPONSES, scores, strict=True):
         expected = _raw_logit(raw, format_student_view(tokenizer, instruction, response))
         assert score == pytest.approx(expected, abs=1e-5)
 
@@ -101,7 +102,7 @@ def test_batch_size_order_and_padding_do_not_change_scores(judge):
 
 def test_score_texts_matches_score_and_keeps_the_end_of_long_texts(tiny_judge, judge, raw):
     _, tokenizer = raw
-    texts = [format_student_view(tokenizer, i, r) for i, r in zip(INSTRUCTIONS, RESPONSES)]
+    texts = [format_student_view(tokenizer, i, r) for i, r in zip(INSTRUCTIONS, RESPONSES, strict=True)]
     assert judge.score_texts(texts) == pytest.approx(judge.score(INSTRUCTIONS, RESPONSES), abs=1e-6)
     short = SelfJudge.from_pretrained(tiny_judge, device="cpu", max_length=6)
     assert short.max_length == 6
@@ -201,86 +202,22 @@ def test_decide_and_follow(judge):
         judge.decide("hello world", "good", "high")
 
 
-def test_calibrate_threshold_reaches_target_coverage():
-    rng = random.Random(0)
-    scores = [rng.gauss(0, 1) for _ in range(1000)]
-    for coverage in (0.05, 0.3, 0.5, 0.9, 1.0):
-        threshold = calibrate_threshold(scores, target_coverage=coverage)
-        kept = sum(s >= threshold for s in scores) / len(scores)
-        assert coverage <= kept < coverage + 2 / len(scores)
-    tied = [1.0] * 5 + [0.0] * 5
-    assert calibrate_threshold(tied, target_coverage=0.3) == 1.0  # ties at the threshold are all kept
-
-
-def test_calibrate_threshold_reaches_target_quality():
-    rng = random.Random(1)
-    qualities = [rng.random() for _ in range(500)]
-    scores = [q + rng.gauss(0, 0.2) for q in qualities]
-    target = 0.7
-    threshold = calibrate_threshold(scores, qualities, target_quality=target)
-    kept = [q for s, q in zip(scores, qualities) if s >= threshold]
-    assert sum(kept) / len(kept) >= target
-    lower = max(s for s in scores if s < threshold)  # the next lower threshold misses the target
-    kept_lower = [q for s, q in zip(scores, qualities) if s >= lower]
-    assert sum(kept_lower) / len(kept_lower) < target
-    assert calibrate_threshold(scores, qualities, target_quality=0.0) == min(scores)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"target_coverage": 0.5, "target_quality": 0.5}, "exactly one"),
-        ({}, "exactly one"),
-        ({"target_coverage": 0.0}, "target_coverage"),
-        ({"target_coverage": 1.5}, "target_coverage"),
-        ({"target_quality": 0.5}, "qualities"),
-        ({"qualities": [0.1, 0.2], "target_quality": 0.9}, "no threshold"),
-        ({"qualities": [0.1], "target_quality": 0.1}, "qualities"),
-    ],
-)
-def test_calibrate_threshold_errors(kwargs, match):
-    with pytest.raises(SelfJInputError, match=match):
-        calibrate_threshold([0.3, 0.6], **kwargs)
-    with pytest.raises(SelfJInputError, match="scores"):
-        calibrate_threshold([], target_coverage=0.5)
-    with pytest.raises(SelfJInputError, match=r"scores\[1\]"):
-        calibrate_threshold([0.1, float("nan")], target_coverage=0.5)
-
-
-def test_score_cli_writes_scores_with_mapped_columns(tiny_judge, judge, tmp_path):
-    data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps({"q": i, "a": r, "id": n}) + "\n"
-                            for n, (i, r) in enumerate(zip(INSTRUCTIONS, RESPONSES))))
-    out = tmp_path / "out" / "scores.jsonl"
-    argv = ["--judge", tiny_judge, "--dataset", str(data), "--output_file", str(out),
-            "--instruction_column", "q", "--response_column", "a", "--device", "cpu", "--batch_size", "3"]
-    assert main(argv) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in rows] == list(range(len(INSTRUCTIONS)))
-    assert [r["score"] for r in rows] == pytest.approx(judge.score(INSTRUCTIONS, RESPONSES), abs=1e-5)
-
-
-def test_score_cli_reports_missing_columns_in_one_line(tiny_judge, tmp_path, capsys):
-    from selfj_trl.cli import main as cli_main
-
-    data = tmp_path / "rows.jsonl"
-    data.write_text(json.dumps({"question": "hello world", "answer": "good"}) + "\n")
-    out = str(tmp_path / "o.jsonl")
-    code = cli_main(["score", "--judge", tiny_judge, "--dataset", str(data), "--output_file", out])
-    assert code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]  # earlier lines are the datasets progress bar
-    assert last.startswith("selfj-trl score: error:") and "'instruction'" in last and "--instruction_column" in last
-
-
 def test_adapter_style_judge_reads_its_format_from_selfj_json(tmp_path):
     """Judges saved as unmerged LoRA adapters keep config.selfj in selfj.json; SelfJudge must honour it."""
-    import json
-
-    from selfj_trl.judge import SelfJudge
-    from selfj_trl.testing import make_tiny_llama
-
     folder = make_tiny_llama(tmp_path / "judge", kind="seqcls", chat=True)  # tokenizer has a chat template
     (folder / "selfj.json").write_text(json.dumps({"format": "plain", "score_scale": [0, 1]}))
     judge = SelfJudge.from_pretrained(str(folder))
     assert judge.chat is False
     assert judge.format("what is two plus two ?", "four").startswith("### Instruction:")
+
+
+def test_follow_keeps_whole_responses_for_lists(judge):
+    (score,) = judge.score(["hello world"], ["good"])
+    assert judge.follow(["hello world"], "good", score - 1e-3) == ["good"]  # one response, not its characters
+    assert judge.follow(["hello world", "hello world"], ["good", "bad"], -1e9) == ["good", "bad"]
+
+
+def test_a_bare_name_that_is_neither_a_folder_nor_a_hub_id_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SelfJInputError, match="does not exist"):
+        SelfJudge.from_pretrained("my_judge")  # a relative folder name, not an "org/name" Hub id

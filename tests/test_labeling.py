@@ -14,18 +14,14 @@ import torch
 from datasets import Dataset, load_from_disk
 
 from selfj_trl.errors import SelfJInputError
-from selfj_trl.labeling import (
-    LabelingConfig,
-    combine_labels,
-    expected_digit,
-    fit_combination,
-    label_dataset,
-    load_policy,
-    prepare_rows,
-    self_evaluate,
-)
+from selfj_trl.labeling import LabelingConfig, label_dataset, prepare_rows
+from selfj_trl.labels import combine_labels, fit_combination
+from selfj_trl.measured import measured_label, measured_policies
+from selfj_trl.models import load_policy
 from selfj_trl.prompts import build_judge_prompt, digit_token_ids
+from selfj_trl.signals.digits import digit_score, self_evaluate
 from selfj_trl.testing import make_tiny_embedder
+
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,12 +45,12 @@ def test_self_eval_matches_independent_expectation(tiny_policy, tiny_rows):
     ins = [r["instruction"] for r in tiny_rows]
     refs = [r["reference"] for r in tiny_rows]
     resp = ["the sea is blue", "four", "rating : 7 and more words here", "good", "five six", "the answer"]
-    batched = self_evaluate(model, tok, ins, resp, refs, batch_size=4)
+    batched = self_evaluate(model, tok, ins, resp, refs)
     for i in range(len(ins)):
         text = build_judge_prompt(tok, ins[i], resp[i], refs[i]).text
         assert batched[i] == pytest.approx(_independent_digit_expectation(model, tok, text), abs=1e-4)
         assert 0.0 <= batched[i] <= 9.0
-    no_ref = self_evaluate(model, tok, ins, resp, None, batch_size=3)
+    no_ref = self_evaluate(model, tok, ins, resp, None)
     text = build_judge_prompt(tok, ins[0], resp[0], None).text
     assert no_ref[0] == pytest.approx(_independent_digit_expectation(model, tok, text), abs=1e-4)
 
@@ -63,11 +59,16 @@ def test_multi_id_digits_are_all_counted(tiny_policy):
     _, tok = load_policy(tiny_policy)
     groups = digit_token_ids(tok)
     assert all(len(g) == 2 for g in groups), groups  # "7" and "▁7"
-    logits = torch.full((1, len(tok)), -1e4)
-    logits[0, groups[7][1]] = 5.0  # all mass on the space-marked 7 only
-    assert expected_digit(logits, groups).item() == pytest.approx(7.0, abs=1e-4)
-    logits[0, groups[3][0]] = 5.0  # equal mass on plain "3"
-    assert expected_digit(logits, groups).item() == pytest.approx(5.0, abs=1e-4)
+    ids = [t for g in groups for t in g]
+    log_probs = torch.full((len(ids),), -1e4, dtype=torch.float64)
+    log_probs[ids.index(groups[7][1])] = 0.0  # all mass on the space-marked 7 only
+
+    def record(lp):  # what digit_logprobs keeps: per digit, the log of the probability summed over its ids
+        return {"lp": [float(torch.logsumexp(lp[[ids.index(t) for t in g]], 0)) for g in groups]}
+
+    assert digit_score(record(log_probs)) == pytest.approx(7.0, abs=1e-4)
+    log_probs[ids.index(groups[3][0])] = 0.0  # equal mass on plain "3"
+    assert digit_score(record(log_probs)) == pytest.approx(5.0, abs=1e-4)
 
 
 def test_vocabulary_without_digits_is_a_clear_error():
@@ -212,7 +213,7 @@ def test_two_processes_give_the_same_rows_as_one(tmp_path, tiny_policy):
     assert len(one) > 0
     assert [(r["instruction_id"], r["sample_index"], r["response"]) for r in one] == \
         [(r["instruction_id"], r["sample_index"], r["response"]) for r in two]
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=False):
         assert a["label"] == pytest.approx(b["label"], abs=1e-4)
 
 
@@ -249,10 +250,10 @@ def test_growing_max_instructions_reuses_finished_chunks(tmp_path, tiny_policy, 
     _write_rows(tmp_path, 6)
     small = label_dataset(_config(tmp_path, tiny_policy, max_instructions=3))  # chunks of 2: [2, 1]
     calls = []
-    import selfj_trl.labeling as labeling
+    import selfj_trl.labeling.pipeline as pipeline
 
-    real = labeling.label_chunk
-    monkeypatch.setattr(labeling, "label_chunk", lambda rows, chunk, *a, **k: calls.append((chunk, len(rows)))
+    real = pipeline.label_chunk
+    monkeypatch.setattr(pipeline, "label_chunk", lambda rows, chunk, *a, **k: calls.append((chunk, len(rows)))
                         or real(rows, chunk, *a, **k))
     big = label_dataset(_config(tmp_path, tiny_policy, max_instructions=5))  # chunks [2, 2, 1]
     assert calls == [(1, 2), (2, 1)]  # chunk 0 reused; the resized chunk 1 and the new chunk 2 labeled
@@ -265,13 +266,15 @@ def test_growing_max_instructions_reuses_finished_chunks(tmp_path, tiny_policy, 
 # Defaults per policy, and the fitted combination
 # ---------------------------------------------------------------------------------------------------------------
 def test_unset_self_eval_settings_resolve_per_policy():
-    from selfj_trl.labeling import MEASURED_LABELING_DEFAULTS, SELFJ_DEFAULTS
+    from selfj_trl.labeling import SELFJ_DEFAULTS
 
     other = LabelingConfig(policy="my-org/my-7b-chat")
     assert {k: getattr(other, k) for k in SELFJ_DEFAULTS} == SELFJ_DEFAULTS
     assert other.self_eval_method == "digits" and other.cosine_weight == 0.5  # the paper's method for capable policies
     assert other.defaults_source.startswith("Self-J defaults")
-    for alias, measured in MEASURED_LABELING_DEFAULTS.items():
+    assert measured_policies() == ["gemma-3-270m", "smollm2-135m-instruct"]  # read from recipes/<policy>/label/
+    for alias in measured_policies():
+        measured = measured_label(alias)["settings"]
         assert measured, f"no measured labeling defaults for {alias}"
         cfg = LabelingConfig(policy=alias)
         assert {k: getattr(cfg, k) for k in measured} == measured
@@ -297,15 +300,13 @@ def _write_dev(tmp_path, quality_values) -> Path:
 
     rows = tiny_instruction_rows(len(quality_values))
     responses = ["the sea is blue", "four", "good", "bad answer", "hello world", "the answer is four"]
-    dev = [{**r, "response": responses[i % len(responses)], "quality": q} for i, (r, q) in enumerate(zip(rows, quality_values))]
+    dev = [{**r, "response": responses[i % len(responses)], "quality": q} for i, (r, q) in enumerate(zip(rows, quality_values, strict=False))]
     path = tmp_path / "dev.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in dev))
     return path
 
 
 def test_fitted_combination_learns_weights_on_a_dev_slice(tmp_path, tiny_policy, monkeypatch):
-    from selfj_trl.labeling import combine_labels, fit_combination
-
     _write_rows(tmp_path, 3)
     dev = _write_dev(tmp_path, [0.1, 0.9, 0.4, 0.7, 0.2, 0.6])
     cfg = _config(tmp_path, tiny_policy, combination="fitted", fit_dataset=str(dev))
@@ -323,15 +324,13 @@ def test_fitted_combination_learns_weights_on_a_dev_slice(tmp_path, tiny_policy,
     assert f"{weights[1]:+.4f}" in card  # the formula with the actual weights
 
     # A rerun finds every shard and the scored dev slice on disk: no model is loaded at all.
-    import selfj_trl.labeling as labeling
+    import selfj_trl.models as models
 
-    monkeypatch.setattr(labeling, "load_policy", lambda *a, **k: pytest.fail("reloaded the policy"))
+    monkeypatch.setattr(models, "load_policy", lambda *a, **k: pytest.fail("reloaded the policy"))
     assert label_dataset(cfg).to_list() == table.to_list()
 
 
 def test_fitted_combination_with_given_weights_and_bad_dev_data(tmp_path, tiny_policy):
-    from selfj_trl.labeling import combine_labels
-
     _write_rows(tmp_path, 2)
     cfg = _config(tmp_path, tiny_policy, combination="fitted", fit_weights=[0.1, 0.5, 0.3])
     table = label_dataset(cfg)
@@ -373,7 +372,8 @@ def test_fit_on_an_alpaca_style_folder_reads_train_rows_of_honest_models_only(tm
     assert not any("five" in r["instruction"] or "NullModel" in r["response"] for r in used)
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "recipes" / "label").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*/label/config_*.yaml")),
+                         ids=lambda p: f"{p.parts[-3]}/{p.name}")
 def test_label_recipes_parse_and_point_at_real_files(recipe):
     from trl import TrlParser
 
@@ -407,11 +407,12 @@ def test_card_says_how_the_measured_defaults_measured_beside_length():
     from datasets import Dataset
 
     from selfj_trl.hub import dataset_card
-    from selfj_trl.labeling import MEASURED_LABEL_QUALITY, MEASURED_LABELING_DEFAULTS, card_info
+    from selfj_trl.labeling import card_info
 
     table = Dataset.from_dict({"label": [3.0, 6.0]})
-    assert set(MEASURED_LABEL_QUALITY) == set(MEASURED_LABELING_DEFAULTS)
-    for alias, quality in MEASURED_LABEL_QUALITY.items():
+    for alias in measured_policies():
+        quality = measured_label(alias)["quality"]
+        assert quality is not None, f"recipes/{alias}/label/measured_label.yaml has no measured quality"
         info = card_info(table, LabelingConfig(policy=alias), skipped=Counter(), stats=Counter(), num_instructions=1)
         card = str(dataset_card(info))
         label = " / ".join(f"{v:+.2f}" for v in quality["label"])

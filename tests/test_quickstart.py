@@ -16,6 +16,7 @@ from selfj_trl.io import shared_data_dir
 from selfj_trl.quickstart import QuickstartConfig, run_quickstart
 from selfj_trl.testing import make_tiny_llama
 
+
 REPO = Path(__file__).resolve().parents[1]
 
 

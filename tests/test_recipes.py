@@ -21,7 +21,9 @@ from transformers import AutoConfig, AutoTokenizer
 from selfj_trl.errors import SelfJInputError
 from selfj_trl.judge import SelfJudge
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, judge_format_config
+from selfj_trl.rewards import JudgeRecipeArguments
 from selfj_trl.testing import make_tiny_llama, tiny_instruction_rows
+
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -109,8 +111,6 @@ def test_grpo_reward_equals_selfjudge_score(shape, tiny_policy, tiny_plain_polic
                                             prompts_file, tmp_path):
     from trl import GRPOConfig
 
-    from selfj_trl.judge import JudgeRecipeArguments
-
     grpo = load_recipe("grpo")
     policy, judge = (tiny_policy, tiny_judge) if shape == "conversational" else (tiny_plain_policy, plain_judge)
     script_args, training_args = parse("grpo", (JudgeRecipeArguments, GRPOConfig), [
@@ -132,8 +132,6 @@ def test_grpo_reward_equals_selfjudge_score(shape, tiny_policy, tiny_plain_polic
 def test_grpo_refuses_a_judge_in_the_wrong_format_unless_reformatting(tiny_plain_policy, tiny_judge, prompts_file,
                                                                      tmp_path):
     from trl import GRPOConfig
-
-    from selfj_trl.judge import JudgeRecipeArguments
 
     grpo = load_recipe("grpo")
     argv = ["--policy", tiny_plain_policy, "--judge", tiny_judge, "--dataset", prompts_file,
@@ -164,8 +162,6 @@ def test_grpo_recipe_main_trains_and_saves(tiny_policy, tiny_judge, prompts_file
 def test_rloo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_path):
     from trl import RLOOConfig
 
-    from selfj_trl.judge import JudgeRecipeArguments
-
     rloo = load_recipe("rloo")
     script_args, training_args = parse("rloo", (JudgeRecipeArguments, RLOOConfig), [
         "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
@@ -180,8 +176,6 @@ def test_rloo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_path):
 
 def test_online_dpo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_path):
     from trl.experimental.online_dpo import OnlineDPOConfig
-
-    from selfj_trl.judge import JudgeRecipeArguments
 
     online_dpo = load_recipe("online_dpo")
     script_args, training_args = parse("online_dpo", (JudgeRecipeArguments, OnlineDPOConfig), [
@@ -211,7 +205,7 @@ def test_dpo_recipe_builds_pairs_with_the_judge_and_trains(tiny_policy, tiny_jud
     table = load_from_disk(str(tmp_path / "best_of_n"))
     pairs = load_from_disk(str(tmp_path / "pairs"))
     assert len(table) == 4 and 0 < len(pairs) <= 4
-    assert all(c > r for c, r in zip(pairs["score_chosen"], pairs["score_rejected"]))
+    assert all(c > r for c, r in zip(pairs["score_chosen"], pairs["score_rejected"], strict=True))
     trainer.train()
     assert trainer.state.global_step == 1
     # Re-running on the saved pairs skips sampling.

@@ -15,6 +15,7 @@ from datasets import load_from_disk
 
 from selfj_trl.testing import make_tiny_embedder, tiny_instruction_rows
 
+
 REPO = Path(__file__).resolve().parents[1]
 
 

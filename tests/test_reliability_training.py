@@ -11,13 +11,13 @@ from safetensors.torch import load_file
 
 from selfj_trl.testing import make_tiny_llama
 from selfj_trl.testing import tiny_labeled_rows as labeled_rows
-from selfj_trl.trainer import SelfJConfig, SelfJRewardTrainer
+from selfj_trl.trainer import SelfJRewardConfig, SelfJRewardTrainer
 
 
-def _args(out: Path, **kw) -> SelfJConfig:
+def _args(out: Path, **kw) -> SelfJRewardConfig:
     base = dict(output_dir=str(out), per_device_train_batch_size=4, learning_rate=3e-3, max_steps=6, logging_steps=1,
                 save_strategy="steps", save_steps=3, report_to="none", seed=0, disable_tqdm=True)
-    return SelfJConfig(**{**base, **kw})
+    return SelfJRewardConfig(**{**base, **kw})
 
 
 def _train(base: str, out: Path, resume: bool = False) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -30,10 +31,11 @@ from selfj_trl.serve import (  # noqa: E402
     MicroBatcher,
     ServeConfig,
     TeacherViewBuilder,
-    _unit_scores,
     create_app,
+    unit_scores,
 )
 from selfj_trl.serve import main as serve_main  # noqa: E402
+
 
 TOKEN = "s3cret-test-token"
 
@@ -140,7 +142,7 @@ def test_teacher_view_builder_recovers_instruction(judge):
 
 
 def test_unit_scores_map_the_judge_scale_into_0_1():
-    assert _unit_scores([-1.0, 5.0, 7.5, 12.0], (5.0, 10.0)) == [0.0, 0.0, 0.5, 1.0]
+    assert unit_scores([-1.0, 5.0, 7.5, 12.0], (5.0, 10.0)) == [0.0, 0.0, 0.5, 1.0]
 
 
 def test_health_reports_model_and_readiness(judge):

@@ -19,11 +19,19 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from selfj_trl.errors import SelfJInputError
+from selfj_trl.errors import SelfJInputError, TrainingDivergedError
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, TEACHER_PREAMBLE
 from selfj_trl.testing import make_tiny_llama
 from selfj_trl.testing import tiny_labeled_rows as labeled_rows
-from selfj_trl.trainer import SelfJConfig, SelfJRewardTrainer, build_pairs, main
+from selfj_trl.trainer import (
+    SelfJConfig,
+    SelfJRewardConfig,
+    SelfJRewardTrainer,
+    SelfJScriptArguments,
+    build_pairs,
+    main,
+)
+
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,10 +51,10 @@ def dataset() -> Dataset:
     return Dataset.from_list(labeled_rows())
 
 
-def make_args(tmp_path, **kw) -> SelfJConfig:
+def make_args(tmp_path, **kw) -> SelfJRewardConfig:
     defaults = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, learning_rate=3e-3,
                     max_steps=6, logging_steps=1, save_strategy="no", report_to="none", seed=0, disable_tqdm=True)
-    return SelfJConfig(**{**defaults, **kw})
+    return SelfJRewardConfig(**{**defaults, **kw})
 
 
 def scores_of(model, tokenizer, texts: list[str]) -> torch.Tensor:
@@ -77,19 +85,25 @@ def test_cpu_defaults_and_no_deprecation_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         warnings.simplefilter("error", DeprecationWarning)
-        args = SelfJConfig(output_dir=str(tmp_path))
+        args = SelfJRewardConfig(output_dir=str(tmp_path))
     if not torch.cuda.is_available():
         assert args.bf16 is False and args.gradient_checkpointing is False
-    explicit = SelfJConfig(output_dir=str(tmp_path), gradient_checkpointing=True, bf16=False)
+    explicit = SelfJRewardConfig(output_dir=str(tmp_path), gradient_checkpointing=True, bf16=False)
     assert explicit.gradient_checkpointing is True
     assert (args.teacher_weight, args.student_weight, args.distill_weight) == (1.0, 0.3, 2.0)
+
+
+def test_old_config_name_is_an_alias_and_script_fields_moved(tmp_path):
+    assert SelfJConfig is SelfJRewardConfig
+    with pytest.raises(SelfJInputError, match="dataset_name, hub_dataset_id moved from SelfJConfig to SelfJScriptArguments"):
+        SelfJConfig(output_dir=str(tmp_path), dataset_name="labeled", hub_dataset_id="someone/labels")
 
 
 @pytest.mark.parametrize("kw, field", [({"loss_type": "listwise"}, "loss_type"), ({"distill_weight": -1.0}, "distill_weight"),
                                        ({"label_max": 0.0}, "label_max"), ({"use_margin": True}, "use_margin")])
 def test_config_rejects_bad_values(tmp_path, kw, field):
     with pytest.raises(SelfJInputError, match=field):
-        SelfJConfig(output_dir=str(tmp_path), **kw)
+        SelfJRewardConfig(output_dir=str(tmp_path), **kw)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -251,7 +265,7 @@ def test_pairwise_loss_by_hand_and_training(tmp_path, base, dataset):
     rejected = [dataset[pairs[i][1]] for i in idx]
     sc, sr = (scores_of(trainer.model, tok, [student_text(tok, r) for r in rs]) for rs in (chosen, rejected))
     tc, tr = (scores_of(trainer.model, tok, [teacher_text(tok, r) for r in rs]) for rs in (chosen, rejected))
-    margin = torch.tensor([(c["label"] - r["label"]) / 9.0 for c, r in zip(chosen, rejected)])
+    margin = torch.tensor([(c["label"] - r["label"]) / 9.0 for c, r in zip(chosen, rejected, strict=True)])
     lt = -F.logsigmoid(tc - tr - margin).mean()
     ls = -F.logsigmoid(sc - sr - margin).mean()
     ld = ((torch.cat([sc, sr]) - torch.cat([tc, tr])) ** 2).mean()
@@ -280,7 +294,7 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path, base, dataset):
         model.score.weight.fill_(float("nan"))
     args = make_args(tmp_path)
     trainer = SelfJRewardTrainer(model, args=args, train_dataset=dataset)
-    with pytest.raises(SelfJInputError, match=r"non-finite loss at training step 1 .*loss_teacher=nan"):
+    with pytest.raises(TrainingDivergedError, match=r"non-finite loss at training step 1 .*loss_teacher=nan"):
         trainer.train()
     assert not (Path(args.output_dir) / "model.safetensors").exists()
 
@@ -289,8 +303,8 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path, base, dataset):
 # The published judge
 # ---------------------------------------------------------------------------------------------------------------
 def test_saved_judge_reloads_and_scores_identically(tmp_path, base, dataset):
-    args = make_args(tmp_path, max_steps=4, hub_dataset_id="someone/selfj-labels")
-    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    args = make_args(tmp_path, max_steps=4)
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset, dataset_name="someone/selfj-labels")
     trainer.train()
     out = trainer.save_judge(tmp_path / "judge")
     files = {p.name for p in out.iterdir()}
@@ -357,12 +371,20 @@ def test_lora_judge_with_and_without_merge(tmp_path, plain_base, dataset, merge)
 # ---------------------------------------------------------------------------------------------------------------
 # Script, recipes, accelerate
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("recipe", sorted((REPO / "recipes" / "train").glob("*.yaml")), ids=lambda p: p.name)
+TRAIN_RECIPES = sorted((REPO / "recipes").glob("*/train/config_*.yaml"))
+
+
+def test_train_recipes_live_with_their_model():
+    assert {p.parent.parent.name for p in TRAIN_RECIPES} == {"all-minilm-l6-v2", "gemma-3-270m", "smollm2-135m-instruct"}
+
+
+@pytest.mark.parametrize("recipe", TRAIN_RECIPES, ids=lambda p: p.parent.parent.name)
 def test_train_recipes_parse(recipe):
     from trl import ModelConfig, TrlParser
 
-    args, model_args = TrlParser((SelfJConfig, ModelConfig)).parse_args_and_config(["--config", str(recipe)])
-    assert model_args.model_name_or_path and args.dataset_name
+    parser = TrlParser((SelfJScriptArguments, SelfJRewardConfig, ModelConfig))
+    script_args, args, model_args = parser.parse_args_and_config(["--config", str(recipe)])
+    assert model_args.model_name_or_path and script_args.dataset_name
     assert args.loss_type in ("pointwise", "pairwise") and args.report_to in ([], ["none"], "none")
 
 
@@ -382,7 +404,7 @@ def test_two_process_accelerate_launch(tmp_path, base, dataset):
     dataset.to_json(str(data))
     out = tmp_path / "judge"
     accelerate = Path(sys.executable).with_name("accelerate")
-    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/multi_cpu_2proc.yaml"),
+    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate_configs/multi_cpu_2proc.yaml"),
            "--main_process_port", str(_free_port()), "-m", "selfj_trl.trainer",
            "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
            "--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1",
@@ -404,7 +426,7 @@ def test_minilm_recipe_trains(tmp_path, dataset):
     data = tmp_path / "labeled.jsonl"
     dataset.to_json(str(data))
     out = tmp_path / "judge"
-    assert main(["--config", str(REPO / "recipes/train/judge_minilm.yaml"), "--dataset_name", str(data),
+    assert main(["--config", str(REPO / "recipes/all-minilm-l6-v2/train/config_judge.yaml"), "--dataset_name", str(data),
                  "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4"]) == 0
     reloaded = AutoModelForSequenceClassification.from_pretrained(out)
     assert reloaded.config.model_type == "bert" and reloaded.config.selfj["format"] == "plain"

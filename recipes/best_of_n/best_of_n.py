@@ -16,11 +16,8 @@ from __future__ import annotations
 import sys
 
 from selfj_trl.best_of_n import main
+from selfj_trl.cli import run_main
+
 
 if __name__ == "__main__":
-    from selfj_trl.errors import SelfJInputError
-
-    try:
-        sys.exit(main())
-    except SelfJInputError as err:
-        sys.exit(f"best_of_n: error: {err}")
+    sys.exit(run_main(main, sys.argv[1:], prog="best_of_n"))

@@ -23,11 +23,11 @@ from datasets import Dataset, load_from_disk
 from transformers import AutoTokenizer
 from trl import DPOConfig, DPOTrainer, TrlParser
 
-from selfj_trl.best_of_n import best_of_n, build_dpo_pairs, load_policy
+from selfj_trl.best_of_n import best_of_n, build_dpo_pairs
+from selfj_trl.cli import run_main
 from selfj_trl.io import load_table, require_columns
-from selfj_trl.errors import SelfJInputError
 from selfj_trl.judge import SelfJudge
-from selfj_trl.models import resolve_model
+from selfj_trl.models import load_policy, resolve_model
 
 
 @dataclass
@@ -94,7 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SelfJInputError as err:
-        sys.exit(f"dpo: error: {err}")
+    sys.exit(run_main(main, sys.argv[1:], prog="dpo"))

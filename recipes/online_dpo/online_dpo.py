@@ -14,16 +14,17 @@ from __future__ import annotations
 import os
 import sys
 
+
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we chose the experimental trainer knowingly
 
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import TrlParser  # noqa: E402
 from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer  # noqa: E402
 
-from selfj_trl.errors import SelfJInputError  # noqa: E402
-from selfj_trl.judge import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset  # noqa: E402
+from selfj_trl.cli import run_main  # noqa: E402
 from selfj_trl.models import resolve_model  # noqa: E402
 from selfj_trl.prompts import has_chat_template  # noqa: E402
+from selfj_trl.rewards import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset  # noqa: E402
 
 
 def build_trainer(script_args: JudgeRecipeArguments, training_args: OnlineDPOConfig) -> OnlineDPOTrainer:
@@ -56,7 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SelfJInputError as err:
-        sys.exit(f"online_dpo: error: {err}")
+    sys.exit(run_main(main, sys.argv[1:], prog="online_dpo"))

@@ -10,12 +10,12 @@ cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT="${OUT:-outputs/results}"
 POLICY="${POLICY:-gemma-3-270m}"  # the default policy; POLICY=smollm2-135m-instruct for the chat one, or any model
-case "$POLICY" in smollm2-135m-instruct) RECIPE=smollm2 ;; *) RECIPE=gemma ;; esac  # the label recipes' settings
+case "$POLICY" in smollm2-135m-instruct) RECIPE=smollm2-135m-instruct ;; *) RECIPE=gemma-3-270m ;; esac  # whose label recipes
 N_ALPACA="${N_ALPACA:-64}"; N_SEED="${N_SEED:-32}"; EVAL_N="${EVAL_N:-60}"; PAIRS_N="${PAIRS_N:-400}"
 
-selfj-trl label --config recipes/label/alpaca_train_$RECIPE.yaml --policy "$POLICY" \
+selfj-trl label --config recipes/$RECIPE/label/config_alpaca_train.yaml --policy "$POLICY" \
     --max_instructions "$N_ALPACA" --output_dir "$OUT/labeled_alpaca"
-selfj-trl label --config recipes/label/seed_tasks_$RECIPE.yaml --policy "$POLICY" \
+selfj-trl label --config recipes/$RECIPE/label/config_seed_tasks.yaml --policy "$POLICY" \
     --max_instructions "$N_SEED" --output_dir "$OUT/labeled_seed"
 python - "$OUT" <<'PY'
 import sys
@@ -27,7 +27,7 @@ parts = [alpaca, seed.map(lambda r: {"instruction_id": r["instruction_id"] + off
 concatenate_datasets(parts).save_to_disk(f"{out}/labeled")
 PY
 for DW in 2.0 0.0; do
-  selfj-trl train --config recipes/train/judge_minilm.yaml --dataset_name "$OUT/labeled" \
+  selfj-trl train --config recipes/all-minilm-l6-v2/train/config_judge.yaml --dataset_name "$OUT/labeled" \
       --distill_weight "$DW" --output_dir "$OUT/judge_minilm_distill$DW"
 done
 selfj-trl evaluate --judges "$OUT/judge_minilm_distill2.0" "$OUT/judge_minilm_distill0.0" \

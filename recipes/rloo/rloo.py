@@ -20,10 +20,10 @@ import sys
 from transformers import AutoTokenizer
 from trl import RLOOConfig, RLOOTrainer, TrlParser
 
-from selfj_trl.errors import SelfJInputError
-from selfj_trl.judge import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset
+from selfj_trl.cli import run_main
 from selfj_trl.models import resolve_model
 from selfj_trl.prompts import has_chat_template
+from selfj_trl.rewards import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset
 
 
 def build_trainer(script_args: JudgeRecipeArguments, training_args: RLOOConfig) -> RLOOTrainer:
@@ -50,7 +50,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SelfJInputError as err:
-        sys.exit(f"rloo: error: {err}")
+    sys.exit(run_main(main, sys.argv[1:], prog="rloo"))

@@ -1,0 +1,58 @@
+"""``selfj-trl evaluate``: is a judge any good, on data nobody here wrote, next to the baselines it must beat?
+
+One module per concern:
+
+* :mod:`.scorers`: baselines by name (``length``, ``random``, ``cosine``, ``self_eval_noref:POLICY``) and trained
+  judges (a folder or Hub id), resolved into uniquely named :class:`ScorerEntry` objects;
+* :mod:`.metrics`: pure metric functions on arrays (correlations, agreement with a verdict against a reference,
+  model ranking and the gaming check, selective-following curves, within-question correlation, intervals);
+* :mod:`.set_metrics`: every metric of one scorer on one held-out set, with cluster-bootstrap intervals;
+* :mod:`.scoring`: scoring rows through a per-scorer cache in the output folder;
+* :mod:`.harness`: :func:`evaluate_judges` and :class:`EvaluationConfig`;
+* :mod:`.report` and :mod:`.plots`: ``report.md`` and the figures; :mod:`.command`: the command line.
+
+Held-out sets come from :mod:`selfj_trl.eval_sets`, registered by name.
+"""
+
+from .command import main
+from .harness import METRICS_VERSION, EvaluationConfig, evaluate_judges, evaluate_scorer, evaluate_set
+from .metrics import (
+    COVERAGES,
+    agreement_with_reference,
+    bootstrap_ci,
+    correlations,
+    curve_summary,
+    gaming_check,
+    per_model_means,
+    preference_accuracy,
+    ranking_agreement,
+    selective_curve,
+    within_group_correlations,
+)
+from .plots import write_plots
+from .report import render_report, summary
+from .scorers import (
+    BASELINE_HELP,
+    CosineScorer,
+    LengthScorer,
+    RandomScorer,
+    ScorerEntry,
+    SelfEvalScorer,
+    baseline_scorer,
+    load_judge,
+    resolve_scorers,
+    row_hash,
+)
+from .scoring import SCORE_CACHE_DIR, ScoreCache, ScoringStats, score_rows
+from .set_metrics import evaluate_pairwise, evaluate_pointwise, honest_mask
+
+
+__all__ = [
+    "BASELINE_HELP", "COVERAGES", "METRICS_VERSION", "SCORE_CACHE_DIR", "CosineScorer", "EvaluationConfig",
+    "LengthScorer", "RandomScorer", "ScoreCache", "ScorerEntry", "ScoringStats", "SelfEvalScorer",
+    "agreement_with_reference", "baseline_scorer", "bootstrap_ci", "correlations", "curve_summary",
+    "evaluate_judges", "evaluate_pairwise", "evaluate_pointwise", "evaluate_scorer", "evaluate_set", "gaming_check",
+    "honest_mask", "load_judge", "main", "per_model_means", "preference_accuracy", "ranking_agreement",
+    "render_report", "resolve_scorers", "row_hash", "score_rows", "selective_curve", "summary", "write_plots",
+    "within_group_correlations",
+]

@@ -1,0 +1,6 @@
+import sys
+
+from .command import main
+
+
+sys.exit(main())

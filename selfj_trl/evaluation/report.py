@@ -1,0 +1,168 @@
+"""The Markdown report (``report.md``) and the command line's summary, both read from ``metrics.json``'s dict."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def number(x: Any, digits: int = 3) -> str:
+    """A figure with ``digits`` decimals, or "n/a" when it is missing or not finite."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def with_interval(point: Any, interval: list[float] | None, digits: int = 3) -> str:
+    """``point [low, high]``, or the point alone when the interval is missing or not finite."""
+    if interval is None or point is None or not all(isinstance(v, float) and math.isfinite(v) for v in interval):
+        return number(point, digits)
+    return f"{number(point, digits)} [{number(interval[0], digits)}, {number(interval[1], digits)}]"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def render_report(metrics: dict[str, Any]) -> str:
+    """The Markdown report: one table per set with judges and baselines side by side, then the gaming table."""
+    cfg = metrics["config"]
+    level = int(round(cfg["confidence_level"] * 100))
+    lines = ["# Judge evaluation report", ""]
+    scorers = ", ".join(f"`{n}` ({v['kind']})" for n, v in metrics["scorers"].items())
+    lines.append(
+        f"Scorers: {scorers}. "
+        f"Brackets are {level}% percentile intervals from {cfg['bootstrap_resamples']} bootstrap resamples of whole "
+        f"instructions (seed {cfg['seed']}). Total time {metrics.get('seconds', 0):.0f} s."
+    )
+    lines.append("")
+    for name, res in metrics["eval_sets"].items():
+        lines += [f"## {res['title']} (`{name}`, {res['n']} rows)", ""]
+        lines += [f"- {note}" for note in res["notes"]]
+        lines += _pointwise_section(res) if res["kind"] == "pointwise" else _pairwise_section(res)
+        lines += [f"- {r['note']}" for r in res["scorers"].values() if r.get("note")]
+        lines.append("")
+    lines += _gaming_section(metrics)
+    for title, file in metrics.get("plots", {}).items():
+        lines += [f"![{title}]({file})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _pointwise_section(res: dict) -> list[str]:
+    has_reference = any(isinstance(r.get("vs_reference"), dict) for r in res["scorers"].values())
+    has_ranking = any("ranking" in r for r in res["scorers"].values())
+    board = "gpt4_rows_vs_leaderboard" in res
+    header = ["scorer", "n", "Pearson", "Spearman", "Kendall", "within-question Pearson", "selective AUC",
+              "quality@50%", "quality@80%", "share of oracle gain"]
+    if has_reference:
+        header.append("agrees with GPT-4 vs reference")
+    if has_ranking:
+        header.append("model-ranking Spearman (honest)" if board else "model-ranking Spearman")
+    rows = []
+    for scorer, r in res["scorers"].items():
+        ci = r.get("ci", {})
+        corr, selective = r["correlation"], r["selective"]
+        row = [f"`{scorer}`", str(r["n_scored"]), with_interval(corr["pearson"], ci.get("pearson")),
+               with_interval(corr["spearman"], ci.get("spearman")), number(corr.get("kendall")),
+               number(r["within_question"]["pearson"]), with_interval(selective["auc"], ci.get("auc")),
+               number(selective["quality_at_50"]), number(selective["quality_at_80"]),
+               number(selective["share_of_oracle_gain"])]
+        if has_reference:
+            vs = r.get("vs_reference")
+            row.append(with_interval(vs["accuracy"], ci.get("vs_reference_accuracy")) if vs
+                       else "n/a (reads the reference)")
+        if has_ranking:
+            ranking = r.get("ranking", {}).get("honest" if board else "all", {})
+            row.append(with_interval(ranking.get("spearman"), ci.get("ranking_spearman_honest")))
+        rows.append(row)
+    for label, ordering in res.get("orderings", {}).items():
+        rows.append([f"*{label}*", str(res.get("quality_rows", res["n"])), "", "", "", "", number(ordering["auc"]),
+                     number(ordering["quality_at_50"]), number(ordering["quality_at_80"]),
+                     "1.000" if label == "oracle" else "0.000"] + [""] * (int(has_reference) + int(has_ranking)))
+    out = ["", f"Quality = `{res['quality']}`. Selective columns: mean quality of the answers kept when only the "
+           "top-scored fraction is answered (AUC = mean over 10-100% coverage).", ""]
+    out += markdown_table(header, rows)
+    every = [(n, r["all_rows"]) for n, r in res["scorers"].items() if "all_rows" in r]
+    if every:
+        out += ["", "The same over all rows, adversarial entries included (their GPT-4 labels are gamed, so a judge "
+                "that is not fooled loses points here):", ""]
+        out += markdown_table(
+            ["scorer", "n", "Pearson", "Spearman", "selective AUC", "agrees with GPT-4 vs reference"],
+            [[f"`{n}`", str(a["n_scored"]), number(a["correlation"]["pearson"]), number(a["correlation"]["spearman"]),
+              number(a["selective"]["auc"]), number(a["vs_reference"]["accuracy"]) if a.get("vs_reference") else "n/a"]
+             for n, a in every])
+    always = [r["vs_reference"]["always_reference_accuracy"] for r in res["scorers"].values()
+              if isinstance(r.get("vs_reference"), dict) and "always_reference_accuracy" in r["vs_reference"]]
+    if always:
+        out += ["", f"For scale: always preferring the reference answer agrees with GPT-4 on {number(always[0])} of "
+                "these answers (the reference is a strong GPT-4-turbo answer)."]
+    if board:
+        honest = res["gpt4_rows_vs_leaderboard"]["honest"]
+        out += ["", f"For scale: GPT-4's own mean win probability on these rows ranks the honest models with Spearman "
+                f"{number(honest['spearman'])} against the leaderboard (all 805 instructions)."]
+    return out
+
+
+def _pairwise_section(res: dict) -> list[str]:
+    subsets = list(res["longer_answer_wins"])
+    rows = []
+    for scorer, r in res["scorers"].items():
+        accuracy = r["accuracy"]
+        row = [f"`{scorer}`"]
+        for subset in subsets:
+            if subset == "all":
+                row.append(with_interval(accuracy[subset]["accuracy"], r.get("ci", {}).get("accuracy_all")))
+            else:
+                row.append(number(accuracy[subset]["accuracy"]))
+        rows.append(row)
+    longer = res["longer_answer_wins"]
+    rows.append(["*longer answer wins*"] + [number(longer[s]["accuracy"]) for s in subsets])
+    rows.append(["*pairs (non-tie)*"] + [str(longer[s]["n"]) for s in subsets])
+    out = ["", "Accuracy of J(a) > J(b) against the human label on non-tie pairs (score ties count one half). "
+           "LLMBar Adversarial is built so that the longer or more superficially polished answer is the wrong one.",
+           ""]
+    return out + markdown_table(["scorer"] + subsets, rows)
+
+
+def _gaming_cells(gaming: dict, adversarial: list[str]) -> list[str]:
+    cells = [f"{gaming[name]['rank']}/{gaming[name]['of']}" if name in gaming else "n/a" for name in adversarial]
+    flagged = [name for name, info in gaming.items() if info["gamed"]]
+    cells.append("**GAMED by " + ", ".join(flagged) + "**" if flagged else "no")
+    return cells
+
+
+def _gaming_section(metrics: dict) -> list[str]:
+    """Where each set's adversarial entries rank, for the annotator's leaderboard and for every scorer."""
+    out = []
+    for res in metrics["eval_sets"].values():
+        board = res.get("gpt4_rows_vs_leaderboard")
+        if board is None:
+            continue
+        adversarial = list(board["leaderboard_gaming"])
+        for r in res["scorers"].values():
+            adversarial += [n for n in r.get("ranking", {}).get("gaming", {}) if n not in adversarial]
+        rows = [["*GPT-4 annotator (leaderboard)*"] + _gaming_cells(board["leaderboard_gaming"], adversarial)]
+        rows += [[f"`{scorer}`"] + _gaming_cells(r["ranking"]["gaming"], adversarial)
+                 for scorer, r in res["scorers"].items() if r.get("ranking", {}).get("gaming") is not None]
+        out += markdown_table(["scorer"] + [f"{n} rank" for n in adversarial] + ["flagged"], rows) + [""]
+    if not out:
+        return []
+    return ["## Gaming check (AlpacaEval adversarial entries)", "",
+            "`NullModel` answers every instruction with one constant string built to fool the GPT-4 annotator; "
+            "`gpt4_gamed` games it too. Rank = place among all models by mean score (1 = best). A scorer is "
+            "flagged when an adversarial entry's mean score beats the median honest model. The `random` row, if "
+            "present, shows where chance puts them: a scorer that cannot tell junk from answers is gameable.",
+            ""] + out
+
+
+def summary(metrics: dict) -> str:
+    """One line per set and scorer: the headline figures, for the terminal."""
+    lines = []
+    for name, res in metrics["eval_sets"].items():
+        for scorer, r in res["scorers"].items():
+            if res["kind"] == "pointwise":
+                lines.append(f"{name:>16} {scorer:>24}: Pearson {number(r['correlation']['pearson'])}  "
+                             f"Spearman {number(r['correlation']['spearman'])}  AUC {number(r['selective']['auc'])}")
+            else:
+                lines.append(f"{name:>16} {scorer:>24}: accuracy {number(r['accuracy']['all']['accuracy'])}")
+    return "\n".join(lines)

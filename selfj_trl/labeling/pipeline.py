@@ -1,0 +1,180 @@
+"""Stage 1 end to end: rows -> shards (resumable, shardable across ``accelerate launch`` processes) -> labels over the
+whole table -> a dataset folder with its card (and a push when asked).
+
+Labels are computed when the shards are gathered, over the whole table, so rank-based combinations see every row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from datasets import Dataset
+from tqdm.auto import tqdm
+
+from ..errors import SelfJInputError
+from ..io import atomic_write_text, load_table
+from ..labels import combine_labels, label_formula
+from ..signals import ModelSet, get_signal
+from .config import LOW_DIGIT_MASS, LabelingConfig, digit_mass, measured_quality, self_eval_detail
+from .fit import fitted_weights, score_fit_rows
+from .rows import prepare_rows
+from .scoring import label_chunk
+from .shards import (
+    check_or_write_manifest,
+    chunk_sizes,
+    read_shards,
+    remove_partial_files,
+    shard_path,
+    stat_totals,
+    write_shard,
+)
+
+
+logger = logging.getLogger(__name__)
+
+
+def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dataset:
+    """Run stage 1 end to end (resumable, shardable across ``accelerate launch`` processes); returns the table."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    source = dataset if dataset is not None else load_table(config.dataset_name, config.dataset_split)
+    rows, skipped = prepare_rows(source, config)
+    shard_dir = Path(config.output_dir) / "shards"
+    if state.is_main_process:
+        check_or_write_manifest(shard_dir, config)
+        remove_partial_files(shard_dir)
+    state.wait_for_everyone()
+
+    sizes = chunk_sizes(len(rows), config.chunk_size)
+    mine = [c for c in range(len(sizes)) if c % state.num_processes == state.process_index]
+    todo = [c for c in mine if not shard_path(shard_dir, c, sizes[c]).exists()]
+    models = ModelSet(config.policy, config.embedder, trust_remote_code=config.trust_remote_code)
+    if todo:
+        done_rows = sum(sizes[c] for c in mine if c not in todo)
+        bar = tqdm(total=sum(sizes[c] for c in mine), initial=done_rows,
+                   desc=f"labeling (process {state.process_index})", unit="instr", position=state.process_index)
+        for chunk in todo:
+            stats: Counter = Counter()
+            chunk_rows = rows[chunk * config.chunk_size : (chunk + 1) * config.chunk_size]
+            labeled = label_chunk(chunk_rows, chunk, config, models, stats)
+            write_shard(shard_dir, chunk, sizes[chunk], labeled, stats)
+            bar.update(len(chunk_rows))
+        bar.close()
+    if state.is_main_process and config.combination == "fitted" and config.fit_weights is None:
+        score_fit_rows(config, shard_dir, models)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return Dataset.from_list([])
+    return finalize(config, sizes, skipped, source_rows=len(rows))
+
+
+def finalize(config: LabelingConfig, sizes: list[int], skipped: Counter, source_rows: int) -> Dataset:
+    """Gather shards in order, compute labels, save the dataset with its card (and push when asked)."""
+    shard_dir = Path(config.output_dir) / "shards"
+    records = read_shards(shard_dir, sizes)
+    if not records:
+        raise SelfJInputError("labeling produced no rows (every sampled response was empty).")
+    weights, fit_info = fitted_weights(config, shard_dir) if config.combination == "fitted" else (None, None)
+    labels = combine_labels([r["self_eval_score"] for r in records], [r["cosine_similarity"] for r in records],
+                            cosine_weight=config.cosine_weight, combination=config.combination, weights=weights)
+    for r, label in zip(records, labels, strict=True):
+        r["label"] = float(label)
+    columns = ["instruction_id", "instruction", "reference", "response", "sample_index", "self_eval_score",
+               "self_eval_noref_score", "cosine_similarity", "label"]
+    table = Dataset.from_dict({c: [r[c] for r in records] for c in columns})
+    stats = stat_totals(shard_dir, sizes)
+    mass = digit_mass(stats)
+    if mass is not None and mass < LOW_DIGIT_MASS:
+        logger.warning(
+            "the policy put only %.1f%% of its next-token probability on the digits: its ratings are mostly noise. "
+            "Try --prompt_style zero_shot_lead or few_shot, or --self_eval_method likelihood (see `selfj-trl signal`).",
+            100 * mass)
+    save_labeled(table, config, skipped=skipped, stats=stats, num_instructions=source_rows, fit=fit_info)
+    return table
+
+
+def self_eval_prompt(config: LabelingConfig) -> str:
+    """What the policy read to make each self-evaluation, as the card shows it."""
+    signal = get_signal(config.self_eval_method)
+    return signal.prompt_text(config) if signal.prompt_text is not None else signal.description(config)
+
+
+def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats: Counter, num_instructions: int,
+              fit: dict | None = None) -> dict:
+    """Everything the dataset card says about a labeled table."""
+    hist = [0] * 10
+    for label in table["label"]:
+        hist[min(int(label), 9)] += 1
+    mass = digit_mass(stats)
+    return {
+        "source": config.dataset_name if isinstance(config.dataset_name, str) else "in-memory dataset",
+        "split": config.dataset_split,
+        "filter": config.dataset_filter,
+        "policy": config.policy,
+        "embedder": config.embedder,
+        "num_rows": len(table),
+        "num_instructions": num_instructions,
+        "num_samples": config.num_samples,
+        "label_formula": label_formula(config, tuple(fit["weights"]) if fit else None),
+        "cosine_weight": config.cosine_weight,
+        "combination": config.combination,
+        "fit": fit,
+        "self_eval_method": config.self_eval_method,
+        "self_eval_detail": self_eval_detail(config),
+        "noref_prompt_style": config.prompt_style,
+        "defaults_source": config.defaults_source,
+        "measured_quality": measured_quality(config),
+        "generation": {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
+                       "top_p": config.top_p, "do_sample": config.do_sample, "seed": config.seed},
+        "skipped": {**dict(skipped), **{k: v for k, v in stats.items() if k == "empty_response"}},
+        "truncated": {k: v for k, v in stats.items() if k.endswith("truncated")},
+        "digit_mass": mass,
+        "digit_mass_low": mass is not None and mass < LOW_DIGIT_MASS,
+        "label_histogram": hist,
+        "judge_prompt": self_eval_prompt(config),
+        "config": {k: v for k, v in asdict(config).items() if "token" not in k},
+    }
+
+
+def save_labeled(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats: Counter, num_instructions: int,
+                 fit: dict | None = None) -> None:
+    """``save_to_disk`` into the output folder (data files moved in before the metadata), plus README.md."""
+    from ..hub import dataset_card
+
+    out_dir = Path(config.output_dir)
+    tmp = out_dir / ".dataset.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    table.save_to_disk(str(tmp))
+    files = sorted(tmp.iterdir(), key=lambda p: p.name in {"dataset_info.json", "state.json"})
+    for f in files:  # metadata last: a crash in between never leaves a folder that loads as complete
+        os.replace(f, out_dir / f.name)
+    tmp.rmdir()
+    info = card_info(table, config, skipped=skipped, stats=stats, num_instructions=num_instructions, fit=fit)
+    card = dataset_card(info)
+    atomic_write_text(out_dir / "README.md", str(card))
+    atomic_write_text(out_dir / "labeling_config.json", json.dumps(info["config"], indent=2, default=str))
+    if config.push_to_hub:
+        table.push_to_hub(config.hub_dataset_id, private=config.hub_private)
+        card.push_to_hub(config.hub_dataset_id, repo_type="dataset")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``selfj-trl label``: parse a :class:`LabelingConfig` (``--config`` YAML and flags) and label."""
+    from accelerate import PartialState
+    from trl import TrlParser
+
+    (config,) = TrlParser(LabelingConfig).parse_args_and_config(argv)
+    if not config.dataset_name:
+        raise SelfJInputError("--dataset_name is required (a Hub id, a folder or a JSONL file).")
+    table = label_dataset(config)
+    if PartialState().is_main_process:
+        print(f"labeled {len(table)} rows -> {Path(config.output_dir).resolve()} (dataset + README.md card)")  # noqa: T201
+    return 0

@@ -1,0 +1,54 @@
+"""Measured findings live in the recipes, not in code: ``recipes/<policy>/label/measured_label.yaml``.
+
+Each such file holds the label settings ``selfj-trl signal`` measured best for one policy and what that label scored
+against GPT-4 (see the README beside it). The labeler reads it to fill the settings a user left unset and the dataset
+card reads it to print the figures. The recipes ship inside the package as ``selfj_trl.recipes``; a source checkout
+reads ``recipes/`` directly.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+
+MEASURED_LABEL_FILE = "measured_label.yaml"
+
+
+def recipes_dir() -> Path | None:
+    """The recipes folder: the checkout's ``recipes/``, else the copy installed as ``selfj_trl.recipes``."""
+    checkout = Path(__file__).resolve().parent.parent / "recipes"
+    if checkout.is_dir():
+        return checkout
+    from importlib.resources import files
+    from importlib.util import find_spec
+
+    if find_spec("selfj_trl.recipes") is None:
+        return None
+    return Path(str(files("selfj_trl.recipes")))
+
+
+@cache
+def measured_label(policy: str) -> dict[str, Any] | None:
+    """``{"settings": {...}, "quality": {"label": (all, honest, within), "length": (...)}}`` measured for ``policy``
+    (an offline alias with a recipe folder), or None when nobody measured it."""
+    import yaml
+
+    root = recipes_dir()
+    if root is None or not policy or "/" in policy or "\\" in policy or policy.startswith("."):
+        return None
+    path = root / policy / "label" / MEASURED_LABEL_FILE
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    quality = {k: tuple(float(x) for x in v) for k, v in (data.get("quality") or {}).items()}
+    return {"settings": dict(data.get("settings") or {}), "quality": quality or None}
+
+
+def measured_policies() -> list[str]:
+    """Every policy with a measured label in the recipes."""
+    root = recipes_dir()
+    if root is None:
+        return []
+    return sorted(p.parent.parent.name for p in root.glob(f"*/label/{MEASURED_LABEL_FILE}"))

@@ -1,0 +1,102 @@
+"""TRL glue for the judge-in-the-loop recipes (GRPO, RLOO, online DPO): prompts in the policy's format, the judge as
+``reward_funcs``.
+
+A judge given to TRL by path is read by TRL itself (``from_pretrained``) on ``prompt + completion``, so the prompts
+must be in the format the judge was trained on; :func:`judge_reward_funcs` checks that before a run trains on quietly
+wrong rewards, and ``judge_as="callable"`` hands TRL :meth:`SelfJudge.as_reward_func` instead, which reformats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SelfJInputError
+from .io import load_table, require_columns
+from .judge import SelfJudge
+from .models import resolve_model
+from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_TEMPLATE, check_text, has_chat_template
+
+
+JUDGE_AS = ("path", "callable")
+
+
+@dataclass
+class JudgeRecipeArguments:
+    """What every judge-in-the-loop recipe needs besides the TRL trainer's own config."""
+
+    policy: str = field(default="smollm2-135m-instruct", metadata={"help": "Policy folder, Hub id or offline alias."})
+    judge: str = field(default="outputs/quickstart/judge", metadata={"help": "Judge folder or Hub id."})
+    dataset: str = field(
+        default="selfj_trl/data/instructions.jsonl",
+        metadata={"help": "Prompts: JSONL/CSV/Parquet file, save_to_disk folder or Hub id."},
+    )
+    split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict folder."})
+    prompt_column: str = field(default="instruction", metadata={"help": "Column holding the instructions."})
+    max_prompts: int | None = field(default=None, metadata={"help": "Use only the first N prompts."})
+    judge_as: str = field(
+        default="path",
+        metadata={"help": "'path': TRL loads the judge (from_pretrained); 'callable': SelfJudge.as_reward_func."},
+    )
+
+
+def prompt_dataset(
+    source: Any,
+    tokenizer: Any,
+    *,
+    prompt_column: str = "instruction",
+    split: str = "train",
+    conversational: bool | None = None,
+    max_prompts: int | None = None,
+) -> Any:
+    """A ``prompt``-only dataset in the policy's format for TRL's online trainers.
+
+    Chat policies get ``[{"role": "user", ...}]`` (TRL applies their template), base policies the plain prompt
+    format, so that TRL's ``prompt + completion`` is exactly the judge's plain student view.
+    """
+    from datasets import Dataset
+
+    table = load_table(source, split)
+    require_columns(table, [prompt_column], "prompt dataset", "Map yours with --prompt_column.")
+    instructions = table[prompt_column]
+    if max_prompts is not None:
+        instructions = instructions[:max_prompts]
+    for i, text in enumerate(instructions):
+        check_text(text, f"{prompt_column}[{i}]")
+    if conversational is None:
+        conversational = has_chat_template(tokenizer)
+    if conversational:
+        prompts: list = [[{"role": "user", "content": text}] for text in instructions]
+    else:
+        prompts = [PLAIN_PROMPT_TEMPLATE.format(instruction=text) for text in instructions]
+    return Dataset.from_dict({"prompt": prompts})
+
+
+def judge_format(path_or_hub_id: str) -> str | None:
+    """``"chat"`` / ``"plain"`` from a judge's ``config.selfj``, or None when it has no such section."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path_or_hub_id)
+    return (getattr(config, JUDGE_CONFIG_KEY, None) or {}).get("format")
+
+
+def judge_reward_funcs(judge: str, *, conversational: bool, judge_as: str = "path") -> list:
+    """``reward_funcs`` for a TRL trainer: the judge's path (TRL calls ``from_pretrained``) or our callable.
+
+    A judge given by path is fed ``prompt + completion`` by TRL, so its training format must match the prompts':
+    a chat judge needs conversational prompts and a plain judge plain ones. We check that here rather than let
+    the run train on quietly wrong rewards.
+    """
+    if judge_as not in JUDGE_AS:
+        raise SelfJInputError(f"`judge_as` must be 'path' or 'callable', got {judge_as!r}.")
+    path = resolve_model(judge)
+    if judge_as == "callable":
+        return [SelfJudge.from_pretrained(path).as_reward_func()]
+    judge_inputs = judge_format(path)
+    if judge_inputs is not None and (judge_inputs == "chat") != conversational:
+        prompts = "conversational" if conversational else "plain-text"
+        raise SelfJInputError(
+            f"the judge at {judge} was trained on {judge_inputs} inputs but the policy's prompts are {prompts}; TRL "
+            "would feed it a format it never saw. Use `--judge_as callable` (SelfJudge reformats) or a matching policy."
+        )
+    return [path]

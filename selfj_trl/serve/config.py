@@ -1,0 +1,69 @@
+"""The settings of ``selfj-trl serve`` (one dataclass, parsed by ``TrlParser`` from flags or a YAML recipe)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import SelfJInputError
+
+
+@dataclass
+class ServeConfig:
+    """``selfj-trl serve``: serve a judge over HTTP with OpenRLHF's remote reward-model protocol."""
+
+    judge: str = field(metadata={"help": "Judge folder, Hub id or offline alias."})
+    host: str = field(
+        default="127.0.0.1",
+        metadata={"help": "Interface to bind. Loopback by default; a public one needs a token (see token_env)."},
+    )
+    port: int = field(default=5000, metadata={"help": "TCP port."})
+    max_batch_size: int = field(default=64, metadata={"help": "Most texts scored in one forward batch."})
+    max_wait_ms: float = field(
+        default=10.0,
+        metadata={"help": "How long the first queued request waits for others to fill its batch (milliseconds)."},
+    )
+    max_texts_per_request: int = field(default=1024, metadata={"help": "Most entries in one request's `query`."})
+    max_chars_per_text: int = field(default=100_000, metadata={"help": "Most characters in one query text."})
+    max_request_bytes: int = field(default=16 * 1024 * 1024, metadata={"help": "Largest accepted request body."})
+    max_pending_texts: int = field(
+        default=8192, metadata={"help": "Texts queued beyond this answer 503 (OpenRLHF's client retries)."}
+    )
+    token_env: str = field(
+        default="SELFJ_SERVE_TOKEN",
+        metadata={"help": "Environment variable holding the bearer token; when it is set, every request needs it."},
+    )
+    allow_unauthenticated: bool = field(
+        default=False, metadata={"help": "Allow a non-loopback --host without a token (not recommended)."}
+    )
+    teacher_view_with_labels: bool = field(
+        default=False,
+        metadata={"help": "Score the reference-aware teacher view when a request's label is a non-empty string."},
+    )
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: best available)."})
+    dtype: str | None = field(default=None, metadata={"help": "Weights dtype, e.g. float32 or bfloat16."})
+    max_length: int | None = field(default=None, metadata={"help": "Token cap per text (default: the model's)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
+    log_level: str = field(default="info", metadata={"help": "uvicorn / server log level."})
+
+    def validate(self) -> ServeConfig:
+        """Raise a one-line :class:`SelfJInputError` for settings that cannot work."""
+        for name in ("max_batch_size", "max_texts_per_request", "max_chars_per_text", "max_request_bytes",
+                     "max_pending_texts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SelfJInputError(f"`{name}` must be a positive integer, got {value!r}.")
+        wait = self.max_wait_ms
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not math.isfinite(wait) or wait < 0:
+            raise SelfJInputError(f"`max_wait_ms` must be a number >= 0, got {self.max_wait_ms!r}.")
+        if self.max_pending_texts < self.max_texts_per_request:
+            raise SelfJInputError(
+                f"`max_pending_texts` ({self.max_pending_texts}) is below `max_texts_per_request` "
+                f"({self.max_texts_per_request}); a full request could never be queued. Raise it."
+            )
+        if not 0 <= self.port <= 65535:
+            raise SelfJInputError(f"`port` must be in 0..65535, got {self.port}.")
+        if not self.token_env:
+            raise SelfJInputError("`token_env` is empty; name an environment variable (default SELFJ_SERVE_TOKEN).")
+        return self
+

@@ -1,0 +1,167 @@
+"""The two argument dataclasses of ``selfj-trl train``, split the way TRL's reward script splits them.
+
+- :class:`SelfJRewardConfig` (a ``trl.RewardConfig``): how :class:`SelfJRewardTrainer` trains and publishes. Only
+  trainer settings live here, so the same config trains on any dataset.
+- :class:`SelfJScriptArguments`: which labeled dataset the script loads (TRL keeps these in ``ScriptArguments``).
+
+``TrlParser((SelfJScriptArguments, SelfJRewardConfig, ModelConfig))`` splits one recipe YAML between the three.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from trl import RewardConfig
+
+from ..errors import SelfJInputError
+
+
+LOSS_TYPES = ("pointwise", "pairwise")
+#: ``judge_format`` value -> the ``chat`` argument of the view formatters (None: decide from the tokenizer).
+JUDGE_FORMATS = {"auto": None, "chat": True, "plain": False}
+
+
+def accelerator_available(use_cpu: bool) -> bool:
+    """Whether training runs on an accelerator (CUDA, MPS, XPU, ...) rather than on the CPU."""
+    if use_cpu:
+        return False
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, MPS, XPU, ...
+    return bool(accelerator.is_available()) if accelerator is not None else torch.cuda.is_available()
+
+
+@dataclass
+class SelfJScriptArguments:
+    """Which labeled dataset ``selfj-trl train`` loads (mirrors ``trl.ScriptArguments``).
+
+    Mirrored rather than subclassed: the test split is optional here (TRL defaults it to ``test``), and TRL's
+    ``dataset_config`` / ``dataset_streaming`` have no meaning for a labeled table (pairs and validation need the
+    whole table in memory).
+    """
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Labeled dataset (the output of `selfj-trl label`): a save_to_disk folder, a "
+                          "JSON/JSONL/CSV/Parquet file or a Hub dataset id."},
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str | None = field(
+        default=None, metadata={"help": "Optional split to evaluate on (its metrics go into the model card)."}
+    )
+    hub_dataset_id: str | None = field(
+        default=None,
+        metadata={"help": "Hub id of the labeled dataset, recorded in the judge's config and card (defaults to "
+                          "`dataset_name` when that is a Hub id)."},
+    )
+
+
+#: Fields that lived in ``SelfJConfig`` before the split; passing one to the trainer config is a clear error.
+SCRIPT_FIELDS = frozenset(SelfJScriptArguments.__dataclass_fields__)
+
+
+@dataclass
+class SelfJRewardConfig(RewardConfig):
+    r"""Configuration of :class:`SelfJRewardTrainer`.
+
+    Adds the Self-J loss weights, the label scale, the column names of the labeled table and the judge's publishing
+    options to TRL's ``RewardConfig``. ``bf16`` and ``gradient_checkpointing`` default to on only when a GPU is
+    present: on CPU, bf16 autocast is slow or unsupported and checkpointing only costs time.
+    """
+
+    # Self-J loss
+    teacher_weight: float = field(default=1.0, metadata={"help": "Weight of the teacher view's label loss."})
+    student_weight: float = field(default=0.3, metadata={"help": "Weight of the student view's label loss."})
+    distill_weight: float = field(
+        default=2.0, metadata={"help": "Weight of the distillation term D(student, stopgrad(teacher))."}
+    )
+    loss_type: str = field(
+        default="pointwise",
+        metadata={"help": "Label loss: `pointwise` (MSE to label/label_max) or `pairwise` (Bradley-Terry on pairs "
+                          "of responses to the same instruction, ordered by label).",
+                  "choices": list(LOSS_TYPES)},
+    )
+    use_margin: bool = field(
+        default=False,
+        metadata={"help": "Pairwise only: subtract the label gap / label_max from the score difference."},
+    )
+    min_label_gap: float = field(
+        default=0.0, metadata={"help": "Pairwise only: pairs whose labels differ by at most this are skipped."}
+    )
+    label_max: float = field(
+        default=9.0, metadata={"help": "Top of the label scale (labels lie in [0, label_max]; Self-J uses 0-9)."}
+    )
+    judge_format: str = field(
+        default="auto",
+        metadata={"help": "How views are formatted: `chat` (the tokenizer's chat template, for conversational "
+                          "GRPO data), `plain` (prompt + completion) or `auto` (chat when the tokenizer has a "
+                          "template).", "choices": list(JUDGE_FORMATS)},
+    )
+    # Columns
+    instruction_column: str = field(default="instruction", metadata={"help": "Column holding the instruction."})
+    response_column: str = field(default="response", metadata={"help": "Column holding the judged response."})
+    reference_column: str = field(default="reference", metadata={"help": "Column holding the gold reference."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the Self-J label (0..label_max)."})
+    group_column: str = field(
+        default="instruction_id",
+        metadata={"help": "Pairwise only: column grouping responses to the same instruction (falls back to the "
+                          "instruction text when absent)."},
+    )
+    # Publishing
+    merge_adapter_on_save: bool = field(
+        default=True,
+        metadata={"help": "With LoRA, merge the adapter into the base weights when saving the judge, so the "
+                          "published judge is a plain AutoModelForSequenceClassification."},
+    )
+    # CPU-aware overrides of TRL defaults (None = decide from the hardware in __post_init__)
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Gradient checkpointing; defaults to on with a GPU, off on CPU."},
+    )
+
+    def __new__(cls, *args, **kwargs):
+        # The dataclass __init__ would answer "unexpected keyword argument"; say where the field went instead.
+        moved = sorted(SCRIPT_FIELDS.intersection(kwargs))
+        if moved:
+            raise SelfJInputError(
+                f"{', '.join(moved)} moved from SelfJConfig to SelfJScriptArguments (the trainer config holds only "
+                "trainer settings): pass them as `train_judge(script_args, training_args, model_args)` or as flags."
+            )
+        return super().__new__(cls)
+
+    def __post_init__(self):
+        accel = accelerator_available(self.use_cpu)
+        if not accel:
+            # Without an accelerator, say so: Trainer then builds a gloo (CPU) process group under
+            # `accelerate launch` / torchrun instead of silently running every process on its own.
+            self.use_cpu = True
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = accel and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if not accel:
+            self.dataloader_pin_memory = False  # nothing to pin to without an accelerator (torch warns otherwise)
+        # transformers >= 5.20 renamed gradient_checkpointing to activation_checkpointing (the old name warns):
+        # resolve both here so that our default never triggers the deprecation warning.
+        if getattr(self, "activation_checkpointing", "absent") is None:
+            self.activation_checkpointing = accel if self.gradient_checkpointing is None else self.gradient_checkpointing
+            self.gradient_checkpointing = None
+        elif self.gradient_checkpointing is None:
+            self.gradient_checkpointing = accel
+        if self.loss_type not in LOSS_TYPES:
+            raise SelfJInputError(f"`loss_type` must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}.")
+        if self.judge_format not in JUDGE_FORMATS:
+            raise SelfJInputError(f"`judge_format` must be one of {list(JUDGE_FORMATS)}, got {self.judge_format!r}.")
+        for name in ("teacher_weight", "student_weight", "distill_weight", "min_label_gap"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise SelfJInputError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+        if self.teacher_weight == 0 and self.student_weight == 0:
+            raise SelfJInputError("`teacher_weight` and `student_weight` are both 0: nothing learns the labels.")
+        if not (math.isfinite(self.label_max) and self.label_max > 0):
+            raise SelfJInputError(f"`label_max` must be a positive number, got {self.label_max!r}.")
+        if self.use_margin and self.loss_type != "pairwise":
+            raise SelfJInputError("`use_margin` only applies to `loss_type=pairwise`; drop it or switch loss_type.")
+        super().__post_init__()
+
+
+#: The name before the split (kept for one release): the same class.
+SelfJConfig = SelfJRewardConfig

@@ -1,0 +1,237 @@
+""":class:`SelfJRewardTrainer`: TRL's ``RewardTrainer`` with Self-J's two views and distillation term.
+
+The loss is ``teacher_weight * L(teacher, label) + student_weight * L(student, label)
++ distill_weight * D(student, stopgrad(teacher))`` with ``L`` a pointwise regression on ``label / label_max`` or the
+Bradley-Terry loss of RewardTrainer on pairs of responses to the same instruction, and ``D`` the squared distance
+between the student's and the detached teacher's scores. Everything else (optimizer, logging, ``peft_config``,
+checkpoints, multi-process training) is RewardTrainer's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from datasets import IterableDataset
+from trl import RewardTrainer
+
+from ..errors import SelfJInputError, TrainingDivergedError
+from ..models import resolve_model
+from ..prompts import JUDGE_CONFIG_KEY
+from .config import SelfJRewardConfig
+from .publish import (
+    SELFJ_JSON,
+    judge_config_section,
+    lora_settings,
+    merge_saved_adapter,
+    remove_stale_weights,
+    replace_adapter_with_merged,
+    write_judge_card,
+    write_judge_files,
+)
+from .views import (
+    PAIRWISE_COLUMNS,
+    POINTWISE_COLUMNS,
+    SelfJDataCollator,
+    is_prepared,
+    prepare_labeled_dataset,
+    view_max_length,
+)
+
+
+def selfj_loss_terms(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    loss_type: str,
+    target: torch.Tensor | None = None,
+    margin: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The three Self-J terms for one batch of scores (student and teacher rows in the collator's order).
+
+    The teacher is detached in the distillation term only: it learns from its own label loss, and the student is
+    pulled towards it (as in the authors' code).
+    """
+    if loss_type == "pointwise":
+        label_student = F.mse_loss(student, target)
+        label_teacher = F.mse_loss(teacher, target)
+    else:
+        s_chosen, s_rejected = student.chunk(2)
+        t_chosen, t_rejected = teacher.chunk(2)
+        shift = margin if margin is not None else 0.0
+        label_student = -F.logsigmoid(s_chosen - s_rejected - shift).mean()
+        label_teacher = -F.logsigmoid(t_chosen - t_rejected - shift).mean()
+    distill = F.mse_loss(student, teacher.detach())
+    return {"loss_teacher": label_teacher, "loss_student": label_student, "loss_distill": distill}
+
+
+class SelfJRewardTrainer(RewardTrainer):
+    """TRL's ``RewardTrainer`` with Self-J's two views and distillation term.
+
+    Overrides only the data preparation, the collator, ``compute_loss`` and the final ``save_model`` (which writes
+    the published judge: a plain ``AutoModelForSequenceClassification`` with ``config.selfj`` and a model card).
+    ``dataset_name`` (a Hub id or a path) is recorded in ``config.selfj`` and the card as the judge's training data.
+    """
+
+    _tag_names = ["trl", "reward-trainer", "selfj"]
+    _name = "Self-J Reward"
+
+    def __init__(self, model: Any, args: SelfJRewardConfig | None = None, data_collator=None, train_dataset=None,
+                 eval_dataset=None, processing_class=None, *, dataset_name: str | None = None, **kwargs: Any):
+        from transformers import AutoConfig
+
+        if args is None:
+            args = SelfJRewardConfig(output_dir="selfj-judge")
+        if not isinstance(args, SelfJRewardConfig):
+            raise TypeError(f"`args` must be a SelfJRewardConfig, got {type(args).__name__}.")
+        if isinstance(model, os.PathLike):
+            model = str(model)
+        if isinstance(model, str):
+            self.base_model_name = model
+            model = resolve_model(model)
+            try:
+                model_config = AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
+            except OSError as err:  # no such folder, unknown Hub repo, no network
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise SelfJInputError(f"could not load base model {model!r}: {first}") from err
+        else:
+            model_config = getattr(model, "config", None)
+            self.base_model_name = getattr(model_config, "_name_or_path", None) or None
+        self.dataset_name = dataset_name
+        self.view_max_length = view_max_length(args.max_length, model_config)
+        self._saving_checkpoint = False
+        collator = data_collator or SelfJDataCollator(pad_to_multiple_of=args.pad_to_multiple_of)
+        super().__init__(model=model, args=args, data_collator=collator, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
+        if isinstance(self.data_collator, SelfJDataCollator) and self.data_collator.pad_token_id is None:
+            self.data_collator.pad_token_id = self.processing_class.pad_token_id
+
+    # -- data ----------------------------------------------------------------------------------------------------
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if isinstance(dataset, IterableDataset):
+            raise SelfJInputError(
+                "streaming (IterableDataset) labeled data is not supported: pairs and validation need the whole "
+                "table; load it as a Dataset."
+            )
+        if is_prepared(dataset):
+            return dataset
+        return prepare_labeled_dataset(dataset, processing_class, args, self.view_max_length,
+                                       what=f"{dataset_name} dataset")
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = [*POINTWISE_COLUMNS, *PAIRWISE_COLUMNS, "target", "margin"]
+
+    # -- loss ----------------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        args: SelfJRewardConfig = self.args
+        # One forward for both views. No KV cache (decoders only: some encoders reject the argument).
+        extra = {"use_cache": False} if getattr(self.model.config, "use_cache", None) is not None else {}
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **extra)
+        scores = outputs.logits.squeeze(-1).float()
+        student, teacher = scores.chunk(2)
+        terms = selfj_loss_terms(student, teacher, args.loss_type, inputs.get("target"), inputs.get("margin"))
+        loss = (args.teacher_weight * terms["loss_teacher"] + args.student_weight * terms["loss_student"]
+                + args.distill_weight * terms["loss_distill"])
+        if args.center_rewards_coefficient is not None:
+            loss = loss + args.center_rewards_coefficient * torch.mean(scores**2)
+        self._record_metrics(mode, inputs, loss, terms, student, teacher)
+        return (loss, outputs) if return_outputs else loss
+
+    def _record_metrics(self, mode, inputs, loss, terms, student, teacher) -> None:
+        """Log every term and the student-teacher gap; stop with :class:`TrainingDivergedError` on a NaN/inf loss.
+
+        The values are gathered from every process first, so all ranks see the same non-finite value and raise
+        together instead of leaving the others waiting in the next all-reduce.
+        """
+        with torch.no_grad():
+            names = ["loss", *terms, "student_teacher_gap", "mean_student_score", "mean_teacher_score"]
+            values = [loss, *terms.values(), (student - teacher).abs().mean(), student.mean(), teacher.mean()]
+            if self.args.loss_type == "pairwise":
+                s_chosen, s_rejected = student.chunk(2)
+                names += ["accuracy", "margin"]
+                values += [(s_chosen > s_rejected).float().mean(), (s_chosen - s_rejected).mean()]
+            local = torch.stack([v.detach().float() for v in values])[None]
+            gathered = self.accelerator.gather(local).mean(0).tolist()
+        stats = dict(zip(names, gathered, strict=True))
+        if not all(math.isfinite(v) for v in stats.values()):
+            step = self.state.global_step + (1 if mode == "train" else 0)
+            parts = ", ".join(f"{k}={stats[k]:.4g}" for k in ("loss", *terms))
+            raise TrainingDivergedError(
+                f"non-finite loss at {'training' if mode == 'train' else 'evaluation'} step {step} ({parts}); "
+                "training stopped and nothing was saved from this step: lower `learning_rate`, turn off fp16, "
+                "or check the model and labels."
+            )
+        if mode == "train":
+            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += tokens // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        for name in names[1:]:
+            self._metrics[mode][name].append(stats[name])
+
+    # -- the published judge -------------------------------------------------------------------------------------
+    def judge_config(self) -> dict:
+        """The ``config.selfj`` section: input format, score scale and the Self-J settings this judge was trained with."""
+        model = self.accelerator.unwrap_model(self.model)
+        return judge_config_section(
+            self.processing_class, self.args, base_model=self.base_model_name, dataset=self.dataset_name,
+            max_length=self.view_max_length, lora=lora_settings(model, merged=bool(self.args.merge_adapter_on_save)),
+        )
+
+    def _save_checkpoint(self, model, trial):
+        # Checkpoints keep RewardTrainer's format (adapter + optimizer state) so that training can resume.
+        self._saving_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._saving_checkpoint = False
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Outside checkpoints, save the published judge (see :meth:`save_judge`)."""
+        if self._saving_checkpoint:
+            return super().save_model(output_dir, _internal_call)
+        self.save_judge(output_dir)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Self-J judge", revision=self.args.hub_revision)
+
+    def save_judge(self, output_dir: str | os.PathLike | None = None) -> Path:
+        """Write the judge: safetensors weights (LoRA merged unless told otherwise), tokenizer, config.selfj, card.
+
+        ``AutoModelForSequenceClassification.from_pretrained(output_dir)`` then gives the trained scores.
+        """
+        output_dir = Path(output_dir or self.args.output_dir)
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        is_peft = hasattr(unwrapped, "peft_config")
+        merge = is_peft and self.args.merge_adapter_on_save
+        base_config = unwrapped.get_base_model().config if is_peft else unwrapped.config
+        selfj = self.judge_config()
+        setattr(base_config, JUDGE_CONFIG_KEY, selfj)
+        base_config.get_text_config().pad_token_id = self.processing_class.pad_token_id
+        if self.args.should_save and output_dir.is_dir():
+            remove_stale_weights(output_dir, adapter_only=is_peft and not merge)
+        super().save_model(str(output_dir), _internal_call=True)  # collective under DeepSpeed; writes on rank 0
+        if merge and self.args.should_save:
+            if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
+                merged = merge_saved_adapter(output_dir, self.processing_class, self.judge_config())
+            else:
+                merged = deepcopy(unwrapped).merge_and_unload()
+            replace_adapter_with_merged(output_dir, merged)
+        if self.args.should_save:
+            write_judge_files(output_dir, selfj, judge_repo=self.args.hub_model_id)
+        self.accelerator.wait_for_everyone()
+        return output_dir
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None):
+        """Our judge card once a judge is saved in ``output_dir``; TRL's card before that (e.g. at checkpoints)."""
+        if not self.is_world_process_zero():
+            return
+        out = Path(self.args.output_dir)
+        if (out / SELFJ_JSON).exists():
+            write_judge_card(out, judge_repo=self.args.hub_model_id)
+        else:
+            super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)

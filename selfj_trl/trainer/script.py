@@ -1,0 +1,63 @@
+"""``selfj-trl train``: load the labeled data, train a judge, save it with its card.
+
+CLI: ``selfj-trl train --config recipes/all-minilm-l6-v2/train/config_judge.yaml`` or
+``accelerate launch --config_file recipes/accelerate_configs/single_cpu.yaml -m selfj_trl.trainer --config ...``. The recipe
+YAML holds the keys of all three dataclasses; ``TrlParser`` hands each its own, as in TRL's reward script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trl import ModelConfig, TrlParser, get_peft_config
+
+from ..errors import SelfJInputError
+from ..hub import hub_id_for
+from ..io import load_table
+from .config import SelfJRewardConfig, SelfJScriptArguments
+from .reward_trainer import SelfJRewardTrainer
+
+
+def train_judge(
+    script_args: SelfJScriptArguments, training_args: SelfJRewardConfig, model_args: ModelConfig
+) -> Path:
+    """Load the labeled data, train, evaluate when a test split is given, and save the judge in ``output_dir``."""
+    if not model_args.model_name_or_path:
+        raise SelfJInputError("--model_name_or_path is required (a folder, a Hub id or `all-minilm-l6-v2`).")
+    if not script_args.dataset_name:
+        raise SelfJInputError("--dataset_name is required: the labeled dataset folder written by `selfj-trl label`.")
+    if training_args.model_init_kwargs is None:
+        training_args.model_init_kwargs = {"revision": model_args.model_revision, "dtype": model_args.dtype}
+        if model_args.attn_implementation:
+            training_args.model_init_kwargs["attn_implementation"] = model_args.attn_implementation
+    if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
+        model_args.lora_task_type = "SEQ_CLS"  # a judge is a sequence classifier: keeps the score head trainable
+    dataset_name = script_args.dataset_name
+    train = load_table(dataset_name, script_args.dataset_train_split)
+    test_split = script_args.dataset_test_split
+    evaluation = load_table(dataset_name, test_split) if test_split else None
+    trainer = SelfJRewardTrainer(
+        model=model_args.model_name_or_path, args=training_args, train_dataset=train, eval_dataset=evaluation,
+        peft_config=get_peft_config(model_args),
+        dataset_name=script_args.hub_dataset_id or hub_id_for(dataset_name) or dataset_name,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_state()  # trainer_state.json: the loss curve, also when no checkpoint is saved (save_strategy=no)
+    if evaluation is not None:
+        metrics = trainer.evaluate()
+        trainer.save_metrics("eval", metrics)  # eval_results.json: shown in the model card
+    trainer.save_model(training_args.output_dir)
+    return Path(training_args.output_dir)
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((SelfJScriptArguments, SelfJRewardConfig, ModelConfig), prog="selfj-trl train")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``selfj-trl train``: train a Self-J judge (flags or ``--config recipe.yaml``)."""
+    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    out = train_judge(script_args, training_args, model_args)
+    if training_args.should_save:
+        print(f"judge saved to {out.resolve()} (load it with AutoModelForSequenceClassification.from_pretrained)")  # noqa: T201
+    return 0

@@ -1,0 +1,180 @@
+"""From a labeled table to the trainer's rows: validation, the two tokenized views, pairs, and the collator.
+
+Every labeled row becomes a **student view** (instruction + response, what TRL's online trainers feed a reward
+model) and a **teacher view** (the same plus the gold reference); the formats themselves live in
+:mod:`selfj_trl.prompts`. Pairwise training then turns rows into (chosen, rejected) pairs of the same instruction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers.data.data_collator import DataCollatorMixin
+from trl.trainer.utils import pad
+
+from ..errors import SelfJInputError
+from ..io import require_columns
+from ..prompts import check_text, format_student_view, format_teacher_view, tokenize_view
+from .config import JUDGE_FORMATS, SelfJRewardConfig
+
+
+POINTWISE_COLUMNS = ("student_ids", "teacher_ids")
+PAIRWISE_COLUMNS = ("chosen_student_ids", "rejected_student_ids", "chosen_teacher_ids", "rejected_teacher_ids")
+
+
+def is_prepared(dataset: Dataset) -> bool:
+    """Whether ``dataset`` already holds tokenized views (``RewardTrainer.evaluate`` prepares its dataset again)."""
+    columns = dataset.column_names
+    return all(c in columns for c in POINTWISE_COLUMNS) or all(c in columns for c in PAIRWISE_COLUMNS)
+
+
+def validate_labeled_dataset(dataset: Dataset, args: SelfJRewardConfig, what: str = "train dataset") -> None:
+    """Raise a one-line :class:`SelfJInputError` naming the column, the row and the fix for any unusable row.
+
+    Checked before tokenizing so that a bad row fails in seconds, not after an hour of training on garbage.
+    """
+    text_columns = [args.instruction_column, args.response_column, args.reference_column]
+    require_columns(
+        dataset, [*text_columns, args.label_column], what,
+        hint="Produce it with `selfj-trl label`, or name your columns with --instruction_column, "
+             "--response_column, --reference_column and --label_column.",
+    )
+    for column in text_columns:
+        for i, value in enumerate(dataset[column]):
+            try:
+                check_text(value, column)
+            except SelfJInputError as err:  # the same error, told which row
+                raise SelfJInputError(f"{what} row {i}: {err}") from None
+    raw = dataset[args.label_column]
+    try:
+        labels = np.asarray([np.nan if v is None or isinstance(v, bool) else v for v in raw], dtype=float)
+    except (TypeError, ValueError):
+        bad = next(i for i, v in enumerate(raw) if not isinstance(v, (int, float)) or isinstance(v, bool))
+        raise SelfJInputError(
+            f"{what} row {bad}: `{args.label_column}` must be a number, got {raw[bad]!r}; fix or drop the row."
+        ) from None
+    if labels.size and not np.isfinite(labels).all():
+        bad = int(np.flatnonzero(~np.isfinite(labels))[0])
+        raise SelfJInputError(
+            f"{what} row {bad}: `{args.label_column}` is {raw[bad]!r} (missing, NaN or inf); drop the row or relabel."
+        )
+    outside = np.flatnonzero((labels < 0) | (labels > args.label_max))
+    if outside.size:
+        bad = int(outside[0])
+        raise SelfJInputError(
+            f"{what} row {bad}: `{args.label_column}`={labels[bad]:g} is outside [0, {args.label_max:g}]; "
+            f"rescale the labels or set --label_max ({outside.size} row(s) outside)."
+        )
+
+
+def tokenize_views(
+    example: dict, tokenizer: Any, args: SelfJRewardConfig, chat: bool | None, max_length: int | None
+) -> dict:
+    """One labeled row -> its student and teacher token ids and its target ``label / label_max``."""
+    instruction, response = example[args.instruction_column], example[args.response_column]
+    student = format_student_view(tokenizer, instruction, response, chat=chat)
+    teacher = format_teacher_view(tokenizer, instruction, response, example[args.reference_column], chat=chat)
+    return {
+        "student_ids": tokenize_view(tokenizer, student, max_length),
+        "teacher_ids": tokenize_view(tokenizer, teacher, max_length),
+        "target": float(example[args.label_column]) / args.label_max,
+    }
+
+
+def build_pairs(labels: list[float], groups: list[Any], min_gap: float = 0.0) -> list[tuple[int, int]]:
+    """Every (chosen, rejected) pair of rows of the same group whose labels differ by more than ``min_gap``.
+
+    Ties carry no preference, so they are skipped rather than turned into arbitrary orderings.
+    """
+    by_group: dict[Any, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        by_group[g].append(i)
+    pairs = []
+    for rows in by_group.values():
+        for a_pos, a in enumerate(rows):
+            for b in rows[a_pos + 1:]:
+                if abs(labels[a] - labels[b]) > min_gap:
+                    pairs.append((a, b) if labels[a] > labels[b] else (b, a))
+    return pairs
+
+
+def prepare_labeled_dataset(
+    dataset: Dataset, tokenizer: Any, args: SelfJRewardConfig, max_length: int | None, what: str
+) -> Dataset:
+    """Validate a labeled table and turn it into the trainer's rows: both views per row, or both views per pair."""
+    from trl.trainer.utils import global_then_local_main_first
+
+    validate_labeled_dataset(dataset, args, what)
+    columns = dataset.column_names
+    with global_then_local_main_first():
+        views = dataset.map(
+            tokenize_views,
+            fn_kwargs={"tokenizer": tokenizer, "args": args, "chat": JUDGE_FORMATS[args.judge_format],
+                       "max_length": max_length},
+            remove_columns=columns, num_proc=args.dataset_num_proc, desc=f"Tokenizing {what} (two views)",
+        )
+    if args.loss_type == "pointwise":
+        return views
+    groups = dataset[args.group_column] if args.group_column in columns else dataset[args.instruction_column]
+    pairs = build_pairs([float(v) for v in dataset[args.label_column]], groups, args.min_label_gap)
+    if not pairs:
+        raise SelfJInputError(
+            f"{what}: no pair of responses to the same instruction has different labels; pairwise training "
+            "needs several labeled samples per instruction (label with num_samples > 1) or use "
+            "`loss_type=pointwise`."
+        )
+    student, teacher, target = views["student_ids"], views["teacher_ids"], views["target"]
+    data = {
+        "chosen_student_ids": [student[c] for c, _ in pairs],
+        "rejected_student_ids": [student[r] for _, r in pairs],
+        "chosen_teacher_ids": [teacher[c] for c, _ in pairs],
+        "rejected_teacher_ids": [teacher[r] for _, r in pairs],
+    }
+    if args.use_margin:  # targets are already label / label_max
+        data["margin"] = [target[c] - target[r] for c, r in pairs]
+    return Dataset.from_dict(data)
+
+
+def view_max_length(max_length: int | None, model_config: Any) -> int | None:
+    """``max_length`` capped by the model's position limit (a BERT judge cannot read past 512 tokens)."""
+    limit = None
+    if model_config is not None:
+        text_config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+        limit = getattr(text_config, "max_position_embeddings", None)
+    if isinstance(limit, int) and limit > 0:
+        return limit if max_length is None else min(max_length, limit)
+    return max_length
+
+
+@dataclass
+class SelfJDataCollator(DataCollatorMixin):
+    """Stacks both views of a batch into ONE right-padded tensor so that a step costs one forward pass.
+
+    Rows are ``[student views..., teacher views...]``; in pairwise mode each half is ``[chosen..., rejected...]``
+    (the layout of TRL's ``DataCollatorForPreference``). ``pad_token_id`` is filled in by the trainer once the
+    tokenizer's pad token is settled.
+    """
+
+    pad_token_id: int | None = None
+    pad_to_multiple_of: int | None = None
+    return_tensors: str = "pt"
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.pad_token_id is None:
+            raise ValueError("SelfJDataCollator.pad_token_id is not set.")
+        keys = POINTWISE_COLUMNS if POINTWISE_COLUMNS[0] in examples[0] else PAIRWISE_COLUMNS
+        seqs = [torch.tensor(ex[key], dtype=torch.long) for key in keys for ex in examples]
+        masks = [torch.ones_like(s) for s in seqs]
+        out = {
+            "input_ids": pad(seqs, self.pad_token_id, "right", self.pad_to_multiple_of),
+            "attention_mask": pad(masks, 0, "right", self.pad_to_multiple_of),
+        }
+        for key in ("target", "margin"):
+            if key in examples[0]:
+                out[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float)
+        return out

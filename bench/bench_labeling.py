@@ -7,9 +7,15 @@
 2. ``--scaling``: wall time of full labeling (sampling + self-evaluation + cosine) for 4 sizes of
    instructions x samples, with the policy's default labeling settings; it should grow linearly with the number of
    responses, which a least-squares line and its R^2 check.
+3. ``--given``: labeling GIVEN responses (``--response_column``; no sampling) with the policy's default settings on
+   the first ``--n`` rows of AlpacaEval's train pool (17 models' answers per instruction, as the pool recipe labels
+   them): responses per second, and the achieved FLOP/s of the policy's forward passes as a fraction of a same-run
+   fp32 matmul peak (how close to the hardware's limit labeling runs). Forward FLOPs are counted as
+   2 x non-embedding parameters x tokens + 2 x hidden x vocabulary x tokens whose logits are computed.
 
     python bench/bench_labeling.py --policy gemma-3-270m --n 32
     python bench/bench_labeling.py --policy gemma-3-270m --scaling
+    python bench/bench_labeling.py --given --n 40 --num_threads 2
 """
 
 from __future__ import annotations
@@ -126,6 +132,84 @@ def bench_scaling(policy: str, sizes: list[tuple[int, int]], max_new_tokens: int
           f"{cfg.defaults_source})")
 
 
+def matmul_peak(n: int = 2048, seconds: float = 3.0) -> float:
+    """FLOP/s of a fp32 n x n matmul loop on this machine, now, with torch's current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    iters, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        iters += 1
+    return 2 * n**3 * iters / (time.perf_counter() - t0)
+
+
+class ForwardMeter:
+    """Counts the policy's forward passes (tokens in, logits out) and the seconds they take, through hooks."""
+
+    def __init__(self, model):
+        emb = model.get_input_embeddings().weight
+        self.vocab, self.hidden = emb.shape
+        self.non_embedding = sum(p.numel() for p in model.parameters()) - emb.numel()
+        self.tokens = self.logit_tokens = self.calls = 0
+        self.seconds = 0.0
+        self._start = 0.0
+        model.register_forward_pre_hook(self._pre, with_kwargs=True)
+        model.register_forward_hook(self._post)
+
+    def _pre(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        batch, length = ids.shape
+        keep = kwargs.get("logits_to_keep", 0)
+        self.tokens += batch * length
+        self.logit_tokens += batch * (length if not keep else min(int(keep), length))
+        self.calls += 1
+        self._start = time.perf_counter()
+
+    def _post(self, module, args, output):
+        self.seconds += time.perf_counter() - self._start
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.non_embedding * self.tokens + 2.0 * self.hidden * self.vocab * self.logit_tokens
+
+
+def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = True) -> None:
+    """Label the first ``n`` rows of the AlpacaEval train pool as given responses, chunk by chunk, as the labeler
+    does (models loaded before the clock starts; shard writing, which is negligible, left out)."""
+    from collections import Counter
+
+    from selfj_trl.labeling import label_chunk, prepare_rows
+    from selfj_trl.labeling.rows import load_alpaca_train_pool
+    from selfj_trl.signals import ModelSet
+
+    pool = load_alpaca_train_pool(DATA / "alpaca_eval_gpt4").select(range(n))
+    config = LabelingConfig(dataset_name="pool", policy=policy, response_column="response",
+                            response_model_column="model", chunk_size=chunk_size, noref_baseline=noref_baseline)
+    rows, _ = prepare_rows(pool, config)
+    models = ModelSet(config.policy, config.embedder)
+    meter = ForwardMeter(models.policy)
+    models.embedder, models.digit_ids  # noqa: B018 - load everything before the clock starts
+    peak = matmul_peak()
+    stats: Counter = Counter()
+    t0 = time.perf_counter()
+    labeled = []
+    for chunk, start in enumerate(range(0, len(rows), chunk_size)):
+        labeled += label_chunk(rows[start : start + chunk_size], chunk, config, models, stats)
+    wall = time.perf_counter() - t0
+    peak_after = matmul_peak()
+    achieved = meter.flops / meter.seconds
+    print(f"policy={policy} rows={len(labeled)} instructions={len(rows)} threads={torch.get_num_threads()} "
+          f"settings: {config.self_eval_method}/{config.likelihood_method}, reference-free digits "
+          f"{config.prompt_style if noref_baseline else 'skipped'}, cosine ({config.defaults_source})")
+    print(f"wall {wall:.1f} s: {len(labeled) / wall:.3f} responses/s = {3600 * len(labeled) / wall:.0f} rows/hour")
+    print(f"policy forwards: {meter.calls} calls, {meter.tokens} tokens, {meter.logit_tokens} logit tokens, "
+          f"{meter.seconds:.1f} s ({meter.seconds / wall:.0%} of wall), {meter.flops / 1e12:.2f} TFLOP")
+    print(f"fp32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s before, {peak_after / 1e9:.1f} after")
+    print(f"achieved in forwards: {achieved / 1e9:.1f} GFLOP/s = {achieved / max(peak, peak_after):.2f} of peak; "
+          f"over the whole wall time: {meter.flops / wall / max(peak, peak_after):.2f} of peak")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", default="gemma-3-270m")
@@ -134,9 +218,17 @@ def main() -> None:
     parser.add_argument("--max_length", type=int, default=768)
     parser.add_argument("--scaling", action="store_true")
     parser.add_argument("--max_new_tokens", type=int, default=48)
+    parser.add_argument("--given", action="store_true", help="label --n given responses of the AlpacaEval train pool")
+    parser.add_argument("--chunk_size", type=int, default=8, help="--given: instructions per chunk")
+    parser.add_argument("--num_threads", type=int, default=None)
+    parser.add_argument("--no_noref_baseline", action="store_true", help="--given: skip the reference-free column")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.scaling:
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    if args.given:
+        bench_given(args.policy, args.n, args.chunk_size, noref_baseline=not args.no_noref_baseline)
+    elif args.scaling:
         bench_scaling(args.policy, [(4, 1), (8, 1), (8, 2), (16, 2)], args.max_new_tokens)
     else:
         bench_forward_vs_generate(args.policy, args.n, args.batch_size, args.max_length)

@@ -30,7 +30,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from selfj_trl.judge import SelfJudge  # noqa: E402
-from selfj_trl.prompts import tokenize_view  # noqa: E402
 
 
 WORDS = (
@@ -66,7 +65,7 @@ def per_example_loop(judge: SelfJudge, instructions: list[str], responses: list[
     scores = []
     with torch.inference_mode():
         for instruction, response in zip(instructions, responses, strict=True):
-            ids = tokenize_view(judge.tokenizer, judge.format(instruction, response), judge.max_length)
+            ids = judge.view_ids(instruction, response)
             input_ids = torch.tensor([ids], device=judge.device)
             scores.append(judge.model(input_ids=input_ids).logits[0, 0].item())
     return scores
@@ -74,7 +73,7 @@ def per_example_loop(judge: SelfJudge, instructions: list[str], responses: list[
 
 def prebatch(judge: SelfJudge, instructions: list[str], responses: list[str], batch_size: int) -> tuple[list, int]:
     """Exactly SelfJudge's batches (sorted, right-padded), built ahead of time: the raw-forward baseline's input."""
-    ids = [tokenize_view(judge.tokenizer, judge.format(i, r), judge.max_length)
+    ids = [judge.view_ids(i, r)
            for i, r in zip(instructions, responses, strict=True)]
     order = sorted(range(len(ids)), key=lambda k: len(ids[k]), reverse=True)
     batches = []
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     padded = sum(ids.numel() for _, ids, _ in batches)
     print(f"model={args.model} ({sum(p.numel() for p in judge.model.parameters()) / 1e6:.1f}M params, "
           f"{'chat' if judge.chat else 'plain'} format) device={judge.device} threads={torch.get_num_threads()}")
-    lengths = sorted(len(tokenize_view(judge.tokenizer, judge.format(i, r), judge.max_length))
+    lengths = sorted(len(judge.view_ids(i, r))
                      for i, r in zip(instructions, responses, strict=True))
     print(f"pairs={args.pairs} tokens={n_tokens} (per pair min {lengths[0]}, median {lengths[len(lengths) // 2]}, "
           f"max {lengths[-1]}) batch_size={args.batch_size} padding={1 - n_tokens / padded:.1%} of padded batches")

@@ -4,7 +4,9 @@ TRL 1.16 has no ``BestOfNSampler``, so this module provides one: the policy samp
 left-padded, in its own chat template or the plain prompt format), the judge scores every answer, and the table keeps
 all of them with their scores. The same table answers two questions:
 
-* evaluation: how much does best-of-n help? ``first_score`` (one sample, the "before") against ``best_score``;
+* what the judge picked: ``first_score`` (one sample) against ``best_score`` (its pick). These are the judge's own
+  scores, so the pick's score is the highest by construction: they say nothing about quality. A best-of-n gain
+  needs an independent grader (``selfj-trl evaluate``'s best-of-k pick, graded by GPT-4 on held-out answers);
 * training data: :func:`build_dpo_pairs` turns best and worst into ``prompt/chosen/rejected`` rows for ``DPOTrainer``.
 
 CLI: ``selfj-trl best-of-n --policy smollm2-135m-instruct --judge JUDGE --dataset prompts.jsonl --output_dir out``.
@@ -86,8 +88,16 @@ def best_of_n(
     return Dataset.from_list(rows)
 
 
-def summarize(dataset: Dataset) -> dict[str, float]:
-    """Mean judge score of one sample (before) and of the best of n (after); the gain is what best-of-n buys."""
+#: What :func:`summarize`'s figures are, written into every summary so nobody reads them as a quality gain.
+JUDGE_SCORES_NOTE = ("judge scores, not quality: the judge's pick has the highest judge score by construction; grade "
+                     "picks with an independent grader (selfj-trl evaluate: best-of-k pick on held-out answers)")
+
+
+def summarize(dataset: Dataset) -> dict[str, float | str]:
+    """Mean judge score of one sample, of the judge's pick and of its worst answer: how far apart the judge puts them.
+
+    Not a quality measure: the pick's judge score is the maximum by construction (``note`` says so in the summary).
+    """
     first = _mean(dataset["first_score"])
     best = _mean(dataset["best_score"])
     return {
@@ -97,6 +107,7 @@ def summarize(dataset: Dataset) -> dict[str, float]:
         "mean_best_score": best,
         "mean_worst_score": _mean(dataset["worst_score"]),
         "best_of_n_gain": best - first,
+        "note": JUDGE_SCORES_NOTE,
     }
 
 

@@ -6,6 +6,7 @@ otherwise; see :mod:`selfj_trl.prompts`), so one implementation serves both.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 import torch
 
 from .errors import SelfJInputError
-from .prompts import generation_prompt, uses_chat
+from .prompts import PLAIN_TURN_MARKER, generation_prompt, uses_chat
 
+
+logger = logging.getLogger(__name__)
 
 #: Sampling defaults (the policy's own generation config supplies everything else, e.g. its EOS ids).
 DEFAULT_GENERATION = {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 256}
@@ -41,6 +44,30 @@ def _generation_config(policy: Any, tokenizer: Any, generation_config: Any, n: i
     return config
 
 
+def cut_at_turn_marker(text: str) -> str:
+    """A plain-format answer up to the next turn marker (:data:`~selfj_trl.prompts.PLAIN_TURN_MARKER`).
+
+    The prompt ends with a newline, so a marker at the very start of the answer counts too. What comes after it is
+    the policy inventing the next turn, not its answer, and must never be labeled or trained on.
+    """
+    cut = ("\n" + text).find(PLAIN_TURN_MARKER)
+    return text if cut < 0 else text[: max(cut - 1, 0)]
+
+
+def turn_stop_criteria(tokenizer: Any) -> list:
+    """transformers' stop-string criterion for the plain format's turn marker, or ``[]`` when it cannot map this
+    tokenizer's vocabulary (some word-level tokenizers): generation then runs to EOS or ``max_new_tokens`` and
+    :func:`cut_at_turn_marker` still removes the leak, at the cost of the wasted tokens."""
+    from transformers import StopStringCriteria
+
+    try:
+        return [StopStringCriteria(tokenizer, [PLAIN_TURN_MARKER])]
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        logger.warning("cannot stop generation at %r with this tokenizer (%s); the marker and what follows are cut "
+                       "after generation instead.", PLAIN_TURN_MARKER, err)
+        return []
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Sampling
 # ----------------------------------------------------------------------------------------------------------------
@@ -60,17 +87,20 @@ def sample_responses(
     """``(prompt_texts, responses)``: the text each prompt became and ``n`` sampled answers per prompt.
 
     ``batch_size`` counts prompts per ``generate`` call (each makes ``n`` sequences). Chat policies get their chat
-    template (which brings its own special tokens); base policies get the plain prompt format and their BOS
-    (``use_chat_template`` overrides the choice). ``seed`` seeds torch once before the first batch, so the samples
-    are reproducible for a given seed and batching.
+    template (which brings its own special tokens) and stop at EOS; base policies get the plain prompt format and
+    their BOS, and stop at EOS or at the next turn marker (``"\n### "``), which is cut from the answer with anything
+    after it (``use_chat_template`` overrides the choice). ``seed`` seeds torch once before the first batch, so the
+    samples are reproducible for a given seed and batching.
     """
     from tqdm.auto import tqdm
+    from transformers import StoppingCriteriaList
 
     chat = uses_chat(tokenizer, use_chat_template)
     texts = [generation_prompt(tokenizer, p, use_chat_template=chat) for p in prompts]
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     config = _generation_config(policy, tokenizer, generation_config, n)
+    stop = {} if chat else {"stopping_criteria": StoppingCriteriaList(turn_stop_criteria(tokenizer))}
     if seed is not None:
         from transformers import set_seed
 
@@ -84,9 +114,11 @@ def sample_responses(
         enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not chat)
         enc = {k: v.to(device) for k, v in enc.items()}
         with torch.inference_mode():
-            out = policy.generate(**enc, generation_config=config)
+            out = policy.generate(**enc, generation_config=config, **stop)
         new_tokens = out[:, enc["input_ids"].shape[1] :]
         decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        if not chat:  # a stop string ends generation after the token that completes it: cut the marker off
+            decoded = [cut_at_turn_marker(r) for r in decoded]
         for i in range(len(chunk)):
             responses.append([r.strip() for r in decoded[i * n : (i + 1) * n]])
     return texts, responses

@@ -8,6 +8,8 @@ answer-or-decline decisions with a threshold from :func:`calibrate_threshold`.
 
 Every number :meth:`SelfJudge.score` returns is the number TRL computes for the same prompt/completion: the views
 come from :mod:`selfj_trl.prompts`, tokenized with ``add_special_tokens=False``, right-padded, ``logits[:, 0]``.
+Views longer than the judge's ONE ``max_length`` (recorded in ``config.selfj`` at training) are cut by the rule
+training used (:func:`selfj_trl.view_budget.build_views`), where TRL would pass them whole.
 
 CLI: ``selfj-trl score`` (:mod:`selfj_trl.score`).
 """
@@ -38,6 +40,7 @@ from .prompts import (
     tokenize_view,
 )
 from .thresholds import calibrate_threshold
+from .view_budget import build_views, parse_plain_view, view_settings
 
 
 __all__ = ["DEFAULT_DECLINE_MESSAGE", "SelfJudge", "calibrate_threshold"]
@@ -106,7 +109,12 @@ class SelfJudge:
                 "save the training tokenizer with the judge or pass `chat=False`."
             )
         self.chat = bool(chat)
-        self.max_length = max_length if max_length is not None else self._default_max_length()
+        # ONE length: the one the judge was trained at (config.selfj), else the model's position limit.
+        recorded = self.format_config.get("max_length")
+        if max_length is None:
+            max_length = recorded if isinstance(recorded, int) and recorded > 0 else self._default_max_length()
+        self.max_length = max_length
+        self.view_settings = view_settings(self.format_config)
 
     # ------------------------------------------------------------------------------------------------------------
     # Loading
@@ -207,28 +215,40 @@ class SelfJudge:
         refs = None if references is None else _as_text_list(references, "references")
         if refs is not None:
             _check_same_length(instructions, "instructions", refs, "references")
-        texts = []
+        ids = []
         for i, (instruction, response) in enumerate(zip(instructions, responses, strict=True)):
             check_text(instruction, f"instructions[{i}]")
             check_text(response, f"responses[{i}]", allow_empty=True)
             reference = None if refs is None else check_text(refs[i], f"references[{i}]")
-            texts.append(self.format(instruction, response, reference))
-        return self.score_texts(texts, batch_size=batch_size, show_progress=show_progress)
+            ids.append(self.view_ids(instruction, response, reference))
+        return self._score_ids(ids, batch_size=batch_size, show_progress=show_progress)
+
+    def view_ids(self, instruction: str, response: str, reference: str | None = None) -> list[int]:
+        """Token ids of the view :meth:`score` reads, cut to ``max_length`` by the training rule."""
+        views = build_views(self.tokenizer, instruction, response, reference, chat=self.chat,
+                            max_length=self.max_length, **self.view_settings)
+        return views.student if reference is None else views.teacher
 
     def score_texts(
         self, texts: Sequence[str] | str, *, batch_size: int = 16, show_progress: bool | None = None
     ) -> list[float]:
-        """Scores for already formatted full texts (e.g. an OpenRLHF query, or TRL's ``prompt + completion``)."""
+        """Scores for already formatted full texts (e.g. an OpenRLHF query, or TRL's ``prompt + completion``).
+
+        A plain judge's texts in its own student or teacher format are split back into their parts and cut by the
+        training rule; any other text keeps its start (:func:`~selfj_trl.prompts.tokenize_view`).
+        """
         texts = _as_text_list(texts, "texts")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise SelfJInputError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         ids = []
         for i, text in enumerate(texts):
             check_text(text, f"texts[{i}]")
-            ids.append(tokenize_view(self.tokenizer, text, self.max_length))
+            parts = None if self.chat else parse_plain_view(text)
+            ids.append(tokenize_view(self.tokenizer, text, self.max_length) if parts is None
+                       else self.view_ids(*parts))
         return self._score_ids(ids, batch_size=batch_size, show_progress=show_progress)
 
     def _score_ids(self, ids: list[list[int]], *, batch_size: int, show_progress: bool | None) -> list[float]:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise SelfJInputError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         # Longest first: similar lengths share a batch (little padding) and an out-of-memory error shows up at once.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
@@ -265,8 +285,8 @@ class SelfJudge:
           and formatted the judge's way (so a chat judge still gets its chat view);
         * any other plain string: ``prompt + completion``, as TRL hands it to a reward model.
 
-        Unlike a reward model given by path, long texts are cut to the judge's ``max_length`` (keeping their end)
-        instead of failing, and batches are sorted by length.
+        Unlike a reward model given by path, long texts are cut to the judge's ``max_length`` by the training rule
+        (keeping the start) instead of failing, and batches are sorted by length.
         """
         from trl.data_utils import apply_chat_template, is_conversational
 
@@ -276,6 +296,10 @@ class SelfJudge:
         if not prompts:
             return []
         if is_conversational({"prompt": prompts[0]}):
+            if self.chat and all(_is_single_turn(p, c) for p, c in zip(prompts, completions, strict=True)):
+                # [user] + [assistant] formats to the student view: cut it by the training rule.
+                return self.score([p[0]["content"] for p in prompts], [c[0]["content"] for c in completions],
+                                  batch_size=batch_size, show_progress=False)
             if self.chat:
                 texts = [
                     apply_chat_template({"messages": list(p) + list(c)}, self.tokenizer)["text"]
@@ -362,6 +386,14 @@ def _message_text(messages: Any) -> str:
             content = "".join(block.get("text", "") for block in content if isinstance(block, dict))
         parts.append(content or "")
     return "".join(parts)
+
+
+def _is_single_turn(prompt: Any, completion: Any) -> bool:
+    """Whether TRL's conversational row is one user turn of text and one assistant turn of text."""
+    return (isinstance(prompt, list) and isinstance(completion, list) and len(prompt) == 1 and len(completion) == 1
+            and isinstance(prompt[0], dict) and isinstance(completion[0], dict) and prompt[0].get("role") == "user"
+            and completion[0].get("role") == "assistant" and isinstance(prompt[0].get("content"), str)
+            and isinstance(completion[0].get("content"), str) and bool(prompt[0]["content"].strip()))
 
 
 def _last_user_turn(messages: Any, index: int) -> str:

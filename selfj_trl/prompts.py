@@ -34,7 +34,8 @@ TEACHER_PREAMBLE = "A reference answer written by an expert:\n{reference}\n\nJud
 #: Key under which a judge's ``config.json`` records how its inputs are formatted (see :func:`judge_format_config`).
 JUDGE_CONFIG_KEY = "selfj"
 
-#: Reference-guided self-evaluation prompt (stage 1). ``{reference_block}`` is empty for the reference-free baseline.
+#: Reference-guided self-evaluation prompt (stage 1), in this project's own wording (the paper's prompt is not
+#: reproduced). ``{reference_block}`` is empty for the reference-free baseline.
 JUDGE_PROMPT_TEMPLATE = (
     "Rate how well the answer follows the instruction{ref_hint}. "
     "Use one digit from 0 (useless or wrong) to 9 (excellent, complete and correct).\n\n"
@@ -90,15 +91,21 @@ FEW_SHOT_EXAMPLES: tuple[dict[str, str], ...] = (
      "rating": "5"},
 )
 
-#: Every judging-prompt variant ``build_judge_prompt(prompt_style=...)`` knows. "zero_shot" is the original prompt;
-#: every other style also starts the answer for the model (see :data:`RATING_LEAD`), so the digit is the next token.
-PROMPT_STYLES = ("zero_shot", "zero_shot_lead", "few_shot", "reference_after", "scale_1_5")
+#: Every judging-prompt variant ``build_judge_prompt(prompt_style=...)`` knows, all written for this project.
+#: ``rating_lead`` (the default) starts the answer for the model (see :data:`RATING_LEAD`), so the rating is the very
+#: next token, which is where the Self-J method reads it; so do few_shot, reference_after and scale_1_5. ``no_lead``
+#: ends at "### Rating (0-9):" and leaves the answer unstarted: kept to measure what the lead buys.
+PROMPT_STYLES = ("rating_lead", "no_lead", "few_shot", "reference_after", "scale_1_5")
+#: Earlier names, still accepted: "zero_shot" was the no-lead prompt (once the default), "zero_shot_lead" the lead one.
+PROMPT_STYLE_ALIASES = {"zero_shot": "no_lead", "zero_shot_lead": "rating_lead"}
+DEFAULT_PROMPT_STYLE = "rating_lead"
 
 #: The digits each style asks for (lowest, highest); scores read from them are mapped onto 0-9.
-PROMPT_STYLE_DIGITS = {"zero_shot": (0, 9), "zero_shot_lead": (0, 9), "few_shot": (0, 9), "reference_after": (0, 9),
+PROMPT_STYLE_DIGITS = {"rating_lead": (0, 9), "no_lead": (0, 9), "few_shot": (0, 9), "reference_after": (0, 9),
                        "scale_1_5": (1, 5)}
+PROMPT_STYLE_DIGITS.update({old: PROMPT_STYLE_DIGITS[new] for old, new in PROMPT_STYLE_ALIASES.items()})
 
-#: Text placed where the model's answer begins (all styles but "zero_shot"). Without it a chat policy's next token is
+#: Text placed where the model's answer begins (all styles but "no_lead"). Without it a chat policy's next token is
 #: the start of a sentence ("Your answer ...") and a base model's is a space or a newline, so only a few percent of
 #: the probability sits on digits and the expectation over them is mostly noise. With it, the digit is next: a
 #: plain prompt ends with "### Rating (0-9): " and a chat turn opens with "Rating: ".
@@ -128,6 +135,11 @@ def check_text(value: Any, field: str, *, allow_empty: bool = False) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Generation prompts (stage 1: the policy answers an instruction)
 # ---------------------------------------------------------------------------------------------------------------
+#: Where a plain-format answer ends: a base policy given PLAIN_PROMPT_TEMPLATE writes its answer and then, having
+#: no end-of-turn token, opens the next turn ("### Instruction: ..."). The sampler stops there and cuts it off.
+PLAIN_TURN_MARKER = "\n### "
+
+
 def generation_prompt(tokenizer: Any, instruction: str, use_chat_template: bool | None = None) -> str:
     """The text the policy continues to answer ``instruction``."""
     if use_chat_template is None:
@@ -150,8 +162,11 @@ class JudgePrompt:
 
 
 def check_prompt_style(prompt_style: str) -> str:
+    """The style's current name (old names are aliases), or an input error listing the styles."""
+    prompt_style = PROMPT_STYLE_ALIASES.get(prompt_style, prompt_style)
     if prompt_style not in PROMPT_STYLES:
-        raise SelfJInputError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}.")
+        raise SelfJInputError(f"prompt_style must be one of {PROMPT_STYLES} (or an old name: "
+                              f"{sorted(PROMPT_STYLE_ALIASES)}), got {prompt_style!r}.")
     return prompt_style
 
 
@@ -167,7 +182,8 @@ def _judge_body(instruction: str, response: str, reference: str | None, prompt_s
 
 
 def _judge_text(
-    tokenizer: Any, instruction: str, response: str, reference: str | None, chat: bool, prompt_style: str = "zero_shot"
+    tokenizer: Any, instruction: str, response: str, reference: str | None, chat: bool,
+    prompt_style: str = DEFAULT_PROMPT_STYLE,
 ) -> str:
     body = _judge_body(instruction, response, reference, prompt_style)
     # Few-shot: the worked examples come first, in the same format (with a reference only when the row has one),
@@ -176,8 +192,8 @@ def _judge_text(
     if prompt_style == "few_shot":
         for ex in FEW_SHOT_EXAMPLES:
             ex_ref = ex["reference"] if reference is not None else None
-            shots.append((_judge_body(ex["instruction"], ex["response"], ex_ref, "zero_shot"), ex["rating"]))
-    lead = "" if prompt_style == "zero_shot" else RATING_LEAD["chat" if chat else "plain"]
+            shots.append((_judge_body(ex["instruction"], ex["response"], ex_ref, "no_lead"), ex["rating"]))
+    lead = "" if prompt_style == "no_lead" else RATING_LEAD["chat" if chat else "plain"]
     if not chat:
         return "".join(f"{q} {a}\n\n" for q, a in shots) + body + lead
     # Chat policies: the rating request is the user turn and the answer starts right after the generation prompt
@@ -207,7 +223,7 @@ def build_judge_prompt(
     *,
     use_chat_template: bool | None = None,
     max_length: int | None = None,
-    prompt_style: str = "zero_shot",
+    prompt_style: str = DEFAULT_PROMPT_STYLE,
     if_too_long: str = "raise",
 ) -> JudgePrompt | None:
     """The self-evaluation prompt, cut to ``max_length`` tokens without ever cutting the instruction.
@@ -215,10 +231,10 @@ def build_judge_prompt(
     The response is shortened first (its opening says most about its quality), then the reference. If the
     instruction and the rating request alone do not fit, the row cannot be judged honestly: we raise, or return None
     with ``if_too_long="skip"`` (the label-quality report leaves such rows out).
-    ``prompt_style`` picks a variant from :data:`PROMPT_STYLES` (default: the original zero-shot prompt);
-    ``scale_1_5`` asks for digits 1-5 (see :data:`PROMPT_STYLE_DIGITS`).
+    ``prompt_style`` picks a variant from :data:`PROMPT_STYLES` (default ``rating_lead``: the rating is the next
+    token); ``scale_1_5`` asks for digits 1-5 (see :data:`PROMPT_STYLE_DIGITS`).
     """
-    check_prompt_style(prompt_style)
+    prompt_style = check_prompt_style(prompt_style)
     check_text(instruction, "instruction")
     check_text(response, "response", allow_empty=True)
     if reference is not None:
@@ -269,6 +285,9 @@ LIKELIHOOD_REFERENCE_CONTEXT = "{instruction}\n\nAn expert answered this as foll
 #: A draft shown before the reference (``reference_gain``: does this response make the expert answer likelier?).
 LIKELIHOOD_DRAFT_CONTEXT = "{instruction}\n\nA draft answer:\n{response}\n\nNow write the best possible answer."
 LIKELIHOOD_METHODS = ("response_gain", "reference_gain")
+#: What the conditioned context is compared with (part of the score-cache key: scores made against the bare
+#: instruction, before this baseline, must never be reused).
+LIKELIHOOD_BASELINE = "the same context with the draft (reference_gain) or the reference (response_gain) empty"
 
 
 def likelihood_views(
@@ -278,34 +297,39 @@ def likelihood_views(
     """(conditioned context, baseline context, target) for a likelihood self-evaluation.
 
     The score compares the policy's per-token log-likelihood of ``target`` after each context. ``response_gain``:
-    target = the response, conditioned on the instruction plus the reference vs the instruction alone.
-    ``reference_gain``: target = the reference, conditioned on the instruction plus the response (as a draft) vs the
-    instruction alone. Both use the policy's own answer format (chat template or the plain prompt).
+    target = the response, conditioned on the instruction plus the reference vs the same context with the reference
+    left empty. ``reference_gain``: target = the reference, conditioned on the instruction plus the response (as a
+    draft) vs the same context with the draft left empty. The baseline is the very template the conditioned context
+    uses, emptied: against the bare instruction the gain would also carry the template's own effect on the target,
+    which differs from instruction to instruction and so offsets every row of one instruction against the others.
+    Both use the policy's own answer format (chat template or the plain prompt).
     """
     if method not in LIKELIHOOD_METHODS:
         raise SelfJInputError(f"likelihood method must be one of {LIKELIHOOD_METHODS}, got {method!r}.")
     if method == "response_gain":
-        cond_user = LIKELIHOOD_REFERENCE_CONTEXT.format(instruction=instruction, reference=reference)
-        target = response
+        template, inner, target = LIKELIHOOD_REFERENCE_CONTEXT, {"reference": reference}, response
     else:
-        cond_user = LIKELIHOOD_DRAFT_CONTEXT.format(instruction=instruction, response=response)
-        target = reference
+        template, inner, target = LIKELIHOOD_DRAFT_CONTEXT, {"response": response}, reference
+    cond_user = template.format(instruction=instruction, **inner)
+    base_user = template.format(instruction=instruction, **dict.fromkeys(inner, ""))
     return (generation_prompt(tokenizer, cond_user, use_chat_template),
-            generation_prompt(tokenizer, instruction, use_chat_template), target)
+            generation_prompt(tokenizer, base_user, use_chat_template), target)
 
 
-def self_eval_prompt_text(method: str, prompt_style: str = "zero_shot", likelihood_method: str = "reference_gain") -> str:
+def self_eval_prompt_text(method: str, prompt_style: str = DEFAULT_PROMPT_STYLE,
+                          likelihood_method: str = "reference_gain") -> str:
     """The self-evaluation prompt(s) as the dataset card shows them: what the policy read to make each label."""
     if method == "likelihood":
         if likelihood_method == "response_gain":
-            return ("score = mean log p(response | context) - mean log p(response | instruction alone), context:\n"
-                    + LIKELIHOOD_REFERENCE_CONTEXT)
-        return ("score = mean log p(reference | context) - mean log p(reference | instruction alone), context:\n"
-                + LIKELIHOOD_DRAFT_CONTEXT)
+            return ("score = mean log p(response | context) - mean log p(response | the same context with an empty "
+                    "reference), context:\n" + LIKELIHOOD_REFERENCE_CONTEXT)
+        return ("score = mean log p(reference | context) - mean log p(reference | the same context with an empty "
+                "draft), context:\n" + LIKELIHOOD_DRAFT_CONTEXT)
+    prompt_style = check_prompt_style(prompt_style)
     template = {"reference_after": JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER,
                 "scale_1_5": JUDGE_PROMPT_TEMPLATE_SCALE_1_5}.get(prompt_style, JUDGE_PROMPT_TEMPLATE)
     text = template.replace("{ref_hint}", _REF_HINT).replace("{reference_block}", _REFERENCE_BLOCK)
-    if prompt_style != "zero_shot":
+    if prompt_style != "no_lead":
         text += repr(RATING_LEAD["plain"])[1:-1] + "   (chat policies: the answer turn opens with "
         text += f"{RATING_LEAD['chat']!r})"
     if prompt_style == "few_shot":
@@ -322,7 +346,7 @@ def digit_prompt_parts() -> tuple:
 
 def likelihood_prompt_parts() -> tuple:
     """Every text a likelihood self-evaluation context is made of (what a score cache must be keyed on)."""
-    return (LIKELIHOOD_REFERENCE_CONTEXT, LIKELIHOOD_DRAFT_CONTEXT, PLAIN_PROMPT_TEMPLATE)
+    return (LIKELIHOOD_REFERENCE_CONTEXT, LIKELIHOOD_DRAFT_CONTEXT, PLAIN_PROMPT_TEMPLATE, LIKELIHOOD_BASELINE)
 
 
 def digit_token_ids(tokenizer: Any) -> list[list[int]]:
@@ -382,15 +406,25 @@ def format_teacher_view(
         return apply_chat_template({"messages": folded}, tokenizer)["text"]
 
 
+#: Share of a view's token budget kept for the reference's opening in the teacher view, and the most the instruction
+#: may take (it is cut from its tail only past that). Recorded in ``config.selfj["views"]``; see
+#: :func:`selfj_trl.view_budget.build_views` for the whole rule.
+REFERENCE_SHARE = 0.25
+INSTRUCTION_SHARE = 0.5
+
+
 def tokenize_view(tokenizer: Any, text: str, max_length: int | None = None) -> list[int]:
     """Token ids of a view, exactly as TRL's online trainers tokenize reward-model inputs.
 
-    Over-long views keep their end (where the response and the score position are) and lose the start; the
-    tokenizer's "longer than the maximum" warning is silenced because that cut is deliberate.
+    Over-long texts keep their START and lose their end: the start holds the instruction (and, for a BERT-style
+    judge, position 0 is what its pooler reads, so it must be the view's first token, the same in every view).
+    Views built from their parts are cut more carefully by :func:`selfj_trl.view_budget.build_views`; this is the
+    fallback for texts that come already formatted. The tokenizer's "longer than the maximum" warning is silenced
+    because the cut is deliberate.
     """
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if max_length is not None and len(ids) > max_length:
-        ids = ids[len(ids) - max_length :]
+        ids = ids[:max_length]
     return ids
 
 
@@ -402,4 +436,6 @@ def judge_format_config(tokenizer: Any, chat: bool | None = None, score_scale: t
         "teacher_preamble": TEACHER_PREAMBLE,
         "score_scale": list(score_scale),
         "tokenize": {"add_special_tokens": False, "padding_side": "right"},
+        "views": {"truncation": "keep_start", "reference_share": REFERENCE_SHARE,
+                  "instruction_share": INSTRUCTION_SHARE},
     }

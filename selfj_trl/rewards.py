@@ -4,6 +4,11 @@
 A judge given to TRL by path is read by TRL itself (``from_pretrained``) on ``prompt + completion``, so the prompts
 must be in the format the judge was trained on; :func:`judge_reward_funcs` checks that before a run trains on quietly
 wrong rewards, and ``judge_as="callable"`` hands TRL :meth:`SelfJudge.as_reward_func` instead, which reformats.
+
+TRL passes a judge given by path the whole ``prompt + completion``, untruncated: a judge with learned absolute
+positions (BERT-style encoders such as the MiniLM judge, GPT-2) then indexes past its position table and crashes on
+the first long completion. Such judges are refused by path and go through the callable, which cuts views to the
+judge's recorded ``max_length`` by the training rule; ``judge_as="auto"`` (the default) picks for you.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from .models import resolve_model
 from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_TEMPLATE, check_text, has_chat_template
 
 
-JUDGE_AS = ("path", "callable")
+JUDGE_AS = ("auto", "path", "callable")
+#: Config keys of rotary position settings: a judge with one of them has no position table to overflow.
+ROTARY_KEYS = ("rope_parameters", "rope_theta", "rope_scaling")
 
 
 @dataclass
@@ -35,8 +42,10 @@ class JudgeRecipeArguments:
     prompt_column: str = field(default="instruction", metadata={"help": "Column holding the instructions."})
     max_prompts: int | None = field(default=None, metadata={"help": "Use only the first N prompts."})
     judge_as: str = field(
-        default="path",
-        metadata={"help": "'path': TRL loads the judge (from_pretrained); 'callable': SelfJudge.as_reward_func."},
+        default="auto",
+        metadata={"help": "'path': TRL loads the judge (from_pretrained); 'callable': SelfJudge.as_reward_func (cuts "
+                          "long texts to the judge's max_length); 'auto': the callable for judges with absolute "
+                          "position limits (BERT-style encoders), the path otherwise.", "choices": list(JUDGE_AS)},
     )
 
 
@@ -80,18 +89,44 @@ def judge_format(path_or_hub_id: str) -> str | None:
     return (getattr(config, JUDGE_CONFIG_KEY, None) or {}).get("format")
 
 
-def judge_reward_funcs(judge: str, *, conversational: bool, judge_as: str = "path") -> list:
+def absolute_position_limit(config: Any) -> int | None:
+    """The number of positions a model with LEARNED absolute position embeddings can read, else None.
+
+    Rotary (Llama, Gemma, Qwen, SmolLM) and ALiBi models have no position table: a longer input is read, not a crash.
+    BERT-style encoders and GPT-2 index a table of ``max_position_embeddings`` / ``n_positions`` rows.
+    """
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if any(getattr(text_config, key, None) is not None for key in ROTARY_KEYS):
+        return None
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(text_config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def judge_reward_funcs(judge: str, *, conversational: bool, judge_as: str = "auto") -> list:
     """``reward_funcs`` for a TRL trainer: the judge's path (TRL calls ``from_pretrained``) or our callable.
 
-    A judge given by path is fed ``prompt + completion`` by TRL, so its training format must match the prompts':
-    a chat judge needs conversational prompts and a plain judge plain ones. We check that here rather than let
-    the run train on quietly wrong rewards.
+    A judge given by path is fed ``prompt + completion`` by TRL, whole, so (1) its training format must match the
+    prompts': a chat judge needs conversational prompts and a plain judge plain ones, and (2) it must be able to
+    read any length: a judge with an absolute position limit is refused (``"auto"`` hands it over as the callable).
+    We check both here rather than let the run train on quietly wrong rewards or crash mid-run.
     """
+    from transformers import AutoConfig
+
     if judge_as not in JUDGE_AS:
-        raise SelfJInputError(f"`judge_as` must be 'path' or 'callable', got {judge_as!r}.")
+        raise SelfJInputError(f"`judge_as` must be one of {list(JUDGE_AS)}, got {judge_as!r}.")
     path = resolve_model(judge)
-    if judge_as == "callable":
+    limit = absolute_position_limit(AutoConfig.from_pretrained(path)) if judge_as != "callable" else None
+    if judge_as == "callable" or (judge_as == "auto" and limit is not None):
         return [SelfJudge.from_pretrained(path).as_reward_func()]
+    if limit is not None:
+        raise SelfJInputError(
+            f"the judge at {judge} reads at most {limit} positions (learned absolute position embeddings) and TRL "
+            "passes reward models given by path the whole prompt + completion, so a long completion would crash it; "
+            'use `judge_as="callable"` (`--judge_as callable`: SelfJudge cuts views to the judge\'s max_length).'
+        )
     judge_inputs = judge_format(path)
     if judge_inputs is not None and (judge_inputs == "chat") != conversational:
         prompts = "conversational" if conversational else "plain-text"

@@ -60,6 +60,7 @@ def test_best_is_the_judges_argmax(policy, judge):
     summary = summarize(table)
     assert summary["mean_best_score"] >= summary["mean_first_score"] >= summary["mean_worst_score"]
     assert summary["best_of_n_gain"] == pytest.approx(summary["mean_best_score"] - summary["mean_first_score"])
+    assert summary["note"].startswith("judge scores, not quality")  # never read as a self-graded quality gain
 
 
 def test_sampling_is_seedable(policy, judge):

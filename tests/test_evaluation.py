@@ -80,6 +80,99 @@ def test_within_group_correlation_averages_per_question():
     assert out["n_groups"] == 2 and out["n_groups_skipped"] == 1
 
 
+def test_group_picks_hand_computed_ties_share_the_pick_and_lone_answers_are_skipped():
+    scores = [3, 1, 2, 5, 5, 0, 7]
+    quality = [0.2, 0.9, 0.4, 0.1, 0.5, 0.0, 1.0]
+    out = ev.group_picks(scores, quality, ["a", "a", "a", "b", "b", "b", "c"])
+    # a: top score 3 -> quality 0.2 (the oracle is 0.9); b: two answers tied at 5 share the pick -> (0.1 + 0.5) / 2;
+    # c: one answer, nothing to pick among -> NaN
+    assert out["pick"][:2].tolist() == pytest.approx([0.2, 0.3]) and math.isnan(out["pick"][2])
+    assert out["random"][:2].tolist() == pytest.approx([0.5, 0.2]) and out["oracle"][:2].tolist() == [0.9, 0.5]
+    assert out["k"].tolist() == [3, 3, 1]
+    constant = ev.group_picks([1.0] * 3, [0.0, 0.3, 0.6], ["g"] * 3)
+    assert constant["pick"][0] == pytest.approx(constant["random"][0])  # a constant scorer is a random pick
+
+
+def test_calibrated_selection_takes_its_threshold_from_the_calibration_rows_only():
+    calibration = [0.0, 1.0, 2.0, 3.0]  # the top half starts at 2.0
+    scores, quality = [1.5, 2.5, 3.5, 4.5], [0.1, 0.2, 0.3, 0.4]
+    (half,) = ev.calibrated_selection(calibration, scores, quality, target_coverages=(0.5,))
+    assert half["threshold"] == 2.0 and half["coverage"] == pytest.approx(0.75)  # shifted scores: not 0.5
+    assert half["kept_quality"] == pytest.approx(0.3) and half["all_quality"] == pytest.approx(0.25)
+    # the gated rows never move the threshold: other test qualities and scores, the same threshold
+    (again,) = ev.calibrated_selection(calibration, [9.0, 9.0, 0.0, 0.0], [1, 1, 0, 0], target_coverages=(0.5,))
+    assert again["threshold"] == 2.0 and again["coverage"] == pytest.approx(0.5) and again["kept_quality"] == 1.0
+
+
+def _pick_set(pick_models=None, calibration=None):
+    """Two questions x (three honest models + one adversarial); model "c" writes the best answers, "x" games."""
+    models = ["a", "b", "c", "x"] * 2
+    return PointwiseSet(
+        name="picks", title="picks", quality_name="q", instructions=["i0"] * 4 + ["i1"] * 4,
+        responses=[f"r{i}" for i in range(8)], references=[None] * 8,
+        quality=np.array([0.1, 0.4, 0.9, 1.0, 0.2, 0.5, 0.8, 1.0]), groups=["0"] * 4 + ["1"] * 4, models=models,
+        subsets=[None] * 8, adversarial=("x",), pick_models=pick_models, calibration=calibration)
+
+
+def test_best_of_k_picks_among_the_sets_candidates_only():
+    scores = np.array([1.0, 2.0, 3.0, 9.0, 1.0, 2.0, 3.0, 9.0])  # the adversarial answer scores highest
+    every_honest = ev.best_of_k(_pick_set(), scores)
+    assert every_honest["pick"] == pytest.approx(0.85) and every_honest["k_max"] == 3  # "x" is never a candidate
+    assert every_honest["random"] == pytest.approx((0.1 + 0.4 + 0.9 + 0.2 + 0.5 + 0.8) / 6)
+    assert every_honest["oracle"] == pytest.approx(0.85)
+    two = ev.best_of_k(_pick_set(pick_models=("a", "b")), scores)  # the set says only a and b compete
+    assert two["pick"] == pytest.approx(0.45) and two["k_max"] == 2 and two["oracle"] == pytest.approx(0.45)
+
+
+def test_evaluate_pointwise_reports_pick_within_and_calibrated_figures_with_intervals():
+    calibration = _pick_set()
+    ds = _pick_set(calibration=calibration)
+    ds = PointwiseSet(**{**ds.__dict__, "groups": [str(i // 4) for i in range(8)]})
+    scores = np.array([1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0, 0.0])
+    out = ev.evaluate_pointwise(ds, scores, None, calibration_scores=np.array([1.0, 2.0, 3.0, 2.5, 1.5, 0.5]),
+                                target_coverages=(0.5,), n_resamples=30)
+    assert out["best_of_k"]["pick"] == pytest.approx(0.85) and out["within_question"]["spearman"] == 1.0
+    (half,) = out["calibrated"]
+    assert half["threshold"] == 2.0 and half["coverage"] == pytest.approx(4 / 6)
+    assert half["kept_quality"] == pytest.approx((0.4 + 0.9 + 0.5 + 0.8) / 4)
+    assert {"within_spearman", "pick", "pick_gain_over_random", "calibrated_kept_quality@50"} <= set(out["ci"])
+    assert ev.evaluate_pointwise(_pick_set(), scores, None, n_resamples=0)["calibrated"] is None
+
+
+def test_harness_reports_the_calibrated_threshold_or_says_there_is_no_calibration_split(tmp_path):
+    with_split = _pick_set(calibration=_pick_set())
+    without = _pick_set()
+    without.name = "no_split"
+    metrics = ev.evaluate_judges(["length"], [with_split, without], tmp_path, bootstrap_resamples=20, plots=False)
+    sets = metrics["eval_sets"]
+    assert sets["picks"]["calibration"]["n_rows"] == 6 and sets["no_split"]["calibration"] is None
+    assert sets["picks"]["scorers"]["length"]["calibrated"][0]["target_coverage"] == 0.5
+    assert sets["picks"]["best_of_k"]["oracle"] == pytest.approx(0.85)
+    report = (tmp_path / "report.md").read_text()
+    assert "best-of-3 pick" in report and "calibrated threshold" in report
+    assert "no separate calibration (train) split" in report
+
+
+def test_only_the_calibration_splits_honest_rows_are_scored_and_none_without_targets(tmp_path):
+    calibration = PointwiseSet(**{**_pick_set().__dict__, "responses": [f"calibration answer {i}" for i in range(8)]})
+    scorer = CountingScorer()
+    ev.evaluate_judges([scorer], [_pick_set(calibration=calibration)], tmp_path / "a", bootstrap_resamples=0,
+                       plots=False)
+    assert scorer.calls == 8 + 6  # the set's 8 rows, then the calibration split's 6 honest answers
+    scorer = CountingScorer()
+    metrics = ev.evaluate_judges([scorer], [_pick_set(calibration=calibration)], tmp_path / "b",
+                                 bootstrap_resamples=0, plots=False, target_coverages=())
+    assert scorer.calls == 8 and metrics["eval_sets"]["picks"]["scorers"]["words"]["calibrated"] is None
+
+
+def test_evaluate_defaults_to_every_row_of_every_builtin_set():
+    from selfj_trl.eval_sets import BUILTIN_SETS
+
+    config = ev.EvaluationConfig(output_dir="out")
+    assert config.eval_sets == list(BUILTIN_SETS) and config.max_instructions is None
+    assert config.target_coverages == [0.5, 0.8]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Model ranking and the gaming check on a synthetic leaderboard
 # ---------------------------------------------------------------------------------------------------------------
@@ -358,6 +451,31 @@ def test_self_eval_noref_baseline_with_a_tiny_policy(tiny_policy):
     assert len(scores) == 2 and all(0.0 <= s <= 9.0 for s in scores)
 
 
+def test_teacher_view_spec_scores_the_judge_with_the_reference_shown(tiny_judge, tmp_path):
+    from selfj_trl.judge import SelfJudge
+
+    student, teacher = ev.resolve_scorers([tiny_judge, f"{tiny_judge}:teacher"])
+    assert teacher.name == student.name + ":teacher" and teacher.needs_reference and not student.needs_reference
+    assert teacher.cache_id != student.cache_id and teacher.scorer.judge is student.scorer  # loaded once
+    judge = SelfJudge.from_pretrained(tiny_judge)
+    rows = [{"instruction": f"question {i}", "response": f"answer number {i} " * (i + 1),
+             "reference": None if i == 0 else f"the reference answer {i}", "quality": float(i)} for i in range(6)]
+    metrics = ev.evaluate_judges([tiny_judge, f"{tiny_judge}:teacher"], [Dataset.from_list(rows)], tmp_path,
+                                 bootstrap_resamples=0, plots=False)
+    res = metrics["eval_sets"]["custom"]["scorers"]
+    assert res[teacher.name]["n_scored"] == 5 and res[teacher.name]["scoring"]["no_reference"] == 1
+    assert res[student.name]["n_scored"] == 6
+    expected = judge.score([r["instruction"] for r in rows[1:]], [r["response"] for r in rows[1:]],
+                           references=[r["reference"] for r in rows[1:]])
+    got = teacher.scorer.score([r["instruction"] for r in rows[1:]], [r["response"] for r in rows[1:]],
+                               references=[r["reference"] for r in rows[1:]])
+    assert got == pytest.approx(expected)
+    plain = judge.score([r["instruction"] for r in rows[1:]], [r["response"] for r in rows[1:]])
+    assert got != pytest.approx(plain)  # the reference is really shown
+    with pytest.raises(SelfJInputError, match="needs `references`"):
+        teacher.scorer.score(["q"], ["a"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The real held-out data
 # ---------------------------------------------------------------------------------------------------------------
@@ -368,6 +486,12 @@ def test_alpaca_loader_slices_by_instruction_and_labels_the_train_split():
     assert set(test.group_references) == set(test.groups) and test.leaderboard["NullModel"] > 50
     train = load_alpaca_eval(split="train", max_instructions=1)
     assert any("NOT held out" in n for n in train.notes)
+    # the test set is calibrated on train-split answers (a slice as large as the test slice) and picks among the
+    # 15 honest models; the train split itself has no calibration split
+    assert test.calibration.split == "train" and not set(test.calibration.groups) & set(test.groups)
+    assert len(set(test.calibration.groups)) == 2
+    assert len(test.pick_models) == 15 and not set(test.pick_models) & set(ADVERSARIAL_MODELS)
+    assert train.calibration is None and any("no separate calibration" in n for n in train.notes)
     with pytest.raises(SelfJInputError, match="split"):
         load_alpaca_eval(split="validation")
 
@@ -448,3 +572,17 @@ def test_cosine_baseline_skips_rows_without_reference(tiny_embedder, tmp_path):
     assert "needs the reference" in (tmp_path / "report.md").read_text()
     (entry,) = ev.resolve_scorers([spec])
     assert entry.scorer.score(["q"], ["the sea is blue"], references=["the sea is blue"])[0] == pytest.approx(1.0)
+
+
+def test_judge_score_cache_is_keyed_by_length_and_cutting_rule(tmp_path, monkeypatch):
+    """Scores cached for a judge must not be reused once it reads a different length or views cut another way."""
+    from types import SimpleNamespace
+
+    from selfj_trl.evaluation import scorers
+
+    (tmp_path / "config.json").write_text("{}")
+    at_40 = scorers.judge_cache_id("judge", str(tmp_path), SimpleNamespace(max_length=40))
+    assert at_40 == scorers.judge_cache_id("judge", str(tmp_path), SimpleNamespace(max_length=40))
+    assert at_40 != scorers.judge_cache_id("judge", str(tmp_path), SimpleNamespace(max_length=48))
+    monkeypatch.setattr(scorers, "VIEW_RULE_VERSION", scorers.VIEW_RULE_VERSION + 1)
+    assert at_40 != scorers.judge_cache_id("judge", str(tmp_path), SimpleNamespace(max_length=40))

@@ -100,14 +100,60 @@ def test_batch_size_order_and_padding_do_not_change_scores(judge):
     assert long_pair[1] == pytest.approx(reference[1], abs=1e-5)
 
 
-def test_score_texts_matches_score_and_keeps_the_end_of_long_texts(tiny_judge, judge, raw):
+def test_score_texts_matches_score_and_keeps_the_start_of_long_texts(tiny_judge, judge, raw):
+    # Issue 14: over-long texts keep their START (the instruction; a BERT judge's pooled position 0), not their end.
     _, tokenizer = raw
     texts = [format_student_view(tokenizer, i, r) for i, r in zip(INSTRUCTIONS, RESPONSES, strict=True)]
     assert judge.score_texts(texts) == pytest.approx(judge.score(INSTRUCTIONS, RESPONSES), abs=1e-6)
     short = SelfJudge.from_pretrained(tiny_judge, device="cpu", max_length=6)
     assert short.max_length == 6
     assert short.score_texts(texts[:1])[0] == pytest.approx(_raw_logit(raw, texts[0], max_length=6), abs=1e-5)
-    assert judge.max_length == 512  # the tiny Llama's max_position_embeddings
+    start = tokenizer(texts[0], add_special_tokens=False)["input_ids"][:6]
+    assert short.score_texts(texts[:1])[0] == pytest.approx(
+        raw[0](input_ids=torch.tensor([start])).logits[0, 0].item(), abs=1e-5)
+    assert judge.max_length == 512  # no recorded max_length: the tiny Llama's max_position_embeddings
+
+
+def _with_recorded_length(tmp_path, chat: bool, max_length: int) -> str:
+    path = make_tiny_llama(tmp_path / f"judge_{chat}_{max_length}", kind="seqcls", chat=chat, seed=1)
+    config = AutoConfig.from_pretrained(path)
+    config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path), chat=chat) | {"max_length": max_length}
+    config.save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("chat", [True, False])
+def test_the_recorded_training_length_is_the_length_every_entry_point_uses(tmp_path, chat):
+    """Issue 14: the judge trained at max_length N must score at N (it used the model's position limit, 512)."""
+    judge = SelfJudge.from_pretrained(_with_recorded_length(tmp_path, chat, 40), device="cpu")
+    assert judge.max_length == 40
+
+    from selfj_trl.view_budget import build_views
+
+    model, tokenizer = judge.model, judge.tokenizer
+    long = " ".join(["the sea is blue and deep ."] * 20)
+    ref = " ".join(["good hello world one two three"] * 5)
+    views = build_views(tokenizer, INSTRUCTIONS[0], long, ref, chat=chat, max_length=40)
+    assert views.response_cut and views.reference_cut and len(views.teacher) <= 40
+
+    def logit(ids):
+        with torch.inference_mode():
+            return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+
+    assert judge.score([INSTRUCTIONS[0]], [long])[0] == pytest.approx(logit(views.student), abs=1e-5)
+    with_ref = judge.score([INSTRUCTIONS[0]], [long], references=[ref])[0]
+    assert with_ref == pytest.approx(logit(views.teacher), abs=1e-5)
+    # The reward callable, for every prompt shape GRPO hands it, reads the same cut view.
+    reward = judge.as_reward_func()
+    if chat:
+        got = reward([[{"role": "user", "content": INSTRUCTIONS[0]}]], [[{"role": "assistant", "content": long}]])
+    else:
+        got = reward([PLAIN_PROMPT_TEMPLATE.format(instruction=INSTRUCTIONS[0])], [long])
+        # a formatted plain text (OpenRLHF's query, the server's teacher view) is split and cut by the same rule
+        assert judge.score_texts([judge.format(INSTRUCTIONS[0], long, ref)])[0] == pytest.approx(
+            with_ref, abs=1e-5)
+    assert got[0] == pytest.approx(logit(views.student), abs=1e-5)
+    assert SelfJudge.from_pretrained(judge.model.config._name_or_path, max_length=24).max_length == 24
 
 
 def test_empty_response_is_scored(judge):

@@ -61,13 +61,14 @@ def _embedder_dir(root: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 # Prompt styles
 # ---------------------------------------------------------------------------------------------------------------
-def test_default_prompt_is_unchanged_and_styles_differ(tiny_plain_policy):
+def test_default_prompt_puts_the_rating_next_and_styles_differ(tiny_plain_policy):
     _, tok = load_policy(tiny_plain_policy)
-    default = P.build_judge_prompt(tok, "hello", "world", "good").text
-    assert default == P.JUDGE_PROMPT_TEMPLATE.format(instruction="hello", response="world", ref_hint=P.digit_prompt_parts()[6],
+    no_lead = P.build_judge_prompt(tok, "hello", "world", "good", prompt_style="zero_shot").text  # the old name
+    assert no_lead == P.JUDGE_PROMPT_TEMPLATE.format(instruction="hello", response="world", ref_hint=P.digit_prompt_parts()[6],
                                                      reference_block=P.digit_prompt_parts()[5].format(reference="good"))
     lead = P.build_judge_prompt(tok, "hello", "world", "good", prompt_style="zero_shot_lead").text
-    assert lead == default + P.RATING_LEAD["plain"]
+    assert lead == no_lead + P.RATING_LEAD["plain"]
+    assert P.build_judge_prompt(tok, "hello", "world", "good").text == lead  # the default: the digit is next
     few = P.build_judge_prompt(tok, "hello", "world", "good", prompt_style="few_shot").text
     assert few.endswith(lead) and all(ex["instruction"] in few for ex in P.FEW_SHOT_EXAMPLES)
     few_noref = P.build_judge_prompt(tok, "hello", "world", None, prompt_style="few_shot").text

@@ -13,7 +13,8 @@ from datasets import load_from_disk
 from PIL import Image
 
 from selfj_trl.io import shared_data_dir
-from selfj_trl.quickstart import QuickstartConfig, run_quickstart
+from selfj_trl.judge import calibrate_threshold
+from selfj_trl.quickstart import QuickstartConfig, headline, pick_line, run_quickstart
 from selfj_trl.testing import make_tiny_llama
 
 
@@ -49,23 +50,38 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
     for name in ("model.safetensors", "config.json", "README.md", "data/train-00000-of-00001.parquet"):
         assert name in dry.stdout
 
+    use_summary = next(r.summary for r in results if r.name.startswith("4."))
+    assert "mean judge score" not in use_summary  # the judge never grades its own picks
     if shared_data_dir() is not None:
         metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
         assert "alpaca_eval" in metrics["eval_sets"]
+        eval_summary = next(r.summary for r in results if r.name.startswith("3."))
+        assert "slice of 2 held-out AlpacaEval test instructions" in eval_summary and "best-of-15 pick" in eval_summary
+        assert "best-of-15 pick graded by GPT-4" in use_summary
         assert (out / "evaluation" / "report.md").exists()
         pngs = list((out / "evaluation").glob("*.png"))
         assert len(pngs) >= 2
         for png in pngs:
             with Image.open(png) as im:
                 im.verify()
+    else:
+        assert "no independent grader" in use_summary
 
     bon = load_from_disk(str(out / "use" / "best_of_n"))
-    assert len(bon) == 2
+    assert len(bon) == 5  # 2 shown instructions + 3 held apart for the threshold
     for row in bon:
         assert row["best_score"] == pytest.approx(max(row["scores"]))
     examples = (out / "use" / "examples.md").read_text()
-    assert "before" in examples and "Selective instruction following" in examples
+    assert "judge's pick" in examples and "Selective instruction following" in examples
     assert ("ANSWER" in examples) or ("DECLINE" in examples)
+    # the threshold comes from the held-apart instructions' answers only, never from the answers it gates
+    use = json.loads((out / "use" / "summary.json").read_text())
+    assert not set(use["calibration_instructions"]) & set(use["gated_instructions"])
+    held_apart = [s for row in bon.select(range(2, 5)) for s in row["scores"]]
+    assert use["threshold"] == pytest.approx(calibrate_threshold(held_apart, target_coverage=cfg.target_coverage))
+    gated = [s for row in bon.select(range(2)) for s in row["scores"]]
+    assert use["answered"] == sum(s >= use["threshold"] for s in gated) and use["gated_answers"] == 6
+    assert "calibrated on 9 sampled answers to 3 held-apart instructions" in use_summary
 
     printed = capsys.readouterr().out
     assert "total wall time" in printed
@@ -73,6 +89,23 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
 
     again = run_quickstart(cfg)  # every stage is cached now
     assert all(r.cached for r in again)
+
+
+def test_best_of_n_is_graded_independently_or_not_at_all():
+    assert "no independent grader is available" in pick_line(None) and "gain" in pick_line(None)
+    pick = {"pick": 0.3, "random": 0.1, "oracle": 0.6, "k_min": 15, "k_max": 15}
+    metrics = {"config": {"max_instructions": 12}, "eval_sets": {"alpaca_eval": {
+        "n": 204, "best_of_k": pick, "scorers": {
+            "judge": {"correlation": {"spearman": 0.1}, "best_of_k": pick},
+            "length": {"correlation": {"spearman": 0.2}, "best_of_k": {**pick, "pick": 0.44}}}}}}
+    line = pick_line(metrics)
+    assert line.startswith("best-of-15 pick graded by GPT-4") and "judge 0.30, length 0.44" in line
+    assert "random pick 0.10, oracle 0.60" in line
+    top = headline(metrics)
+    assert "slice of 12 held-out AlpacaEval test instructions (204 responses; a smoke run" in top
+    assert "judge +0.10, length +0.20" in top
+    metrics["config"]["max_instructions"] = None
+    assert "all 204 held-out AlpacaEval test responses" in headline(metrics)
 
 
 def test_quickstart_recipe_is_the_defaults_written_out():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from transformers import AutoConfig, AutoTokenizer
 from selfj_trl.errors import SelfJInputError
 from selfj_trl.judge import SelfJudge
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, judge_format_config
-from selfj_trl.rewards import JudgeRecipeArguments
+from selfj_trl.rewards import JudgeRecipeArguments, prompt_dataset
 from selfj_trl.testing import make_tiny_llama, tiny_instruction_rows
 
 
@@ -117,7 +118,7 @@ def test_grpo_reward_equals_selfjudge_score(shape, tiny_policy, tiny_plain_polic
         "--policy", policy, "--judge", judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
         *CPU_FLAGS, *ONLINE_FLAGS,
     ])
-    assert script_args.judge_as == "path"
+    assert script_args.judge_as == "auto"  # a rotary (Llama) judge has no position table: TRL may load it by path
     trainer = grpo.build_trainer(script_args, training_args)
     assert isinstance(trainer.reward_funcs[0], torch.nn.Module)  # TRL loaded the judge itself
     seen = capture(trainer, "_calculate_rewards")
@@ -154,6 +155,80 @@ def test_grpo_recipe_main_trains_and_saves(tiny_policy, tiny_judge, prompts_file
             "--dataset", prompts_file, "--output_dir", str(tmp_path / "out"), *CPU_FLAGS, *ONLINE_FLAGS]
     assert grpo.main(argv) == 0
     assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# GRPO with an encoder judge (absolute positions) and a 2,000-token completion (issue 14)
+# ------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def encoder_judge(tmp_path_factory):
+    """A one-layer BERT judge reading at most 64 positions, trained (recorded) at max_length 64, plain format."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("encoder_judge")
+    words = {w for row in tiny_instruction_rows(6) for w in (row["instruction"] + " " + row["reference"]).split()}
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "#", ":", ".", "?", "instruction", "response", "reference",
+             "answer", "deep", "blue", *sorted(words - {"#", ":", ".", "?"})]
+    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)))
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
+    tokenizer.save_pretrained(path)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64, num_labels=1, pad_token_id=0)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    model.config.selfj = judge_format_config(tokenizer, chat=False) | {"max_length": 64}
+    model.save_pretrained(path, safe_serialization=True)
+    return str(path)
+
+
+LONG_COMPLETION = " ".join(["the sea is blue and deep ."] * 300)  # 2,100 words and stops
+
+
+def test_grpo_with_an_encoder_judge_refuses_the_path_and_scores_long_completions_as_callable(
+        tiny_plain_policy, encoder_judge, prompts_file, tmp_path):
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    grpo = load_recipe("grpo")
+    types = (JudgeRecipeArguments, GRPOConfig)
+    argv = ["--policy", tiny_plain_policy, "--judge", encoder_judge, "--dataset", prompts_file,
+            "--output_dir", str(tmp_path), *CPU_FLAGS, *ONLINE_FLAGS]
+    assert len(AutoTokenizer.from_pretrained(encoder_judge)(LONG_COMPLETION)["input_ids"]) > 2000
+
+    def long_completions(trainer, seen):
+        original = trainer._calculate_rewards
+
+        def wrapped(inputs, prompts, completions, completion_ids_list):
+            rewards = original(inputs, prompts, [LONG_COMPLETION] * len(completions), completion_ids_list)
+            seen.append(rewards.detach().clone())
+            return rewards
+
+        trainer._calculate_rewards = wrapped
+
+    # What the refusal prevents: TRL feeds a judge given by path the whole text and BERT indexes past 64 positions.
+    _, training_args = parse("grpo", types, argv)
+    prompts = prompt_dataset(prompts_file, AutoTokenizer.from_pretrained(tiny_plain_policy), max_prompts=4)
+    raw = GRPOTrainer(model=tiny_plain_policy, reward_funcs=[encoder_judge], args=training_args, train_dataset=prompts)
+    long_completions(raw, [])
+    with pytest.raises((IndexError, RuntimeError), match="size|index out of range"):
+        raw.train()
+
+    script_args, training_args = parse("grpo", types, [*argv, "--judge_as", "path"])
+    with pytest.raises(SelfJInputError, match='reads at most 64 positions.*use `judge_as="callable"`'):
+        grpo.build_trainer(script_args, training_args)
+
+    for judge_as in ("auto", "callable"):  # auto (the recipes' default) picks the callable for an encoder judge
+        script_args, training_args = parse("grpo", types, [*argv, "--judge_as", judge_as])
+        trainer = grpo.build_trainer(script_args, training_args)
+        assert not isinstance(trainer.reward_funcs[0], torch.nn.Module)
+        seen = []
+        long_completions(trainer, seen)
+        trainer.train()
+        assert seen and torch.isfinite(seen[0]).all()
+        judge = SelfJudge.from_pretrained(encoder_judge, device="cpu")
+        assert judge.max_length == 64  # the recorded length, not the position limit
+        expected = judge.score([tiny_instruction_rows(1)[0]["instruction"]], [LONG_COMPLETION])[0]
+        assert math.isfinite(expected)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -38,3 +38,14 @@ def test_judge_reward_funcs_by_path_checks_the_format(tiny_judge):
     assert reward.__name__ == "selfj_judge"
     with pytest.raises(SelfJInputError, match="judge_as"):
         judge_reward_funcs(tiny_judge, conversational=True, judge_as="module")
+
+
+def test_absolute_position_limit_tells_encoders_from_rotary_decoders():
+    """TRL passes reward models given by path the whole text: only a position TABLE can overflow (issue 14)."""
+    from transformers import BertConfig, GPT2Config, LlamaConfig
+
+    from selfj_trl.rewards import absolute_position_limit
+
+    assert absolute_position_limit(BertConfig(max_position_embeddings=512)) == 512
+    assert absolute_position_limit(GPT2Config(n_positions=1024)) == 1024
+    assert absolute_position_limit(LlamaConfig()) is None

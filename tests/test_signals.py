@@ -53,3 +53,163 @@ def test_a_signal_registered_in_a_test_labels_a_dataset(word_count_signal, tmp_p
 def test_unregistered_method_is_an_input_error():
     with pytest.raises(SelfJInputError, match="self_eval_method must be one of"):
         LabelingConfig(self_eval_method="word_count")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The sampler stops a plain-format policy at the next turn marker (issue 14)
+# ---------------------------------------------------------------------------------------------------------------
+def _forced_generate(policy, tokenizer, outputs, monkeypatch):
+    """Make ``policy.generate`` record its arguments and ``tokenizer.batch_decode`` return ``outputs``: the policy is
+    forced to write what a base model writes once its answer is over."""
+    import torch
+
+    calls = []
+
+    def generate(input_ids, generation_config=None, **kwargs):
+        calls.append({"config": generation_config, **kwargs})
+        n = generation_config.num_return_sequences
+        return torch.cat([input_ids.repeat_interleave(n, 0), torch.ones(len(input_ids) * n, 3, dtype=torch.long)], 1)
+
+    monkeypatch.setattr(policy, "generate", generate)
+    monkeypatch.setattr(tokenizer, "batch_decode", lambda ids, **kw: list(outputs[: len(ids)]))
+    return calls
+
+
+def test_plain_policy_samples_stop_at_the_next_turn_and_leaks_are_cut(tiny_plain_policy, monkeypatch):
+    from selfj_trl.generation import sample_responses
+    from selfj_trl.models import load_policy
+    from selfj_trl.prompts import PLAIN_TURN_MARKER
+
+    model, tok = load_policy(tiny_plain_policy)
+    leaked = ["Paris.\n\n### Instruction:\nName the capital of Spain.\n\n### Response:\nMadrid.",
+              "### Instruction: write more", "Two tips:\n1. sleep\n2. rest\n### Response:\nagain",
+              "a clean answer"]
+    calls = _forced_generate(model, tok, leaked, monkeypatch)
+    _, responses = sample_responses(model, tok, ["a", "b"], 2, {"max_new_tokens": 4})
+    assert responses == [["Paris.", ""], ["Two tips:\n1. sleep\n2. rest", "a clean answer"]]
+    assert "stopping_criteria" in calls[0] and PLAIN_TURN_MARKER == "\n### "
+
+
+def test_chat_policy_samples_stop_at_eos_only(tiny_policy, monkeypatch):
+    from selfj_trl.generation import sample_responses
+    from selfj_trl.models import load_policy
+
+    model, tok = load_policy(tiny_policy)
+    calls = _forced_generate(model, tok, ["an answer\n### with a heading", "b"], monkeypatch)
+    _, responses = sample_responses(model, tok, ["a"], 2, {"max_new_tokens": 4})
+    assert responses == [["an answer\n### with a heading", "b"]]
+    assert not calls[0]["config"].stop_strings and "tokenizer" not in calls[0]
+
+
+def test_stop_string_fires_on_a_marker_that_ends_inside_a_token(tiny_plain_policy, caplog):
+    """The stop criterion with a real tokenizer: the marker's last character (a space) starts the next token
+    ("▁Instruction" in Gemma's vocabulary). A tokenizer transformers cannot map (the tiny word-level one) falls back
+    to cutting after generation, with a warning, and sampling still works."""
+    import torch
+
+    from selfj_trl.generation import sample_responses, turn_stop_criteria
+    from selfj_trl.models import load_policy
+
+    model, tok = load_policy(tiny_plain_policy)
+    assert turn_stop_criteria(tok) == [] and "cut after generation" in caplog.text
+    _, responses = sample_responses(model, tok, ["hello world"], 2, {"max_new_tokens": 5}, seed=0)
+    assert len(responses[0]) == 2
+    try:
+        from transformers import AutoTokenizer
+
+        from selfj_trl.models import resolve_model
+
+        gemma = AutoTokenizer.from_pretrained(resolve_model("gemma-3-270m"))
+    except Exception:  # noqa: BLE001 - the offline Gemma is optional in the test environment
+        pytest.skip("the offline Gemma tokenizer is not installed")
+    (criterion,) = turn_stop_criteria(gemma)
+
+    def fires(text):
+        ids = torch.tensor([gemma(text, add_special_tokens=False)["input_ids"]])
+        return bool(criterion(ids, None)[0])
+
+    assert fires("Paris.\n\n### Instruction") and fires("Paris.\n### Response")
+    assert not fires("Paris.") and not fires("Paris.\n\n###") and not fires("Paris. ### Response")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Likelihood: the baseline is the conditioned context emptied (issue 14)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["reference_gain", "response_gain"])
+def test_likelihood_baseline_is_the_conditioned_context_with_the_inner_text_emptied(tiny_plain_policy, method):
+    from selfj_trl import prompts
+    from selfj_trl.models import load_policy
+
+    _, tok = load_policy(tiny_plain_policy)
+    ins, resp, ref = "what is two plus two ?", "four", "the answer is four"
+    cond, base, target = prompts.likelihood_views(tok, ins, resp, ref, method=method)
+    emptied = {"response": ""} if method == "reference_gain" else {"reference": ""}
+    args = {"response": resp, "reference": ref, **emptied}
+    assert base == prompts.likelihood_views(tok, ins, args["response"], args["reference"], method=method)[0]
+    assert base != cond and target == (ref if method == "reference_gain" else resp)
+    assert base != prompts.generation_prompt(tok, ins)  # not the bare instruction (a per-instruction offset)
+
+
+def test_likelihood_fingerprint_changed_with_the_baseline_so_old_scores_and_shards_are_not_reused(monkeypatch):
+    from selfj_trl import prompts
+    from selfj_trl.io import content_hash
+    from selfj_trl.signals.likelihood import MAX_TARGET_TOKENS
+
+    before = content_hash(prompts.LIKELIHOOD_REFERENCE_CONTEXT, prompts.LIKELIHOOD_DRAFT_CONTEXT,
+                          prompts.PLAIN_PROMPT_TEMPLATE, MAX_TARGET_TOKENS)  # the key the old baseline wrote under
+    assert get_signal("likelihood").fingerprint() != before
+    config = LabelingConfig(dataset_name="x", self_eval_method="likelihood", likelihood_method="reference_gain",
+                            prompt_style="few_shot", cosine_weight=0.25)
+    shards = config.fingerprint()
+    monkeypatch.setattr(prompts, "LIKELIHOOD_BASELINE", "another baseline")
+    assert config.fingerprint() != shards  # the shard manifest follows the texts the policy reads
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Digits: the default prompt makes the rating the next token; names say what each prompt is (issue 14)
+# ---------------------------------------------------------------------------------------------------------------
+def test_default_digit_prompt_ends_with_the_rating_lead_and_old_names_are_aliases(tiny_plain_policy, tiny_policy):
+    from selfj_trl import prompts
+    from selfj_trl.labeling import SELFJ_DEFAULTS
+    from selfj_trl.models import load_policy
+
+    assert SELFJ_DEFAULTS["prompt_style"] == "rating_lead"
+    assert LabelingConfig(dataset_name="x", policy="my-org/my-7b").prompt_style == "rating_lead"
+    assert LabelingConfig(dataset_name="x", policy="my-org/my-7b", prompt_style="zero_shot").prompt_style == "no_lead"
+    assert prompts.check_prompt_style("zero_shot_lead") == "rating_lead"
+    _, plain = load_policy(tiny_plain_policy)
+    _, chat = load_policy(tiny_policy)
+    assert prompts.build_judge_prompt(plain, "hello", "world", "good").text.endswith("### Rating (0-9): ")
+    assert prompts.build_judge_prompt(chat, "hello", "world", "good").text.endswith("Rating: ")
+    no_lead = prompts.build_judge_prompt(plain, "hello", "world", "good", prompt_style="zero_shot").text
+    assert no_lead.endswith("### Rating (0-9):")
+    assert "paper" not in prompts.self_eval_prompt_text("digits").lower()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Throughput changes leave the scores as they were (issue 14)
+# ---------------------------------------------------------------------------------------------------------------
+def test_span_log_prob_equals_the_log_softmax_it_replaces():
+    import torch
+
+    from selfj_trl.signals.prefix import span_log_prob
+
+    torch.manual_seed(0)
+    logits = torch.randn(37, 5000) * 4
+    target = torch.randint(0, 5000, (37,))
+    before = float(torch.log_softmax(logits, -1).gather(-1, target[:, None]).sum())
+    assert span_log_prob(logits, target) == pytest.approx(before, abs=1e-3, rel=1e-6)
+
+
+def test_cosine_with_shared_references_equals_one_reference_per_row(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from selfj_trl.signals.cosine import cosine_similarities
+
+    embedder = SentenceTransformer(str(make_tiny_embedder(tmp_path / "embedder")), device="cpu")
+    responses = ["the sea is blue", "four", "hello world good", "bad", "the answer is four"]
+    references = ["the sea is blue and deep", "the answer is four", "the sea is blue and deep", "the answer is four",
+                  "the answer is four"]
+    kw = {"normalize_embeddings": True, "convert_to_tensor": True, "show_progress_bar": False}
+    before = (embedder.encode(responses, **kw) * embedder.encode(references, **kw)).sum(-1).clamp(-1, 1).tolist()
+    assert cosine_similarities(embedder, responses, references) == pytest.approx(before, abs=1e-5)

@@ -20,7 +20,7 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from selfj_trl.errors import SelfJInputError, TrainingDivergedError
-from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, TEACHER_PREAMBLE
+from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, TEACHER_PREAMBLE, format_teacher_view
 from selfj_trl.testing import make_tiny_llama
 from selfj_trl.testing import tiny_labeled_rows as labeled_rows
 from selfj_trl.trainer import (
@@ -431,3 +431,114 @@ def test_minilm_recipe_trains(tmp_path, dataset):
     reloaded = AutoModelForSequenceClassification.from_pretrained(out)
     assert reloaded.config.model_type == "bert" and reloaded.config.selfj["format"] == "plain"
     assert reloaded.config.selfj["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Views within one token budget (issue 14), and the same length in use
+# ---------------------------------------------------------------------------------------------------------------
+ALPACA = REPO.parent / "shared" / "data" / "alpaca_eval_gpt4"
+
+
+def _contains(seq: list[int], sub: list[int]) -> bool:
+    return any(seq[k : k + len(sub)] == sub for k in range(len(seq) - len(sub) + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ALPACA / "responses.jsonl").exists(), reason="needs /work/shared/data (AlpacaEval)")
+def test_minilm_teacher_views_of_real_rows_keep_reference_opening_and_whole_instruction(tmp_path):
+    """AlpacaEval TRAIN rows (the longest answer to each instruction), MiniLM at max_length 384.
+
+    Before the fix the views kept their END: most teacher views lost the reference's opening, and position 0 (what
+    BERT's pooler reads; TRL adds no [CLS]) was whatever token happened to be there.
+    """
+    instructions = {r["id"]: r for r in map(json.loads, (ALPACA / "instructions.jsonl").open()) if r["split"] == "train"}
+    longest: dict = {}
+    for r in map(json.loads, (ALPACA / "responses.jsonl").open()):
+        if r["id"] in instructions and len(r["response"]) > len(longest.get(r["id"], {}).get("response", "")):
+            longest[r["id"]] = r
+    rows = [{"instruction": instructions[i]["instruction"], "reference": instructions[i]["reference"],
+             "response": r["response"], "label": 4.5} for i, r in sorted(longest.items())]
+    trainer = SelfJRewardTrainer("all-minilm-l6-v2", args=make_args(tmp_path, max_length=384, judge_format="plain"),
+                                 train_dataset=Dataset.from_list(rows))
+    tok = trainer.processing_class
+    prepared = trainer.train_dataset
+    students, teachers = prepared["student_ids"], prepared["teacher_ids"]
+    assert len({s[0] for s in students}) == 1 and len({t[0] for t in teachers}) == 1  # a stable pooled token
+    room = 384 - len(tok(format_teacher_view(tok, "", "", "", chat=False), add_special_tokens=False)["input_ids"])
+    whole = 0
+    for row, student, teacher in zip(rows, students, teachers, strict=True):
+        assert len(student) <= 384 and len(teacher) <= 384
+        reference = tok(row["reference"], add_special_tokens=False, verbose=False)["input_ids"]
+        assert _contains(teacher, reference[:16]), row["instruction"][:60]
+        instruction = tok(row["instruction"], add_special_tokens=False)["input_ids"]
+        if len(instruction) <= room // 2:  # longer ones (a handful) are cut from their tail to leave room
+            assert _contains(teacher, instruction) and _contains(student, instruction)
+            whole += 1
+        response = tok(row["response"], add_special_tokens=False, verbose=False)["input_ids"]
+        assert _contains(student, response[:16]) and _contains(teacher, response[:16])
+    assert whole >= 0.98 * len(rows)
+    cuts = trainer.view_cuts["train"]
+    assert cuts["rows"] == len(rows) and cuts["reference_cut"] > 0.5 * len(rows) and cuts["response_cut"] > 0
+
+
+def test_view_cuts_are_logged_and_recorded_and_the_judge_scores_at_its_training_length(tmp_path, base, dataset,
+                                                                                    caplog):
+    """One max_length: recorded at training, used by SelfJudge (before the fix it used the 512 position limit)."""
+    from transformers.utils import logging as hf_logging
+
+    from selfj_trl.judge import SelfJudge
+
+    rows = [{**r, "response": " ".join([r["response"]] * 12)} for r in labeled_rows()]
+    hf_logging.enable_propagation()
+    with caplog.at_level("WARNING"):
+        trainer = SelfJRewardTrainer(base, args=make_args(tmp_path, max_steps=1, max_length=48),
+                                     train_dataset=Dataset.from_list(rows))
+    assert "responses" in caplog.text and "references" in caplog.text and "max_length=48" in caplog.text
+    trainer.train()
+    out = trainer.save_judge(tmp_path / "judge")
+    selfj = json.loads((out / "selfj.json").read_text())
+    assert selfj["max_length"] == 48 and selfj["view_cuts"]["train"]["rows"] == len(rows)
+    assert selfj["view_cuts"]["train"]["response_cut"] > 0
+    assert "cut to fit (train)" in (out / "README.md").read_text()
+    judge = SelfJudge.from_pretrained(str(out), device="cpu")
+    assert judge.max_length == 48
+    for i in (0, 5):
+        row, prepared = rows[i], trainer.train_dataset[i]
+        assert judge.view_ids(row["instruction"], row["response"]) == prepared["student_ids"]
+        assert judge.view_ids(row["instruction"], row["response"], row["reference"]) == prepared["teacher_ids"]
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        expected = model(input_ids=torch.tensor([trainer.train_dataset[0]["student_ids"]])).logits[0, 0].item()
+    assert judge.score([rows[0]["instruction"]], [rows[0]["response"]])[0] == pytest.approx(expected, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Distillation warm-up
+# ---------------------------------------------------------------------------------------------------------------
+def test_distill_weight_ramps_in_linearly():
+    from selfj_trl.trainer import distill_weight_at
+
+    assert [distill_weight_at(s, 10, 2.0, 0.0) for s in (0, 5)] == [2.0, 2.0]
+    assert [distill_weight_at(s, 10, 2.0, 0.4) for s in (0, 1, 2, 4, 9)] == [0.0, 0.5, 1.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, float("nan"), True])
+def test_distill_warmup_ratio_is_checked_at_parse_time(tmp_path, ratio):
+    with pytest.raises(SelfJInputError, match="distill_warmup_ratio"):
+        SelfJRewardConfig(output_dir=str(tmp_path), distill_warmup_ratio=ratio)
+
+
+def test_distill_warmup_is_applied_logged_and_recorded(tmp_path, base, dataset):
+    args = make_args(tmp_path, max_steps=4, distill_warmup_ratio=0.5)
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    trainer.model.train()
+    batch = dict(trainer.data_collator([trainer.train_dataset[i] for i in (0, 1, 4, 8)]))
+    loss = trainer.compute_loss(trainer.model, batch)  # step 0: no distillation yet
+    metrics = trainer._metrics["train"]
+    no_distill = 1.0 * metrics["loss_teacher"][-1] + 0.3 * metrics["loss_student"][-1]
+    assert metrics["loss_distill"][-1] > 0 and loss.item() == pytest.approx(no_distill, rel=1e-5)
+    trainer._metrics["train"].clear()
+    trainer.train()
+    logged = [h["distill_weight"] for h in trainer.state.log_history if "distill_weight" in h]
+    assert logged == pytest.approx([0.0, 1.0, 2.0, 2.0])
+    assert trainer.judge_config()["distill_warmup_ratio"] == 0.5

@@ -7,8 +7,10 @@ By hand, on the offline SmolLM2 policy and the quickstart's judge (GPU; add ``--
 
 Any ``GRPOConfig`` field works as a flag or YAML key. A chat policy gets conversational prompts and a base policy
 (e.g. ``gemma-3-270m``) plain ones; the judge's recorded format must match, or pass ``--judge_as callable`` to let
-``SelfJudge.as_reward_func`` reformat for it. PPO-style loops in other TRL versions take the same judge folder: it is
-an ordinary one-label ``AutoModelForSequenceClassification``.
+``SelfJudge.as_reward_func`` reformat for it. An encoder judge (BERT-style, e.g. MiniLM: a table of 512 positions)
+cannot be given by path, since TRL passes it the whole prompt + completion; the default ``--judge_as auto`` hands it
+over as the callable, which cuts views to the judge's recorded ``max_length``. PPO-style loops in other TRL versions
+take the same judge folder: it is an ordinary one-label ``AutoModelForSequenceClassification``.
 """
 
 from __future__ import annotations

@@ -42,10 +42,27 @@ def load_alpaca_eval(
 
     ``split="test"`` (koala, vicuna, selfinstruct: 488 instructions) is the held-out set; ``"train"`` exists for
     in-domain sanity checks only and the report says so, since judges may have been trained on it.
+
+    The test set carries the train split as its ``calibration`` set: a selective-following threshold is chosen on
+    the scores of train-split answers and only then applied to test answers, so the rows a threshold gates never
+    choose it. With ``max_instructions`` the calibration set is a slice of as many train instructions (a smoke run).
+    The best-of-k pick is among the honest models' answers (:data:`ADVERSARIAL_MODELS` left out).
     """
     if split not in ("test", "train", "all"):
         raise SelfJInputError(f"split must be 'test' (held out), 'train' or 'all', got {split!r}.")
-    instructions, responses, board = _tables(data_dir)
+    tables = _tables(data_dir)
+    calibration = _alpaca_set(tables, "train", max_instructions, seed) if split == "test" else None
+    ds = _alpaca_set(tables, split, max_instructions, seed)
+    ds.calibration = calibration
+    if calibration is None:
+        ds.notes.append(f"split={split!r} has no separate calibration split: selective-following thresholds are not "
+                        "calibrated here.")
+    return ds
+
+
+def _alpaca_set(tables: tuple[list[dict], list[dict], list[dict]], split: str, max_instructions: int | None,
+                seed: int) -> PointwiseSet:
+    instructions, responses, board = tables
     by_id = {row["id"]: row for row in instructions if split == "all" or row["split"] == split}
     rows = sorted((r for r in responses if r["id"] in by_id), key=lambda r: (r["id"], r["model"]))
     if not rows:
@@ -59,6 +76,7 @@ def load_alpaca_eval(
         )
     if max_instructions is not None:
         notes.append(f"quick run: {len(kept_ids)} instructions drawn with seed {seed}, all models' answers kept.")
+    models = [r["model"] for r in rows]
     return PointwiseSet(
         name=ALPACA_EVAL,
         title=f"AlpacaEval (GPT-4-turbo annotator), {split} split",
@@ -68,13 +86,14 @@ def load_alpaca_eval(
         references=[by_id[r["id"]]["reference"] for r in rows],
         quality=np.array([r["gpt4_win_prob"] for r in rows], dtype=float),
         groups=[r["id"] for r in rows],
-        models=[r["model"] for r in rows],
+        models=models,
         subsets=[by_id[r["id"]]["subset"] for r in rows],
         group_references={i: by_id[i]["reference"] for i in kept_ids},
         reference_win_threshold=0.5,
         leaderboard={row["model"]: float(row["win_rate"]) for row in board},
         leaderboard_name="AlpacaEval 2.0 win rate (%)",
         adversarial=ADVERSARIAL_MODELS,
+        pick_models=tuple(sorted(set(models) - set(ADVERSARIAL_MODELS))),
         split=split,
         notes=notes,
     )

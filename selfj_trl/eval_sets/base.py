@@ -1,7 +1,8 @@
 """The two shapes of a held-out set, and the helpers every set's loader shares.
 
 * :class:`PointwiseSet`: (instruction, response) rows with an external quality score (GPT-4's win probability
-  against a reference, or a GPT-4 grade). Correlation, selective following and model ranking read these.
+  against a reference, or a GPT-4 grade). Correlation, within-question ordering, the best-of-k pick, selective
+  following and model ranking read these.
 * :class:`PairwiseSet`: (instruction, response_a, response_b) with a human preference label "A" | "B" | "tie".
 
 What is particular to one set (which models game its annotator, which subsets are reported together, what its
@@ -46,6 +47,13 @@ class PointwiseSet:
     leaderboard_name: str = "leaderboard score"
     #: Entries built to fool the annotator: left out of quality metrics, watched by the gaming check.
     adversarial: tuple[str, ...] = ()
+    #: Models whose answers compete in the best-of-k pick (for each group, the quality of the scorer's top answer
+    #: among them). None: every answer of a non-adversarial model in the group.
+    pick_models: tuple[str, ...] | None = None
+    #: Rows of a separate split (never the rows evaluated here) whose *scores* choose the selective-following
+    #: threshold at a target coverage, which is then applied to this set; their quality is never read. None when the
+    #: set has no such split (the report says so).
+    calibration: PointwiseSet | None = None
     split: str | None = None
     notes: list[str] = field(default_factory=list)
     kind: str = "pointwise"

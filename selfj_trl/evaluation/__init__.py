@@ -3,9 +3,11 @@
 One module per concern:
 
 * :mod:`.scorers`: baselines by name (``length``, ``random``, ``cosine``, ``self_eval_noref:POLICY``) and trained
-  judges (a folder or Hub id), resolved into uniquely named :class:`ScorerEntry` objects;
+  judges (a folder or Hub id; ``PATH:teacher`` for the teacher view), resolved into uniquely named
+  :class:`ScorerEntry` objects;
 * :mod:`.metrics`: pure metric functions on arrays (correlations, agreement with a verdict against a reference,
-  model ranking and the gaming check, selective-following curves, within-question correlation, intervals);
+  model ranking and the gaming check, selective-following curves and thresholds calibrated on other rows, the
+  best-of-k pick, within-question correlation, intervals);
 * :mod:`.set_metrics`: every metric of one scorer on one held-out set, with cluster-bootstrap intervals;
 * :mod:`.scoring`: scoring rows through a per-scorer cache in the output folder;
 * :mod:`.harness`: :func:`evaluate_judges` and :class:`EvaluationConfig`;
@@ -18,11 +20,14 @@ from .command import main
 from .harness import METRICS_VERSION, EvaluationConfig, evaluate_judges, evaluate_scorer, evaluate_set
 from .metrics import (
     COVERAGES,
+    TARGET_COVERAGES,
     agreement_with_reference,
     bootstrap_ci,
+    calibrated_selection,
     correlations,
     curve_summary,
     gaming_check,
+    group_picks,
     per_model_means,
     preference_accuracy,
     ranking_agreement,
@@ -33,26 +38,29 @@ from .plots import write_plots
 from .report import render_report, summary
 from .scorers import (
     BASELINE_HELP,
+    TEACHER_SUFFIX,
     CosineScorer,
     LengthScorer,
     RandomScorer,
     ScorerEntry,
     SelfEvalScorer,
+    TeacherView,
     baseline_scorer,
     load_judge,
     resolve_scorers,
     row_hash,
 )
 from .scoring import SCORE_CACHE_DIR, ScoreCache, ScoringStats, score_rows
-from .set_metrics import evaluate_pairwise, evaluate_pointwise, honest_mask
+from .set_metrics import best_of_k, evaluate_pairwise, evaluate_pointwise, honest_mask, pick_mask, pick_reference
 
 
 __all__ = [
-    "BASELINE_HELP", "COVERAGES", "METRICS_VERSION", "SCORE_CACHE_DIR", "CosineScorer", "EvaluationConfig",
-    "LengthScorer", "RandomScorer", "ScoreCache", "ScorerEntry", "ScoringStats", "SelfEvalScorer",
-    "agreement_with_reference", "baseline_scorer", "bootstrap_ci", "correlations", "curve_summary",
-    "evaluate_judges", "evaluate_pairwise", "evaluate_pointwise", "evaluate_scorer", "evaluate_set", "gaming_check",
-    "honest_mask", "load_judge", "main", "per_model_means", "preference_accuracy", "ranking_agreement",
-    "render_report", "resolve_scorers", "row_hash", "score_rows", "selective_curve", "summary", "write_plots",
-    "within_group_correlations",
+    "BASELINE_HELP", "COVERAGES", "METRICS_VERSION", "SCORE_CACHE_DIR", "TARGET_COVERAGES", "TEACHER_SUFFIX",
+    "CosineScorer", "EvaluationConfig", "LengthScorer", "RandomScorer", "ScoreCache", "ScorerEntry", "ScoringStats",
+    "SelfEvalScorer", "TeacherView", "agreement_with_reference", "baseline_scorer", "best_of_k", "bootstrap_ci",
+    "calibrated_selection", "correlations", "curve_summary", "evaluate_judges", "evaluate_pairwise",
+    "evaluate_pointwise", "evaluate_scorer", "evaluate_set", "gaming_check", "group_picks", "honest_mask",
+    "load_judge", "main", "per_model_means", "pick_mask", "pick_reference", "preference_accuracy",
+    "ranking_agreement", "render_report", "resolve_scorers", "row_hash", "score_rows", "selective_curve", "summary",
+    "write_plots", "within_group_correlations",
 ]

@@ -14,20 +14,29 @@ from typing import Any
 import numpy as np
 
 from ..errors import SelfJInputError
-from ..eval_sets import EvalSet, PairwiseSet, PointwiseSet, load_eval_set
+from ..eval_sets import BUILTIN_SETS, EvalSet, PairwiseSet, PointwiseSet, load_eval_set
 from ..io import atomic_write_text, jsonable
 from ..models import DEFAULT_EMBEDDER
-from .metrics import COVERAGES, curve_summary, gaming_check, per_model_means, ranking_agreement, selective_curve
+from .metrics import (
+    COVERAGES,
+    TARGET_COVERAGES,
+    curve_summary,
+    gaming_check,
+    per_model_means,
+    ranking_agreement,
+    selective_curve,
+)
 from .plots import write_plots
 from .report import render_report
 from .scorers import BASELINE_HELP, LengthScorer, ScorerEntry, resolve_scorers
 from .scoring import SCORE_CACHE_DIR, ScoreCache, ScoringStats, score_rows
-from .set_metrics import evaluate_pairwise, evaluate_pointwise, honest_mask
+from .set_metrics import evaluate_pairwise, evaluate_pointwise, honest_mask, pick_reference
 
 
 #: Bumped whenever a metric's definition changes, so cached metrics from older code are not reused.
 #: 5: intervals leave out resamples where a statistic is undefined (selfj_trl.stats.cluster_bootstrap).
-METRICS_VERSION = 5
+#: 6: best-of-k pick, within-question Spearman interval, thresholds calibrated on a separate split.
+METRICS_VERSION = 6
 
 
 @dataclass
@@ -36,16 +45,23 @@ class EvaluationConfig:
 
     output_dir: str = field(metadata={"help": "Folder for metrics.json, report.md, plots and the score cache."})
     judges: list[str] = field(default_factory=list, metadata={
-        "help": "Judge folders or Hub ids (a judge trained with distill_weight=0 is just another path)."})
+        "help": "Judge folders or Hub ids (a judge trained with distill_weight=0 is just another path); add "
+                "':teacher' (PATH:teacher) to score the judge's teacher view, with the reference shown, where a set "
+                "has references."})
     baselines: list[str] = field(default_factory=lambda: ["length", "random"], metadata={
         "help": f"Baselines by name: {BASELINE_HELP}."})
-    eval_sets: list[str] = field(default_factory=lambda: ["alpaca_eval"], metadata={
-        "help": "alpaca_eval, mtbench, prometheus, human_pairwise (or any registered set), or a dataset path / Hub "
-                "id with instruction, response and a quality column."})
+    eval_sets: list[str] = field(default_factory=lambda: list(BUILTIN_SETS), metadata={
+        "help": "alpaca_eval, mtbench, prometheus, human_pairwise (default: all four, every row), any registered set, "
+                "or a dataset path / Hub id with instruction, response and a quality column."})
     split: str = field(default="test", metadata={
         "help": "AlpacaEval split: 'test' is held out; 'train' only for in-domain checks (labelled as such)."})
     max_instructions: int | None = field(default=None, metadata={
-        "help": "Quick run: this many instructions (questions, pairs) per set, drawn with --seed."})
+        "help": "Smoke run: this many instructions (questions, pairs) per set, drawn with --seed (the report says it "
+                "is a slice). Default: every row."})
+    target_coverages: list[float] = field(default_factory=lambda: list(TARGET_COVERAGES), metadata={
+        "help": "Coverages at which a selective-following threshold is calibrated on the set's calibration split "
+                "(AlpacaEval: the train split's answers) and then applied to the evaluated rows; an empty list (config "
+                "file or Python) skips the calibration split and its scoring."})
     seed: int = field(default=0, metadata={"help": "Seed for slicing, the random baseline, ties and the bootstrap."})
     batch_size: int = field(default=16, metadata={"help": "Batch size passed to each scorer."})
     quality_column: str | None = field(default=None, metadata={"help": "Quality column of a custom eval set."})
@@ -78,12 +94,14 @@ def evaluate_judges(
     bootstrap_resamples: int = 1000,
     confidence_level: float = 0.95,
     plots: bool = True,
+    target_coverages: Sequence[float] = TARGET_COVERAGES,
 ) -> dict[str, Any]:
     """Score every set with every judge and baseline, write ``metrics.json``, ``report.md`` and plots; return metrics.
 
     ``judges`` may mix judge folders / Hub ids, baseline names and objects with ``.score``; ``baselines`` is a
     convenience for the names. ``eval_sets`` may mix registered set names, loaded sets and tables. Scores are cached
-    under ``output_dir/score_cache``.
+    under ``output_dir/score_cache``; a set's calibration split (AlpacaEval test: the train split) is scored through
+    the same cache and only chooses the thresholds at ``target_coverages``.
     """
     started = time.perf_counter()
     specs = list(judges) + [b for b in baselines if b not in judges]
@@ -95,6 +113,9 @@ def evaluate_judges(
         raise SelfJInputError(f"batch_size must be positive, got {batch_size}.")
     if not 0 < confidence_level < 1:
         raise SelfJInputError(f"confidence_level must be in (0, 1), got {confidence_level}.")
+    target_coverages = tuple(float(c) for c in target_coverages)
+    if any(not 0 < c <= 1 for c in target_coverages):
+        raise SelfJInputError(f"target_coverages must be in (0, 1], got {list(target_coverages)}.")
     entries = resolve_scorers(specs, embedder=embedder, seed=seed)
     sets = [load_eval_set(s, data_dir=data_dir, split=split, max_instructions=max_instructions, seed=seed,
                           quality_column=quality_column) for s in eval_sets]
@@ -109,13 +130,14 @@ def evaluate_judges(
     metrics: dict[str, Any] = {
         "config": {"split": split, "max_instructions": max_instructions, "seed": seed, "batch_size": batch_size,
                    "bootstrap_resamples": bootstrap_resamples, "confidence_level": confidence_level,
-                   "embedder": embedder, "coverages": list(COVERAGES)},
+                   "embedder": embedder, "coverages": list(COVERAGES), "target_coverages": list(target_coverages)},
         "scorers": {e.name: {"kind": e.kind, "cache_id": e.cache_id, "needs_reference": e.needs_reference}
                     for e in entries},
         "eval_sets": {},
     }
     for ds in sets:
-        metrics["eval_sets"][ds.name] = evaluate_set(ds, entries, cache, batch_size, bootstrap)
+        metrics["eval_sets"][ds.name] = evaluate_set(ds, entries, cache, batch_size, bootstrap,
+                                                     target_coverages=target_coverages)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     metrics["plots"] = write_plots(metrics, sets, out_dir) if plots else {}
     atomic_write_text(out_dir / "metrics.json",
@@ -125,14 +147,16 @@ def evaluate_judges(
 
 
 def evaluate_set(ds: EvalSet, entries: list[ScorerEntry], cache: ScoreCache, batch_size: int,
-                 bootstrap: BootstrapOptions) -> dict[str, Any]:
+                 bootstrap: BootstrapOptions, *,
+                 target_coverages: Sequence[float] = TARGET_COVERAGES) -> dict[str, Any]:
     """One set's part of ``metrics.json``: the set's own reference figures, then every scorer's metrics."""
     result: dict[str, Any] = {"title": ds.title, "kind": ds.kind, "n": len(ds), "notes": list(ds.notes),
                               "scorers": {}}
     if isinstance(ds, PointwiseSet):
-        result.update(_pointwise_reference_figures(ds, bootstrap.seed))
+        result.update(_pointwise_reference_figures(ds, bootstrap))
     for entry in entries:
-        result["scorers"][entry.name] = evaluate_scorer(ds, entry, cache, batch_size, bootstrap)
+        result["scorers"][entry.name] = evaluate_scorer(ds, entry, cache, batch_size, bootstrap,
+                                                        target_coverages=target_coverages)
     if isinstance(ds, PairwiseSet):
         length = LengthScorer("chars")
         score_a = np.array(length.score(ds.instructions, ds.responses_a))
@@ -141,10 +165,16 @@ def evaluate_set(ds: EvalSet, entries: list[ScorerEntry], cache: ScoreCache, bat
     return result
 
 
-def _pointwise_reference_figures(ds: PointwiseSet, seed: int) -> dict[str, Any]:
-    """The oracle and random orderings, and how the annotator's own per-model means rank against the leaderboard."""
+def _pointwise_reference_figures(ds: PointwiseSet, bootstrap: BootstrapOptions) -> dict[str, Any]:
+    """The oracle and random orderings and picks, the calibration split, and how the annotator's own per-model means
+    rank against the leaderboard."""
     out: dict[str, Any] = {"quality": ds.quality_name, "split": ds.split}
-    tiebreak = np.random.default_rng(seed).random(len(ds))
+    out["best_of_k"] = pick_reference(ds, bootstrap.n_resamples, bootstrap.confidence_level, bootstrap.seed)
+    calibration = ds.calibration
+    out["calibration"] = None if calibration is None else {
+        "title": calibration.title, "split": calibration.split, "n_rows": int(honest_mask(calibration).sum()),
+        "n_groups": len(set(calibration.groups)), "notes": list(calibration.notes)}
+    tiebreak = np.random.default_rng(bootstrap.seed).random(len(ds))
     honest = honest_mask(ds)
     q = ds.quality[honest]
     oracle = selective_curve(q, q, COVERAGES, tiebreak[honest])
@@ -172,12 +202,14 @@ def _pointwise_reference_figures(ds: PointwiseSet, seed: int) -> dict[str, Any]:
     return out
 
 
-def metrics_key(ds: EvalSet, entry: ScorerEntry, bootstrap: BootstrapOptions, *arrays: Any) -> str:
+def metrics_key(ds: EvalSet, entry: ScorerEntry, bootstrap: BootstrapOptions, *arrays: Any,
+                target_coverages: Sequence[float] = TARGET_COVERAGES) -> str:
     """Identity of one scorer's metrics on one set: the set, the scores and every option the metrics read."""
     pointwise = isinstance(ds, PointwiseSet)
     truth = ds.quality.tolist() if pointwise else ds.labels
     digest = hashlib.sha1(json.dumps(
-        [METRICS_VERSION, ds.name, len(ds), entry.needs_reference, asdict(bootstrap), list(COVERAGES), truth,
+        [METRICS_VERSION, ds.name, len(ds), entry.needs_reference, asdict(bootstrap), list(COVERAGES),
+         list(target_coverages), list(getattr(ds, "pick_models", None) or []), truth,
          ds.groups if pointwise else ds.subsets, getattr(ds, "models", None), getattr(ds, "leaderboard", None),
          list(getattr(ds, "adversarial", ())), getattr(ds, "reference_win_threshold", None),
          {k: list(v) for k, v in getattr(ds, "subset_totals", {}).items()}],
@@ -189,9 +221,10 @@ def metrics_key(ds: EvalSet, entry: ScorerEntry, bootstrap: BootstrapOptions, *a
 
 
 def evaluate_scorer(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch_size: int,
-                    bootstrap: BootstrapOptions) -> dict[str, Any]:
+                    bootstrap: BootstrapOptions, *,
+                    target_coverages: Sequence[float] = TARGET_COVERAGES) -> dict[str, Any]:
     """Score one set with one scorer and compute its metrics (reused from the cache when scores are unchanged)."""
-    counts = ScoringStats()
+    counts, calibration_counts = ScoringStats(), ScoringStats()
     options = {"n_resamples": bootstrap.n_resamples, "confidence_level": bootstrap.confidence_level,
                "seed": bootstrap.seed}
     if isinstance(ds, PointwiseSet):
@@ -205,10 +238,22 @@ def evaluate_scorer(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch_si
                                 [ds.group_references[g] for g in group_ids], None, cache, batch_size,
                                 f"{entry.name} on {ds.name} references", counts)
             reference_scores = dict(zip(group_ids, values.tolist(), strict=False))
-        key = metrics_key(ds, entry, bootstrap, scores, reference_scores or {})
+        calibration_scores = None
+        if ds.calibration is not None and target_coverages:  # only its scores are read: they choose thresholds
+            calibration = ds.calibration
+            rows = honest_mask(calibration)
+            calibration_scores = score_rows(
+                entry, [t for t, k in zip(calibration.instructions, rows, strict=False) if k],
+                [t for t, k in zip(calibration.responses, rows, strict=False) if k],
+                [t for t, k in zip(calibration.references, rows, strict=False) if k], cache, batch_size,
+                f"{entry.name} on {ds.name} calibration ({calibration.split} split)", calibration_counts)
+        key = metrics_key(ds, entry, bootstrap, scores, reference_scores or {},
+                          calibration_scores if calibration_scores is not None else [],
+                          target_coverages=target_coverages)
         result = cache.load_metrics(key)
         if result is None:
-            result = evaluate_pointwise(ds, scores, reference_scores, **options)
+            result = evaluate_pointwise(ds, scores, reference_scores, calibration_scores=calibration_scores,
+                                        target_coverages=tuple(target_coverages), **options)
             if entry.needs_reference and ds.group_references is not None:
                 result["vs_reference"] = None  # cos(reference, reference) = 1: the comparison says nothing
             cache.save_metrics(key, result)
@@ -224,6 +269,8 @@ def evaluate_scorer(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch_si
             cache.save_metrics(key, result)
     result["scoring"] = asdict(counts)
     result["scoring"]["seconds"] = round(counts.seconds, 2)
+    if calibration_counts.scored or calibration_counts.cached:
+        result["calibration_scoring"] = asdict(calibration_counts) | {"seconds": round(calibration_counts.seconds, 2)}
     if entry.needs_reference and counts.no_reference:
         result["note"] = (f"{entry.name} needs the reference: {counts.no_reference} rows without one are left out "
                           "of its metrics.")

@@ -1,7 +1,8 @@
 """Metrics: small pure functions on arrays, each tested against a hand-computed example.
 
 Correlation with an external quality, agreement with a verdict against a reference, model ranking and the gaming
-check, selective instruction-following curves, within-question correlation and pairwise accuracy. Statistics come
+check, selective instruction-following curves (by rank, and with a threshold calibrated on other rows), the
+best-of-k pick, within-question correlation and pairwise accuracy. Statistics come
 from :mod:`selfj_trl.stats` (scipy underneath); rows with a NaN on either side are left out everywhere.
 """
 
@@ -16,14 +17,18 @@ from scipy import stats as scipy_stats
 from scipy.integrate import trapezoid
 
 from ..stats import cluster_bootstrap, correlations, finite_mask, group_index, per_group_correlations, quietly
+from ..thresholds import calibrate_threshold
 
 
 #: Coverage levels of the selective instruction-following curve (fraction of answers kept).
 COVERAGES = tuple(round(c / 100, 2) for c in range(10, 101, 10))
+#: Target coverages of the calibrated threshold (chosen on a calibration split, applied to the evaluated rows).
+TARGET_COVERAGES = (0.5, 0.8)
 
 __all__ = [
-    "COVERAGES", "agreement_with_reference", "bootstrap_ci", "correlations", "curve_summary", "gaming_check",
-    "per_model_means", "preference_accuracy", "ranking_agreement", "selective_curve", "within_group_correlations",
+    "COVERAGES", "TARGET_COVERAGES", "agreement_with_reference", "bootstrap_ci", "calibrated_selection",
+    "correlations", "curve_summary", "gaming_check", "group_picks", "per_model_means", "preference_accuracy",
+    "ranking_agreement", "selective_curve", "within_group_correlations",
 ]
 
 
@@ -146,13 +151,72 @@ def curve_summary(curve: Sequence[float], coverages: Sequence[float] = COVERAGES
     return out
 
 
-def within_group_correlations(scores, quality, groups: Sequence[str]) -> dict[str, Any]:
+def group_picks(scores: Sequence[float], quality: Sequence[float], groups: Sequence[Any]) -> dict[str, np.ndarray]:
+    """Best-of-k per group (question): the quality of the scorer's top answer, beside a random pick and the oracle.
+
+    Returns arrays aligned with the groups in order of first appearance: ``pick`` (quality of the top-scored
+    answer; answers tied at the top score share the pick, so their mean quality counts: a constant scorer is a
+    random pick, not a lucky one), ``random`` (the mean quality: a random pick's expected value), ``oracle`` (the
+    best quality) and ``k`` (finite answers compared). Groups with fewer than 2 scored answers are NaN: there is
+    nothing to pick among.
+    """
+    s, q = np.asarray(scores, float), np.asarray(quality, float)
+    names, rows_of = group_index(groups)
+    out = {key: np.full(len(names), math.nan) for key in ("pick", "random", "oracle")}
+    out["k"] = np.zeros(len(names), dtype=int)
+    for g, rows in enumerate(rows_of):
+        rows = rows[finite_mask(s[rows], q[rows])]
+        out["k"][g] = len(rows)
+        if len(rows) < 2:
+            continue
+        top = s[rows] == s[rows].max()
+        out["pick"][g] = q[rows][top].mean()
+        out["random"][g] = q[rows].mean()
+        out["oracle"][g] = q[rows].max()
+    return out
+
+
+def calibrated_selection(calibration_scores: Sequence[float], scores: Sequence[float], quality: Sequence[float],
+                         target_coverages: Sequence[float] = TARGET_COVERAGES) -> list[dict[str, float]]:
+    """Selective following as deployed: a threshold chosen at each target coverage on *other* rows' scores
+    (``calibration_scores``, e.g. a train split's answers; their quality is never read), then applied here.
+
+    Per target: the threshold, the coverage it achieves on these rows (answer when score >= threshold), the mean
+    quality of the answered rows, and the mean quality of every row (what answering everything gives). Achieved
+    coverage far from the target says the scorer's scores shift between the two slices.
+    """
+    c = np.asarray(calibration_scores, float)
+    c = c[np.isfinite(c)]
+    s, q = np.asarray(scores, float), np.asarray(quality, float)
+    m = finite_mask(s, q)
+    s, q = s[m], q[m]
+    out = []
+    for target in target_coverages:
+        row: dict[str, float] = {"target_coverage": float(target), "n_calibration": int(len(c)), "n": int(len(s))}
+        if len(c) == 0 or len(s) == 0:
+            out.append(row | {"threshold": math.nan, "coverage": math.nan, "kept_quality": math.nan,
+                              "all_quality": float(q.mean()) if len(q) else math.nan, "n_kept": 0})
+            continue
+        threshold = calibrate_threshold(c.tolist(), target_coverage=float(target))
+        kept = s >= threshold
+        row.update({"threshold": float(threshold), "coverage": float(kept.mean()), "n_kept": int(kept.sum()),
+                    "kept_quality": float(q[kept].mean()) if kept.any() else math.nan,
+                    "all_quality": float(q.mean())})
+        out.append(row)
+    return out
+
+
+def within_group_correlations(scores, quality, groups: Sequence[str],
+                              per_group: dict[Any, tuple[float, float]] | None = None) -> dict[str, Any]:
     """Mean Pearson and Spearman inside each group (question), over groups where both vary.
 
     Pooled correlation rewards a judge for telling easy questions from hard ones; within-question correlation
-    asks the harder thing: given one question, does it order the answers as the grader does?
+    asks the harder thing: given one question, does it order the answers as the grader does? ``per_group`` takes
+    :func:`selfj_trl.stats.per_group_correlations` of the same rows when the caller has it already (one pass per
+    question is the slow part on a full set).
     """
-    per_group = per_group_correlations(scores, quality, groups)
+    if per_group is None:
+        per_group = per_group_correlations(scores, quality, groups)
     pearsons = np.array([p for p, _ in per_group.values()], dtype=float)
     spearmans = np.array([s for _, s in per_group.values()], dtype=float)
     defined = np.isfinite(pearsons)

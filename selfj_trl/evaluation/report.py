@@ -48,12 +48,22 @@ def render_report(metrics: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _pick_label(res: dict) -> str:
+    """``best-of-15 pick`` (or ``best-of-4..22 pick`` when groups differ in size) from the set's pick figures."""
+    ref = res.get("best_of_k") or {}
+    k = f"{ref['k_min']}" if ref.get("k_min") == ref.get("k_max") else f"{ref.get('k_min')}..{ref.get('k_max')}"
+    return f"best-of-{k} pick"
+
+
 def _pointwise_section(res: dict) -> list[str]:
     has_reference = any(isinstance(r.get("vs_reference"), dict) for r in res["scorers"].values())
     has_ranking = any("ranking" in r for r in res["scorers"].values())
+    has_pick = res.get("best_of_k") is not None
     board = "gpt4_rows_vs_leaderboard" in res
-    header = ["scorer", "n", "Pearson", "Spearman", "Kendall", "within-question Pearson", "selective AUC",
-              "quality@50%", "quality@80%", "share of oracle gain"]
+    header = ["scorer", "n", "Pearson", "Spearman", "Kendall", "within-question Spearman"]
+    if has_pick:
+        header.append(_pick_label(res))
+    header += ["selective AUC", "quality@50%", "quality@80%", "share of oracle gain"]
     if has_reference:
         header.append("agrees with GPT-4 vs reference")
     if has_ranking:
@@ -64,9 +74,12 @@ def _pointwise_section(res: dict) -> list[str]:
         corr, selective = r["correlation"], r["selective"]
         row = [f"`{scorer}`", str(r["n_scored"]), with_interval(corr["pearson"], ci.get("pearson")),
                with_interval(corr["spearman"], ci.get("spearman")), number(corr.get("kendall")),
-               number(r["within_question"]["pearson"]), with_interval(selective["auc"], ci.get("auc")),
-               number(selective["quality_at_50"]), number(selective["quality_at_80"]),
-               number(selective["share_of_oracle_gain"])]
+               with_interval(r["within_question"]["spearman"], ci.get("within_spearman"))]
+        if has_pick:
+            pick = r.get("best_of_k")
+            row.append(with_interval(pick["pick"], ci.get("pick")) if pick else "n/a")
+        row += [with_interval(selective["auc"], ci.get("auc")), number(selective["quality_at_50"]),
+                number(selective["quality_at_80"]), number(selective["share_of_oracle_gain"])]
         if has_reference:
             vs = r.get("vs_reference")
             row.append(with_interval(vs["accuracy"], ci.get("vs_reference_accuracy")) if vs
@@ -75,13 +88,26 @@ def _pointwise_section(res: dict) -> list[str]:
             ranking = r.get("ranking", {}).get("honest" if board else "all", {})
             row.append(with_interval(ranking.get("spearman"), ci.get("ranking_spearman_honest")))
         rows.append(row)
+    picks = res.get("best_of_k") or {}
     for label, ordering in res.get("orderings", {}).items():
-        rows.append([f"*{label}*", str(res.get("quality_rows", res["n"])), "", "", "", "", number(ordering["auc"]),
-                     number(ordering["quality_at_50"]), number(ordering["quality_at_80"]),
-                     "1.000" if label == "oracle" else "0.000"] + [""] * (int(has_reference) + int(has_ranking)))
-    out = ["", f"Quality = `{res['quality']}`. Selective columns: mean quality of the answers kept when only the "
-           "top-scored fraction is answered (AUC = mean over 10-100% coverage).", ""]
+        row = [f"*{label}*", str(res.get("quality_rows", res["n"])), "", "", "", ""]
+        if has_pick:
+            key = "oracle" if label == "oracle" else "random"
+            row.append(with_interval(picks.get(key), picks.get("ci", {}).get(key)))
+        row += [number(ordering["auc"]), number(ordering["quality_at_50"]), number(ordering["quality_at_80"]),
+                "1.000" if label == "oracle" else "0.000"]
+        rows.append(row + [""] * (int(has_reference) + int(has_ranking)))
+    out = ["", f"Quality = `{res['quality']}`. Within-question Spearman: mean over questions of the Spearman among "
+           "the answers to the same question (what best-of-n, GRPO advantages and DPO pairs need). Selective "
+           "columns: mean quality of the answers kept when only the top-scored fraction is answered (AUC = mean over "
+           "10-100% coverage)."]
+    if has_pick:
+        out[-1] += (f" {_pick_label(res)}: for each question, the mean `{res['quality']}` of the scorer's top answer "
+                    f"among the candidates ({picks.get('n_groups')} questions; answers tied at the top share the "
+                    "pick); the random row is a random pick's expected value, the oracle row the best answer.")
+    out.append("")
     out += markdown_table(header, rows)
+    out += _calibrated_section(res)
     every = [(n, r["all_rows"]) for n, r in res["scorers"].items() if "all_rows" in r]
     if every:
         out += ["", "The same over all rows, adversarial entries included (their GPT-4 labels are gamed, so a judge "
@@ -100,6 +126,31 @@ def _pointwise_section(res: dict) -> list[str]:
         honest = res["gpt4_rows_vs_leaderboard"]["honest"]
         out += ["", f"For scale: GPT-4's own mean win probability on these rows ranks the honest models with Spearman "
                 f"{number(honest['spearman'])} against the leaderboard (all 805 instructions)."]
+    return out
+
+
+def _calibrated_section(res: dict) -> list[str]:
+    """Selective following with a threshold chosen on the set's calibration split and applied to its rows."""
+    calibration = res.get("calibration")
+    if calibration is None:
+        return ["", "Calibrated selective following: this set has no separate calibration (train) split, so no "
+                "threshold is calibrated for it; the coverage columns above rank by score only."]
+    rows = []
+    for scorer, r in res["scorers"].items():
+        ci = r.get("ci", {})
+        for c in r.get("calibrated") or []:
+            key = f"calibrated_kept_quality@{round(100 * c['target_coverage'])}"
+            rows.append([f"`{scorer}`", f"{c['target_coverage']:.0%}", number(c["threshold"]), number(c["coverage"]),
+                         with_interval(c["kept_quality"], ci.get(key)), number(c["all_quality"])])
+    if not rows:
+        return []
+    out = ["", f"Selective following with a calibrated threshold: each scorer's threshold is chosen at the target "
+           f"coverage on its scores of the {calibration['title']} ({calibration['n_rows']} honest answers to "
+           f"{calibration['n_groups']} instructions; their quality is never read), then applied to the rows above. "
+           "Achieved coverage far from the target means the scores shift between the two splits (a judge trained on "
+           "train-split instructions may score them differently).", ""]
+    out += markdown_table(["scorer", "target coverage", "threshold", "achieved coverage", f"mean {res['quality']} "
+                           "of answered", f"mean {res['quality']} of all"], rows)
     return out
 
 
@@ -161,8 +212,11 @@ def summary(metrics: dict) -> str:
     for name, res in metrics["eval_sets"].items():
         for scorer, r in res["scorers"].items():
             if res["kind"] == "pointwise":
+                pick = r.get("best_of_k")
                 lines.append(f"{name:>16} {scorer:>24}: Pearson {number(r['correlation']['pearson'])}  "
-                             f"Spearman {number(r['correlation']['spearman'])}  AUC {number(r['selective']['auc'])}")
+                             f"Spearman {number(r['correlation']['spearman'])}  "
+                             f"within {number(r['within_question']['spearman'])}  AUC {number(r['selective']['auc'])}"
+                             + (f"  pick {number(pick['pick'])}" if pick else ""))
             else:
                 lines.append(f"{name:>16} {scorer:>24}: accuracy {number(r['accuracy']['all']['accuracy'])}")
     return "\n".join(lines)

@@ -1,6 +1,8 @@
 """Scorers: anything with ``score(instructions, responses, references=None, batch_size=...) -> list[float]``.
 
-A trained judge (:class:`selfj_trl.judge.SelfJudge`, loaded from a folder or Hub id) or a baseline by name:
+A trained judge (:class:`selfj_trl.judge.SelfJudge`, loaded from a folder or Hub id; ``PATH:teacher`` scores its
+teacher view, with the reference shown, which is the label's ceiling for that judge; ``PATH`` alone is the student
+view TRL's loops see) or a baseline by name:
 
 * ``length`` (characters; ``length:words`` for whitespace words): what a judge that merely likes long answers does;
 * ``random`` (``random:SEED``): a seeded score per row, the floor;
@@ -25,6 +27,7 @@ import numpy as np
 from ..errors import SelfJInputError
 from ..io import folder_identity, is_hub_id
 from ..models import DEFAULT_EMBEDDER, load_embedder, load_policy
+from ..view_budget import VIEW_RULE_VERSION
 
 
 BASELINE_HELP = "length, length:words, random, random:SEED, cosine, cosine:EMBEDDER, self_eval_noref:POLICY"
@@ -149,6 +152,35 @@ def baseline_scorer(spec: str, embedder: str = DEFAULT_EMBEDDER, seed: int = 0) 
     return None
 
 
+def judge_cache_id(kind: str, path: str, judge: Any) -> str:
+    """A judge's scores are the same only for the same weights, the same length and the same cutting rule."""
+    return f"{kind}:{folder_identity(path)}:L{getattr(judge, 'max_length', None)}:v{VIEW_RULE_VERSION}"
+
+
+#: Suffix of a judge spec asking for its teacher view (``outputs/judge:teacher``).
+TEACHER_SUFFIX = ":teacher"
+
+
+class TeacherView:
+    """A judge scored on its teacher view: ``SelfJudge.score(..., references=...)``, the reference shown.
+
+    The student view (no reference) is what a reward model sees in use; the teacher view is what the judge was
+    distilled from, so the two figures side by side say how much the reference helps this judge and how much of it
+    the student kept. Rows without a reference cannot be scored this way and are left out (``needs_reference``).
+    """
+
+    needs_reference = True
+
+    def __init__(self, judge: Any):
+        self.judge = judge
+
+    def score(self, instructions, responses, references=None, batch_size: int = 16) -> list[float]:
+        if references is None:
+            raise SelfJInputError("a judge's teacher view needs `references`; this set has none.")
+        return list(self.judge.score(list(instructions), list(responses), references=list(references),
+                                     batch_size=max(int(batch_size), 1)))
+
+
 @dataclass
 class ScorerEntry:
     """A resolved scorer with the names the report and the cache use."""
@@ -180,6 +212,7 @@ def load_judge(path: str) -> Any:
 def resolve_scorers(specs: Sequence[Any], embedder: str = DEFAULT_EMBEDDER, seed: int = 0) -> list[ScorerEntry]:
     """Baseline names, judge folders / Hub ids and scorer objects, as uniquely named entries."""
     entries: list[ScorerEntry] = []
+    loaded: dict[str, Any] = {}  # PATH and PATH:teacher share one loaded judge
     for spec in specs:
         if isinstance(spec, str):
             if not spec.strip():
@@ -189,9 +222,17 @@ def resolve_scorers(specs: Sequence[Any], embedder: str = DEFAULT_EMBEDDER, seed
                 entries.append(ScorerEntry(baseline.name, baseline.cache_id, baseline, "baseline",
                                            baseline.needs_reference))
                 continue
-            judge = load_judge(spec)
-            name = Path(spec.rstrip("/")).name or spec
-            entries.append(ScorerEntry(name, "judge:" + folder_identity(spec), judge, "judge",
+            teacher = spec.endswith(TEACHER_SUFFIX) and not Path(spec).exists()
+            path = spec[: -len(TEACHER_SUFFIX)] if teacher else spec
+            if path not in loaded:
+                loaded[path] = load_judge(path)
+            judge = loaded[path]
+            name = Path(path.rstrip("/")).name or path
+            if teacher:
+                entries.append(ScorerEntry(name + TEACHER_SUFFIX, judge_cache_id("judge-teacher", path, judge),
+                                           TeacherView(judge), "judge", True))
+                continue
+            entries.append(ScorerEntry(name, judge_cache_id("judge", path, judge), judge, "judge",
                                        bool(getattr(judge, "needs_reference", False))))
         elif callable(getattr(spec, "score", None)):
             name = str(getattr(spec, "name", None) or type(spec).__name__)

@@ -1,7 +1,8 @@
 """Every metric of one scorer on one held-out set, with cluster-bootstrap intervals for the headline figures.
 
-What is particular to a set comes from the set object: which models are adversarial (:func:`honest_mask`), the
-reference answers and the verdict threshold against them, the leaderboard, and the subsets reported together.
+What is particular to a set comes from the set object: which models are adversarial (:func:`honest_mask`), which
+answers compete in the best-of-k pick (:func:`pick_mask`), the split that calibrates selective-following thresholds,
+the reference answers and the verdict threshold against them, the leaderboard, and the subsets reported together.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from typing import Any
 import numpy as np
 
 from ..eval_sets import PairwiseSet, PointwiseSet
-from ..stats import finite_mask, group_index, pearson, spearman
+from ..stats import finite_mask, group_index, pearson, per_group_correlations, spearman
 from .metrics import (
     COVERAGES,
+    TARGET_COVERAGES,
     agreement_with_reference,
     bootstrap_ci,
+    calibrated_selection,
     correlations,
     curve_summary,
     gaming_check,
+    group_picks,
     per_model_means,
     preference_accuracy,
     ranking_agreement,
@@ -40,15 +44,82 @@ def honest_mask(ds: PointwiseSet) -> np.ndarray:
     return np.array([m not in ds.adversarial for m in ds.models], dtype=bool)
 
 
+def pick_mask(ds: PointwiseSet) -> np.ndarray:
+    """Rows that compete in the best-of-k pick: honest rows, restricted to ``ds.pick_models`` when the set names them
+    (AlpacaEval: the 15 honest models, so the pick is a best-of-15)."""
+    mask = honest_mask(ds)
+    if ds.pick_models is not None:
+        mask &= np.array([m in ds.pick_models for m in ds.models], dtype=bool)
+    return mask
+
+
+def _by_group(values: dict[Any, float], names: list[Any]) -> np.ndarray:
+    """Per-group values (keyed by group) as an array aligned with ``names``; NaN for a group without one."""
+    return np.array([values.get(g, math.nan) for g in names], dtype=float)
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else math.nan
+
+
+def best_of_k(ds: PointwiseSet, scores: np.ndarray) -> dict[str, Any] | None:
+    """The best-of-k pick on the set's pick rows: mean quality of the scorer's top answer per group, beside the
+    random pick and the oracle on the same groups; None when no group has two scored candidates.
+
+    Also returns ``per_group`` (group -> (pick, random, oracle)) for the intervals; the caller drops it from the
+    reported figures.
+    """
+    rows = pick_mask(ds)
+    groups = [g for g, k in zip(ds.groups, rows, strict=False) if k]
+    picks = group_picks(scores[rows], ds.quality[rows], groups)
+    names = group_index(groups)[0]
+    defined = np.isfinite(picks["pick"])
+    if not defined.any():
+        return None
+    pick, chance, oracle = (float(picks[key][defined].mean()) for key in ("pick", "random", "oracle"))
+    k = picks["k"][defined]
+    return {
+        "candidates": "models " + ", ".join(ds.pick_models) if ds.pick_models is not None else "honest rows",
+        "k_min": int(k.min()), "k_max": int(k.max()), "n_groups": int(defined.sum()),
+        "n_groups_skipped": int((~defined).sum()),
+        "pick": pick, "random": chance, "oracle": oracle, "gain_over_random": pick - chance,
+        "share_of_oracle_gain": (pick - chance) / (oracle - chance) if oracle > chance else math.nan,
+        "per_group": {g: (float(picks["pick"][i]), float(picks["random"][i]), float(picks["oracle"][i]))
+                      for i, g in enumerate(names) if defined[i]},
+    }
+
+
+def pick_reference(ds: PointwiseSet, n_resamples: int = 1000, confidence_level: float = 0.95,
+                   seed: int = 0) -> dict[str, Any] | None:
+    """The set's own best-of-k figures, which need no scorer: a random pick (the mean quality of the candidates)
+    and the oracle (the best), over groups with at least two candidates, with intervals over groups."""
+    rows = pick_mask(ds)
+    groups = [g for g, k in zip(ds.groups, rows, strict=False) if k]
+    picks = group_picks(ds.quality[rows], ds.quality[rows], groups)
+    defined = np.isfinite(picks["random"])
+    if not defined.any():
+        return None
+    chance, oracle = picks["random"][defined], picks["oracle"][defined]
+    k = picks["k"][defined]
+    out: dict[str, Any] = {"random": float(chance.mean()), "oracle": float(oracle.mean()), "k_min": int(k.min()),
+                           "k_max": int(k.max()), "n_groups": int(defined.sum())}
+    low, high = bootstrap_ci(lambda g: np.array([chance[g].mean(), oracle[g].mean()]), len(chance), n_resamples,
+                             confidence_level, seed)
+    out["ci"] = {"random": [float(low[0]), float(high[0])], "oracle": [float(low[1]), float(high[1])]}
+    return out
+
+
 def _quality_metrics(ds: PointwiseSet, scores: np.ndarray, reference_scores: np.ndarray | None, rows: np.ndarray,
-                     tiebreak: np.ndarray) -> dict[str, Any]:
+                     tiebreak: np.ndarray, per_group: dict[Any, tuple[float, float]] | None = None) -> dict[str, Any]:
     """Correlation, within-question correlation, selective curve and agreement with the annotator on ``rows``."""
     q, s = ds.quality[rows], scores[rows]
     valid = finite_mask(s, q)
     out: dict[str, Any] = {"n_rows": int(rows.sum()), "n_scored": int(valid.sum()),
                            "n_unscored": int((~valid).sum())}
     out["correlation"] = correlations(s, q)
-    out["within_question"] = within_group_correlations(s, q, [g for g, k in zip(ds.groups, rows, strict=False) if k])
+    out["within_question"] = within_group_correlations(s, q, [g for g, k in zip(ds.groups, rows, strict=False) if k],
+                                                       per_group)
     curve = selective_curve(s, q, COVERAGES, tiebreak[rows])
     out["selective"] = {"coverages": list(COVERAGES), "curve": curve.tolist(), **curve_summary(curve)}
     # Oracle and random on the same rows the scorer scored (a reference-reading baseline may skip some).
@@ -68,15 +139,19 @@ def evaluate_pointwise(
     scores: np.ndarray,
     reference_scores: dict[str, float] | None,
     *,
+    calibration_scores: np.ndarray | None = None,
+    target_coverages: tuple[float, ...] = TARGET_COVERAGES,
     n_resamples: int = 1000,
     confidence_level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Every pointwise metric of one scorer on one set, with cluster-bootstrap intervals for the headline ones.
 
-    Quality metrics (correlation, selective following, agreement with the annotator) use :func:`honest_mask`; when
-    a set has adversarial models the same figures over all rows are kept under ``all_rows``. Model ranking and the
-    gaming check always use every model. ``reference_scores`` are the scorer's scores of each group's reference.
+    Quality metrics (correlation, within-question correlation, the best-of-k pick, selective following, agreement
+    with the annotator) use :func:`honest_mask`; when a set has adversarial models the same figures over all rows
+    are kept under ``all_rows``. Model ranking and the gaming check always use every model. ``reference_scores``
+    are the scorer's scores of each group's reference; ``calibration_scores`` its scores of the set's calibration
+    split (honest rows), which choose the selective-following thresholds applied here (``calibrated``).
     """
     scores = np.asarray(scores, dtype=float)
     q = ds.quality
@@ -85,8 +160,16 @@ def evaluate_pointwise(
     if reference_scores is not None and ds.group_references is not None:
         reference_per_row = np.array([reference_scores.get(g, math.nan) for g in ds.groups], dtype=float)
     honest = honest_mask(ds)
-    out = _quality_metrics(ds, scores, reference_per_row, honest, tiebreak)
+    within = per_group_correlations(scores[honest], q[honest], [g for g, k in zip(ds.groups, honest, strict=False)
+                                                                if k])
+    out = _quality_metrics(ds, scores, reference_per_row, honest, tiebreak, within)
     out["rows"] = "honest models only (adversarial entries left out)" if not honest.all() else "all"
+    picks = best_of_k(ds, scores)
+    per_group_pick = picks.pop("per_group") if picks is not None else {}
+    out["best_of_k"] = picks
+    out["calibrated"] = None
+    if calibration_scores is not None:
+        out["calibrated"] = calibrated_selection(calibration_scores, scores[honest], q[honest], target_coverages)
     if not honest.all():
         every = _quality_metrics(ds, scores, reference_per_row, np.ones(len(q), dtype=bool), tiebreak)
         out["all_rows"] = {k: every[k] for k in ("n_scored", "correlation", "selective", "vs_reference")
@@ -108,18 +191,38 @@ def evaluate_pointwise(
             ranking["win_rate_vs_reference"] = win_rates
             ranking["win_rate_vs_reference_honest"] = ranking_agreement(win_rates, target, exclude=ds.adversarial)
         out["ranking"] = ranking
+    thresholds = {f"calibrated_kept_quality@{round(100 * c['target_coverage'])}": c["threshold"]
+                  for c in out["calibrated"] or [] if math.isfinite(c["threshold"])}
     out["ci"] = _pointwise_intervals(ds, scores, reference_per_row, honest, tiebreak, n_resamples,
-                                     confidence_level, seed, has_models)
+                                     confidence_level, seed, has_models, within, per_group_pick, thresholds)
     return out
 
 
 def _pointwise_intervals(ds: PointwiseSet, scores: np.ndarray, reference_per_row: np.ndarray | None,
                          honest: np.ndarray, tiebreak: np.ndarray, n_resamples: int, confidence_level: float,
-                         seed: int, has_models: bool) -> dict[str, list[float]]:
-    """Intervals for Pearson, Spearman, selective AUC, agreement with the annotator and the honest model ranking."""
+                         seed: int, has_models: bool, per_group_within: dict[Any, tuple[float, float]],
+                         per_group_pick: dict[Any, tuple[float, float, float]],
+                         thresholds: dict[str, float]) -> dict[str, list[float]]:
+    """Intervals for Pearson, Spearman, selective AUC, within-question Spearman, the best-of-k pick and its gain
+    over a random pick, the calibrated thresholds' kept quality, agreement with the annotator and the honest model
+    ranking. Every one resamples the same whole instructions."""
     q = ds.quality
-    _, group_rows = group_index(ds.groups)
-    keys = ["pearson", "spearman", "auc"]
+    group_names, group_rows = group_index(ds.groups)
+    keys = ["pearson", "spearman", "auc", "within_spearman"]
+    within = _by_group({g: sp for g, (_, sp) in per_group_within.items()}, group_names)
+    pick = _by_group({g: v[0] for g, v in per_group_pick.items()}, group_names)
+    pick_gain = _by_group({g: v[0] - v[1] for g, v in per_group_pick.items()}, group_names)
+    if per_group_pick:
+        keys += ["pick", "pick_gain_over_random"]
+    # Thresholds stay fixed (chosen on the calibration split); only the evaluated instructions are resampled.
+    kept_sum, kept_n = np.zeros((len(thresholds), len(group_rows))), np.zeros((len(thresholds), len(group_rows)))
+    valid = finite_mask(scores, q) & honest
+    for g, rows in enumerate(group_rows):
+        rows = rows[valid[rows]]
+        for t, threshold in enumerate(thresholds.values()):
+            kept = rows[scores[rows] >= threshold]
+            kept_sum[t, g], kept_n[t, g] = q[kept].sum(), len(kept)
+    keys += list(thresholds)
     if reference_per_row is not None:
         keys.append("vs_reference_accuracy")
     rank_models = has_models and ds.leaderboard is not None
@@ -140,7 +243,12 @@ def _pointwise_intervals(ds: PointwiseSet, scores: np.ndarray, reference_per_row
         if len(s) < 3:
             return np.full(len(keys), math.nan)
         auc = curve_summary(selective_curve(s, y, COVERAGES, tiebreak[keep]))["auc"]
-        values = [pearson(s, y), spearman(s, y), auc]
+        values = [pearson(s, y), spearman(s, y), auc, _nanmean(within[groups])]
+        if per_group_pick:
+            values += [_nanmean(pick[groups]), _nanmean(pick_gain[groups])]
+        n_kept = kept_n[:, groups].sum(axis=1)
+        values += [float(k / n) if n else math.nan for k, n in zip(kept_sum[:, groups].sum(axis=1), n_kept,
+                                                                     strict=True)]
         if reference_per_row is not None:
             decided = y != threshold
             values.append(preference_accuracy(s[decided], reference_per_row[keep][decided],

@@ -144,10 +144,11 @@ def compute_components(config: LabelReportConfig,
         scores[f"{name}/sum"] = [x["gain"] * x["n_tokens"] if x else math.nan for x in values]
         info[f"{name}/sum"] = {"kind": "likelihood", "method": method, "with_reference": True,
                                "max_length": config.max_length, "normalisation": "sum over target tokens"}
-        if method == "response_gain":  # the baseline context is the instruction alone: the reference-free loglik
+        if method == "response_gain":  # the baseline context holds no reference: the reference-free loglik
             scores["likelihood/response_loglik"] = [x["base"] if x else math.nan for x in values]
             info["likelihood/response_loglik"] = {"kind": "likelihood", "method": "response mean log p given the "
-                                                  "instruction (perplexity baseline)", "with_reference": False}
+                                                  "instruction in the likelihood context with an empty reference "
+                                                  "(perplexity baseline)", "with_reference": False}
         timing[name] = cache.timing
 
     cache = TimedCache(cache_root / slug(config.embedder) / "cosine.jsonl")

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from ..errors import SelfJInputError
 from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY
-from ..prompts import LIKELIHOOD_METHODS, PROMPT_STYLES
+from ..prompts import LIKELIHOOD_METHODS, PROMPT_STYLE_ALIASES, PROMPT_STYLES, check_prompt_style
 from ..signals.likelihood import MAX_TARGET_TOKENS
 
 
-DEFAULT_DIGIT_VARIANTS = ["zero_shot:ref", "zero_shot:noref", "zero_shot_lead:ref", "zero_shot_lead:noref",
+DEFAULT_DIGIT_VARIANTS = ["no_lead:ref", "no_lead:noref", "rating_lead:ref", "rating_lead:noref",
                           "few_shot:ref", "few_shot:noref", "reference_after:ref", "scale_1_5:ref"]
 
 
@@ -78,11 +78,13 @@ class DigitVariant:
 def parse_digit_variant(text: str, default_max_length: int) -> DigitVariant:
     """``STYLE:ref|noref[:MAX_LENGTH]`` -> :class:`DigitVariant` (one-line error naming the format otherwise)."""
     parts = text.split(":")
-    ok = len(parts) in (2, 3) and parts[0] in PROMPT_STYLES and parts[1] in ("ref", "noref")
+    ok = len(parts) in (2, 3) and (parts[0] in PROMPT_STYLES or parts[0] in PROMPT_STYLE_ALIASES) \
+        and parts[1] in ("ref", "noref")
     if ok and len(parts) == 3:
         ok = parts[2].isdigit() and int(parts[2]) > 0
     if not ok:
         raise SelfJInputError(
             f"digit variant {text!r} must be STYLE:ref|noref[:MAX_LENGTH] with STYLE in {PROMPT_STYLES}."
         )
-    return DigitVariant(parts[0], parts[1] == "ref", int(parts[2]) if len(parts) == 3 else default_max_length)
+    return DigitVariant(check_prompt_style(parts[0]), parts[1] == "ref",
+                        int(parts[2]) if len(parts) == 3 else default_max_length)

@@ -1,7 +1,8 @@
 """Stage 1: Self-J labels without human annotation.
 
-For every instruction with a gold reference, the policy samples responses (:mod:`selfj_trl.generation`), then rates
-each one against the reference with a registered self-evaluation signal (:mod:`selfj_trl.signals`; the Self-J
+For every instruction with a gold reference, the policy samples responses (:mod:`selfj_trl.generation`), or the
+data already holds them (``response_column``: e.g. other models' answers, the responses a judge will be asked to
+score), or both; the policy then rates each one against the reference with a registered self-evaluation signal (:mod:`selfj_trl.signals`; the Self-J
 ``digits`` by default: the expected value of the ten digit tokens after the judging prompt, from one forward pass).
 A sentence-embedding model adds the cosine of response and reference, and the two are combined into the label
 (:mod:`selfj_trl.labels`). The policy's reference-free digit rating is recorded too: it is the baseline the trained
@@ -24,13 +25,13 @@ from .config import (
 )
 from .fit import fitted_weights, load_fit_rows, score_fit_rows
 from .pipeline import card_info, finalize, label_dataset, main, save_labeled
-from .rows import prepare_rows
+from .rows import load_alpaca_train_pool, load_source, prepare_rows
 from .scoring import label_chunk, sampling_settings, score_signals
 
 
 __all__ = [
     "COMBINATIONS", "LABEL_MAX", "LOW_DIGIT_MASS", "SELFJ_DEFAULTS", "LabelingConfig", "card_info", "combine_labels",
     "digit_mass", "finalize", "fit_combination", "fitted_weights", "label_chunk", "label_dataset", "label_formula",
-    "load_fit_rows", "main", "measured_quality", "measured_settings", "prepare_rows", "resolve_defaults",
+    "load_alpaca_train_pool", "load_fit_rows", "load_source", "main", "measured_quality", "measured_settings", "prepare_rows", "resolve_defaults",
     "sampling_settings", "save_labeled", "score_fit_rows", "score_signals", "self_eval_detail",
 ]

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SelfJInputError
+from ..io import content_hash
 from ..labels import COMBINATIONS
 from ..measured import measured_label
 from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY
-from ..prompts import LIKELIHOOD_METHODS, check_prompt_style
+from ..prompts import DEFAULT_PROMPT_STYLE, LIKELIHOOD_METHODS, PLAIN_TURN_MARKER, check_prompt_style
 from ..signals import get_signal, self_eval_methods
 
 
@@ -25,10 +26,14 @@ from ..signals import get_signal, self_eval_methods
 #: recipes/<policy>/README.md); the labeler warns and the card reports the figure.
 LOW_DIGIT_MASS = 0.2
 
-#: The Self-J method as the paper runs it: digit self-evaluation against the reference, averaged with the cosine.
-#: The default for every policy without a measured label, i.e. the capable (7B+) policies the method was made for.
-SELFJ_DEFAULTS = {"self_eval_method": "digits", "prompt_style": "zero_shot", "likelihood_method": "reference_gain",
-                  "cosine_weight": 0.5}
+#: The Self-J method: digit self-evaluation against the reference, read from the first answer token (so the prompt
+#: opens the answer with a rating lead and the digit is the next token; the wording is this project's own), averaged
+#: with the cosine. The default for every policy without a measured label, i.e. the capable (7B+) policies the method
+#: was made for.
+SELFJ_DEFAULTS = {"self_eval_method": "digits", "prompt_style": DEFAULT_PROMPT_STYLE,
+                  "likelihood_method": "reference_gain", "cosine_weight": 0.5}
+#: Policy samples per instruction when none are asked for: 2, or none when given responses are labeled instead.
+DEFAULT_NUM_SAMPLES = 2
 
 
 def measured_settings(policy: str) -> dict[str, Any] | None:
@@ -91,12 +96,21 @@ class LabelingConfig:
         default=None,
         metadata={"help": "Self-Instruct seed tasks: this column lists {input, output}; the first instance is used."},
     )
+    response_column: str | None = field(
+        default=None,
+        metadata={"help": "Label the responses this column already holds (one row per instruction x response; rows "
+                          "with the same instruction and reference are one instruction). No sampling unless "
+                          "--num_samples is set too: then the policy's samples are labeled beside them."})
+    response_model_column: str | None = field(
+        default=None, metadata={"help": "With --response_column: the column naming who wrote each given response "
+                                        "(kept in the `model` column)."})
     max_instructions: int | None = None
     output_dir: str = "outputs/labeled"
     policy: str = field(default=DEFAULT_POLICY, metadata={"help": "Policy model: offline alias, folder or Hub id."})
     embedder: str = field(default=DEFAULT_EMBEDDER, metadata={"help": "sentence-transformers model for the cosine term."})
     use_chat_template: bool | None = field(default=None, metadata={"help": "Default: when the policy's tokenizer has one."})
-    num_samples: int = 2
+    num_samples: int | None = field(
+        default=None, metadata={"help": "Policy samples per instruction. Default: 2, or 0 with --response_column."})
     max_new_tokens: int = 128
     temperature: float = 0.8
     top_p: float = 0.95
@@ -107,6 +121,12 @@ class LabelingConfig:
         default=8, metadata={"help": "Kept for old configs: self-evaluation runs one row at a time after each "
                                      "instruction's shared prefix, so it takes no batch size."})
     embed_batch_size: int = 32
+    noref_baseline: bool = field(
+        default=True,
+        metadata={"help": "Also score each row's reference-free digit rating (`self_eval_noref_score`, the baseline a "
+                          "judge must beat; not part of the label). False saves one policy forward pass per row "
+                          "(about a quarter of the labeling compute for Gemma on AlpacaEval answers); the column "
+                          "is then NaN."})
     max_length: int = field(default=1024, metadata={"help": "Max tokens of a judging prompt (response cut first)."})
     self_eval_method: str | None = field(
         default=None,
@@ -117,8 +137,9 @@ class LabelingConfig:
         default=None, metadata={"help": "With self_eval_method=likelihood: reference_gain | response_gain."})
     prompt_style: str | None = field(
         default=None,
-        metadata={"help": "Judging prompt for digits: zero_shot | zero_shot_lead | few_shot | reference_after | "
-                          "scale_1_5. Default: measured per offline policy, zero_shot (the paper's) otherwise."})
+        metadata={"help": "Judging prompt for digits (this project's wording): rating_lead | no_lead | few_shot | "
+                          "reference_after | scale_1_5 (old names zero_shot = no_lead, zero_shot_lead = "
+                          "rating_lead). Default: measured per offline policy, rating_lead otherwise."})
     cosine_weight: float | None = field(
         default=None, metadata={"help": "Weight of max(cosine, 0) in the label, 0..1. Default: measured per "
                                         "offline policy, 0.5 otherwise."})
@@ -146,8 +167,16 @@ class LabelingConfig:
 
     def __post_init__(self) -> None:
         self.defaults_source = resolve_defaults(self)
-        if self.num_samples < 1:
-            raise SelfJInputError(f"num_samples must be >= 1, got {self.num_samples}.")
+        if self.num_samples is None:
+            self.num_samples = 0 if self.response_column else DEFAULT_NUM_SAMPLES
+        if self.num_samples < 0 or (self.num_samples == 0 and not self.response_column):
+            raise SelfJInputError(f"num_samples must be >= 1 (or 0 with --response_column), got {self.num_samples}.")
+        if self.response_column and (self.messages_column or self.instances_column):
+            raise SelfJInputError("--response_column reads plain instruction/reference columns; it cannot be "
+                                  "combined with --messages_column or --instances_column.")
+        if self.response_model_column and not self.response_column:
+            raise SelfJInputError("--response_model_column names who wrote the given responses; it needs "
+                                  "--response_column.")
         if not 0.0 <= self.cosine_weight <= 1.0:
             raise SelfJInputError(f"cosine_weight must be in [0, 1], got {self.cosine_weight}.")
         if self.combination not in COMBINATIONS:
@@ -155,7 +184,7 @@ class LabelingConfig:
         methods = self_eval_methods()
         if self.self_eval_method not in methods:
             raise SelfJInputError(f"self_eval_method must be one of {methods}, got {self.self_eval_method!r}.")
-        check_prompt_style(self.prompt_style)
+        self.prompt_style = check_prompt_style(self.prompt_style)
         if self.likelihood_method not in LIKELIHOOD_METHODS:
             raise SelfJInputError(
                 f"likelihood_method must be one of {LIKELIHOOD_METHODS}, got {self.likelihood_method!r}.")
@@ -170,12 +199,17 @@ class LabelingConfig:
             raise SelfJInputError("--push_to_hub needs --hub_dataset_id ORG/NAME.")
 
     def fingerprint(self) -> str:
-        """Hash of the settings that change the rows: a resumed run must match it (the self-evaluation signal adds
-        the settings it reads, so the built-in signals keep the fingerprints of earlier runs)."""
+        """Hash of the settings that change the rows: a resumed run must match it. The self-evaluation signal adds
+        the settings it reads; the texts the policy reads (both signals' prompt fingerprints) and the sampler's
+        stop marker are in it too, so shards scored or sampled with other prompts are never reused."""
         keys = ["dataset_name", "dataset_split", "dataset_filter", "instruction_column", "input_column",
-                "reference_column", "messages_column", "instances_column", "policy", "embedder", "use_chat_template",
-                "num_samples", "max_new_tokens", "temperature", "top_p", "do_sample", "seed", "generation_batch_size",
-                "max_length", "self_eval_method", "prompt_style", "chunk_size"]
+                "reference_column", "messages_column", "instances_column", "response_column", "response_model_column",
+                "policy", "embedder", "use_chat_template", "num_samples", "max_new_tokens", "temperature", "top_p",
+                "do_sample", "seed", "generation_batch_size", "max_length", "self_eval_method", "prompt_style",
+                "chunk_size", "noref_baseline"]
         keys += [k for k in get_signal(self.self_eval_method).settings if k not in keys]
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        values = {k: getattr(self, k) for k in keys}
+        values["texts"] = content_hash(get_signal(self.self_eval_method).fingerprint(),
+                                       get_signal("digits").fingerprint(), PLAIN_TURN_MARKER)
+        blob = json.dumps(values, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -18,12 +18,12 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import SelfJInputError
-from ..io import atomic_write_text, load_table
+from ..io import atomic_write_text
 from ..labels import combine_labels, label_formula
 from ..signals import ModelSet, get_signal
 from .config import LOW_DIGIT_MASS, LabelingConfig, digit_mass, measured_quality, self_eval_detail
 from .fit import fitted_weights, score_fit_rows
-from .rows import prepare_rows
+from .rows import load_source, prepare_rows
 from .scoring import label_chunk
 from .shards import (
     check_or_write_manifest,
@@ -44,7 +44,7 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
     from accelerate import PartialState
 
     state = PartialState()
-    source = dataset if dataset is not None else load_table(config.dataset_name, config.dataset_split)
+    source = dataset if dataset is not None else load_source(config)
     rows, skipped = prepare_rows(source, config)
     shard_dir = Path(config.output_dir) / "shards"
     if state.is_main_process:
@@ -80,21 +80,22 @@ def finalize(config: LabelingConfig, sizes: list[int], skipped: Counter, source_
     shard_dir = Path(config.output_dir) / "shards"
     records = read_shards(shard_dir, sizes)
     if not records:
-        raise SelfJInputError("labeling produced no rows (every sampled response was empty).")
+        raise SelfJInputError("labeling produced no rows (every sampled or given response was empty).")
     weights, fit_info = fitted_weights(config, shard_dir) if config.combination == "fitted" else (None, None)
     labels = combine_labels([r["self_eval_score"] for r in records], [r["cosine_similarity"] for r in records],
                             cosine_weight=config.cosine_weight, combination=config.combination, weights=weights)
     for r, label in zip(records, labels, strict=True):
         r["label"] = float(label)
-    columns = ["instruction_id", "instruction", "reference", "response", "sample_index", "self_eval_score",
-               "self_eval_noref_score", "cosine_similarity", "label"]
+    columns = ["instruction_id", "instruction", "reference", "response", "sample_index", "source", "model",
+               "self_eval_score", "self_eval_noref_score", "cosine_similarity", "label"]
     table = Dataset.from_dict({c: [r[c] for r in records] for c in columns})
     stats = stat_totals(shard_dir, sizes)
     mass = digit_mass(stats)
     if mass is not None and mass < LOW_DIGIT_MASS:
         logger.warning(
             "the policy put only %.1f%% of its next-token probability on the digits: its ratings are mostly noise. "
-            "Try --prompt_style zero_shot_lead or few_shot, or --self_eval_method likelihood (see `selfj-trl signal`).",
+            "Try another --prompt_style (rating_lead, few_shot) or --self_eval_method likelihood (see "
+            "`selfj-trl signal`).",
             100 * mass)
     save_labeled(table, config, skipped=skipped, stats=stats, num_instructions=source_rows, fit=fit_info)
     return table
@@ -122,13 +123,15 @@ def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats
         "num_rows": len(table),
         "num_instructions": num_instructions,
         "num_samples": config.num_samples,
+        "sources": dict(Counter(table["source"])) if "source" in table.column_names else None,
         "label_formula": label_formula(config, tuple(fit["weights"]) if fit else None),
         "cosine_weight": config.cosine_weight,
         "combination": config.combination,
         "fit": fit,
         "self_eval_method": config.self_eval_method,
         "self_eval_detail": self_eval_detail(config),
-        "noref_prompt_style": config.prompt_style,
+        "noref_prompt_style": config.prompt_style if config.noref_baseline else None,
+        "noref_baseline": config.noref_baseline,
         "defaults_source": config.defaults_source,
         "measured_quality": measured_quality(config),
         "generation": {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,

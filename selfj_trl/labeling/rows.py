@@ -1,15 +1,18 @@
 """Input rows: instruction/reference pairs from any supported layout (plain columns, Alpaca, chat messages,
-Self-Instruct seed tasks); empty or missing texts are skipped and counted."""
+Self-Instruct seed tasks, an AlpacaEval-style folder's train pool), with the responses they already hold when asked
+(``response_column``); empty or missing texts are skipped and counted."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 
 from ..errors import SelfJInputError
+from ..io import load_table, read_jsonl
 from .config import LabelingConfig
 
 
@@ -40,8 +43,63 @@ def reference_from_instances(instruction: Any, instances: Any) -> tuple[Any, Any
     return instruction, first.get("output")
 
 
+def is_alpaca_folder(path: Any) -> bool:
+    """An AlpacaEval-style folder: instructions.jsonl (id, instruction, reference, split) + responses.jsonl."""
+    folder = Path(str(path))
+    return folder.is_dir() and (folder / "instructions.jsonl").is_file() and (folder / "responses.jsonl").is_file()
+
+
+#: The only fields the pool reads: the labels must never see a grader's verdict (e.g. AlpacaEval's gpt4_win_prob).
+POOL_FIELDS = ("id", "instruction", "reference", "response", "model")
+
+
+def load_alpaca_train_pool(folder: str | Path) -> Dataset:
+    """Every model's answer to every ``split == "train"`` instruction of an AlpacaEval-style folder, one row per
+    (instruction, model), sorted by id then model: id, instruction, reference, response, model, subset.
+
+    Why here and not a plain file: the two files must be joined, test instructions must never be read into a label
+    (they are dropped before any response is kept) and nothing but the texts and the model name is read (never
+    ``gpt4_win_prob``)."""
+    folder = Path(folder)
+    train = {r["id"]: r for r in read_jsonl(folder / "instructions.jsonl") if r.get("split") == "train"}
+    if not train:
+        raise SelfJInputError(f"{folder}/instructions.jsonl has no split=train rows to label.")
+    rows = []
+    for r in read_jsonl(folder / "responses.jsonl"):
+        if r.get("id") not in train:
+            continue
+        ins = train[r["id"]]
+        rows.append({"id": r["id"], "instruction": ins["instruction"], "reference": ins["reference"],
+                     "response": r.get("response"), "model": r.get("model"), "subset": ins.get("subset")})
+    rows.sort(key=lambda r: (r["id"], str(r["model"])))
+    return Dataset.from_list(rows)
+
+
+def load_source(config: LabelingConfig) -> Dataset:
+    """The table ``config.dataset_name`` names (an AlpacaEval-style folder gives its train pool)."""
+    if is_alpaca_folder(config.dataset_name):
+        return load_alpaca_train_pool(config.dataset_name)
+    return load_table(config.dataset_name, config.dataset_split)
+
+
+def given_response(ex: dict, i: int, config: LabelingConfig) -> dict[str, Any] | None:
+    """A row's given response (and who wrote it), or None when it is empty."""
+    response = ex[config.response_column]
+    if response is not None and not isinstance(response, str):
+        raise SelfJInputError(f"row {i}: `{config.response_column}` must be a string, got {type(response).__name__}.")
+    if response is None or not response.strip():
+        return None
+    model = ex.get(config.response_model_column) if config.response_model_column else None
+    return {"response": response, "model": None if model is None else str(model), "source_row": i}
+
+
 def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[str, Any]], Counter]:
-    """Instruction/reference rows from any supported layout; empty or missing texts are skipped and counted."""
+    """Instruction/reference rows from any supported layout; empty or missing texts are skipped and counted.
+
+    With ``response_column`` each input row is one (instruction, reference, response): rows with the same
+    instruction and reference become one instruction (its ``instruction_id`` is its first row's index) whose
+    ``given`` list holds their responses in order, so a chunk and a shard are still a set of instructions.
+    """
     if config.dataset_filter:
         col, _, value = config.dataset_filter.partition("=")
         if col not in dataset.column_names:
@@ -55,6 +113,7 @@ def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[st
         needed = [config.instruction_column, config.reference_column]
     if config.input_column and not (config.messages_column or config.instances_column):
         needed.append(config.input_column)
+    needed += [c for c in (config.response_column, config.response_model_column) if c]
     missing = [c for c in needed if c not in dataset.column_names]
     if missing:
         raise SelfJInputError(
@@ -63,6 +122,7 @@ def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[st
             "or --messages_column for chat data."
         )
     rows, skipped = [], Counter()
+    by_text: dict[tuple[str, str], dict[str, Any]] = {}
     for i, ex in enumerate(dataset):
         if config.messages_column:
             instruction, reference = reference_from_messages(ex[config.messages_column])
@@ -82,9 +142,23 @@ def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[st
         if reference is None or not reference.strip():
             skipped["empty_reference"] += 1
             continue
-        rows.append({"instruction_id": i, "instruction": instruction, "reference": reference})
-        if config.max_instructions and len(rows) >= config.max_instructions:
-            break
+        if not config.response_column:
+            rows.append({"instruction_id": i, "instruction": instruction, "reference": reference})
+            if config.max_instructions and len(rows) >= config.max_instructions:
+                break
+            continue
+        row = by_text.get((instruction, reference))
+        if row is None:
+            if config.max_instructions and len(rows) >= config.max_instructions:
+                continue  # later rows may still add responses to the instructions already taken
+            row = by_text[(instruction, reference)] = {"instruction_id": i, "instruction": instruction,
+                                                        "reference": reference, "given": []}
+            rows.append(row)
+        given = given_response(ex, i, config)
+        if given is None:
+            skipped["empty_given_response"] += 1
+        else:
+            row["given"].append(given)
     for reason, count in skipped.items():
         logger.warning("skipped %d row(s): %s", count, reason)
     if not rows:

@@ -1,7 +1,9 @@
-"""One chunk of instructions: sample answers with the one sampler, score them with the registered signals."""
+"""One chunk of instructions: take the responses the rows already hold and sample answers with the one sampler,
+then score them all alike with the registered signals."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -34,25 +36,35 @@ def score_signals(
 
 def label_chunk(rows: list[dict[str, Any]], chunk: int, config: LabelingConfig, models: ModelSet,
                 stats: Counter) -> list[dict[str, Any]]:
-    """All labeled samples for one chunk of instructions (signals only; labels come at gather time). The chunk's seed
+    """All labeled rows for one chunk of instructions (signals only; labels come at gather time): per instruction its
+    given responses (``source="given"``, ``model`` = the response model column's value), then the policy's samples
+    (``source="policy"``, ``model`` = the policy); ``sample_index`` numbers them in that order. The chunk's seed
     depends on the chunk, not the process, so one process and N processes make the same rows."""
-    _, samples = sample_responses(
-        models.policy, models.tokenizer, [r["instruction"] for r in rows], config.num_samples,
-        sampling_settings(config), batch_size=config.generation_batch_size, seed=config.seed + chunk,
-        show_progress=False, use_chat_template=config.use_chat_template,
-    )
+    samples: list[list[str]] = [[] for _ in rows]
+    if config.num_samples > 0:
+        _, samples = sample_responses(
+            models.policy, models.tokenizer, [r["instruction"] for r in rows], config.num_samples,
+            sampling_settings(config), batch_size=config.generation_batch_size, seed=config.seed + chunk,
+            show_progress=False, use_chat_template=config.use_chat_template,
+        )
     flat = []
     for row, responses in zip(rows, samples, strict=True):
+        base = {k: row[k] for k in ("instruction_id", "instruction", "reference")}
+        given = row.get("given", [])
+        for k, g in enumerate(given):
+            flat.append({**base, "response": g["response"], "sample_index": k, "source": "given", "model": g["model"]})
         for k, response in enumerate(responses):
             if not response.strip():
                 stats["empty_response"] += 1
                 continue
-            flat.append({**row, "response": response, "sample_index": k})
+            flat.append({**base, "response": response, "sample_index": len(given) + k, "source": "policy",
+                         "model": config.policy})
     if not flat:
         return []
     with_ref, no_ref, cosine = score_signals(config, models, [r["instruction"] for r in flat],
                                              [r["response"] for r in flat], [r["reference"] for r in flat],
-                                             stats=stats)
+                                             stats=stats, with_noref=config.noref_baseline)
+    no_ref = no_ref or [math.nan] * len(flat)
     for r, s, s0, c in zip(flat, with_ref, no_ref, cosine, strict=True):
         r.update(self_eval_score=float(s), self_eval_noref_score=float(s0), cosine_similarity=float(c))
     return flat

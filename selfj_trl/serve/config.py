@@ -42,7 +42,11 @@ class ServeConfig:
     )
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: best available)."})
     dtype: str | None = field(default=None, metadata={"help": "Weights dtype, e.g. float32 or bfloat16."})
-    max_length: int | None = field(default=None, metadata={"help": "Token cap per text (default: the model's)."})
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Token cap per view (default: the max_length the judge was trained at, from config.selfj; "
+                          "else the model's position limit)."},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
     log_level: str = field(default="info", metadata={"help": "uvicorn / server log level."})
 

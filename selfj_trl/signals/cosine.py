@@ -15,8 +15,12 @@ def cosine_similarities(embedder: Any, responses: list[str], references: list[st
         return []
     emb_r = embedder.encode(responses, batch_size=batch_size, normalize_embeddings=True, convert_to_tensor=True,
                             show_progress_bar=False)
-    emb_g = embedder.encode(references, batch_size=batch_size, normalize_embeddings=True, convert_to_tensor=True,
+    # Many rows share a reference (every answer to one instruction): embed each distinct reference once.
+    unique = list(dict.fromkeys(references))
+    emb_u = embedder.encode(unique, batch_size=batch_size, normalize_embeddings=True, convert_to_tensor=True,
                             show_progress_bar=False)
+    where = {ref: k for k, ref in enumerate(unique)}
+    emb_g = emb_u[[where[ref] for ref in references]]
     return (emb_r * emb_g).sum(-1).clamp(-1.0, 1.0).tolist()
 
 

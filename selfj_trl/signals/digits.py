@@ -29,7 +29,7 @@ DIGIT_READOUTS = ("expected", "argmax", "single_id")
 
 def digit_logprobs(
     model: Any, tokenizer: Any, instructions: list[str], responses: list[str], references: list[str] | None = None, *,
-    groups: list[Any] | None = None, prompt_style: str = "zero_shot", max_length: int | None = 1024,
+    groups: list[Any] | None = None, prompt_style: str = prompts.DEFAULT_PROMPT_STYLE, max_length: int | None = 1024,
     use_chat_template: bool | None = None, digit_ids: list[list[int]] | None = None,
     on_group: Callable[[list[int], list[dict]], None] | None = None, skip: set[int] | None = None,
     show_progress: bool = False, if_too_long: str = "skip",
@@ -79,7 +79,7 @@ def digit_logprobs(
     return results
 
 
-def digit_score(value: dict | None, prompt_style: str = "zero_shot", readout: str = "expected") -> float:
+def digit_score(value: dict | None, prompt_style: str = prompts.DEFAULT_PROMPT_STYLE, readout: str = "expected") -> float:
     """A 0-9 score from :func:`digit_logprobs`' record: the style's digits only, mapped linearly onto 0-9.
 
     ``expected`` (the labeler's): the expectation over digits, each digit's probability summed over all its ids.
@@ -88,7 +88,7 @@ def digit_score(value: dict | None, prompt_style: str = "zero_shot", readout: st
     """
     if value is None:
         return math.nan
-    lo, hi = prompts.PROMPT_STYLE_DIGITS[prompt_style]
+    lo, hi = prompts.PROMPT_STYLE_DIGITS[prompts.check_prompt_style(prompt_style)]
     lp = np.asarray(value["lp_single" if readout == "single_id" else "lp"][lo : hi + 1], dtype=float)
     if readout == "argmax":
         return float(np.argmax(lp)) * LABEL_MAX / (hi - lo)
@@ -97,16 +97,16 @@ def digit_score(value: dict | None, prompt_style: str = "zero_shot", readout: st
     return float(w @ np.arange(hi - lo + 1)) * LABEL_MAX / (hi - lo)
 
 
-def style_digit_mass(value: dict, prompt_style: str = "zero_shot") -> float:
+def style_digit_mass(value: dict, prompt_style: str = prompts.DEFAULT_PROMPT_STYLE) -> float:
     """Probability the policy put on the style's digits (every id of each) after the judging prompt."""
-    lo, hi = prompts.PROMPT_STYLE_DIGITS[prompt_style]
+    lo, hi = prompts.PROMPT_STYLE_DIGITS[prompts.check_prompt_style(prompt_style)]
     return float(np.exp(np.asarray(value["lp"][lo : hi + 1], dtype=float)).sum())
 
 
 def self_evaluate(
     model: Any, tokenizer: Any, instructions: list[str], responses: list[str], references: list[str] | None = None, *,
     max_length: int | None = 1024, use_chat_template: bool | None = None, stats: Counter | None = None,
-    digit_ids: list[list[int]] | None = None, show_progress: bool = False, prompt_style: str = "zero_shot",
+    digit_ids: list[list[int]] | None = None, show_progress: bool = False, prompt_style: str = prompts.DEFAULT_PROMPT_STYLE,
 ) -> list[float]:
     """The policy's own 0-9 rating of each response (with the reference when given), one forward pass per row.
 

@@ -31,6 +31,16 @@ def rows_by_group(keys: list[Any]) -> dict[Any, list[int]]:
     return groups
 
 
+def span_log_prob(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """sum_t log softmax(logits_t)[target_t], without materialising the log-softmax over the vocabulary.
+
+    With a 262k-token vocabulary (Gemma) and 256 target tokens, ``log_softmax`` writes a 268 MB tensor per row only
+    for 256 of its values to be read back; the picked logits minus each position's logsumexp are the same numbers.
+    """
+    picked = logits.gather(-1, target[:, None]).squeeze(-1)
+    return float((picked - torch.logsumexp(logits, -1)).sum())
+
+
 @torch.inference_mode()
 def forward_group(
     model: Any, seqs: list[list[int]], *, span_starts: list[int] | None = None, keep_ids: list[int] | None = None,
@@ -67,8 +77,7 @@ def forward_group(
             continue
         # positions start-1 .. n-2 predict tokens start .. n-1; they are the last n-start+1 positions minus the last
         logits = model(input_ids=suffix, cache=past, use_cache=past is not None,
-                       logits_to_keep=n - start + 1).logits[0, :-1]
-        log_probs = torch.log_softmax(logits.float(), -1)
-        target = torch.tensor(seq[start:], device=log_probs.device)
-        out.append((float(log_probs.gather(-1, target[:, None]).sum()), len(target)))
+                       logits_to_keep=n - start + 1).logits[0, :-1].float()
+        target = torch.tensor(seq[start:], device=logits.device)
+        out.append((span_log_prob(logits, target), len(target)))
     return out

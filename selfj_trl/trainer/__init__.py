@@ -13,7 +13,7 @@ merging LoRA, the card) and ``script`` (:func:`train_judge`, ``main``).
 
 from .config import JUDGE_FORMATS, LOSS_TYPES, SelfJConfig, SelfJRewardConfig, SelfJScriptArguments
 from .publish import SELFJ_JSON
-from .reward_trainer import SelfJRewardTrainer, selfj_loss_terms
+from .reward_trainer import SelfJRewardTrainer, distill_weight_at, selfj_loss_terms
 from .script import main, make_parser, train_judge
 from .views import SelfJDataCollator, build_pairs, validate_labeled_dataset
 
@@ -28,6 +28,7 @@ __all__ = [
     "SelfJRewardTrainer",
     "SelfJScriptArguments",
     "build_pairs",
+    "distill_weight_at",
     "main",
     "make_parser",
     "selfj_loss_terms",

@@ -75,6 +75,12 @@ class SelfJRewardConfig(RewardConfig):
     distill_weight: float = field(
         default=2.0, metadata={"help": "Weight of the distillation term D(student, stopgrad(teacher))."}
     )
+    distill_warmup_ratio: float = field(
+        default=0.0,
+        metadata={"help": "Fraction of the training steps, in [0, 1), over which the distillation weight rises "
+                          "linearly from 0 to `distill_weight`, so the student is pulled towards a teacher that has "
+                          "already learned from its labels (0: full weight from the first step)."},
+    )
     loss_type: str = field(
         default="pointwise",
         metadata={"help": "Label loss: `pointwise` (MSE to label/label_max) or `pairwise` (Bradley-Terry on pairs "
@@ -154,6 +160,9 @@ class SelfJRewardConfig(RewardConfig):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise SelfJInputError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+        ratio = self.distill_warmup_ratio
+        if isinstance(ratio, bool) or not (isinstance(ratio, (int, float)) and 0 <= ratio < 1):
+            raise SelfJInputError(f"`distill_warmup_ratio` must be a number in [0, 1), got {ratio!r}.")
         if self.teacher_weight == 0 and self.student_weight == 0:
             raise SelfJInputError("`teacher_weight` and `student_weight` are both 0: nothing learns the labels.")
         if not (math.isfinite(self.label_max) and self.label_max > 0):

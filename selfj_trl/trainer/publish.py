@@ -30,8 +30,14 @@ def judge_config_section(
     dataset: str | None,
     max_length: int | None,
     lora: dict | None,
+    view_cuts: dict | None = None,
 ) -> dict:
-    """The ``config.selfj`` section: input format, score scale and the Self-J settings of this judge."""
+    """The ``config.selfj`` section: input format, score scale and the Self-J settings of this judge.
+
+    ``max_length`` is THE judge's length: :class:`~selfj_trl.judge.SelfJudge` (and through it scoring, the reward
+    callable, the server and evaluation) cuts views to it by the same rule as training. ``view_cuts`` counts, per
+    dataset, the rows whose instruction, response or reference was cut to fit it.
+    """
     section = judge_format_config(tokenizer, chat=JUDGE_FORMATS[args.judge_format], score_scale=(0.0, 1.0))
     if args.loss_type == "pairwise":
         section["score_scale"] = None  # Bradley-Terry scores are unbounded logits; only their order means much
@@ -41,10 +47,12 @@ def judge_config_section(
         "teacher_weight": args.teacher_weight,
         "student_weight": args.student_weight,
         "distill_weight": args.distill_weight,
+        "distill_warmup_ratio": args.distill_warmup_ratio,
         "loss_type": args.loss_type,
         "use_margin": args.use_margin,
         "label_max": args.label_max,
         "max_length": max_length,
+        "view_cuts": view_cuts or {},
         "lora": lora,
         "selfj_trl_version": package_version(),
     }

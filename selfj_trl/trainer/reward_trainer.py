@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from datasets import IterableDataset
+from transformers.utils import logging
 from trl import RewardTrainer
 
 from ..errors import SelfJInputError, TrainingDivergedError
@@ -42,6 +43,21 @@ from .views import (
     prepare_labeled_dataset,
     view_max_length,
 )
+
+
+logger = logging.get_logger(__name__)
+
+
+def distill_weight_at(step: int, max_steps: int, distill_weight: float, warmup_ratio: float) -> float:
+    """The distillation weight in force at optimizer step ``step`` (0-based) of ``max_steps``.
+
+    It rises linearly from 0 at the first step to ``distill_weight`` once ``warmup_ratio`` of the steps are done, so
+    that the student is pulled towards a teacher that has first learned from its own labels (the ablation of issue 14).
+    """
+    if warmup_ratio <= 0:
+        return float(distill_weight)
+    warmup_steps = max(1, math.ceil(warmup_ratio * max(max_steps, 1)))
+    return float(distill_weight) * min(1.0, step / warmup_steps)
 
 
 def selfj_loss_terms(
@@ -103,6 +119,7 @@ class SelfJRewardTrainer(RewardTrainer):
             self.base_model_name = getattr(model_config, "_name_or_path", None) or None
         self.dataset_name = dataset_name
         self.view_max_length = view_max_length(args.max_length, model_config)
+        self.view_cuts: dict[str, dict[str, int]] = {}  # per dataset: rows whose parts were cut to fit max_length
         self._saving_checkpoint = False
         collator = data_collator or SelfJDataCollator(pad_to_multiple_of=args.pad_to_multiple_of)
         super().__init__(model=model, args=args, data_collator=collator, train_dataset=train_dataset,
@@ -119,8 +136,14 @@ class SelfJRewardTrainer(RewardTrainer):
             )
         if is_prepared(dataset):
             return dataset
-        return prepare_labeled_dataset(dataset, processing_class, args, self.view_max_length,
-                                       what=f"{dataset_name} dataset")
+        prepared, cuts = prepare_labeled_dataset(dataset, processing_class, args, self.view_max_length,
+                                                 what=f"{dataset_name} dataset")
+        self.view_cuts[dataset_name] = cuts
+        message = (f"{dataset_name} views at max_length={self.view_max_length}: of {cuts['rows']} rows, "
+                   f"{cuts['response_cut']} responses, {cuts['reference_cut']} references and "
+                   f"{cuts['instruction_cut']} instructions were cut from their tails (recorded in config.selfj)")
+        (logger.warning if any(cuts[k] for k in cuts if k != "rows") else logger.info)(message)
+        return prepared
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -136,12 +159,20 @@ class SelfJRewardTrainer(RewardTrainer):
         scores = outputs.logits.squeeze(-1).float()
         student, teacher = scores.chunk(2)
         terms = selfj_loss_terms(student, teacher, args.loss_type, inputs.get("target"), inputs.get("margin"))
+        distill_weight = self.distill_weight_now()
         loss = (args.teacher_weight * terms["loss_teacher"] + args.student_weight * terms["loss_student"]
-                + args.distill_weight * terms["loss_distill"])
+                + distill_weight * terms["loss_distill"])
         if args.center_rewards_coefficient is not None:
             loss = loss + args.center_rewards_coefficient * torch.mean(scores**2)
         self._record_metrics(mode, inputs, loss, terms, student, teacher)
+        if mode == "train":
+            self._metrics[mode]["distill_weight"].append(distill_weight)
         return (loss, outputs) if return_outputs else loss
+
+    def distill_weight_now(self) -> float:
+        """The distillation weight at the current step (see :func:`distill_weight_at` and ``distill_warmup_ratio``)."""
+        return distill_weight_at(self.state.global_step, self.state.max_steps, self.args.distill_weight,
+                                 self.args.distill_warmup_ratio)
 
     def _record_metrics(self, mode, inputs, loss, terms, student, teacher) -> None:
         """Log every term and the student-teacher gap; stop with :class:`TrainingDivergedError` on a NaN/inf loss.
@@ -181,6 +212,7 @@ class SelfJRewardTrainer(RewardTrainer):
         return judge_config_section(
             self.processing_class, self.args, base_model=self.base_model_name, dataset=self.dataset_name,
             max_length=self.view_max_length, lora=lora_settings(model, merged=bool(self.args.merge_adapter_on_save)),
+            view_cuts=self.view_cuts,
         )
 
     def _save_checkpoint(self, model, trial):

@@ -2,7 +2,8 @@
 
 Every labeled row becomes a **student view** (instruction + response, what TRL's online trainers feed a reward
 model) and a **teacher view** (the same plus the gold reference); the formats themselves live in
-:mod:`selfj_trl.prompts`. Pairwise training then turns rows into (chosen, rejected) pairs of the same instruction.
+:mod:`selfj_trl.prompts`, and both are cut to the judge's ``max_length`` by :func:`selfj_trl.view_budget.build_views`,
+the rule :class:`~selfj_trl.judge.SelfJudge` applies in use. Pairwise training then turns rows into (chosen, rejected) pairs of the same instruction.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from trl.trainer.utils import pad
 
 from ..errors import SelfJInputError
 from ..io import require_columns
-from ..prompts import check_text, format_student_view, format_teacher_view, tokenize_view
+from ..prompts import check_text
+from ..view_budget import CUT_FIELDS, build_views
 from .config import JUDGE_FORMATS, SelfJRewardConfig
 
 
@@ -75,15 +77,24 @@ def validate_labeled_dataset(dataset: Dataset, args: SelfJRewardConfig, what: st
 def tokenize_views(
     example: dict, tokenizer: Any, args: SelfJRewardConfig, chat: bool | None, max_length: int | None
 ) -> dict:
-    """One labeled row -> its student and teacher token ids and its target ``label / label_max``."""
-    instruction, response = example[args.instruction_column], example[args.response_column]
-    student = format_student_view(tokenizer, instruction, response, chat=chat)
-    teacher = format_teacher_view(tokenizer, instruction, response, example[args.reference_column], chat=chat)
+    """One labeled row -> its student and teacher token ids, its target ``label / label_max`` and what was cut.
+
+    Both views are cut by the ONE rule :class:`~selfj_trl.judge.SelfJudge` also uses (see
+    :func:`selfj_trl.view_budget.build_views`), so the judge scores at use time exactly the views it trained on.
+    """
+    views = build_views(tokenizer, example[args.instruction_column], example[args.response_column],
+                        example[args.reference_column], chat=chat, max_length=max_length)
     return {
-        "student_ids": tokenize_view(tokenizer, student, max_length),
-        "teacher_ids": tokenize_view(tokenizer, teacher, max_length),
+        "student_ids": views.student,
+        "teacher_ids": views.teacher,
         "target": float(example[args.label_column]) / args.label_max,
+        **{name: getattr(views, name) for name in CUT_FIELDS},
     }
+
+
+def count_cuts(views: Dataset) -> dict[str, int]:
+    """``{"rows": n, "instruction_cut": .., "response_cut": .., "reference_cut": ..}`` of a tokenized table."""
+    return {"rows": len(views), **{name: int(sum(views[name])) for name in CUT_FIELDS}}
 
 
 def build_pairs(labels: list[float], groups: list[Any], min_gap: float = 0.0) -> list[tuple[int, int]]:
@@ -105,8 +116,9 @@ def build_pairs(labels: list[float], groups: list[Any], min_gap: float = 0.0) ->
 
 def prepare_labeled_dataset(
     dataset: Dataset, tokenizer: Any, args: SelfJRewardConfig, max_length: int | None, what: str
-) -> Dataset:
-    """Validate a labeled table and turn it into the trainer's rows: both views per row, or both views per pair."""
+) -> tuple[Dataset, dict[str, int]]:
+    """Validate a labeled table and turn it into the trainer's rows (both views per row, or both views per pair),
+    with the count of rows whose instruction, response or reference had to be cut (see :func:`count_cuts`)."""
     from trl.trainer.utils import global_then_local_main_first
 
     validate_labeled_dataset(dataset, args, what)
@@ -118,8 +130,10 @@ def prepare_labeled_dataset(
                        "max_length": max_length},
             remove_columns=columns, num_proc=args.dataset_num_proc, desc=f"Tokenizing {what} (two views)",
         )
+    cuts = count_cuts(views)
+    views = views.remove_columns(list(CUT_FIELDS))
     if args.loss_type == "pointwise":
-        return views
+        return views, cuts
     groups = dataset[args.group_column] if args.group_column in columns else dataset[args.instruction_column]
     pairs = build_pairs([float(v) for v in dataset[args.label_column]], groups, args.min_label_gap)
     if not pairs:
@@ -137,11 +151,14 @@ def prepare_labeled_dataset(
     }
     if args.use_margin:  # targets are already label / label_max
         data["margin"] = [target[c] - target[r] for c, r in pairs]
-    return Dataset.from_dict(data)
+    return Dataset.from_dict(data), cuts
 
 
 def view_max_length(max_length: int | None, model_config: Any) -> int | None:
-    """``max_length`` capped by the model's position limit (a BERT judge cannot read past 512 tokens)."""
+    """``max_length`` capped by the model's position limit (a BERT judge cannot read past 512 tokens).
+
+    The result is THE judge's length: recorded in ``config.selfj["max_length"]`` and used by every consumer.
+    """
     limit = None
     if model_config is not None:
         text_config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config

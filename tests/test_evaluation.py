@@ -306,6 +306,7 @@ def toy_set_name():
             quality=np.array([g if m != "gamer" else 1.0 for _, m, _, g in rows]), groups=[str(q) for q, *_ in rows],
             models=[m for _, m, _, _ in rows], subsets=[None] * len(rows),
             leaderboard={"weak": 1.0, "mid": 2.0, "strong": 3.0, "gamer": 4.0}, adversarial=("gamer",),
+            other_leaderboards={"inverse_board": {"weak": 3.0, "mid": 2.0, "strong": 1.0, "gamer": 0.0}},
         )
 
     yield "toy_set"
@@ -321,6 +322,9 @@ def test_a_set_registered_in_one_place_is_evaluated_through_the_public_api(toy_s
     assert length["correlation"]["spearman"] == pytest.approx(1.0)
     assert set(length["ranking"]["gaming"]) == {"gamer"} and length["ranking"]["gaming"]["gamer"]["gamed"]
     assert "gamer rank" in (tmp_path / "report.md").read_text()
+    # A second leaderboard (AlpacaEval's length-controlled win rate) is ranked against too, honest models only.
+    assert length["ranking"]["honest_vs_inverse_board"]["spearman"] == pytest.approx(-1.0)
+    assert "ranking vs inverse board" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "ranking_toy_set.png").exists()
     unregister(toy_set_name)
     with pytest.raises(SelfJInputError, match="unknown eval set"):
@@ -484,6 +488,7 @@ def test_alpaca_loader_slices_by_instruction_and_labels_the_train_split():
     test = load_alpaca_eval(split="test", max_instructions=2, seed=0)
     assert len(set(test.groups)) == 2 and len(test) == 34  # 17 models x 2 instructions
     assert set(test.group_references) == set(test.groups) and test.leaderboard["NullModel"] > 50
+    assert set(test.other_leaderboards["length_controlled_win_rate"]) == set(test.leaderboard)
     train = load_alpaca_eval(split="train", max_instructions=1)
     assert any("NOT held out" in n for n in train.notes)
     # the test set is calibrated on train-split answers (a slice as large as the test slice) and picks among the

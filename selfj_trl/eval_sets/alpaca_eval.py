@@ -92,6 +92,8 @@ def _alpaca_set(tables: tuple[list[dict], list[dict], list[dict]], split: str, m
         reference_win_threshold=0.5,
         leaderboard={row["model"]: float(row["win_rate"]) for row in board},
         leaderboard_name="AlpacaEval 2.0 win rate (%)",
+        other_leaderboards={"length_controlled_win_rate": {row["model"]: float(row["length_controlled_win_rate"])
+                                                           for row in board}},
         adversarial=ADVERSARIAL_MODELS,
         pick_models=tuple(sorted(set(models) - set(ADVERSARIAL_MODELS))),
         split=split,

@@ -45,6 +45,8 @@ class PointwiseSet:
     #: Per-model target to rank models against (AlpacaEval's leaderboard win rate), and its axis label.
     leaderboard: dict[str, float] | None = None
     leaderboard_name: str = "leaderboard score"
+    #: Further per-model targets to report the ranking against (e.g. a length-controlled win rate), by name.
+    other_leaderboards: dict[str, dict[str, float]] = field(default_factory=dict)
     #: Entries built to fool the annotator: left out of quality metrics, watched by the gaming check.
     adversarial: tuple[str, ...] = ()
     #: Models whose answers compete in the best-of-k pick (for each group, the quality of the scorer's top answer

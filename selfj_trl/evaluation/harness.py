@@ -36,7 +36,7 @@ from .set_metrics import evaluate_pairwise, evaluate_pointwise, honest_mask, pic
 #: Bumped whenever a metric's definition changes, so cached metrics from older code are not reused.
 #: 5: intervals leave out resamples where a statistic is undefined (selfj_trl.stats.cluster_bootstrap).
 #: 6: best-of-k pick, within-question Spearman interval, thresholds calibrated on a separate split.
-METRICS_VERSION = 6
+METRICS_VERSION = 7
 
 
 @dataclass

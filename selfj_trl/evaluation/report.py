@@ -66,8 +66,10 @@ def _pointwise_section(res: dict) -> list[str]:
     header += ["selective AUC", "quality@50%", "quality@80%", "share of oracle gain"]
     if has_reference:
         header.append("agrees with GPT-4 vs reference")
+    other_boards = sorted({k for r in res["scorers"].values() for k in r.get("ranking", {}) if k.startswith("honest_vs_")})
     if has_ranking:
         header.append("model-ranking Spearman (honest)" if board else "model-ranking Spearman")
+        header += [f"ranking vs {k[len('honest_vs_'):].replace('_', ' ')}" for k in other_boards]
     rows = []
     for scorer, r in res["scorers"].items():
         ci = r.get("ci", {})
@@ -87,6 +89,7 @@ def _pointwise_section(res: dict) -> list[str]:
         if has_ranking:
             ranking = r.get("ranking", {}).get("honest" if board else "all", {})
             row.append(with_interval(ranking.get("spearman"), ci.get("ranking_spearman_honest")))
+            row += [number(r.get("ranking", {}).get(k, {}).get("spearman")) for k in other_boards]
         rows.append(row)
     picks = res.get("best_of_k") or {}
     for label, ordering in res.get("orderings", {}).items():
@@ -96,7 +99,7 @@ def _pointwise_section(res: dict) -> list[str]:
             row.append(with_interval(picks.get(key), picks.get("ci", {}).get(key)))
         row += [number(ordering["auc"]), number(ordering["quality_at_50"]), number(ordering["quality_at_80"]),
                 "1.000" if label == "oracle" else "0.000"]
-        rows.append(row + [""] * (int(has_reference) + int(has_ranking)))
+        rows.append(row + [""] * (int(has_reference) + (1 + len(other_boards)) * int(has_ranking)))
     out = ["", f"Quality = `{res['quality']}`. Within-question Spearman: mean over questions of the Spearman among "
            "the answers to the same question (what best-of-n, GRPO advantages and DPO pairs need). Selective "
            "columns: mean quality of the answers kept when only the top-scored fraction is answered (AUC = mean over "

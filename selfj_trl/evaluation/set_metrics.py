@@ -184,6 +184,8 @@ def evaluate_pointwise(
         if ds.adversarial:
             ranking["honest"] = ranking_agreement(means, target, exclude=ds.adversarial)
             ranking["gaming"] = gaming_check(means, ds.adversarial)
+        for board_name, board in ds.other_leaderboards.items():
+            ranking[f"honest_vs_{board_name}"] = ranking_agreement(means, board, exclude=ds.adversarial)
         if reference_per_row is not None:
             wins = np.where(scores == reference_per_row, 0.5, (scores > reference_per_row).astype(float))
             wins[~finite_mask(scores, reference_per_row)] = math.nan

@@ -52,6 +52,7 @@ def build_minilm_judge(target: Path) -> Path:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from selfj_trl.io import write_manifest
     from selfj_trl.models import resolve_model
     from selfj_trl.prompts import judge_format_config
 
@@ -65,12 +66,14 @@ def build_minilm_judge(target: Path) -> Path:
     config = AutoConfig.from_pretrained(target)
     config.selfj = judge_format_config(tokenizer, chat=False)
     config.save_pretrained(target)
+    write_manifest(target)  # a judge folder is complete only with its marker
     return target
 
 
 def build_tiny_judge(target: Path) -> Path:
     from transformers import AutoConfig, AutoTokenizer
 
+    from selfj_trl.io import write_manifest
     from selfj_trl.prompts import judge_format_config
     from selfj_trl.testing import make_tiny_llama
 
@@ -78,6 +81,7 @@ def build_tiny_judge(target: Path) -> Path:
     config = AutoConfig.from_pretrained(target)
     config.selfj = judge_format_config(AutoTokenizer.from_pretrained(target))
     config.save_pretrained(target)
+    write_manifest(target)
     return target
 
 

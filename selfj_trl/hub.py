@@ -26,7 +26,7 @@ from typing import Any
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
 from .errors import SelfJInputError, UploadError
-from .io import is_hub_id
+from .io import MANIFEST_NAME, check_complete, is_hub_id, read_manifest, write_manifest
 from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_TEMPLATE
 
 
@@ -161,6 +161,27 @@ def read_judge_config(judge_dir: str | os.PathLike) -> dict:
     raise SelfJInputError(
         f"{folder} is not a Self-J judge folder (no `{JUDGE_CONFIG_KEY}` section in config.json and no selfj.json); "
         "pass the folder written by `selfj-trl train`."
+    )
+
+
+def require_complete_judge(judge_dir: str | os.PathLike) -> None:
+    """Refuse, in one line, a local judge folder that was not completely written (a killed ``selfj-trl train``).
+
+    A folder with a ``selfj`` section (config.json or selfj.json) must carry a completion marker that matches its
+    files; a plain sequence classifier (no ``selfj`` section) is not checked.
+    """
+    folder = Path(judge_dir)
+    try:
+        is_judge = find_judge_config(folder) is not None
+        problems = check_complete(folder, "folder") if is_judge else []
+    except (OSError, ValueError) as err:  # a torn config.json / selfj.json
+        problems = [f"its config cannot be read ({type(err).__name__})"]
+    if not problems:
+        return
+    shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    raise SelfJInputError(
+        f"judge folder {folder} is incomplete ({shown}): it was not completely written, e.g. `selfj-trl train` was "
+        "stopped while saving; rerun training to write it again."
     )
 
 
@@ -319,6 +340,8 @@ def stage_folder(folder: str | os.PathLike, staging: str | os.PathLike, repo_typ
         readme.unlink()  # a hard link to the local card: replace it, never write through it
         readme.write_text(text, encoding="utf-8")
     adapter = dst / "adapter_config.json"
+    marked = read_manifest(src) if repo_type == "model" else None
+    (dst / MANIFEST_NAME).unlink(missing_ok=True)  # a hard link to the local marker: rewritten below, never through it
     if adapter.exists():
         cfg = json.loads(adapter.read_text())
         hub_base = hub_id_for(cfg.get("base_model_name_or_path"))
@@ -328,6 +351,8 @@ def stage_folder(folder: str | os.PathLike, staging: str | os.PathLike, repo_typ
             cfg["base_model_name_or_path"] = hub_base
             adapter.unlink()
             adapter.write_text(json.dumps(cfg, indent=2) + "\n")
+    if marked is not None:  # the uploaded judge is complete too: its marker lists what is uploaded, with its sizes
+        write_manifest(dst, [rel for rel in marked if (dst / rel).is_file()], what="judge")
     return sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
 
 

@@ -219,3 +219,89 @@ class JsonlCache:
             fh.flush()
             os.fsync(fh.fileno())
         self.values.update({k: (math.nan if v is None else v) for k, v in items.items()})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Completion markers
+# ---------------------------------------------------------------------------------------------------------------
+#: Written LAST into a folder this package publishes: the relative path and size of each of its files. A folder
+#: without it (or whose files no longer match it) was not completely written and is refused.
+MANIFEST_NAME = "selfj_complete.json"
+MANIFEST_VERSION = 1
+
+
+def folder_files(folder: str | os.PathLike) -> list[str]:
+    """Relative POSIX paths of the regular files under ``folder``, without the marker and without hidden or
+    temporary names (staging folders, files still being written)."""
+    root = Path(folder)
+    names = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if rel == MANIFEST_NAME or any(part.startswith(".") for part in rel.split("/")) or ".tmp" in path.name:
+            continue
+        if path.is_file() and not path.is_symlink():
+            names.append(rel)
+    return sorted(names)
+
+
+def write_manifest(folder: str | os.PathLike, files: list[str] | None = None, what: str | None = None) -> Path:
+    """Mark ``folder`` complete: fsync ``files`` (default: :func:`folder_files`) and write :data:`MANIFEST_NAME` with
+    each one's size, atomically. Call it after every other file of the folder is written, never before."""
+    root = Path(folder)
+    names = folder_files(root) if files is None else sorted(dict.fromkeys(str(f) for f in files))
+    sizes = {}
+    for rel in names:
+        path = root / rel
+        with open(path, "rb") as fh:  # durable before the marker says so
+            os.fsync(fh.fileno())
+        sizes[rel] = path.stat().st_size
+    marker = {"selfj_manifest": MANIFEST_VERSION, "what": what, "files": sizes}
+    atomic_write_json(root / MANIFEST_NAME, marker)
+    fsync_dir(root)
+    return root / MANIFEST_NAME
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, int] | None:
+    """The ``{relative path: size}`` recorded in ``folder``'s marker, None when there is none or it is unreadable."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in files.items()):
+        return None
+    return files
+
+
+def check_complete(folder: str | os.PathLike, what: str = "folder") -> list[str]:
+    """Why ``folder`` (a ``what``) is not complete: an empty list when its marker is there and every file it lists
+    is present with its recorded size; else one short phrase per problem (never raises for a bad folder)."""
+    root = Path(folder)
+    if not (root / MANIFEST_NAME).is_file():
+        return [f"the {what} has no completion marker {MANIFEST_NAME}"]
+    files = read_manifest(root)
+    if files is None:
+        return [f"the {what} has an unreadable completion marker {MANIFEST_NAME}"]
+    problems = []
+    for rel, size in sorted(files.items()):
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif path.stat().st_size != size:
+            problems.append(f"{rel} has {path.stat().st_size:,} bytes, not {size:,}")
+    return problems
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames inside ``folder`` durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

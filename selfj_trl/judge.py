@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import SelfJInputError
-from .hub import find_judge_config
+from .hub import find_judge_config, require_complete_judge
 from .io import is_hub_id
 from .models import as_dtype, default_device, resolve_model
 from .prompts import (
@@ -149,6 +149,8 @@ class SelfJudge:
             raise SelfJInputError(
                 f"{path} is not a judge folder (no config.json); pass the folder `selfj-trl train` wrote."
             )
+        if folder.is_dir():
+            require_complete_judge(folder)  # a half-written judge (killed save) would load and score garbage
         revision = kwargs.get("revision")
         load_kwargs = {"num_labels": 1, "use_safetensors": True, "trust_remote_code": trust_remote_code, **kwargs}
         if dtype is not None:

@@ -6,7 +6,9 @@
 Each folder goes up in one ``upload_folder`` commit from a staging copy, with its card rendered for the target repo
 (the judge card links the dataset repo and uses the judge repo in its snippets). Nothing in the local folders is
 changed, whether the upload succeeds or fails. The token comes from ``HF_TOKEN`` or ``huggingface-cli login`` and is
-never written anywhere. ``HF_ENDPOINT`` points the command at another Hub (or a local stand-in).
+never written anywhere. ``HF_ENDPOINT`` points the command at another Hub (or a local stand-in). A judge folder that
+was not completely written (no valid completion marker: a killed ``selfj-trl train``) is refused before anything is
+uploaded, ``--dry_run`` included; the uploaded judge carries a marker matching the uploaded files.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SelfJInputError
-from .hub import push_folder, read_judge_config, render_judge_card
+from .hub import push_folder, read_judge_config, render_judge_card, require_complete_judge
 
 
 @dataclass
@@ -57,7 +59,8 @@ def run_push(config: PushConfig) -> list[dict]:
     judge_dir = Path(config.judge_dir)
     if not judge_dir.is_dir():
         raise SelfJInputError(f"--judge_dir {judge_dir} is not a folder; train a judge with `selfj-trl train`.")
-    read_judge_config(judge_dir)  # fail before uploading anything if this is not a judge
+    require_complete_judge(judge_dir)  # fail before uploading anything if this judge was not completely written
+    read_judge_config(judge_dir)  # ... or is not a judge
     if config.dataset_dir and not Path(config.dataset_dir).is_dir():
         raise SelfJInputError(f"--dataset_dir {config.dataset_dir} is not a folder.")
 

@@ -12,6 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 
+from selfj_trl.io import write_manifest
 from selfj_trl.prompts import judge_format_config
 from selfj_trl.testing import make_tiny_embedder, make_tiny_llama, tiny_instruction_rows
 
@@ -37,6 +38,7 @@ def tiny_judge(tmp_path_factory):
     config = AutoConfig.from_pretrained(path)
     config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path))
     config.save_pretrained(path)
+    write_manifest(path)  # complete, as `selfj-trl train` leaves it (a judge without the marker is refused)
     return str(path)
 
 

@@ -110,6 +110,32 @@ def test_cli_bad_input_gives_one_clear_line(case, bad, capsys):
         assert word.lower() in message[-1].lower(), (case, message[-1])
 
 
+def _train_numeric_cases():
+    """Every numeric flag of the trainer's one table, plus the values that mean no training (issue 17, item 3)."""
+    from selfj_trl.trainer.config import NUMERIC_FLAGS
+
+    cases = [("num_train_epochs", v) for v in ("-1", "0", "nan", "inf")] + [("max_steps", "0")]
+    for name, (kind, low, low_ok, _) in NUMERIC_FLAGS.items():
+        cases.append((name, str(int(low) - 1 if low_ok else int(low))))
+        if kind is float:
+            cases += [(name, "nan"), (name, "-inf")]
+    return list(dict.fromkeys(cases))
+
+
+@pytest.mark.parametrize("flag, value", _train_numeric_cases(), ids=lambda x: str(x))
+def test_train_numeric_flag_refused_at_parse_time(flag, value, tmp_path, tiny_judge, capsys):
+    out = tmp_path / "judge"
+    argv = ["train", "--model_name_or_path", tiny_judge, "--dataset_name", _labeled(tmp_path / "ok"), "--output_dir",
+            str(out), "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no", f"--{flag}={value}"]
+    capsys.readouterr()
+    code = cli(argv)
+    err = capsys.readouterr().err
+    assert code == 2, (flag, value, err[-2000:])
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"selfj-trl train: error: `--{flag}` must be"), err[-2000:]
+    assert not out.exists() or not any(out.iterdir())  # refused before anything was written
+
+
 def test_cli_runtime_failure_is_one_line_exit_1(monkeypatch, capsys):
     """A run that fails on valid input (a diverging loss, a refused upload) exits 1 with one line, no traceback."""
     import types

@@ -24,6 +24,7 @@ from datasets import Dataset
 from huggingface_hub import DatasetCard, ModelCard
 
 from selfj_trl.hub import HUB_IDS, dataset_card, hub_id_for, judge_card, push_folder, render_judge_card
+from selfj_trl.io import MANIFEST_NAME, check_complete, read_manifest
 from selfj_trl.prompts import judge_format_config
 from selfj_trl.testing import make_tokenizer
 
@@ -341,6 +342,7 @@ def test_push_uploads_judge_and_dataset_with_cards(fake_hub, tmp_path, judge_dir
     for name in ("model.safetensors", "config.json", "tokenizer.json", "selfj.json"):
         assert (judge / name).read_bytes() == (judge_dir / name).read_bytes(), name
     assert not (judge / "checkpoint-1").exists()
+    assert check_complete(judge, "judge") == []  # the uploaded judge carries a marker matching what was uploaded
     card = ModelCard((judge / "README.md").read_text())
     assert card.data.datasets == ["me/selfj-labels"]
     assert 'reward_funcs="me/selfj-judge"' in card.text and "None" not in card.text
@@ -401,3 +403,39 @@ def test_push_input_errors_are_one_line(fake_hub, tmp_path, judge_dir):
     proc = _push(fake_hub, tmp_path, "--judge_dir", str(judge_dir), "--judge_repo", "not a repo id")
     assert proc.returncode == 2 and "user-or-org/name" in proc.stderr
     assert fake_hub.requests == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Half-written judges (issue 17, item 1)
+# ---------------------------------------------------------------------------------------------------------------
+def test_a_trained_judge_carries_a_completion_marker_of_its_files(judge_dir):
+    files = read_manifest(judge_dir)
+    assert check_complete(judge_dir, "judge") == []
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "selfj.json"} <= set(files)
+    assert files["model.safetensors"] == (judge_dir / "model.safetensors").stat().st_size
+    assert not any(f.startswith("checkpoint-") or f == "README.md" for f in files)  # checkpoints and card: not listed
+    assert not any(p.name.startswith(".selfj-judge-staging") for p in judge_dir.iterdir())
+
+
+@pytest.mark.parametrize("damage", ["no_tokenizer", "truncated_weights", "no_marker"])
+def test_push_and_loading_refuse_a_half_written_judge_in_one_line(fake_hub, tmp_path, judge_dir, damage):
+    import shutil
+
+    from selfj_trl.errors import SelfJInputError
+    from selfj_trl.judge import SelfJudge
+
+    folder = Path(shutil.copytree(judge_dir, tmp_path / "killed"))
+    if damage == "no_tokenizer":  # `selfj-trl train` killed before tokenizer.json: every word would be <unk>
+        (folder / "tokenizer.json").unlink()
+    elif damage == "truncated_weights":
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[:1000])
+    else:
+        (folder / MANIFEST_NAME).unlink()
+    proc = _push(fake_hub, tmp_path, "--judge_dir", str(folder), "--judge_repo", "me/judge", "--dry_run")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "incomplete" in proc.stderr and "rerun training" in proc.stderr
+    assert fake_hub.requests == [] and "[dry run]" not in proc.stdout
+    with pytest.raises(SelfJInputError, match="incomplete") as err:
+        SelfJudge.from_pretrained(str(folder), device="cpu")
+    assert len(str(err.value).splitlines()) == 1

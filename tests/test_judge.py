@@ -11,6 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from selfj_trl.errors import SelfJInputError
+from selfj_trl.io import write_manifest
 from selfj_trl.judge import SelfJudge
 from selfj_trl.prompts import (
     PLAIN_PROMPT_TEMPLATE,
@@ -59,6 +60,7 @@ def plain_judge_path(tmp_path_factory):
     config = AutoConfig.from_pretrained(path)
     config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path))
     config.save_pretrained(path)
+    write_manifest(path)
     return str(path)
 
 
@@ -119,6 +121,7 @@ def _with_recorded_length(tmp_path, chat: bool, max_length: int) -> str:
     config = AutoConfig.from_pretrained(path)
     config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path), chat=chat) | {"max_length": max_length}
     config.save_pretrained(path)
+    write_manifest(path)
     return str(path)
 
 
@@ -199,6 +202,7 @@ def test_format_comes_from_config_then_template(tiny_judge, plain_judge_path, tm
     config = AutoConfig.from_pretrained(path)
     config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path), chat=False)
     config.save_pretrained(path)
+    write_manifest(path)
     assert SelfJudge.from_pretrained(str(path), device="cpu").chat is False
 
 
@@ -252,6 +256,7 @@ def test_adapter_style_judge_reads_its_format_from_selfj_json(tmp_path):
     """Judges saved as unmerged LoRA adapters keep config.selfj in selfj.json; SelfJudge must honour it."""
     folder = make_tiny_llama(tmp_path / "judge", kind="seqcls", chat=True)  # tokenizer has a chat template
     (folder / "selfj.json").write_text(json.dumps({"format": "plain", "score_scale": [0, 1]}))
+    write_manifest(folder)
     judge = SelfJudge.from_pretrained(str(folder))
     assert judge.chat is False
     assert judge.format("what is two plus two ?", "four").startswith("### Instruction:")
@@ -267,3 +272,126 @@ def test_a_bare_name_that_is_neither_a_folder_nor_a_hub_id_is_refused(tmp_path, 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SelfJInputError, match="does not exist"):
         SelfJudge.from_pretrained("my_judge")  # a relative folder name, not an "org/name" Hub id
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Half-written judges (issue 17, item 1): refused in one line, never loaded
+# ---------------------------------------------------------------------------------------------------------------
+def _copy(tiny_judge, tmp_path):
+    import shutil
+
+    return shutil.copytree(tiny_judge, tmp_path / "judge")
+
+
+@pytest.mark.parametrize("damage", ["no_tokenizer", "truncated_weights", "no_marker", "torn_config"])
+def test_a_half_written_judge_is_refused_in_one_line(tiny_judge, tmp_path, damage):
+    folder = _copy(tiny_judge, tmp_path)
+    if damage == "no_tokenizer":  # killed before tokenizer.json: every word would become <unk>
+        (folder / "tokenizer.json").unlink()
+    elif damage == "truncated_weights":
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif damage == "no_marker":
+        (folder / "selfj_complete.json").unlink()
+    else:
+        (folder / "config.json").write_text('{"selfj": {"format": ')
+    with pytest.raises(SelfJInputError) as err:
+        SelfJudge.from_pretrained(str(folder), device="cpu")
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and "incomplete" in message and "rerun training" in message
+    if damage == "no_tokenizer":
+        assert "tokenizer.json is missing" in message
+    if damage == "truncated_weights":
+        assert "model.safetensors has" in message
+
+
+def test_a_sequence_classifier_without_a_selfj_section_needs_no_marker(tmp_path):
+    folder = make_tiny_llama(tmp_path / "plain_cls", kind="seqcls", chat=True)
+    assert not (folder / "selfj_complete.json").exists()
+    assert SelfJudge.from_pretrained(str(folder), device="cpu").score(["hello world"], ["good"])
+
+
+def _save_tiny_judge(stage, selfj_extra=None):
+    """What SelfJRewardTrainer.save_judge writes into the staging folder: weights, tokenizer, then the judge files."""
+    from selfj_trl.trainer.publish import write_judge_files
+
+    made = make_tiny_llama(stage, kind="seqcls", chat=True, seed=2)
+    config = AutoConfig.from_pretrained(made)
+    selfj = judge_format_config(AutoTokenizer.from_pretrained(made)) | {"base_model": "tiny", "lora": None,
+                                                                       **(selfj_extra or {})}
+    config.selfj = selfj
+    config.save_pretrained(made)
+    write_judge_files(made, selfj, judge_repo=None)
+
+
+def test_staged_save_swaps_the_judge_in_and_keeps_the_rest_of_output_dir(tmp_path):
+    from selfj_trl.trainer.publish import STAGING_NAME, staged_judge
+
+    out = tmp_path / "run"
+    (out / "checkpoint-3").mkdir(parents=True)
+    (out / "checkpoint-3" / "optimizer.pt").write_bytes(b"state")
+    (out / "trainer_state.json").write_text("{}")
+    (out / "adapter_model.safetensors").write_bytes(b"stale adapter from an earlier run")
+    with staged_judge(out) as stage:
+        assert stage.parent == out  # same filesystem: the moves are renames
+        _save_tiny_judge(stage)
+        assert not (out / "selfj_complete.json").exists()  # nothing in place until the block ends
+    assert not (out / STAGING_NAME).exists()
+    assert (out / "checkpoint-3" / "optimizer.pt").read_bytes() == b"state" and (out / "trainer_state.json").exists()
+    assert not (out / "adapter_model.safetensors").exists()  # the other kind of weights would shadow the judge
+    marker = json.loads((out / "selfj_complete.json").read_text())["files"]
+    assert {"config.json", "model.safetensors", "tokenizer.json", "selfj.json"} <= set(marker)
+    assert not any(name.startswith(("checkpoint-", "README", "trainer_state")) for name in marker)
+    assert SelfJudge.from_pretrained(str(out), device="cpu").score(["hello world"], ["good"])
+
+
+def test_a_save_killed_at_any_point_leaves_the_old_judge_or_a_refused_folder(tmp_path, monkeypatch):
+    """Simulated kills: inside the block (old judge untouched and loadable) and at every rename of the swap."""
+    import os as os_module
+
+    from selfj_trl.io import check_complete
+    from selfj_trl.trainer.publish import staged_judge
+
+    out = tmp_path / "run"
+    with staged_judge(out) as stage:
+        _save_tiny_judge(stage)
+    old = SelfJudge.from_pretrained(str(out), device="cpu").score(["hello world"], ["good"])
+
+    class Killed(BaseException):
+        pass
+
+    with pytest.raises(Killed), staged_judge(out) as stage:
+        _save_tiny_judge(stage, {"max_length": 64})
+        raise Killed  # killed while writing the new judge
+    assert SelfJudge.from_pretrained(str(out), device="cpu").score(["hello world"], ["good"]) == old
+
+    real_replace, outcomes = os_module.replace, []
+    for kill_at in range(100):  # every rename of the save (staging writes, the swap, the marker), one kill each
+        calls = []
+
+        def replace(src, dst, _kill_at=kill_at, _calls=calls):
+            if len(_calls) == _kill_at:
+                raise Killed
+            _calls.append(dst)
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(os_module, "replace", replace)
+        try:
+            with staged_judge(out) as stage:
+                _save_tiny_judge(stage, {"max_length": 64})
+        except Killed:
+            monkeypatch.setattr(os_module, "replace", real_replace)
+            if check_complete(out, "judge"):
+                with pytest.raises(SelfJInputError, match="incomplete"):
+                    SelfJudge.from_pretrained(str(out), device="cpu")
+                outcomes.append("refused")
+            else:  # complete: the old judge (killed before the swap) or the new one
+                outcomes.append(SelfJudge.from_pretrained(str(out), device="cpu").max_length)
+            continue
+        monkeypatch.setattr(os_module, "replace", real_replace)
+        break
+    assert SelfJudge.from_pretrained(str(out), device="cpu").max_length == 64
+    assert "refused" in outcomes and 512 in outcomes and len(outcomes) > 5  # both kinds of kill were tried
+    with staged_judge(out) as stage:  # and rerunning the save finishes the folder
+        _save_tiny_judge(stage, {"max_length": 64})
+    assert SelfJudge.from_pretrained(str(out), device="cpu").max_length == 64

@@ -20,6 +20,7 @@ from datasets import load_from_disk
 from transformers import AutoConfig, AutoTokenizer
 
 from selfj_trl.errors import SelfJInputError
+from selfj_trl.io import write_manifest
 from selfj_trl.judge import SelfJudge
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, judge_format_config
 from selfj_trl.rewards import JudgeRecipeArguments, prompt_dataset
@@ -62,6 +63,7 @@ def plain_judge(tmp_path_factory):
     config = AutoConfig.from_pretrained(path)
     config.selfj = judge_format_config(AutoTokenizer.from_pretrained(path))
     config.save_pretrained(path)
+    write_manifest(path)
     return str(path)
 
 
@@ -178,6 +180,7 @@ def encoder_judge(tmp_path_factory):
     model = BertForSequenceClassification(config)
     model.config.selfj = judge_format_config(tokenizer, chat=False) | {"max_length": 64}
     model.save_pretrained(path, safe_serialization=True)
+    write_manifest(path)
     return str(path)
 
 

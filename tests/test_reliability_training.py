@@ -44,16 +44,47 @@ def test_resume_from_checkpoint_reaches_the_same_weights(tmp_path):
 
 def test_tokens_never_written_to_outputs_or_logs(tmp_path, monkeypatch, capfd):
     secret = "hf_SelfJTestSecret0123456789abcdef"
+    flag_secret = "hf_secret_TEST123"  # given as --hub_token: pickled into every checkpoint's training_args.bin before
     monkeypatch.setenv("HF_TOKEN", secret)
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", secret)
     base = str(make_tiny_llama(tmp_path / "base", kind="seqcls", chat=True, seed=4))
     out = tmp_path / "run"
-    trainer = SelfJRewardTrainer(model=base, args=_args(out, max_steps=2, save_steps=1),
-                                 train_dataset=Dataset.from_list(labeled_rows()))
+    args = _args(out, max_steps=3, save_steps=1, hub_token=flag_secret)
+    trainer = SelfJRewardTrainer(model=base, args=args, train_dataset=Dataset.from_list(labeled_rows()))
     trainer.train()
+    trainer.save_state()
     trainer.save_model(str(out / "judge"))
+    assert trainer.args.hub_token == flag_secret  # kept in memory: pushing still authenticates
     printed = capfd.readouterr()
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert [p.name for p in checkpoints] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    for checkpoint in checkpoints:
+        saved = torch.load(checkpoint / "training_args.bin", weights_only=False)
+        assert saved.hub_token is None and saved.learning_rate == args.learning_rate  # the rest of the args kept
+    for token in (secret, flag_secret):
+        assert token not in printed.out and token not in printed.err
+        for path in out.rglob("*"):
+            if path.is_file():
+                assert token.encode() not in path.read_bytes(), path
+
+
+def test_cli_hub_token_never_reaches_the_run_folder(tmp_path, capfd):
+    """`selfj-trl train --hub_token ...` with a checkpoint at every step: no file under output_dir holds the token."""
+    from selfj_trl.cli import main as cli
+
+    secret = "hf_secret_TEST123"
+    base = str(make_tiny_llama(tmp_path / "base", kind="seqcls", chat=True, seed=5))
+    data = tmp_path / "labeled"
+    Dataset.from_list(labeled_rows()).save_to_disk(str(data))
+    out = tmp_path / "judge"
+    code = cli(["train", "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
+                "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--per_device_train_batch_size",
+                "4", "--report_to", "none", "--hub_token", secret, "--disable_tqdm", "true"])
+    printed = capfd.readouterr()
+    assert code == 0, printed.err[-2000:]
+    assert (out / "checkpoint-2" / "training_args.bin").exists() and (out / "model.safetensors").exists()
     assert secret not in printed.out and secret not in printed.err
-    for path in out.rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+    files = [path for path in out.rglob("*") if path.is_file()]
+    assert len(files) > 10
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path

@@ -106,6 +106,110 @@ def test_config_rejects_bad_values(tmp_path, kw, field):
         SelfJRewardConfig(output_dir=str(tmp_path), **kw)
 
 
+@pytest.mark.parametrize("kw, flag", [
+    ({"num_train_epochs": -1}, "num_train_epochs"), ({"num_train_epochs": 0}, "num_train_epochs"),
+    ({"num_train_epochs": math.nan}, "num_train_epochs"), ({"num_train_epochs": math.inf}, "num_train_epochs"),
+    ({"max_steps": 0}, "max_steps"), ({"max_steps": 2.5}, "max_steps"),
+])
+def test_flags_that_mean_no_training_are_refused_at_parse_time(tmp_path, kw, flag):
+    with pytest.raises(SelfJInputError, match=f"--{flag}") as err:
+        SelfJRewardConfig(output_dir=str(tmp_path), report_to="none", **kw)
+    assert "\n" not in str(err.value)
+
+
+def test_pickled_config_never_holds_the_hub_token_but_copies_keep_it(tmp_path):
+    """Trainer persists its args by pickling them (training_args.bin); a copy in memory must still push."""
+    import copy
+    import io
+
+    args = SelfJRewardConfig(output_dir=str(tmp_path), report_to="none", hub_token="hf_secret_TEST123")
+    buffer = io.BytesIO()
+    torch.save(args, buffer)
+    assert b"hf_secret_TEST123" not in buffer.getvalue()
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert type(loaded) is SelfJRewardConfig and loaded.hub_token is None and loaded.output_dir == args.output_dir
+    assert copy.copy(args).hub_token == copy.deepcopy(args).hub_token == "hf_secret_TEST123"
+    assert args.hub_token == "hf_secret_TEST123"
+
+
+def _numeric_cases():
+    """Bad values for every flag of the one table of numeric flags (a new flag there is covered here too)."""
+    from selfj_trl.trainer.config import NUMERIC_FLAGS
+
+    for name, (kind, low, low_ok, _) in NUMERIC_FLAGS.items():
+        below = low - 1 if low_ok else low
+        bad = [below, math.nan, math.inf, -math.inf, "1", True] + ([2.5] if kind is int else [])
+        for value in bad:
+            yield pytest.param(name, value, id=f"{name}={value!r}")
+
+
+@pytest.mark.parametrize("name, value", list(_numeric_cases()))
+def test_every_numeric_flag_is_checked_at_parse_time(tmp_path, name, value):
+    with pytest.raises(SelfJInputError, match=f"`--{name}` must be") as err:
+        SelfJRewardConfig(output_dir=str(tmp_path), report_to="none", **{name: value})
+    assert "\n" not in str(err.value)
+
+
+def test_numeric_flags_accept_their_boundaries(tmp_path):
+    args = SelfJRewardConfig(output_dir=str(tmp_path), report_to="none", max_length=None, max_steps=-1,
+                             num_train_epochs=0.5, weight_decay=0, max_grad_norm=0, student_weight=0, min_label_gap=0)
+    assert args.max_length is None and args.max_steps == -1
+    assert SelfJRewardConfig(output_dir=str(tmp_path), report_to="none", max_steps=3).max_steps == 3
+
+
+def test_cli_refuses_negative_epochs_before_training(tmp_path, base, dataset, capsys):
+    from selfj_trl.cli import main as cli
+
+    data = tmp_path / "labeled"
+    dataset.save_to_disk(str(data))
+    out = tmp_path / "judge"
+    capsys.readouterr()
+    code = cli(["train", "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
+                "--num_train_epochs", "-1", "--report_to", "none"])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert err.strip().startswith("selfj-trl train: error: `--num_train_epochs` must be") and "\n" not in err.strip()
+    assert not (out / "model.safetensors").exists()
+
+
+def test_a_run_without_an_optimizer_step_saves_no_judge(tmp_path, base, dataset):
+    """A config changed after its parse-time checks (max_steps 0, negative epochs): the run takes no step, so
+    train_judge raises a runtime error and publishes nothing, instead of saving the untrained base as a judge."""
+    from trl import ModelConfig
+
+    from selfj_trl.errors import SelfJRuntimeError
+    from selfj_trl.trainer import train_judge
+
+    data = tmp_path / "labeled"
+    dataset.save_to_disk(str(data))
+    for name, value in [("max_steps", 0), ("num_train_epochs", -1)]:
+        out = tmp_path / f"judge_{name}"
+        args = make_args(tmp_path, output_dir=str(out), max_steps=-1, num_train_epochs=1)
+        setattr(args, name, value)
+        with pytest.raises(SelfJRuntimeError, match="no optimizer step trained the judge") as err:
+            train_judge(SelfJScriptArguments(dataset_name=str(data)), args, ModelConfig(model_name_or_path=base))
+        assert "\n" not in str(err.value)
+        assert not (out / "model.safetensors").exists() and not (out / "README.md").exists(), name
+
+
+def test_drop_last_with_fewer_rows_than_a_batch_is_an_input_error(tmp_path, base, dataset, capsys):
+    """It used to end in a ValueError traceback (epochs) or loop forever on empty epochs (max_steps)."""
+    from selfj_trl.cli import main as cli
+
+    data = tmp_path / "labeled"
+    dataset.save_to_disk(str(data))
+    out = tmp_path / "judge"
+    capsys.readouterr()
+    code = cli(["train", "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
+                "--per_device_train_batch_size", str(len(dataset) + 1), "--dataloader_drop_last", "true",
+                "--max_steps", "2", "--report_to", "none", "--save_strategy", "no"])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("selfj-trl train: error: `--dataloader_drop_last` drops every batch")
+    assert not (out / "model.safetensors").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Input validation
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 
 import torch
 from trl import RewardConfig
@@ -21,6 +23,36 @@ from ..errors import SelfJInputError
 LOSS_TYPES = ("pointwise", "pairwise")
 #: ``judge_format`` value -> the ``chat`` argument of the view formatters (None: decide from the tokenizer).
 JUDGE_FORMATS = {"auto": None, "chat": True, "plain": False}
+
+
+#: Every numeric trainer flag checked at parse time, in one place: flag -> (type, lower bound, bound allowed, None
+#: allowed). A new numeric flag is one line here. ``max_steps`` is checked apart: negative means "use the epochs".
+NUMERIC_FLAGS: dict[str, tuple[type, float, bool, bool]] = {
+    "num_train_epochs": (float, 0, False, False),
+    "learning_rate": (float, 0, False, False),
+    "weight_decay": (float, 0, True, False),
+    "max_grad_norm": (float, 0, True, False),
+    "per_device_train_batch_size": (int, 1, True, False),
+    "per_device_eval_batch_size": (int, 1, True, False),
+    "gradient_accumulation_steps": (int, 1, True, False),
+    "max_length": (int, 1, True, True),
+    "label_max": (float, 0, False, False),
+    "teacher_weight": (float, 0, True, False),
+    "student_weight": (float, 0, True, False),
+    "distill_weight": (float, 0, True, False),
+    "min_label_gap": (float, 0, True, False),
+}
+
+
+def check_number(name: str, value, kind: type = float, low: float = 0, low_ok: bool = False,
+                 none_ok: bool = False) -> None:
+    """Refuse in one line, naming the flag, a value that is not a finite ``kind`` above ``low`` (or at it if ``low_ok``)."""
+    if value is None and none_ok:
+        return
+    typed = isinstance(value, Integral if kind is int else Real) and not isinstance(value, bool)
+    if not (typed and math.isfinite(value) and (value >= low if low_ok else value > low)):
+        what = "an integer" if kind is int else "a finite number"
+        raise SelfJInputError(f"`--{name}` must be {what} {'>=' if low_ok else '>'} {low:g}, got {value!r}.")
 
 
 def accelerator_available(use_cpu: bool) -> bool:
@@ -156,20 +188,38 @@ class SelfJRewardConfig(RewardConfig):
             raise SelfJInputError(f"`loss_type` must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}.")
         if self.judge_format not in JUDGE_FORMATS:
             raise SelfJInputError(f"`judge_format` must be one of {list(JUDGE_FORMATS)}, got {self.judge_format!r}.")
-        for name in ("teacher_weight", "student_weight", "distill_weight", "min_label_gap"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise SelfJInputError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+        for name, rule in NUMERIC_FLAGS.items():
+            check_number(name, getattr(self, name), *rule)
+        steps = self.max_steps
+        if isinstance(steps, bool) or not isinstance(steps, Integral) or steps == 0:
+            why = " (0 steps would publish an untrained judge)" if steps == 0 else ""
+            raise SelfJInputError(f"`--max_steps` must be a positive integer, or -1 to train `--num_train_epochs` "
+                                  f"epochs; got {steps!r}{why}.")
         ratio = self.distill_warmup_ratio
         if isinstance(ratio, bool) or not (isinstance(ratio, (int, float)) and 0 <= ratio < 1):
             raise SelfJInputError(f"`distill_warmup_ratio` must be a number in [0, 1), got {ratio!r}.")
         if self.teacher_weight == 0 and self.student_weight == 0:
             raise SelfJInputError("`teacher_weight` and `student_weight` are both 0: nothing learns the labels.")
-        if not (math.isfinite(self.label_max) and self.label_max > 0):
-            raise SelfJInputError(f"`label_max` must be a positive number, got {self.label_max!r}.")
         if self.use_margin and self.loss_type != "pairwise":
             raise SelfJInputError("`use_margin` only applies to `loss_type=pairwise`; drop it or switch loss_type.")
         super().__post_init__()
+
+    # -- never persist a token -----------------------------------------------------------------------------------
+    # Trainer persists its arguments by pickling them (``torch.save(self.args, "training_args.bin")`` in every
+    # checkpoint, in the folder it pushes, on TPU): a pickle of this config never holds ``hub_token``. Copies in
+    # memory keep it, so that pushing still works from a copied config.
+    def __getstate__(self):
+        return {**self.__dict__, "hub_token": None}
+
+    def __copy__(self):
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo):
+        new = memo[id(self)] = type(self).__new__(type(self))
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
 
 #: The name before the split (kept for one release): the same class.

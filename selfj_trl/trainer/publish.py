@@ -2,16 +2,29 @@
 
 A judge folder is a plain ``AutoModelForSequenceClassification`` (LoRA merged unless told otherwise) whose config
 carries a ``selfj`` section (input format, score scale, the Self-J settings it was trained with), mirrored in
-``selfj.json`` (an unmerged adapter has no config.json), plus a model card.
+``selfj.json`` (an unmerged adapter has no config.json), plus a model card, and the completion marker
+(:data:`~selfj_trl.io.MANIFEST_NAME`: each judge file and its size) written LAST. A folder without a valid marker
+was not completely written (a killed ``selfj-trl train``) and is refused by ``SelfJudge.from_pretrained`` and
+``selfj-trl push``.
+
+Saving goes through :func:`staged_judge`: the judge is written into a staging folder inside ``output_dir`` (same
+filesystem), its files are renamed into place, and the marker is renamed in last; the old marker is dropped before
+the first file of the old judge is touched. A kill at any point leaves either no marker (refused: rerun training)
+or a complete judge. Whatever else ``output_dir`` holds (checkpoints, trainer state, logs) is left as it is.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..hub import hub_id_for, package_version, render_judge_card
+from ..io import MANIFEST_NAME, atomic_write_text, fsync_dir, read_manifest, write_manifest
 from ..prompts import judge_format_config
 from .config import JUDGE_FORMATS, SelfJRewardConfig
 
@@ -20,6 +33,12 @@ from .config import JUDGE_FORMATS, SelfJRewardConfig
 SELFJ_JSON = "selfj.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json")
 FULL_MODEL_PATTERNS = ("config.json", "model*.safetensors", "model.safetensors.index.json")
+#: The staging folder inside ``output_dir`` that a judge is written to before it is moved into place.
+STAGING_NAME = ".selfj-judge-staging"
+#: Files in a judge folder that are not part of the judge (the card is re-rendered on push; the trainer's records
+#: may be rewritten after the save): not listed in the marker, never moved or removed by a save.
+NOT_JUDGE_FILES = ("README.md", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json",
+                   "training_args.bin")
 
 
 def judge_config_section(
@@ -77,8 +96,10 @@ def lora_settings(model: Any, merged: bool) -> dict | None:
 def remove_stale_weights(folder: Path, adapter_only: bool) -> None:
     """Drop the other kind of weights left by an earlier save in the same folder (full model vs adapter only).
 
-    A folder holding both would load as whichever transformers looks for first, not as the judge just trained.
+    A folder holding both would load as whichever transformers looks for first, not as the judge just trained. The
+    completion marker goes first: from here until :func:`write_judge_files` writes it again the folder is refused.
     """
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
     for pattern in FULL_MODEL_PATTERNS if adapter_only else ADAPTER_FILES:
         for path in folder.glob(pattern):
             path.unlink()
@@ -110,11 +131,77 @@ def merge_saved_adapter(output_dir: Path, tokenizer: Any, selfj: dict) -> Any:
 
 
 def write_judge_files(output_dir: Path, selfj: dict, judge_repo: str | None) -> None:
-    """``selfj.json`` and the model card; drops ``training_args.bin`` (a pickle: the settings live in config.selfj)."""
+    """``selfj.json``, the model card, then the completion marker (last); drops ``training_args.bin`` (a pickle: the
+    settings live in config.selfj). Call it after the weights and tokenizer are written."""
+    output_dir = Path(output_dir)
     (output_dir / "training_args.bin").unlink(missing_ok=True)
-    (output_dir / SELFJ_JSON).write_text(json.dumps(selfj, indent=2) + "\n")
+    atomic_write_text(output_dir / SELFJ_JSON, json.dumps(selfj, indent=2) + "\n")
     write_judge_card(output_dir, judge_repo)
+    write_manifest(output_dir, judge_files(output_dir), what="judge")
 
 
 def write_judge_card(output_dir: Path, judge_repo: str | None) -> None:
-    render_judge_card(output_dir, judge_repo=judge_repo).save(output_dir / "README.md")
+    atomic_write_text(Path(output_dir) / "README.md", str(render_judge_card(output_dir, judge_repo=judge_repo)))
+
+
+def judge_files(folder: Path) -> list[str]:
+    """The files of the judge in ``folder``: its top-level files, less the card, the trainer's records and anything
+    hidden or temporary (sub-folders are checkpoints and logs, never part of the judge)."""
+    folder = Path(folder)
+    return sorted(
+        p.name for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and ".tmp" not in p.name
+        and p.name not in NOT_JUDGE_FILES and p.name != MANIFEST_NAME
+    )
+
+
+@contextmanager
+def staged_judge(output_dir: str | os.PathLike, *, judge_repo: str | None = None,
+                 should_save: bool = True) -> Iterator[Path]:
+    """Write a judge into the staging folder this yields, then move it into ``output_dir`` (see the module doc).
+
+    Inside the block, save the weights and tokenizer to the yielded folder and finish with :func:`write_judge_files`
+    on it. On a clean exit its files replace the judge files of ``output_dir`` and the marker is renamed in last; if
+    the block raises, ``output_dir`` is not touched. Every process of a distributed run enters it (the save is
+    collective) with the same folder; only the one with ``should_save`` touches files.
+    """
+    output_dir = Path(output_dir)
+    staging = output_dir / STAGING_NAME
+    if should_save:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)  # left by a killed save
+        staging.mkdir()
+    try:
+        yield staging
+        if should_save:
+            swap_in_judge(staging, output_dir, judge_repo=judge_repo)
+    finally:
+        if should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def swap_in_judge(staging: Path, output_dir: Path, judge_repo: str | None = None) -> None:
+    """Move the complete judge in ``staging`` into ``output_dir``: drop the old marker, remove old judge files the new
+    judge does not have (the other kind of weights, old shards), rename each new file in, re-render the card (with
+    the run's eval_results.json), and rename the marker in last."""
+    staging, output_dir = Path(staging), Path(output_dir)
+    new = read_manifest(staging)
+    if new is None:
+        raise RuntimeError(f"{staging} holds no complete judge: call write_judge_files on it before leaving the block.")
+    old = read_manifest(output_dir) or {}
+    (output_dir / MANIFEST_NAME).unlink(missing_ok=True)  # from here until the last rename, the folder is refused
+    fsync_dir(output_dir)
+    stale = set(old)
+    for pattern in (*FULL_MODEL_PATTERNS, *ADAPTER_FILES, SELFJ_JSON):
+        stale.update(p.name for p in output_dir.glob(pattern) if p.is_file())
+    for name in sorted(stale - set(new)):
+        (output_dir / name).unlink(missing_ok=True)
+    for name in sorted(new):
+        os.replace(staging / name, output_dir / name)
+    if (staging / "README.md").exists():
+        os.replace(staging / "README.md", output_dir / "README.md")
+        if (output_dir / "eval_results.json").exists():  # the card shows the run's evaluation, kept outside staging
+            write_judge_card(output_dir, judge_repo)
+    fsync_dir(output_dir)
+    os.replace(staging / MANIFEST_NAME, output_dir / MANIFEST_NAME)
+    fsync_dir(output_dir)

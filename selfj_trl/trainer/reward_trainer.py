@@ -30,8 +30,8 @@ from .publish import (
     judge_config_section,
     lora_settings,
     merge_saved_adapter,
-    remove_stale_weights,
     replace_adapter_with_merged,
+    staged_judge,
     write_judge_card,
     write_judge_files,
 )
@@ -244,17 +244,18 @@ class SelfJRewardTrainer(RewardTrainer):
         selfj = self.judge_config()
         setattr(base_config, JUDGE_CONFIG_KEY, selfj)
         base_config.get_text_config().pad_token_id = self.processing_class.pad_token_id
-        if self.args.should_save and output_dir.is_dir():
-            remove_stale_weights(output_dir, adapter_only=is_peft and not merge)
-        super().save_model(str(output_dir), _internal_call=True)  # collective under DeepSpeed; writes on rank 0
-        if merge and self.args.should_save:
-            if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
-                merged = merge_saved_adapter(output_dir, self.processing_class, self.judge_config())
-            else:
-                merged = deepcopy(unwrapped).merge_and_unload()
-            replace_adapter_with_merged(output_dir, merged)
-        if self.args.should_save:
-            write_judge_files(output_dir, selfj, judge_repo=self.args.hub_model_id)
+        # Written into a staging folder inside output_dir, then swapped in with the completion marker renamed in
+        # last: a kill at any point leaves the old judge, or a folder that loading refuses (see publish.py).
+        with staged_judge(output_dir, judge_repo=self.args.hub_model_id, should_save=self.args.should_save) as stage:
+            super().save_model(str(stage), _internal_call=True)  # collective under DeepSpeed; writes on rank 0
+            if merge and self.args.should_save:
+                if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
+                    merged = merge_saved_adapter(stage, self.processing_class, self.judge_config())
+                else:
+                    merged = deepcopy(unwrapped).merge_and_unload()
+                replace_adapter_with_merged(stage, merged)
+            if self.args.should_save:
+                write_judge_files(stage, selfj, judge_repo=self.args.hub_model_id)
         self.accelerator.wait_for_everyone()
         return output_dir
 

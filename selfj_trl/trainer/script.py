@@ -11,7 +11,7 @@ from pathlib import Path
 
 from trl import ModelConfig, TrlParser, get_peft_config
 
-from ..errors import SelfJInputError
+from ..errors import SelfJInputError, SelfJRuntimeError
 from ..hub import hub_id_for
 from ..io import load_table
 from .config import SelfJRewardConfig, SelfJScriptArguments
@@ -41,7 +41,22 @@ def train_judge(
         peft_config=get_peft_config(model_args),
         dataset_name=script_args.hub_dataset_id or hub_id_for(dataset_name) or dataset_name,
     )
+    batch = training_args.per_device_train_batch_size * training_args.world_size
+    if training_args.dataloader_drop_last and len(trainer.train_dataset) < batch:
+        raise SelfJInputError(
+            f"`--dataloader_drop_last` drops every batch: {len(trainer.train_dataset)} training examples, fewer than "
+            f"one batch of {batch}; lower `--per_device_train_batch_size` or drop `--dataloader_drop_last`."
+        )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    state = trainer.state
+    if state.global_step == 0 or state.max_steps < 1:
+        # A runtime failure (exit 1), not an input error: the flags passed their parse-time checks, yet the run took
+        # no step (a config changed after its checks, a callback that stopped at once), or one at learning rate 0
+        # (max_steps 0 leaves an empty schedule); saving would publish the untrained base model as a judge.
+        raise SelfJRuntimeError(
+            f"no optimizer step trained the judge (global step {state.global_step} of max_steps {state.max_steps}, "
+            f"{len(trainer.train_dataset)} training examples): no judge was saved in {training_args.output_dir}."
+        )
     trainer.save_state()  # trainer_state.json: the loss curve, also when no checkpoint is saved (save_strategy=no)
     if evaluation is not None:
         metrics = trainer.evaluate()

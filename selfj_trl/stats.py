@@ -31,24 +31,25 @@ def quietly(fn: Callable[[], Any]) -> Any:
             return fn()
 
 
-def spearman(x: Any, y: Any) -> float:
-    """Spearman's rho over rows where both are finite; NaN when undefined (fewer than 3 rows, a constant side)."""
+def _paired_statistic(test: Callable[..., Any], x: Any, y: Any) -> float:
+    """``test(x, y).statistic`` over rows where both are finite; NaN when undefined (fewer than 3 rows, a constant
+    side), where scipy would warn."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     m = finite_mask(x, y)
     x, y = x[m], y[m]
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan
-    return float(quietly(lambda: stats.spearmanr(x, y).statistic))
+    return float(quietly(lambda: test(x, y).statistic))
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rho over rows where both are finite; NaN when undefined."""
+    return _paired_statistic(stats.spearmanr, x, y)
 
 
 def pearson(x: Any, y: Any) -> float:
     """Pearson's r over rows where both are finite; NaN when undefined."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    m = finite_mask(x, y)
-    x, y = x[m], y[m]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan
-    return float(quietly(lambda: stats.pearsonr(x, y).statistic))
+    return _paired_statistic(stats.pearsonr, x, y)
 
 
 def correlations(scores: Sequence[float], quality: Sequence[float], kendall: bool = True) -> dict[str, float]:

@@ -26,6 +26,7 @@ from selfj_trl.eval_sets import (
     unregister,
 )
 from selfj_trl.io import shared_data_dir
+from selfj_trl.stats import cluster_bootstrap
 
 
 needs_shared_data = pytest.mark.skipif(
@@ -251,16 +252,16 @@ def test_constant_scores_behave_like_a_random_order():
     assert np.allclose(curve, q.mean(), atol=0.05)
 
 
-def test_bootstrap_ci_brackets_the_estimate_and_is_seeded():
+def test_cluster_bootstrap_brackets_the_estimate_and_is_seeded():
     rng = np.random.default_rng(0)
     x = rng.normal(size=200)
 
     def stat(idx):
         return np.array([x[idx].mean()])
 
-    low, high = ev.bootstrap_ci(stat, len(x), n_resamples=300, seed=7)
+    low, high = cluster_bootstrap(stat, len(x), n_resamples=300, seed=7)
     assert low[0] < x.mean() < high[0]
-    low2, high2 = ev.bootstrap_ci(stat, len(x), n_resamples=300, seed=7)
+    low2, high2 = cluster_bootstrap(stat, len(x), n_resamples=300, seed=7)
     assert (low2, high2) == (low, high)
 
 

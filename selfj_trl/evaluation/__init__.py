@@ -22,7 +22,6 @@ from .metrics import (
     COVERAGES,
     TARGET_COVERAGES,
     agreement_with_reference,
-    bootstrap_ci,
     calibrated_selection,
     correlations,
     curve_summary,
@@ -57,7 +56,7 @@ from .set_metrics import best_of_k, evaluate_pairwise, evaluate_pointwise, hones
 __all__ = [
     "BASELINE_HELP", "COVERAGES", "METRICS_VERSION", "SCORE_CACHE_DIR", "TARGET_COVERAGES", "TEACHER_SUFFIX",
     "CosineScorer", "EvaluationConfig", "LengthScorer", "RandomScorer", "ScoreCache", "ScorerEntry", "ScoringStats",
-    "SelfEvalScorer", "TeacherView", "agreement_with_reference", "baseline_scorer", "best_of_k", "bootstrap_ci",
+    "SelfEvalScorer", "TeacherView", "agreement_with_reference", "baseline_scorer", "best_of_k",
     "calibrated_selection", "correlations", "curve_summary", "evaluate_judges", "evaluate_pairwise",
     "evaluate_pointwise", "evaluate_scorer", "evaluate_set", "gaming_check", "group_picks", "honest_mask",
     "load_judge", "main", "per_model_means", "pick_mask", "pick_reference", "preference_accuracy",

@@ -9,14 +9,14 @@ from :mod:`selfj_trl.stats` (scipy underneath); rows with a NaN on either side a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
 from scipy.integrate import trapezoid
 
-from ..stats import cluster_bootstrap, correlations, finite_mask, group_index, per_group_correlations, quietly
+from ..stats import correlations, finite_mask, group_index, per_group_correlations, quietly
 from ..thresholds import calibrate_threshold
 
 
@@ -26,7 +26,7 @@ COVERAGES = tuple(round(c / 100, 2) for c in range(10, 101, 10))
 TARGET_COVERAGES = (0.5, 0.8)
 
 __all__ = [
-    "COVERAGES", "TARGET_COVERAGES", "agreement_with_reference", "bootstrap_ci", "calibrated_selection",
+    "COVERAGES", "TARGET_COVERAGES", "agreement_with_reference", "calibrated_selection",
     "correlations", "curve_summary", "gaming_check", "group_picks", "per_model_means", "preference_accuracy",
     "ranking_agreement", "selective_curve", "within_group_correlations",
 ]
@@ -227,14 +227,3 @@ def within_group_correlations(scores, quality, groups: Sequence[str],
         "n_groups": int(defined.sum()),
         "n_groups_skipped": n_groups - int(defined.sum()),
     }
-
-
-def bootstrap_ci(statistic: Callable[[np.ndarray], np.ndarray], n_groups: int, n_resamples: int = 1000,
-                 confidence_level: float = 0.95, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile confidence intervals of a vector statistic by resampling *groups* (instructions).
-
-    Answers to one instruction share its difficulty, so rows are not independent; resampling whole instructions
-    (a cluster bootstrap, :func:`selfj_trl.stats.cluster_bootstrap`) gives honest intervals. ``statistic`` maps an
-    array of group indices to a vector.
-    """
-    return cluster_bootstrap(statistic, n_groups, n_resamples, confidence_level, seed)

@@ -13,12 +13,11 @@ from typing import Any
 import numpy as np
 
 from ..eval_sets import PairwiseSet, PointwiseSet
-from ..stats import finite_mask, group_index, pearson, per_group_correlations, spearman
+from ..stats import cluster_bootstrap, finite_mask, group_index, pearson, per_group_correlations, spearman
 from .metrics import (
     COVERAGES,
     TARGET_COVERAGES,
     agreement_with_reference,
-    bootstrap_ci,
     calibrated_selection,
     correlations,
     curve_summary,
@@ -104,7 +103,7 @@ def pick_reference(ds: PointwiseSet, n_resamples: int = 1000, confidence_level: 
     k = picks["k"][defined]
     out: dict[str, Any] = {"random": float(chance.mean()), "oracle": float(oracle.mean()), "k_min": int(k.min()),
                            "k_max": int(k.max()), "n_groups": int(defined.sum())}
-    low, high = bootstrap_ci(lambda g: np.array([chance[g].mean(), oracle[g].mean()]), len(chance), n_resamples,
+    low, high = cluster_bootstrap(lambda g: np.array([chance[g].mean(), oracle[g].mean()]), len(chance), n_resamples,
                              confidence_level, seed)
     out["ci"] = {"random": [float(low[0]), float(high[0])], "oracle": [float(low[1]), float(high[1])]}
     return out
@@ -264,7 +263,7 @@ def _pointwise_intervals(ds: PointwiseSet, scores: np.ndarray, reference_per_row
 
     if (finite & honest).sum() < 3:
         return {}
-    low, high = bootstrap_ci(statistic, len(group_rows), n_resamples, confidence_level, seed)
+    low, high = cluster_bootstrap(statistic, len(group_rows), n_resamples, confidence_level, seed)
     return {k: [float(lo), float(hi)] for k, lo, hi in zip(keys, low, high, strict=False)}
 
 
@@ -295,6 +294,6 @@ def evaluate_pairwise(ds: PairwiseSet, score_a: np.ndarray, score_b: np.ndarray,
             rows = scored[sample]
             return np.array([preference_accuracy(score_a[rows], score_b[rows], a_wins[rows])["accuracy"]])
 
-        low, high = bootstrap_ci(statistic, len(scored), n_resamples, confidence_level, seed)
+        low, high = cluster_bootstrap(statistic, len(scored), n_resamples, confidence_level, seed)
         out["ci"] = {"accuracy_all": [float(low[0]), float(high[0])]}
     return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,9 +24,10 @@ from typing import Any
 
 from datasets import Dataset
 
+from .artifacts import require_complete_folder, staged_folder
 from .errors import SelfJInputError
 from .generation import sample_responses
-from .io import atomic_write_json, load_table, require_columns, temporary_sibling
+from .io import atomic_write_json, load_table, require_columns
 from .judge import SelfJudge
 from .models import load_policy
 from .prompts import PLAIN_PROMPT_TEMPLATE, check_text
@@ -158,6 +158,9 @@ def build_dpo_pairs(dataset: Dataset, min_gap: float = 0.0, *, conversational: b
 # ----------------------------------------------------------------------------------------------------------------
 # CLI: selfj-trl best-of-n
 # ----------------------------------------------------------------------------------------------------------------
+BEST_OF_N_COMMAND = "selfj-trl best-of-n"
+
+
 @dataclass
 class BestOfNConfig:
     """``selfj-trl best-of-n``: sample n answers per prompt, score them with a judge, keep all (and DPO pairs)."""
@@ -187,11 +190,14 @@ def run_best_of_n(config: BestOfNConfig) -> tuple[Dataset, dict[str, float]]:
     """Run the CLI stage: returns the table and its summary (also written next to it).
 
     Under ``accelerate launch`` each process samples its share of the prompts (seeded per process) and the main
-    process gathers and writes the whole table.
+    process gathers and writes the whole table. The output folder (and the DPO pairs folder) is written into a
+    staging folder and renamed into place with its completion marker last, so a killed run leaves the previous
+    folder, none, or one that readers refuse: never a partial table (:mod:`selfj_trl.artifacts`).
     """
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
+    require_complete_folder(config.dataset)
     table = load_table(config.dataset, config.split)
     require_columns(table, [config.prompt_column], f"dataset {config.dataset}", "Map yours with --prompt_column.")
     prompts = table[config.prompt_column]
@@ -217,24 +223,22 @@ def run_best_of_n(config: BestOfNConfig) -> tuple[Dataset, dict[str, float]]:
     result = Dataset.from_list(rows)
     summary = {"policy": config.policy, "judge": config.judge, **summarize(result)}
     if state.is_main_process:
-        out = Path(config.output_dir)
-        result.save_to_disk(str(out))
-        table_file = out / "best_of_n.jsonl"
-        partial = temporary_sibling(table_file, ".jsonl")  # renamed into place once complete
-        result.to_json(str(partial), lines=True, force_ascii=False)
-        os.replace(partial, table_file)
-        atomic_write_json(out / "summary.json", summary)
+        with staged_folder(config.output_dir, "best-of-n table", BEST_OF_N_COMMAND) as staging:
+            result.save_to_disk(str(staging))
+            result.to_json(str(staging / "best_of_n.jsonl"), lines=True, force_ascii=False)
+            atomic_write_json(staging / "summary.json", summary)
         if config.dpo_pairs_dir:
-            build_dpo_pairs(result, config.min_gap).save_to_disk(config.dpo_pairs_dir)
+            pairs = build_dpo_pairs(result, config.min_gap)
+            with staged_folder(config.dpo_pairs_dir, "DPO pairs table", BEST_OF_N_COMMAND) as staging:
+                pairs.save_to_disk(str(staging))
     state.wait_for_everyone()
     return result, summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trl import TrlParser
+    from .flags import parse
 
-    parser = TrlParser((BestOfNConfig,), prog="selfj-trl best-of-n", description=BestOfNConfig.__doc__)
-    (config,) = parser.parse_args_and_config(argv)
+    (config,) = parse((BestOfNConfig,), argv, prog="selfj-trl best-of-n", description=BestOfNConfig.__doc__)
     _, summary = run_best_of_n(config)
     from accelerate import PartialState
 

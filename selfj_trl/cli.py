@@ -3,13 +3,16 @@
 Each stage module owns its config dataclass and parses it with ``TrlParser`` (YAML via ``--config`` and flags), so
 the CLI, the recipes and ``accelerate launch -m selfj_trl.<stage>`` share one code path. Modules are imported only
 when their command runs, so ``selfj-trl --help`` is instant. Failures the package raises on purpose become one line
-on stderr, never a traceback: input the user can fix (:class:`~selfj_trl.errors.SelfJInputError`) exits 2, a run
-that failed on valid input (:class:`~selfj_trl.errors.SelfJRuntimeError`: a diverging loss, a refused upload) exits 1.
+on stderr, never a traceback: input the user can fix (:class:`~selfj_trl.errors.SelfJInputError`, a path that is
+missing or of the wrong kind, a file that is not JSON) exits 2, a run that failed on valid input
+(:class:`~selfj_trl.errors.SelfJRuntimeError`: a diverging loss, a refused upload) exits 1. Anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Callable
 
@@ -45,8 +48,16 @@ def run_main(main_fn: Callable[[list[str]], int | None], argv: list[str], prog: 
     """Call ``main_fn(argv)``; our own failures become one line on stderr (``prog: error: ...``) and an exit code."""
     try:
         return int(main_fn(argv) or 0)
-    except (SelfJInputError, FileNotFoundError) as err:
+    except SelfJInputError as err:
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        if err.filename is None and not isinstance(err, FileNotFoundError):
+            raise  # not about a path the user named: a bug, shown with its traceback
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except json.JSONDecodeError as err:
+        print(f"{prog}: error: not valid JSON: {_one_line(err)}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except SelfJRuntimeError as err:
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)

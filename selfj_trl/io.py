@@ -22,6 +22,8 @@ from .errors import SelfJInputError
 
 
 _FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+#: Libraries whose exceptions, raised while reading a user's table file, mean the file is not a readable table.
+_READER_MODULES = {"datasets", "pyarrow", "pandas"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -43,7 +45,7 @@ def load_table(source: Any, split: str = "train") -> Dataset:
         kind = _FILE_TYPES.get(path.suffix.lower())
         if kind is None:
             raise SelfJInputError(f"{path}: unsupported file type; use .jsonl, .json, .csv or .parquet.")
-        return load_dataset(kind, data_files=str(path), split="train")
+        return load_file(path, kind)
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         loaded = load_from_disk(str(path))
         return _pick_split(loaded, split, str(path)) if isinstance(loaded, DatasetDict) else loaded
@@ -55,6 +57,69 @@ def load_table(source: Any, split: str = "train") -> Dataset:
         return load_dataset(str(source), split=split)
     except Exception as err:  # network down, unknown repo, gated repo
         raise SelfJInputError(f"could not load dataset {source!r} from the Hub ({type(err).__name__}: {err}).") from err
+
+
+def load_file(path: Path, kind: str) -> Dataset:
+    """One table file through ``datasets``; an empty or unreadable file is refused in one line naming it (and the
+    line of a JSON Lines file that does not parse), found only when ``datasets`` fails, so good files are read once."""
+    if path.stat().st_size == 0:
+        raise SelfJInputError(f"{path} is empty: no rows to read.")
+    try:
+        table = load_dataset(kind, data_files=str(path), split="train")
+    except Exception as err:  # noqa: BLE001 - diagnosed below; re-raised unchanged when the file looks fine
+        problem = json_file_problem(path) if kind == "json" else None
+        if problem is None and "corresponds to no data" in str(err):
+            problem = "holds no rows"
+        elif problem is None and type(err).__module__.split(".")[0] in _READER_MODULES:
+            problem = f"cannot be read as {kind} ({_first_line(err.__cause__ or err)})"
+        if problem is None:
+            raise
+        raise SelfJInputError(f"{path} {problem}.") from err
+    if len(table) == 0:
+        raise SelfJInputError(f"{path} holds no rows.")
+    return table
+
+
+def json_file_problem(path: Path) -> str | None:
+    """Why a JSON or JSON Lines file holds no table (blank, ``[]``, a line that does not parse), or None."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        return "holds only blank lines: no rows to read"
+    try:
+        whole = json.loads(text)
+    except (ValueError, RecursionError):
+        whole = None
+    else:
+        if whole == [] or whole == {}:
+            return f"holds an empty JSON {'list' if whole == [] else 'object'}: no rows to read"
+        if isinstance(whole, list) and not all(isinstance(row, dict) for row in whole):
+            return "must hold a list of JSON objects (one per row)"
+        if not isinstance(whole, (list, dict)):
+            return "must hold JSON objects (one per row)"
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
+        problem = json_line_problem(line)
+        if problem:
+            return f"line {number}: {problem}"
+    return None
+
+
+def json_line_problem(line: str) -> str | None:
+    """Why one JSON Lines line is not a row (blank lines are allowed), or None."""
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except RecursionError:
+        return "nested too deeply to be a row"
+    except ValueError as err:
+        return f"not valid JSON ({getattr(err, 'msg', None) or _first_line(err)})"
+    return None if isinstance(row, dict) else f"must be a JSON object, got {type(row).__name__}"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _pick_split(dd: DatasetDict, split: str, name: str) -> Dataset:
@@ -75,9 +140,19 @@ def require_columns(dataset: Dataset, columns: list[str], what: str, hint: str =
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Every row of a JSONL file (blank lines skipped)."""
+    """Every row of a JSONL file (blank lines skipped); a line that is not a JSON object, or a file without one row,
+    is refused in one line naming the file and the line."""
+    rows = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for number, line in enumerate(fh, start=1):
+            problem = json_line_problem(line)
+            if problem:
+                raise SelfJInputError(f"{path} line {number}: {problem}.")
+            if line.strip():
+                rows.append(json.loads(line))
+    if not rows:
+        raise SelfJInputError(f"{path} holds no rows (it is empty or blank).")
+    return rows
 
 
 def shared_data_dir() -> Path | None:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .errors import SelfJInputError
 from .hub import find_judge_config, require_complete_judge
 from .io import is_hub_id
-from .models import as_dtype, default_device, resolve_model
+from .models import as_dtype, default_device, first_line, load_model_config, resolve_model, weights_error
 from .prompts import (
     JUDGE_CONFIG_KEY,
     PLAIN_PROMPT_RE,
@@ -68,6 +68,18 @@ def _check_same_length(first: list, first_name: str, other: list, other_name: st
     if len(first) != len(other):
         raise SelfJInputError(
             f"`{other_name}` has {len(other)} items but `{first_name}` has {len(first)}; pass one per row."
+        )
+
+
+def check_judge_config(config: Any, path: str) -> None:
+    """Refuse a sequence classifier with more than one label: a judge's score is its one logit, and loading it as one
+    label would drop (or reshape) its trained head."""
+    architectures = getattr(config, "architectures", None) or []
+    is_classifier = any(str(a).endswith("ForSequenceClassification") for a in architectures)
+    if is_classifier and config.num_labels != 1:
+        raise SelfJInputError(
+            f"{path} is a classifier with {config.num_labels} labels (num_labels in config.json); a judge has one "
+            "label (its score). Train one with `selfj-trl train`."
         )
 
 
@@ -134,6 +146,7 @@ class SelfJudge:
 
         ``kwargs`` go to ``AutoModelForSequenceClassification.from_pretrained`` (e.g. ``revision``).
         """
+        from safetensors import SafetensorError
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if not isinstance(path_or_hub_id, (str, os.PathLike)) or not str(path_or_hub_id):
@@ -152,20 +165,23 @@ class SelfJudge:
         if folder.is_dir():
             require_complete_judge(folder)  # a half-written judge (killed save) would load and score garbage
         revision = kwargs.get("revision")
+        check_judge_config(load_model_config(path, "judge", trust_remote_code=trust_remote_code, revision=revision),
+                           path)
         load_kwargs = {"num_labels": 1, "use_safetensors": True, "trust_remote_code": trust_remote_code, **kwargs}
         if dtype is not None:
             load_kwargs["dtype"] = as_dtype(dtype)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
             model = AutoModelForSequenceClassification.from_pretrained(path, **load_kwargs)
+        except SafetensorError as err:
+            raise weights_error("judge", path, err) from err
         except OSError as err:  # missing files, unknown Hub repo, no network
             if "safetensors" in str(err).lower():
                 raise SelfJInputError(
                     f"{path} has no safetensors weights; re-save the judge with `save_pretrained(..., "
                     "safe_serialization=True)` (pickled .bin weights are never loaded)."
                 ) from err
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise SelfJInputError(f"could not load judge {path!r}: {first_line}") from err
+            raise SelfJInputError(f"could not load judge {path!r}: {first_line(err)}") from err
         if not getattr(model.config, JUDGE_CONFIG_KEY, None) and folder.is_dir():
             # An adapter-only (unmerged LoRA) judge keeps its format in selfj.json next to the adapter; a plain
             # sequence classifier has neither, and its format comes from its tokenizer.

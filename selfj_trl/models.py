@@ -186,6 +186,28 @@ def as_dtype(dtype: Any) -> Any:
     raise SelfJInputError(f"`dtype` must be a torch dtype name such as 'float32' or 'bfloat16', got {dtype!r}.")
 
 
+def load_model_config(path: str, what: str, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
+    """The transformers config of a model folder or Hub id, refused in one line naming the ``what`` when it cannot be
+    read: a torn config.json, a ``model_type`` this transformers does not know, no such folder or repo."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError, KeyError) as err:  # KeyError: older transformers on an unknown model_type
+        raise SelfJInputError(f"could not load {what} {path!r}: {first_line(err)}") from err
+
+
+def weights_error(what: str, path: str, err: BaseException) -> SelfJInputError:
+    """The one line for weights that cannot be read (a truncated or foreign model.safetensors)."""
+    return SelfJInputError(f"the {what} weights in {path} cannot be read ({first_line(err)}): the file is truncated or "
+                           "not safetensors; copy or save the model again.")
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, trust_remote_code: bool = False):
     """A causal LM in eval mode and its tokenizer (pad = eos when missing), from a folder, Hub id or alias.
 
@@ -198,13 +220,18 @@ def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, tru
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:
         dtype = torch.float32 if device.type == "cpu" else "auto"
+    from safetensors import SafetensorError
+
     path = resolve_model(name_or_path)
+    load_model_config(path, "policy", trust_remote_code=trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code,
                                                      dtype=as_dtype(dtype), use_safetensors=True)
     except OSError as err:
-        raise SelfJInputError(f"could not load policy {name_or_path!r}: {str(err).splitlines()[0]}") from err
+        raise SelfJInputError(f"could not load policy {name_or_path!r}: {first_line(err)}") from err
+    except SafetensorError as err:
+        raise weights_error("policy", path, err) from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device)

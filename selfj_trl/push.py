@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .artifacts import require_complete_folder
 from .errors import SelfJInputError
 from .hub import push_folder, read_judge_config, render_judge_card, require_complete_judge
 
@@ -63,6 +64,7 @@ def run_push(config: PushConfig) -> list[dict]:
     read_judge_config(judge_dir)  # ... or is not a judge
     if config.dataset_dir and not Path(config.dataset_dir).is_dir():
         raise SelfJInputError(f"--dataset_dir {config.dataset_dir} is not a folder.")
+    require_complete_folder(config.dataset_dir, "labeled dataset")  # a killed `selfj-trl label`: refused
 
     common = {"private": config.private, "revision": config.revision, "dry_run": config.dry_run}
     results = []
@@ -76,10 +78,9 @@ def run_push(config: PushConfig) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trl import TrlParser
+    from .flags import parse
 
-    parser = TrlParser((PushConfig,), prog="selfj-trl push", description=PushConfig.__doc__)
-    (config,) = parser.parse_args_and_config(argv)
+    (config,) = parse((PushConfig,), argv, prog="selfj-trl push", description=PushConfig.__doc__)
     run_push(config)
     return 0
 

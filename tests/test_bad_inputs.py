@@ -7,10 +7,14 @@ builder.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 import math
+import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -110,30 +114,304 @@ def test_cli_bad_input_gives_one_clear_line(case, bad, capsys):
         assert word.lower() in message[-1].lower(), (case, message[-1])
 
 
-def _train_numeric_cases():
-    """Every numeric flag of the trainer's one table, plus the values that mean no training (issue 17, item 3)."""
-    from selfj_trl.trainer.config import NUMERIC_FLAGS
+# ---------------------------------------------------------------------------------------------------------------
+# The flag matrix: bad values derived from every command's config dataclasses, refused at parse time
+# ---------------------------------------------------------------------------------------------------------------
+#: command -> (config dataclasses, the module attribute that runs it once parsed, a valid argv over the fixtures).
+#: The runner is replaced by one that fails the test: a bad flag must be refused before anything runs.
+def _commands():
+    from trl import ModelConfig
 
-    cases = [("num_train_epochs", v) for v in ("-1", "0", "nan", "inf")] + [("max_steps", "0")]
-    for name, (kind, low, low_ok, _) in NUMERIC_FLAGS.items():
-        cases.append((name, str(int(low) - 1 if low_ok else int(low))))
-        if kind is float:
-            cases += [(name, "nan"), (name, "-inf")]
-    return list(dict.fromkeys(cases))
+    from selfj_trl.best_of_n import BestOfNConfig
+    from selfj_trl.evaluation.harness import EvaluationConfig
+    from selfj_trl.label_report.config import LabelReportConfig
+    from selfj_trl.labeling.config import LabelingConfig
+    from selfj_trl.push import PushConfig
+    from selfj_trl.quickstart import QuickstartConfig
+    from selfj_trl.score import ScoreConfig
+    from selfj_trl.serve.config import ServeConfig
+    from selfj_trl.trainer.config import SelfJRewardConfig, SelfJScriptArguments
+
+    return {
+        "score": ((ScoreConfig,), "selfj_trl.score:run_score",
+                  ["--judge", "{judge}", "--dataset", "{rows}", "--output_file", "{out}/s.jsonl"]),
+        "best-of-n": ((BestOfNConfig,), "selfj_trl.best_of_n:run_best_of_n",
+                      ["--policy", "{policy}", "--judge", "{judge}", "--dataset", "{rows}", "--output_dir", "{out}/b"]),
+        "evaluate": ((EvaluationConfig,), "selfj_trl.evaluation.command:evaluate_judges",
+                     ["--output_dir", "{out}/e", "--judges", "{judge}", "--eval_sets", "{rows}"]),
+        "signal": ((LabelReportConfig,), "selfj_trl.label_report.report:run_label_report",
+                   ["--output_dir", "{out}/sig", "--policy", "{policy}", "--embedder", "{embedder}"]),
+        "label": ((LabelingConfig,), "selfj_trl.labeling.pipeline:label_dataset",
+                  ["--dataset_name", "{rows}", "--output_dir", "{out}/l", "--policy", "{policy}",
+                   "--embedder", "{embedder}"]),
+        "train": ((SelfJScriptArguments, SelfJRewardConfig, ModelConfig), "selfj_trl.trainer.script:train_judge",
+                  ["--model_name_or_path", "{judge}", "--dataset_name", "{rows}", "--output_dir", "{out}/j",
+                   "--use_cpu", "true", "--report_to", "none"]),
+        "serve": ((ServeConfig,), "selfj_trl.serve.app:build_server", ["--judge", "{judge}"]),
+        "push": ((PushConfig,), "selfj_trl.push:run_push",
+                 ["--judge_dir", "{judge}", "--judge_repo", "me/judge", "--dry_run"]),
+        "quickstart": ((QuickstartConfig,), "selfj_trl.quickstart:run_quickstart", ["--output_dir", "{out}/q"]),
+    }
 
 
-@pytest.mark.parametrize("flag, value", _train_numeric_cases(), ids=lambda x: str(x))
-def test_train_numeric_flag_refused_at_parse_time(flag, value, tmp_path, tiny_judge, capsys):
-    out = tmp_path / "judge"
-    argv = ["train", "--model_name_or_path", tiny_judge, "--dataset_name", _labeled(tmp_path / "ok"), "--output_dir",
-            str(out), "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no", f"--{flag}={value}"]
+def _checked_fields(dtype):
+    """The fields the matrix tries: all of this package's own, and of TRL's and transformers' those the one table
+    ranges or that hold floats (their other flags keep their own checks)."""
+    from selfj_trl.flags import NUMERIC_FLAGS, field_types, numeric_kind, own_fields
+
+    hints, own = field_types(dtype), own_fields(dtype)
+    for f in dataclasses.fields(dtype):
+        if f.init and (f.name in own or f.name in NUMERIC_FLAGS or numeric_kind(hints[f.name]) is float):
+            yield f, hints[f.name]
+
+
+def _bad_values(f, hint):
+    """(label, value) bad values for one field, from its type, its range in the one table and its path kind."""
+    from selfj_trl.flags import DEVICES, FOLDERS, NUMERIC_FLAGS, OUTPUT_FILES, numeric_kind
+
+    kind, bounds = numeric_kind(hint), NUMERIC_FLAGS.get(f.name)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        yield "missing", None
+    if kind is not None:
+        yield "wrong type", "abc"
+    if kind is float:
+        yield "nan", "nan"
+        yield "inf", "-inf"
+    if bounds is not None and bounds.low is not None:
+        below = bounds.low - 1 if bounds.low_ok else bounds.low
+        yield "below range", str(int(below) if bounds.kind is int else below)
+    if bounds is not None and bounds.high is not None:
+        yield "above range", str(int(bounds.high) + 1 if bounds.high_ok else bounds.high)
+    if bounds is not None and bounds.kind is int:
+        yield "not an integer", "2.5"
+    if hint is bool or hint == bool | None:
+        yield "not a bool", "maybe"
+    if "choices" in f.metadata:
+        yield "not a choice", "no-such-choice"
+    if kind is None and hint is not bool and str in typing.get_args(hint) + (hint,):
+        yield "empty", ""
+    if f.name in OUTPUT_FILES:
+        yield "existing folder", "{out}"
+    if f.name in FOLDERS:
+        yield "existing file", "{file}"
+    if f.name in DEVICES:
+        yield "unavailable device", "cuda:99"
+
+
+def _matrix():
+    cases = []
+    for command, (types, _, _) in _commands().items():
+        for dtype in types:
+            for f, hint in _checked_fields(dtype):
+                for label, value in _bad_values(f, hint):
+                    cases.append(pytest.param(command, f.name, value, id=f"{command}--{f.name}-{label}"))
+    return cases
+
+
+MATRIX = _matrix()
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory, tiny_policy, tiny_judge, tiny_embedder):
+    out = tmp_path_factory.mktemp("flags")
+    (out / "a_file.txt").write_text("not a folder\n")
+    rows = _jsonl(out / "rows.jsonl", [{"instruction": "hello", "response": "world", "reference": "earth"}])
+    return {"out": str(out), "file": str(out / "a_file.txt"), "rows": rows, "judge": tiny_judge,
+            "policy": tiny_policy, "embedder": tiny_embedder}
+
+
+@pytest.mark.parametrize("command, flag, value", MATRIX)
+def test_every_flag_refuses_bad_input_in_one_line(command, flag, value, places, monkeypatch, capsys):
+    types, runner, base = _commands()[command]
+    module, _, attr = runner.partition(":")
+
+    def never(*args, **kwargs):
+        raise AssertionError(f"{command} ran with --{flag}={value!r}: it should have been refused")
+
+    monkeypatch.setattr(importlib.import_module(module), attr, never)
+    argv = [a.format(**places) for a in base]
+    if value is None:  # a required flag left out
+        at = argv.index(f"--{flag}")
+        del argv[at : at + 2]
+    else:
+        argv += [f"--{flag}", value.format(**places)]
     capsys.readouterr()
-    code = cli(argv)
-    err = capsys.readouterr().err
-    assert code == 2, (flag, value, err[-2000:])
-    assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith(f"selfj-trl train: error: `--{flag}` must be"), err[-2000:]
-    assert not out.exists() or not any(out.iterdir())  # refused before anything was written
+    code = cli([command, *argv])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, lines
+    assert len(lines) == 1 and lines[0].startswith(f"selfj-trl {command}: error: "), lines
+    assert flag in lines[0] or flag.replace("_", "-") in lines[0], lines
+
+
+def test_every_numeric_flag_has_a_range():
+    """A new numeric flag of any command is covered by the matrix only once the one table gives it a range."""
+    from selfj_trl.flags import NUMERIC_FLAGS, numeric_kind, own_fields
+
+    missing = [f"{dtype.__name__}.{f.name}" for types, _, _ in _commands().values() for dtype in types
+               for f, hint in _checked_fields(dtype) if f.name in own_fields(dtype)
+               and numeric_kind(hint) is not None and f.name not in NUMERIC_FLAGS and f.name != "fit_weights"]
+    assert not missing
+
+
+def test_matrix_size():
+    """The README quotes this count; the matrix is generated, so it only grows with the flags."""
+    assert len(MATRIX) >= 400, len(MATRIX)
+
+
+def test_flag_ranges_accept_every_default():
+    """The table's ranges hold for every command's own defaults (a range too strict would refuse a plain run)."""
+    from selfj_trl.flags import check_values
+
+    for types, _, _ in _commands().values():
+        for dtype in types:
+            defaults = {f.name: f.default for f in dataclasses.fields(dtype) if f.default is not dataclasses.MISSING}
+            check_values(dtype, defaults)
+
+
+def test_bad_config_file_is_one_line(tmp_path, places, capsys):
+    bad_yaml, unknown = tmp_path / "bad.yaml", tmp_path / "unknown.yaml"
+    bad_yaml.write_text("judge: [unclosed\n")
+    unknown.write_text("no_such_key: 1\n")
+    given = ["--judge", places["judge"], "--dataset", places["rows"], "--output_file", str(tmp_path / "s.jsonl")]
+    for config, word in ((bad_yaml, "YAML"), (tmp_path, "--config"), (unknown, "no_such_key")):
+        assert cli(["score", "--config", str(config), *given]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and word in lines[0], lines
+
+
+def test_score_output_path_is_a_folder_subprocess(places, tmp_path):
+    """The one line really is all of stderr in a fresh interpreter (no warning, no traceback)."""
+    res = subprocess.run([sys.executable, "-m", "selfj_trl.cli", "score", "--judge", places["judge"], "--dataset",
+                          places["rows"], "--output_file", str(tmp_path)], capture_output=True, text=True,
+                         cwd=REPO, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == [
+        f"selfj-trl score: error: `--output_file` {tmp_path} is an existing folder; name a file to write."]
+
+
+def error_lines(err: str) -> list[str]:
+    """The lines of stderr that are not progress bars (datasets and tqdm draw theirs on stderr); no traceback."""
+    assert "Traceback" not in err, err[-3000:]
+    return [line for line in err.strip().splitlines()
+            if line.strip() and ("error:" in line or not re.search(r"\d+/\d+|it/s|examples", line))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad files and models: refused in one line naming the file (and the line)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, text, words", [
+    ("empty.jsonl", "", ["empty.jsonl", "empty"]),
+    ("empty_list.json", "[]", ["empty_list.json", "empty JSON list"]),
+    ("blank.jsonl", "\n  \n\n", ["blank.jsonl", "blank"]),
+    ("torn.jsonl", '{"instruction": "a", "response": "b"}\n{"instruction": "c", "resp\n', ["torn.jsonl", "line 2"]),
+    ("header_only.csv", "instruction,response\n", ["header_only.csv", "no rows"]),
+], ids=lambda x: x if isinstance(x, str) and "." in x else "")
+def test_unusable_table_file_is_one_line(name, text, words, tmp_path, tiny_judge, capsys):
+    path = tmp_path / name
+    path.write_text(text)
+    code = cli(["score", "--judge", tiny_judge, "--dataset", str(path), "--output_file", str(tmp_path / "s.jsonl")])
+    lines = error_lines(capsys.readouterr().err)
+    assert code == 2 and len(lines) == 1, lines
+    assert all(w in lines[0] for w in words), lines
+
+
+def _broken_judge(tmp_path: Path, tiny_judge: str, how: str) -> str:
+    import shutil
+
+    from selfj_trl.io import write_manifest
+
+    folder = tmp_path / how
+    shutil.copytree(tiny_judge, folder)
+    config = json.loads((folder / "config.json").read_text())
+    if how == "two_labels":
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        two = AutoConfig.from_pretrained(folder)
+        two.num_labels = 2
+        AutoModelForSequenceClassification.from_config(two).save_pretrained(folder)
+    elif how == "truncated":
+        with open(folder / "model.safetensors", "r+b") as fh:
+            fh.truncate(fh.seek(0, 2) // 2)
+    elif how == "unknown_type":
+        (folder / "config.json").write_text(json.dumps({**config, "model_type": "no-such-architecture"}))
+    write_manifest(folder)  # complete as written: the problem is the content, not a killed save
+    return str(folder)
+
+
+@pytest.mark.parametrize("how, words", [("two_labels", ["2 labels"]), ("truncated", ["weights", "truncated"]),
+                                        ("unknown_type", ["no-such-architecture"])])
+def test_unusable_judge_is_one_line(how, words, tmp_path, tiny_judge, capsys):
+    judge = _broken_judge(tmp_path, tiny_judge, how)
+    rows = _jsonl(tmp_path / "rows.jsonl", [{"instruction": "a", "response": "b"}])
+    code = cli(["score", "--judge", judge, "--dataset", rows, "--output_file", str(tmp_path / "s.jsonl")])
+    lines = error_lines(capsys.readouterr().err)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("selfj-trl score: error: "), lines
+    assert all(w in lines[0] for w in words), lines
+
+
+def test_resume_without_checkpoint_is_refused_before_loading(tmp_path, tiny_judge, monkeypatch, capsys):
+    from selfj_trl.trainer import script
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the resume flag was checked")
+
+    monkeypatch.setattr(script, "SelfJRewardTrainer", never)
+    out = tmp_path / "judge"
+    out.mkdir()
+    code = cli(["train", "--model_name_or_path", tiny_judge, "--dataset_name", _labeled(tmp_path / "ok"),
+                "--output_dir", str(out), "--use_cpu", "true", "--report_to", "none",
+                "--resume_from_checkpoint", "true"])
+    lines = error_lines(capsys.readouterr().err)
+    assert code == 2 and len(lines) == 1 and "--resume_from_checkpoint" in lines[0] and str(out) in lines[0], lines
+
+
+def test_label_refuses_over_long_instruction_before_sampling(tmp_path, tiny_policy, tiny_embedder, monkeypatch,
+                                                             capsys):
+    from selfj_trl.labeling import scoring
+
+    def never(*args, **kwargs):
+        raise AssertionError("the policy sampled answers for an instruction that cannot be judged")
+
+    monkeypatch.setattr(scoring, "sample_responses", never)
+    rows = _jsonl(tmp_path / "long.jsonl", [{"instruction": "short one", "reference": "fine"},
+                                            {"instruction": "word " * 3000, "reference": "fine"}])
+    code = cli(["label", "--dataset_name", rows, "--output_dir", str(tmp_path / "lab"), "--policy", tiny_policy,
+                "--embedder", tiny_embedder, "--max_length", "256"])
+    lines = error_lines(capsys.readouterr().err)
+    assert code == 2 and len(lines) == 1, lines
+    assert "row 1" in lines[0] and "max_length=256" in lines[0], lines
+
+
+def _run_raising(monkeypatch, err: BaseException) -> int:
+    import types
+
+    from selfj_trl import cli as cli_module
+
+    def main(argv):
+        raise err
+
+    monkeypatch.setitem(sys.modules, "fake_selfj_raiser", types.SimpleNamespace(main=main))
+    monkeypatch.setitem(cli_module.COMMANDS, "raiser", ("fake_selfj_raiser", "test only"))
+    return cli(["raiser"])
+
+
+@pytest.mark.parametrize("err", [
+    json.JSONDecodeError("Expecting value", "{", 1),
+    IsADirectoryError(21, "Is a directory", "/some/folder"),
+    NotADirectoryError(20, "Not a directory", "/a/file/x"),
+    PermissionError(13, "Permission denied", "/root/secret"),
+], ids=lambda e: type(e).__name__)
+def test_cli_maps_input_type_errors_to_exit_2(err, monkeypatch, capsys):
+    assert _run_raising(monkeypatch, err) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("selfj-trl raiser: error: "), lines
+
+
+@pytest.mark.parametrize("err", [ValueError("a bug"), PermissionError("no path involved"), KeyError("x")],
+                         ids=lambda e: type(e).__name__)
+def test_cli_keeps_the_traceback_of_a_bug(err, monkeypatch):
+    with pytest.raises(type(err)):
+        _run_raising(monkeypatch, err)
 
 
 def test_cli_runtime_failure_is_one_line_exit_1(monkeypatch, capsys):

@@ -9,6 +9,7 @@ from datasets import Dataset, load_from_disk
 
 from selfj_trl.best_of_n import best_of_n, build_dpo_pairs, main, summarize
 from selfj_trl.errors import SelfJInputError
+from selfj_trl.io import check_complete
 from selfj_trl.judge import SelfJudge
 from selfj_trl.models import load_policy
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
@@ -165,3 +166,5 @@ def test_cli_writes_table_jsonl_summary_and_pairs(tiny_policy, tiny_judge, tmp_p
     assert summary["prompts"] == 2 and summary["n"] == 3
     assert summary["mean_best_score"] == pytest.approx(sum(table["best_score"]) / 2)
     assert set(load_from_disk(str(pairs_dir)).column_names) >= {"prompt", "chosen", "rejected"}
+    assert check_complete(out) == [] and check_complete(pairs_dir) == []  # both published with their marker last
+    assert not list(tmp_path.glob(".bon.tmp*")) and not list(tmp_path.glob(".pairs.tmp*"))  # no staging left

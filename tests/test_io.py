@@ -1,10 +1,22 @@
-"""Completion markers: a folder is complete only when its marker is there and every listed file has its size."""
+"""Completion markers (a folder is complete only when its marker is there and every listed file has its size), and
+reading tables: a file that holds no table is refused in one line naming it."""
 
 from __future__ import annotations
 
 import json
 
-from selfj_trl.io import MANIFEST_NAME, check_complete, folder_files, read_manifest, write_manifest
+import pytest
+
+from selfj_trl.errors import SelfJInputError
+from selfj_trl.io import (
+    MANIFEST_NAME,
+    check_complete,
+    folder_files,
+    load_table,
+    read_jsonl,
+    read_manifest,
+    write_manifest,
+)
 
 
 def _folder(tmp_path):
@@ -45,3 +57,50 @@ def test_an_unreadable_marker_is_a_problem_not_an_exception(tmp_path):
     (root / MANIFEST_NAME).write_text('{"files": ["a.json"]}')
     assert len(check_complete(root)) == 1 and read_manifest(root) is None
     assert check_complete(tmp_path / "missing", "thing")  # a folder that is not there is not complete either
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading tables: a file that holds no table is refused in one line naming it (and the line at fault)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, text, words", [
+    ("empty.jsonl", "", ["is empty"]),
+    ("empty.json", "[]", ["empty JSON list"]),
+    ("object.json", "{}", ["empty JSON object"]),
+    ("blank.jsonl", "\n \n\t\n", ["blank"]),
+    ("torn.jsonl", '{"a": 1}\n\n{"a": 2\n', ["line 3", "not valid JSON"]),
+    ("scalar.jsonl", '{"a": 1}\n7\n', ["line 2", "JSON object"]),
+    ("header.csv", "a,b\n", ["no rows"]),
+    ("torn.parquet", "PAR1xx", ["cannot be read as parquet"]),
+])
+def test_load_table_refuses_a_file_without_rows(tmp_path, name, text, words):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SelfJInputError) as err:
+        load_table(str(path))
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message
+    assert all(w in message for w in words), message
+
+
+def test_load_table_reads_good_files_unchanged(tmp_path):
+    (tmp_path / "rows.jsonl").write_text('{"a": 1}\n\n{"a": 2}\n')
+    (tmp_path / "rows.json").write_text('[{"a": 1}, {"a": 2}]')
+    assert load_table(str(tmp_path / "rows.jsonl"))["a"] == [1, 2]
+    assert load_table(str(tmp_path / "rows.json"))["a"] == [1, 2]
+
+
+@pytest.mark.parametrize("text, words", [("", ["no rows"]), ("\n\n", ["no rows"]),
+                                         ('{"a": 1}\n{"a": \n', ["line 2", "not valid JSON"]),
+                                         ('{"a": 1}\n[1]\n', ["line 2", "JSON object"])])
+def test_read_jsonl_names_the_file_and_line(tmp_path, text, words):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(text)
+    with pytest.raises(SelfJInputError) as err:
+        read_jsonl(path)
+    assert str(path) in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_read_jsonl_skips_blank_lines(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]

@@ -11,8 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from datasets import load_from_disk
 
+from selfj_trl.artifacts import require_complete_folder
+from selfj_trl.errors import SelfJInputError
+from selfj_trl.io import check_complete
 from selfj_trl.testing import make_tiny_embedder, tiny_instruction_rows
 
 
@@ -57,8 +61,12 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, tiny_po
         proc.wait()
     assert kills >= 2  # the kills really interrupted runs
     assert not (out / "state.json").exists() or len(list((out / "shards").glob("chunk-*.jsonl"))) == 6
+    if check_complete(out):  # not finished: every reader refuses it rather than read the shards as the table
+        with pytest.raises(SelfJInputError, match="incomplete labeled dataset"):
+            require_complete_folder(out)
     subprocess.run(_cmd(rows, out, tiny_policy, embedder), check=True, env=env, cwd=REPO, capture_output=True)
     got = _key(load_from_disk(str(out)).to_list())
     assert got == expected  # same rows, same order: none lost, none duplicated
     assert len(got) == len(set(got))
     assert not list(out.glob("**/*.tmp*"))  # no half-written temporary file left looking complete
+    assert check_complete(out) == []  # published with its completion marker

@@ -57,3 +57,84 @@ def test_score_cli_scores_the_teacher_view_with_a_reference_column(tiny_judge, j
     expected = judge.score(INSTRUCTIONS[:3], RESPONSES[:3], references=refs[:3])
     assert [r["score"] for r in rows] == pytest.approx(expected, abs=1e-5)  # the old score column is replaced
     assert not list(tmp_path.glob(".scores.jsonl.tmp*"))
+
+
+def _many_rows(path, n=40):
+    path.write_text("".join(json.dumps({"instruction": f"question {i}", "response": "word " * (i % 7)}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+def test_a_killed_run_resumes_from_the_scored_chunks_and_writes_the_same_file(tiny_judge, tmp_path, monkeypatch):
+    data = _many_rows(tmp_path / "rows.jsonl")
+    argv = ["--judge", tiny_judge, "--dataset", str(data), "--device", "cpu", "--batch_size", "2"]
+    assert main([*argv, "--output_file", str(tmp_path / "whole.jsonl")]) == 0
+    whole = (tmp_path / "whole.jsonl").read_bytes()
+
+    real_score, scored = SelfJudge.score, []
+
+    def dies_on_the_second_chunk(self, instructions, *args, **kwargs):
+        if len(scored) == 1:
+            raise KeyboardInterrupt  # stands for the kill: nothing after this point runs
+        scored.append(len(instructions))
+        return real_score(self, instructions, *args, **kwargs)
+
+    out = tmp_path / "killed.jsonl"
+    monkeypatch.setattr(SelfJudge, "score", dies_on_the_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        main([*argv, "--output_file", str(out)])
+    assert not out.exists() and scored == [16]  # one chunk (8 batches of 2) was kept before the kill
+    [cache] = tmp_path.glob(".killed.jsonl.resume-*.jsonl")
+
+    def counts(self, instructions, *args, **kwargs):
+        scored.append(len(instructions))
+        return real_score(self, instructions, *args, **kwargs)
+
+    monkeypatch.setattr(SelfJudge, "score", counts)
+    assert main([*argv, "--output_file", str(out)]) == 0
+    assert scored == [16, 16, 8]  # the rerun scored only the two chunks the killed run had not finished
+    assert out.read_bytes() == whole  # same rows, same scores, same bytes
+    assert not cache.exists()  # the resume cache goes once the output is complete
+
+
+def test_scores_cached_by_another_judge_are_never_reused(tiny_judge, tmp_path, monkeypatch):
+    import shutil
+
+    import selfj_trl.score as score_module
+    from selfj_trl.io import write_manifest
+
+    data = _many_rows(tmp_path / "rows.jsonl", n=6)
+    out = tmp_path / "scores.jsonl"
+    other = tmp_path / "other_judge"
+    shutil.copytree(tiny_judge, other)
+    (other / "config.json").write_text((other / "config.json").read_text().replace("{", '{"retrained": 1,', 1))
+    write_manifest(other)  # a complete judge whose files differ: another judge as far as the cache knows
+    argv = ["--dataset", str(data), "--output_file", str(out), "--device", "cpu"]
+    real_add, real_score, scored = score_module.JsonlCache.add, SelfJudge.score, []
+
+    def add_then_die(self, items):
+        real_add(self, items)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(score_module.JsonlCache, "add", add_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--judge", tiny_judge, *argv])  # killed with every row cached, before the output was written
+    [first_cache] = tmp_path.glob(".scores.jsonl.resume-*.jsonl")
+    assert len(first_cache.read_text().splitlines()) == 6
+
+    def counts(self, instructions, *args, **kwargs):
+        scored.append(len(instructions))
+        return real_score(self, instructions, *args, **kwargs)
+
+    monkeypatch.setattr(score_module.JsonlCache, "add", real_add)
+    monkeypatch.setattr(SelfJudge, "score", counts)
+    assert main(["--judge", str(other), *argv]) == 0
+    assert scored == [6]  # every row scored by the new judge, none taken from the first judge's cache
+    assert not first_cache.exists() and len(out.read_text().splitlines()) == 6
+
+
+def test_score_help_says_a_killed_run_resumes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "A killed run resumes" in text and "Rerunning the same command after a kill resumes" in text

@@ -188,6 +188,56 @@ def test_bad_request_gets_4xx_and_server_keeps_serving(judge, name, body, status
         assert ok.status_code == 200
 
 
+@pytest.mark.parametrize("name, body", [
+    ("deep nesting", b"[" * 100_000),
+    ("deep nesting inside query", b'{"query": ' + b"[" * 100_000),
+    ("huge integer", b'{"query": ["a"], "labels": [' + b"1" * 100_000 + b"]}"),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_body_the_json_parser_chokes_on_is_a_json_400(judge, name, body):
+    with make_client(judge) as client:
+        r = client.post("/get_reward", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] and "\n" not in r.json()["error"]
+        assert client.post("/get_reward", json={"query": QUERIES[:1]}).status_code == 200
+
+
+def test_query_string_token_never_reaches_the_access_log(tiny_judge, monkeypatch):
+    """A client that puts its token in the URL (``?token=``, ``?api_key=``) must not get it written to the log."""
+    import logging
+
+    from selfj_trl.serve.app import build_server
+
+    monkeypatch.delenv("SELFJ_SERVE_TOKEN", raising=False)
+    server = build_server(ServeConfig(judge=tiny_judge, port=0, device="cpu", log_level="info"))
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    access = logging.getLogger("uvicorn.access")
+    keep = Keep()
+    access.addHandler(keep)
+    secret = "tok-" + "Z9" * 10
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/health?token={secret}", timeout=30).status_code == 200
+        r = httpx.post(f"{base}/get_reward?api_key={secret}&x=1", json={"query": QUERIES[:1]}, timeout=60)
+        assert r.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        access.removeHandler(keep)
+    assert any("/health" in line for line in lines) and any("/get_reward" in line for line in lines), lines
+    assert not any(secret in line for line in lines), lines
+
+
 def test_wrong_method_and_route_are_json_errors(judge):
     with make_client(judge) as client:
         assert client.get("/get_reward").status_code == 405

@@ -137,7 +137,7 @@ def _numeric_cases():
     """Bad values for every flag of the one table of numeric flags (a new flag there is covered here too)."""
     from selfj_trl.trainer.config import NUMERIC_FLAGS
 
-    for name, (kind, low, low_ok, _) in NUMERIC_FLAGS.items():
+    for name, (kind, low, low_ok, *_) in NUMERIC_FLAGS.items():
         below = low - 1 if low_ok else low
         bad = [below, math.nan, math.inf, -math.inf, "1", True] + ([2.5] if kind is int else [])
         for value in bad:

@@ -10,10 +10,9 @@ from .report import summary
 
 def main(argv: list[str] | None = None) -> int:
     """``selfj-trl evaluate --judges PATH ... --baselines length random cosine --eval_sets alpaca_eval ...``"""
-    from trl import TrlParser
+    from ..flags import parse
 
-    parser = TrlParser((EvaluationConfig,), prog="selfj-trl evaluate")
-    (cfg,) = parser.parse_args_and_config(argv)
+    (cfg,) = parse((EvaluationConfig,), argv, prog="selfj-trl evaluate")
     metrics = evaluate_judges(
         cfg.judges, cfg.eval_sets, cfg.output_dir, baselines=cfg.baselines, split=cfg.split,
         max_instructions=cfg.max_instructions, seed=cfg.seed, batch_size=cfg.batch_size,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..artifacts import mark_complete, open_for_writing
 from ..errors import SelfJInputError
 from ..eval_sets import BUILTIN_SETS, EvalSet, PairwiseSet, PointwiseSet, load_eval_set
 from ..io import atomic_write_text, jsonable
@@ -27,7 +28,7 @@ from .metrics import (
     selective_curve,
 )
 from .plots import write_plots
-from .report import render_report
+from .report import REPORT_COMMAND, REPORT_WHAT, render_report, report_files
 from .scorers import BASELINE_HELP, LengthScorer, ScorerEntry, resolve_scorers
 from .scoring import SCORE_CACHE_DIR, ScoreCache, ScoringStats, score_rows
 from .set_metrics import evaluate_pairwise, evaluate_pointwise, honest_mask, pick_reference
@@ -139,10 +140,12 @@ def evaluate_judges(
         metrics["eval_sets"][ds.name] = evaluate_set(ds, entries, cache, batch_size, bootstrap,
                                                      target_coverages=target_coverages)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
+    open_for_writing(out_dir, REPORT_WHAT, REPORT_COMMAND)  # refused from here until its marker is written
     metrics["plots"] = write_plots(metrics, sets, out_dir) if plots else {}
     atomic_write_text(out_dir / "metrics.json",
                       json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     atomic_write_text(out_dir / "report.md", render_report(metrics))
+    mark_complete(out_dir, report_files(metrics), REPORT_WHAT)
     return metrics
 
 

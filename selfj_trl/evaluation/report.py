@@ -1,9 +1,24 @@
-"""The Markdown report (``report.md``) and the command line's summary, both read from ``metrics.json``'s dict."""
+"""The Markdown report (``report.md``) and the command line's summary, both read from ``metrics.json``'s dict.
+
+The report folder (``metrics.json``, ``report.md``, the plots) also holds the score cache that lets a killed run
+resume, so it is written in place: :func:`selfj_trl.artifacts.open_for_writing` drops its completion marker before
+the first report file is replaced and :func:`selfj_trl.artifacts.mark_complete` lists :func:`report_files` last. A
+report folder without a valid marker was not completely written and is refused.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+
+REPORT_WHAT = "evaluation report"
+REPORT_COMMAND = "selfj-trl evaluate"
+
+
+def report_files(metrics: dict[str, Any]) -> list[str]:
+    """The files of a report folder that its completion marker lists (the score cache is not one of them)."""
+    return ["metrics.json", "report.md", *metrics.get("plots", {}).values()]
 
 
 def number(x: Any, digits: int = 3) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import SelfJInputError
+from ..flags import check_instance
 from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY
 from ..prompts import LIKELIHOOD_METHODS, PROMPT_STYLE_ALIASES, PROMPT_STYLES, check_prompt_style
 from ..signals.likelihood import MAX_TARGET_TOKENS
@@ -49,6 +50,7 @@ class LabelReportConfig:
                                         "faster than the default (threads stop waiting on each other)."})
 
     def __post_init__(self) -> None:
+        check_instance(self)  # the ranges every command's flags share (selfj_trl.flags.NUMERIC_FLAGS)
         if self.n_instructions < 2:
             raise SelfJInputError(f"n_instructions must be >= 2 (correlations need several), got {self.n_instructions}.")
         if self.fit_folds < 2:

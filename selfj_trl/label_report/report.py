@@ -234,9 +234,9 @@ def markdown_report(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trl import TrlParser
+    from ..flags import parse
 
-    (config,) = TrlParser(LabelReportConfig).parse_args_and_config(argv)
+    (config,) = parse((LabelReportConfig,), argv, prog="selfj-trl signal")
     report = run_label_report(config)
     out = Path(config.output_dir).resolve()
     print(markdown_report(report))  # noqa: T201

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SelfJInputError
+from ..flags import check_instance
 from ..io import content_hash
 from ..labels import COMBINATIONS
 from ..measured import measured_label
@@ -166,6 +167,7 @@ class LabelingConfig:
     defaults_source: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
+        check_instance(self)  # the ranges every command's flags share (selfj_trl.flags.NUMERIC_FLAGS)
         self.defaults_source = resolve_defaults(self)
         if self.num_samples is None:
             self.num_samples = 0 if self.response_column else DEFAULT_NUM_SAMPLES

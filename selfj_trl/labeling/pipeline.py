@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -17,13 +15,14 @@ from pathlib import Path
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from ..artifacts import require_complete_folder, staged_folder, stamp
 from ..errors import SelfJInputError
 from ..io import atomic_write_text
 from ..labels import combine_labels, label_formula
 from ..signals import ModelSet, get_signal
 from .config import LOW_DIGIT_MASS, LabelingConfig, digit_mass, measured_quality, self_eval_detail
 from .fit import fitted_weights, score_fit_rows
-from .rows import load_source, prepare_rows
+from .rows import check_instruction_budget, load_source, prepare_rows
 from .scoring import label_chunk
 from .shards import (
     check_or_write_manifest,
@@ -38,16 +37,26 @@ from .shards import (
 
 logger = logging.getLogger(__name__)
 
+#: What the stamp of a labeled dataset folder says it is, and the command that finishes it.
+LABELED_DATASET = "labeled dataset"
+LABEL_COMMAND = "selfj-trl label"
+
 
 def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dataset:
     """Run stage 1 end to end (resumable, shardable across ``accelerate launch`` processes); returns the table."""
     from accelerate import PartialState
 
     state = PartialState()
+    if dataset is None:
+        require_complete_folder(config.dataset_name)
     source = dataset if dataset is not None else load_source(config)
     rows, skipped = prepare_rows(source, config)
+    check_instruction_budget(rows, config)
     shard_dir = Path(config.output_dir) / "shards"
     if state.is_main_process:
+        # Ours from the first shard on: until the dataset is published, readers refuse the folder instead of
+        # loading the shards' JSONL as if it were the table.
+        stamp(config.output_dir, LABELED_DATASET, LABEL_COMMAND)
         check_or_write_manifest(shard_dir, config)
         remove_partial_files(shard_dir)
     state.wait_for_everyone()
@@ -148,33 +157,27 @@ def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats
 
 def save_labeled(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats: Counter, num_instructions: int,
                  fit: dict | None = None) -> None:
-    """``save_to_disk`` into the output folder (data files moved in before the metadata), plus README.md."""
-    from ..hub import dataset_card
+    """The ``save_to_disk`` table, README.md and labeling_config.json, staged and published into the output folder
+    with its completion marker last (:func:`~selfj_trl.artifacts.staged_folder`); the shards stay where they are."""
+    from ..hub import dataset_card, push_labeled_dataset
 
-    out_dir = Path(config.output_dir)
-    tmp = out_dir / ".dataset.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    table.save_to_disk(str(tmp))
-    files = sorted(tmp.iterdir(), key=lambda p: p.name in {"dataset_info.json", "state.json"})
-    for f in files:  # metadata last: a crash in between never leaves a folder that loads as complete
-        os.replace(f, out_dir / f.name)
-    tmp.rmdir()
     info = card_info(table, config, skipped=skipped, stats=stats, num_instructions=num_instructions, fit=fit)
     card = dataset_card(info)
-    atomic_write_text(out_dir / "README.md", str(card))
-    atomic_write_text(out_dir / "labeling_config.json", json.dumps(info["config"], indent=2, default=str))
+    with staged_folder(config.output_dir, LABELED_DATASET, LABEL_COMMAND) as staging:
+        table.save_to_disk(str(staging))
+        atomic_write_text(staging / "README.md", str(card))
+        atomic_write_text(staging / "labeling_config.json", json.dumps(info["config"], indent=2, default=str))
     if config.push_to_hub:
-        table.push_to_hub(config.hub_dataset_id, private=config.hub_private)
-        card.push_to_hub(config.hub_dataset_id, repo_type="dataset")
+        push_labeled_dataset(table, info, config.hub_dataset_id, private=config.hub_private)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``selfj-trl label``: parse a :class:`LabelingConfig` (``--config`` YAML and flags) and label."""
     from accelerate import PartialState
-    from trl import TrlParser
 
-    (config,) = TrlParser(LabelingConfig).parse_args_and_config(argv)
+    from ..flags import parse
+
+    (config,) = parse((LabelingConfig,), argv, prog="selfj-trl label")
     if not config.dataset_name:
         raise SelfJInputError("--dataset_name is required (a Hub id, a folder or a JSONL file).")
     table = label_dataset(config)

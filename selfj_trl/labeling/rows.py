@@ -164,3 +164,30 @@ def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[st
     if not rows:
         raise SelfJInputError("no usable instruction/reference rows after skipping empty ones; check the columns.")
     return rows, skipped
+
+
+def check_instruction_budget(rows: list[dict[str, Any]], config: LabelingConfig) -> None:
+    """Refuse, before any answer is sampled, an instruction whose judging prompt cannot fit ``max_length`` tokens:
+    the digit self-evaluation would refuse it only after the policy had generated for it (minutes for a long one).
+    Only the policy's tokenizer is loaded."""
+    if config.self_eval_method != "digits" and not config.noref_baseline:
+        return  # the likelihood self-evaluation shortens what does not fit
+    from transformers import AutoTokenizer
+
+    from ..models import first_line, resolve_model
+    from ..prompts import build_judge_prompt
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.policy),
+                                                  trust_remote_code=config.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise SelfJInputError(f"could not load policy {config.policy!r}: {first_line(err)}") from err
+    references = ([True] if config.self_eval_method == "digits" else []) + ([False] if config.noref_baseline else [])
+    for row in rows:
+        for with_reference in references:
+            try:
+                build_judge_prompt(tokenizer, row["instruction"], "", row["reference"] if with_reference else None,
+                                   use_chat_template=config.use_chat_template, max_length=config.max_length,
+                                   prompt_style=config.prompt_style)
+            except SelfJInputError as err:
+                raise SelfJInputError(f"row {row['instruction_id']}: {err}") from None

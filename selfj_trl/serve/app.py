@@ -195,6 +195,24 @@ def check_exposure(config: ServeConfig, token: str | None) -> None:
     logger.warning("serving on %s WITHOUT authentication (--allow_unauthenticated)", config.host)
 
 
+class RedactQueryString(logging.Filter):
+    """Cut the query string out of uvicorn's access-log lines: a token a client puts in the URL (``?token=...``,
+    ``?api_key=...``) must never reach a log file. The path and the status are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(f"{a.partition('?')[0]}?[query removed]" if isinstance(a, str) and "?" in a else a
+                                for a in record.args)
+        return True
+
+
+def redact_access_log() -> None:
+    """Install :class:`RedactQueryString` on uvicorn's access logger (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQueryString) for f in access.filters):
+        access.addFilter(RedactQueryString())
+
+
 def build_server(config: ServeConfig):
     """Load the judge and return a configured (not yet running) ``uvicorn.Server``."""
     import uvicorn
@@ -215,15 +233,15 @@ def build_server(config: ServeConfig):
         app, host=config.host, port=config.port, log_level=config.log_level.lower(), server_header=False,
         timeout_graceful_shutdown=30,
     )
+    redact_access_log()  # after uvicorn.Config, which (re)configures its loggers
     return uvicorn.Server(uv_config)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``selfj-trl serve``: serve a judge over HTTP (flags or ``--config recipes/openrlhf/serve.yaml``)."""
-    from trl import TrlParser
+    from ..flags import parse
 
-    parser = TrlParser((ServeConfig,), prog="selfj-trl serve", description=ServeConfig.__doc__)
-    (config,) = parser.parse_args_and_config(argv)
+    (config,) = parse((ServeConfig,), argv, prog="selfj-trl serve", description=ServeConfig.__doc__)
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     server = build_server(config)
     print(f"selfj-trl serve: {config.judge} on http://{config.host}:{config.port}{REWARD_ROUTE}", file=sys.stderr)  # noqa: T201

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ..errors import SelfJInputError
+from ..flags import check_instance
 
 
 @dataclass
@@ -52,21 +52,12 @@ class ServeConfig:
 
     def validate(self) -> ServeConfig:
         """Raise a one-line :class:`SelfJInputError` for settings that cannot work."""
-        for name in ("max_batch_size", "max_texts_per_request", "max_chars_per_text", "max_request_bytes",
-                     "max_pending_texts"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SelfJInputError(f"`{name}` must be a positive integer, got {value!r}.")
-        wait = self.max_wait_ms
-        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not math.isfinite(wait) or wait < 0:
-            raise SelfJInputError(f"`max_wait_ms` must be a number >= 0, got {self.max_wait_ms!r}.")
+        check_instance(self)  # the ranges every command's flags share (selfj_trl.flags.NUMERIC_FLAGS)
         if self.max_pending_texts < self.max_texts_per_request:
             raise SelfJInputError(
                 f"`max_pending_texts` ({self.max_pending_texts}) is below `max_texts_per_request` "
                 f"({self.max_texts_per_request}); a full request could never be queued. Raise it."
             )
-        if not 0 <= self.port <= 65535:
-            raise SelfJInputError(f"`port` must be in 0..65535, got {self.port}.")
         if not self.token_env:
             raise SelfJInputError("`token_env` is empty; name an environment variable (default SELFJ_SERVE_TOKEN).")
         return self

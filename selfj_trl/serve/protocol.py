@@ -56,7 +56,9 @@ def parse_reward_request(body: bytes, config: ServeConfig) -> RewardRequest:
     """Validate an OpenRLHF reward request body; raise :class:`RequestError` with the field at fault."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except RecursionError:
+        raise RequestError(400, "the body is nested too deeply to be a request; send {\"query\": [\"...\"]}.") from None
+    except ValueError as err:  # not JSON, not UTF-8, or an integer too long for Python to convert
         raise RequestError(400, f"the body is not valid JSON ({err}); send {{\"query\": [\"...\"]}}.") from None
     if not isinstance(payload, dict):
         raise RequestError(400, f"the body must be a JSON object with a `query` list, got {type(payload).__name__}.")

@@ -10,49 +10,20 @@
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Integral
 
 import torch
 from trl import RewardConfig
 
 from ..errors import SelfJInputError
+from ..flags import NUMERIC_FLAGS as FLAG_BOUNDS
+from ..flags import check_instance
 
 
 LOSS_TYPES = ("pointwise", "pairwise")
 #: ``judge_format`` value -> the ``chat`` argument of the view formatters (None: decide from the tokenizer).
 JUDGE_FORMATS = {"auto": None, "chat": True, "plain": False}
-
-
-#: Every numeric trainer flag checked at parse time, in one place: flag -> (type, lower bound, bound allowed, None
-#: allowed). A new numeric flag is one line here. ``max_steps`` is checked apart: negative means "use the epochs".
-NUMERIC_FLAGS: dict[str, tuple[type, float, bool, bool]] = {
-    "num_train_epochs": (float, 0, False, False),
-    "learning_rate": (float, 0, False, False),
-    "weight_decay": (float, 0, True, False),
-    "max_grad_norm": (float, 0, True, False),
-    "per_device_train_batch_size": (int, 1, True, False),
-    "per_device_eval_batch_size": (int, 1, True, False),
-    "gradient_accumulation_steps": (int, 1, True, False),
-    "max_length": (int, 1, True, True),
-    "label_max": (float, 0, False, False),
-    "teacher_weight": (float, 0, True, False),
-    "student_weight": (float, 0, True, False),
-    "distill_weight": (float, 0, True, False),
-    "min_label_gap": (float, 0, True, False),
-}
-
-
-def check_number(name: str, value, kind: type = float, low: float = 0, low_ok: bool = False,
-                 none_ok: bool = False) -> None:
-    """Refuse in one line, naming the flag, a value that is not a finite ``kind`` above ``low`` (or at it if ``low_ok``)."""
-    if value is None and none_ok:
-        return
-    typed = isinstance(value, Integral if kind is int else Real) and not isinstance(value, bool)
-    if not (typed and math.isfinite(value) and (value >= low if low_ok else value > low)):
-        what = "an integer" if kind is int else "a finite number"
-        raise SelfJInputError(f"`--{name}` must be {what} {'>=' if low_ok else '>'} {low:g}, got {value!r}.")
 
 
 def accelerator_available(use_cpu: bool) -> bool:
@@ -188,16 +159,12 @@ class SelfJRewardConfig(RewardConfig):
             raise SelfJInputError(f"`loss_type` must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}.")
         if self.judge_format not in JUDGE_FORMATS:
             raise SelfJInputError(f"`judge_format` must be one of {list(JUDGE_FORMATS)}, got {self.judge_format!r}.")
-        for name, rule in NUMERIC_FLAGS.items():
-            check_number(name, getattr(self, name), *rule)
+        check_instance(self)
         steps = self.max_steps
         if isinstance(steps, bool) or not isinstance(steps, Integral) or steps == 0:
             why = " (0 steps would publish an untrained judge)" if steps == 0 else ""
             raise SelfJInputError(f"`--max_steps` must be a positive integer, or -1 to train `--num_train_epochs` "
                                   f"epochs; got {steps!r}{why}.")
-        ratio = self.distill_warmup_ratio
-        if isinstance(ratio, bool) or not (isinstance(ratio, (int, float)) and 0 <= ratio < 1):
-            raise SelfJInputError(f"`distill_warmup_ratio` must be a number in [0, 1), got {ratio!r}.")
         if self.teacher_weight == 0 and self.student_weight == 0:
             raise SelfJInputError("`teacher_weight` and `student_weight` are both 0: nothing learns the labels.")
         if self.use_margin and self.loss_type != "pairwise":
@@ -221,6 +188,10 @@ class SelfJRewardConfig(RewardConfig):
         new.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return new
 
+
+#: The trainer's numeric flags with their ranges, from the one table of every command's flags
+#: (:data:`selfj_trl.flags.NUMERIC_FLAGS`). ``max_steps`` is checked apart: negative means "use the epochs".
+NUMERIC_FLAGS = {name: bounds for name, bounds in FLAG_BOUNDS.items() if name in SelfJRewardConfig.__dataclass_fields__}
 
 #: The name before the split (kept for one release): the same class.
 SelfJConfig = SelfJRewardConfig

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from trl import ModelConfig, TrlParser, get_peft_config
 
+from ..artifacts import require_complete_folder
 from ..errors import SelfJInputError, SelfJRuntimeError
+from ..flags import parse
 from ..hub import hub_id_for
 from ..io import load_table
 from .config import SelfJRewardConfig, SelfJScriptArguments
@@ -26,6 +28,7 @@ def train_judge(
         raise SelfJInputError("--model_name_or_path is required (a folder, a Hub id or `all-minilm-l6-v2`).")
     if not script_args.dataset_name:
         raise SelfJInputError("--dataset_name is required: the labeled dataset folder written by `selfj-trl label`.")
+    resume = resume_checkpoint(training_args)
     if training_args.model_init_kwargs is None:
         training_args.model_init_kwargs = {"revision": model_args.model_revision, "dtype": model_args.dtype}
         if model_args.attn_implementation:
@@ -33,6 +36,7 @@ def train_judge(
     if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
         model_args.lora_task_type = "SEQ_CLS"  # a judge is a sequence classifier: keeps the score head trainable
     dataset_name = script_args.dataset_name
+    require_complete_folder(dataset_name, "labeled dataset")  # a killed `selfj-trl label` never trains a judge
     train = load_table(dataset_name, script_args.dataset_train_split)
     test_split = script_args.dataset_test_split
     evaluation = load_table(dataset_name, test_split) if test_split else None
@@ -47,7 +51,7 @@ def train_judge(
             f"`--dataloader_drop_last` drops every batch: {len(trainer.train_dataset)} training examples, fewer than "
             f"one batch of {batch}; lower `--per_device_train_batch_size` or drop `--dataloader_drop_last`."
         )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     state = trainer.state
     if state.global_step == 0 or state.max_steps < 1:
         # A runtime failure (exit 1), not an input error: the flags passed their parse-time checks, yet the run took
@@ -65,13 +69,34 @@ def train_judge(
     return Path(training_args.output_dir)
 
 
+def resume_checkpoint(training_args: SelfJRewardConfig) -> str | None:
+    """The checkpoint ``--resume_from_checkpoint`` names (``true``: the last one in ``output_dir``), refused in one
+    line when there is none, before the model is loaded."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resume = training_args.resume_from_checkpoint
+    if resume is None or resume is False or str(resume).lower() == "false":
+        return None
+    out = Path(training_args.output_dir)
+    if resume is True or str(resume).lower() == "true":
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if last is None:
+            raise SelfJInputError(f"`--resume_from_checkpoint true` found no checkpoint-* folder in {out}; drop the "
+                                  "flag to train from the start, or name a checkpoint folder.")
+        return last
+    if not Path(resume).is_dir():
+        raise SelfJInputError(f"`--resume_from_checkpoint` {resume} is not a checkpoint folder.")
+    return str(resume)
+
+
 def make_parser() -> TrlParser:
     return TrlParser((SelfJScriptArguments, SelfJRewardConfig, ModelConfig), prog="selfj-trl train")
 
 
 def main(argv: list[str] | None = None) -> int:
     """``selfj-trl train``: train a Self-J judge (flags or ``--config recipe.yaml``)."""
-    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    script_args, training_args, model_args = parse((SelfJScriptArguments, SelfJRewardConfig, ModelConfig), argv,
+                                                   prog="selfj-trl train")
     out = train_judge(script_args, training_args, model_args)
     if training_args.should_save:
         print(f"judge saved to {out.resolve()} (load it with AutoModelForSequenceClassification.from_pretrained)")  # noqa: T201

@@ -1,13 +1,10 @@
-"""Cards and uploads: the judge's model card, the labeled dataset's card, and pushing folders to the Hub.
-
-Cards are rendered with ``huggingface_hub.ModelCard`` / ``DatasetCard`` from the Jinja templates in
-``model_cards/`` (shipped as the package ``selfj_trl.model_cards``), so the YAML metadata is always well-formed and
-every link in them points to a real repository (a value that is not a Hub id is shown as text, never linked).
+"""Uploads to the Hub, and the checks on a judge folder before it is loaded or pushed.
 
 Uploads go through ``create_repo`` + ``upload_folder`` from a *staging copy* of the folder (hard links where
-possible): the card rendered for the target repo, a parquet export of a ``save_to_disk`` dataset and an adapter
-config pointing at the base model's Hub id are written there, so a push, failed or not, never changes the local
-folder.
+possible): the card rendered for the target repo (:mod:`selfj_trl.cards`), a parquet export of a ``save_to_disk``
+dataset and an adapter config pointing at the base model's Hub id are written there, so a push, failed or not,
+never changes the local folder. A judge pushed over a repo that held other weights (an adapter before a merged
+judge, other shards) leaves none of them behind (``delete_patterns``).
 """
 
 from __future__ import annotations
@@ -19,123 +16,23 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+from huggingface_hub import DatasetCard, ModelCard
 
+from .cards import DATASET_PLACEHOLDER, dataset_card, hub_id_for, judge_card, merge_pushed_metadata
 from .errors import SelfJInputError, UploadError
 from .io import MANIFEST_NAME, check_complete, is_hub_id, read_manifest, write_manifest
-from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_TEMPLATE
+from .prompts import JUDGE_CONFIG_KEY
 
 
-#: Hub ids of the offline default models, for card metadata and published adapter configs.
-HUB_IDS = {
-    "gemma-3-270m": "google/gemma-3-270m",
-    "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
-    "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
-}
+#: A model repo's weight files from an earlier push (another kind, other shards, an adapter) that the new judge no
+#: longer has: ``upload_folder`` deletes the remote ones matching these and re-adds those uploaded in the same commit.
+MODEL_DELETE_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.bin", "adapter_config.json"]
 #: Never uploaded: labeling shards, training checkpoints, lock files, pickles (judges ship safetensors only).
 IGNORE_PATTERNS = ["shards/*", "checkpoint-*", "*.lock", ".cache/*", "runs/*", "*.tmp*", "*/.*", ".*",
                    "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
-#: Trainer bookkeeping that is not an evaluation result.
-_NON_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
-PAPER_URL = "https://arxiv.org/abs/2409.00935"
-#: Stands for the dataset's repo id in a card rendered before it has one; replaced when the folder is pushed.
-DATASET_PLACEHOLDER = "path/to/this/dataset"
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("selfj-trl")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def hub_id_for(name: Any) -> str | None:
-    """The Hub id behind ``name``: an offline alias's model, ``name`` itself if it looks like ``org/name`` and is not
-    a local path, else None (so that cards never link to a folder on someone's disk)."""
-    if not isinstance(name, str) or not name:
-        return None
-    if name in HUB_IDS:
-        return HUB_IDS[name]
-    return name if is_hub_id(name) else None
-
-
-def _template(name: str) -> str:
-    try:
-        return resources.files("selfj_trl.model_cards").joinpath(name).read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError) as err:
-        raise SelfJInputError(
-            f"card template {name} not found in package selfj_trl.model_cards; reinstall with `pip install -e .`."
-        ) from err
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Judge card
-# ---------------------------------------------------------------------------------------------------------------
-def _clean_results(results: dict | None) -> dict[str, float]:
-    out = {}
-    for key, value in (results or {}).items():
-        if any(key.endswith(s) for s in _NON_METRICS) or not isinstance(value, (int, float)):
-            continue
-        out[key.removeprefix("eval_")] = float(value)
-    return out
-
-
-def judge_card(info: dict) -> ModelCard:
-    """A model card for a judge from its ``config.selfj`` section (``info["selfj"]``) and where it lives.
-
-    ``info`` keys: ``selfj`` (dict), ``repo`` (Hub id or local path used in the snippets), ``dataset_repo`` and
-    ``base_model`` (override the ones in ``selfj``), ``results`` (``{metric: value}``, optional).
-    """
-    selfj = dict(info.get("selfj") or {})
-    base_name = info.get("base_model") or selfj.get("base_model")
-    dataset_name = info.get("dataset_repo") or selfj.get("dataset")
-    base_id, dataset_id = hub_id_for(base_name), hub_id_for(dataset_name)
-    repo = str(info.get("repo") or "path/to/judge")
-    results = _clean_results(info.get("results"))
-    lora = selfj.get("lora")
-    name = repo.rstrip("/").split("/")[-1]
-    eval_results = None
-    if results and dataset_id:
-        eval_results = [
-            EvalResult(task_type="text-classification", dataset_type=dataset_id, dataset_name=dataset_id,
-                       dataset_split="test", metric_type=k, metric_value=v)
-            for k, v in results.items()
-        ]
-    data = ModelCardData(
-        base_model=base_id,
-        datasets=[dataset_id] if dataset_id else None,
-        library_name="transformers",
-        pipeline_tag="text-classification",
-        tags=["selfj", "reward-model", "judge", "trl", "reward-trainer"] + (["peft", "lora"] if lora else []),
-        metrics=sorted(results) or None,
-        model_name=name if eval_results else None,
-        eval_results=eval_results,
-    )
-    scale = selfj.get("score_scale")
-    return ModelCard.from_template(
-        data,
-        template_str=_template("judge_card.md"),
-        name=name,
-        repo=repo,
-        base_name=base_name,
-        base_id=base_id,
-        dataset_name=dataset_name,
-        dataset_id=dataset_id,
-        selfj=selfj,
-        lora=lora,
-        chat=selfj.get("format") == "chat",
-        plain_prompt_repr=repr(selfj.get("plain_prompt_template") or PLAIN_PROMPT_TEMPLATE),
-        scale=scale,
-        results=results,
-        paper_url=PAPER_URL,
-        version=selfj.get("selfj_trl_version") or package_version(),
-    )
 
 
 def find_judge_config(judge_dir: str | os.PathLike) -> dict | None:
@@ -199,74 +96,20 @@ def render_judge_card(judge_dir: str | os.PathLike, judge_repo: str | None = Non
     })
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Dataset card
-# ---------------------------------------------------------------------------------------------------------------
-def _size_category(n: int) -> str:
-    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return label
-    return "1M<n<10M"
+def push_labeled_dataset(table: Any, info: dict, repo_id: str, *, private: bool = False,
+                         token: str | None = None) -> DatasetCard:
+    """``Dataset.push_to_hub`` then the Self-J card for ``repo_id`` over the card it wrote, keeping the
+    ``configs``/``dataset_info`` metadata it put there (the Hub viewer and ``load_dataset`` read them)."""
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
-
-def _histogram_rows(hist: Any) -> list[dict]:
-    if not isinstance(hist, (list, tuple)) or not hist:
-        return []
-    counts = [int(c) if isinstance(c, (int, float)) else 0 for c in hist]
-    top, total = max(counts) or 1, sum(counts) or 1
-    rows = []
-    for i, count in enumerate(counts):
-        label = f"[{i}, {i + 1})" if i < len(counts) - 1 else f"[{i}, {i}]"
-        rows.append({"bin": label, "count": count, "share": f"{100 * count / total:.1f}%",
-                     "bar": "█" * round(20 * count / top)})
-    return rows
-
-
-def dataset_card(info: dict, repo_id: str | None = None, data_files: dict[str, str] | None = None) -> DatasetCard:
-    """The card of a Self-J labeled dataset (written by the labeling stage); any missing key is simply left out.
-
-    ``data_files`` (``{split: glob}``) adds the ``configs`` metadata that tells the Hub where the data lives.
-    """
-    info = dict(info or {})
-    source, policy, embedder = info.get("source"), info.get("policy"), info.get("embedder")
-    num_rows = info.get("num_rows")
-    configs = None
-    if data_files:
-        configs = [{"config_name": "default",
-                    "data_files": [{"split": s, "path": p} for s, p in data_files.items()]}]
-    data = DatasetCardData(
-        language=["en"],
-        task_categories=["text-classification"],
-        tags=["selfj", "reward-modeling", "llm-as-judge", "synthetic", "trl"],
-        size_categories=[_size_category(int(num_rows))] if isinstance(num_rows, int) else None,
-        source_datasets=[hub_id_for(source)] if hub_id_for(source) else None,
-        pretty_name=info.get("pretty_name") or "Self-J labeled responses",
-        configs=configs,
-    )
-
-    def _dict(key: str) -> dict:
-        value = info.get(key)
-        return value if isinstance(value, dict) else {}
-
-    return DatasetCard.from_template(
-        data,
-        template_str=_template("dataset_card.md"),
-        repo=repo_id,
-        placeholder=DATASET_PLACEHOLDER,
-        info=info,
-        source=source,
-        source_id=hub_id_for(source),
-        policy=policy,
-        policy_id=hub_id_for(policy),
-        embedder=embedder,
-        embedder_id=hub_id_for(embedder),
-        generation=_dict("generation"),
-        skipped=_dict("skipped"),
-        truncated=_dict("truncated"),
-        histogram=_histogram_rows(info.get("label_histogram")),
-        paper_url=PAPER_URL,
-        version=package_version(),
-    )
+    table.push_to_hub(repo_id, private=private, token=token)
+    try:
+        pushed = DatasetCard.load(repo_id, repo_type="dataset", token=token)
+    except (EntryNotFoundError, RepositoryNotFoundError):
+        pushed = None
+    card = merge_pushed_metadata(dataset_card(info, repo_id=repo_id), pushed)
+    card.push_to_hub(repo_id, repo_type="dataset", token=token, commit_message="Self-J dataset card")
+    return card
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -406,6 +249,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, repo_type: str = "model
                 repo_id=repo_id, folder_path=str(staging), repo_type=repo_type, revision=revision,
                 commit_message=commit_message or f"Upload Self-J {'judge' if repo_type == 'model' else 'dataset'}",
                 ignore_patterns=IGNORE_PATTERNS,
+                # a merged judge pushed over an adapter (or the reverse, or fewer shards) leaves no stale weights
+                delete_patterns=MODEL_DELETE_PATTERNS if repo_type == "model" else None,
             )
         except Exception as err:  # whatever the Hub or the network answered: the upload failed, nothing local changed
             raise UploadError(

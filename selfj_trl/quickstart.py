@@ -2,11 +2,12 @@
 
 label (policy samples, self-evaluates against the reference, MiniLM cosine) -> train (SelfJRewardTrainer with the
 self-distillation term, on a small encoder base) -> evaluate (a slice of the held-out AlpacaEval test split, against
-the cheap baselines) -> use (best-of-n picks, selective following with a threshold calibrated on a separate slice).
+the cheap baselines; without the data folder, from AlpacaEval's public files, fetched once and cached) -> use
+(best-of-n picks, selective following with a threshold calibrated on a separate slice).
 
 Nothing here grades itself. A judge's mean score of its own best-of-n picks rises by construction, so it is not
 reported: the best-of-n figure is the evaluation stage's best-of-15 pick, graded by GPT-4's win probabilities on
-held-out answers (or, without the held-out data, a plain statement that no independent grader exists). The
+held-out answers (or, when no held-out data can be had, a plain statement that no independent grader exists). The
 selective-following threshold is chosen on answers to held-apart instructions, never on the answers it then gates.
 
 Every stage writes into its own folder under ``output_dir`` and leaves a ``.done`` marker: re-running skips finished
@@ -164,14 +165,22 @@ def stage_train(config: QuickstartConfig, labeled: Path, folder: Path) -> str:
 
 
 def stage_evaluate(config: QuickstartConfig, judge: Path, folder: Path) -> str:
+    """The held-out AlpacaEval slice: from the data folder, else from AlpacaEval's public files (fetched once and
+    cached); when neither can be had, one line says what was not evaluated and how to get the data, and the run
+    goes on (the skip is cached like any finished stage: the line says which folder to remove to evaluate later)."""
+    from .eval_sets import PublicDataUnavailable, load_eval_set
     from .evaluation import evaluate_judges
 
-    if (Path(config.data_dir) if config.data_dir else shared_data_dir()) is None:
-        atomic_write_text(folder / "report.md", "No held-out data on this machine (../shared/data is absent): skipped.\n")
-        return "skipped: no held-out data folder on this machine"
+    try:  # before any model is loaded: an unavailable set costs nothing
+        held_out = load_eval_set("alpaca_eval", data_dir=config.data_dir, max_instructions=config.eval_max_instructions,
+                                 seed=config.seed)
+    except PublicDataUnavailable as err:
+        line = f"skipped, nothing evaluated on held-out data: {err} Then remove {folder} and re-run to evaluate."
+        atomic_write_text(folder / "report.md", line + "\n")
+        return line
     baselines = ["length", "random"] if config.tiny else ["length", "random", "cosine"]
     metrics = evaluate_judges(
-        [str(judge)], ["alpaca_eval"], folder, baselines=baselines, max_instructions=config.eval_max_instructions,
+        [str(judge)], [held_out], folder, baselines=baselines, max_instructions=config.eval_max_instructions,
         seed=config.seed, data_dir=config.data_dir, embedder=config.embedder, bootstrap_resamples=200,
     )
     return headline(metrics)
@@ -298,9 +307,9 @@ def print_summary(results: list[StageResult], total: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trl import TrlParser
+    from .flags import parse
 
-    (config,) = TrlParser(QuickstartConfig).parse_args_and_config(argv)
+    (config,) = parse((QuickstartConfig,), argv, prog="selfj-trl quickstart")
     if config.n_train_instructions + config.n_seed_tasks < 2:
         raise SelfJInputError("label at least 2 instructions (n_train_instructions + n_seed_tasks).")
     run_quickstart(config)

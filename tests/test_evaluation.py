@@ -592,3 +592,110 @@ def test_judge_score_cache_is_keyed_by_length_and_cutting_rule(tmp_path, monkeyp
     assert at_40 != scorers.judge_cache_id("judge", str(tmp_path), SimpleNamespace(max_length=48))
     monkeypatch.setattr(scorers, "VIEW_RULE_VERSION", scorers.VIEW_RULE_VERSION + 1)
     assert at_40 != scorers.judge_cache_id("judge", str(tmp_path), SimpleNamespace(max_length=40))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The judge-agreement `evaluate` module shipped in the package: loaded offline, the harness's own numbers
+# ---------------------------------------------------------------------------------------------------------------
+def _same(a, b) -> bool:
+    """Exact equality of nested results, NaN equal to NaN."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+def _agreement_data(n: int = 300, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.normal(size=n), 1)  # rounded: many ties
+    quality = scores + rng.normal(size=n)
+    scores[[3, 40]], quality[[7, 41]] = math.nan, math.inf
+    groups = [f"q{i // 6}" for i in range(n)]
+    return scores, quality, groups
+
+
+def test_judge_agreement_module_loads_offline_with_evaluate_and_gives_the_harness_functions_numbers(tmp_path):
+    """`evaluate.load(<path in the package>)` with the Hub unreachable, in a fresh process (as a user runs it)."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import json, math, evaluate
+from selfj_trl.evaluation.metrics import JUDGE_AGREEMENT
+out = {}
+for config in ("correlation", "within_group", "pairwise", "selective"):
+    metric = evaluate.load(JUDGE_AGREEMENT, config)
+    inputs = {"predictions": [0.1, 0.9, 0.4, 0.7, 0.2, 0.3], "references": [1.0, 8.0, 4.0, 5.0, 2.0, 3.0]}
+    if config == "within_group":
+        inputs["groups"] = ["a", "a", "a", "b", "b", "b"]
+    if config == "pairwise":
+        inputs = {"predictions": [0.9, 0.1, 0.5], "predictions_b": [0.2, 0.3, 0.5], "references": [1, 1, 0]}
+    out[config] = metric.compute(**inputs)
+print(json.dumps(out))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update({"HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf_home")})
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["correlation"]["spearman"] == pytest.approx(1.0) and out["correlation"]["n"] == 6
+    assert out["within_group"]["spearman"] == 1.0 and out["within_group"]["pearson"] > 0.9
+    assert out["within_group"]["n_groups"] == 2
+    assert out["pairwise"] == {"accuracy": 0.5, "n": 3, "ties": 1}  # right, wrong, tie (half)
+    assert out["selective"]["coverages"][0] == 0.1 and out["selective"]["curve"][-1] == pytest.approx(23 / 6)
+
+
+def test_judge_agreement_module_equals_the_functions_it_calls_exactly():
+    s, q, groups = _agreement_data()
+    corr = ev.metrics.judge_agreement("correlation", predictions=s, references=q)
+    assert _same(corr, ev.correlations(s, q)) and corr["n"] == 296
+    assert _same(ev.metrics.judge_agreement("within_group", predictions=s, references=q, groups=groups),
+                 ev.within_group_correlations(s, q, groups))
+    wins = q > np.roll(q, 1)
+    assert _same(ev.metrics.judge_agreement("pairwise", predictions=s, predictions_b=np.roll(s, 1), references=wins),
+                 ev.preference_accuracy(s, np.roll(s, 1), wins))
+    tiebreak = np.random.default_rng(5).random(len(s))
+    curve = ev.selective_curve(s, q, ev.COVERAGES, tiebreak)
+    assert _same(ev.metrics.judge_agreement("selective", predictions=s, references=q, tiebreak=tiebreak),
+                 {"coverages": list(ev.COVERAGES), "curve": curve.tolist(), **ev.curve_summary(curve)})
+    with pytest.raises(ValueError, match="unknown configuration"):
+        ev.metrics.load_judge_agreement("spearman")
+
+
+def test_harness_figures_through_the_evaluate_module_are_those_of_the_functions():
+    """The point estimates the harness reports (now computed through the `evaluate` module) equal what the metric
+    functions give on the same rows: the same numbers as before the module existed."""
+    from selfj_trl.evaluation.set_metrics import honest_mask
+
+    s, q, groups = _agreement_data()
+    models = [("a", "b", "c", "x", "d", "e")[i % 6] for i in range(len(s))]
+    ds = PointwiseSet(name="t", title="t", quality_name="q", instructions=["i"] * len(s), responses=["r"] * len(s),
+                      references=[None] * len(s), quality=q, groups=groups, models=models, subsets=[None] * len(s),
+                      adversarial=("x",))
+    ev.metrics.load_judge_agreement.cache_clear()
+    out = ev.evaluate_pointwise(ds, s, None, n_resamples=0, seed=3)
+    assert ev.metrics.load_judge_agreement.cache_info().currsize == 3  # correlation, within_group, selective
+    honest = honest_mask(ds)
+    tiebreak = np.random.default_rng(3).random(len(q))
+    hs, hq, hg = s[honest], q[honest], [g for g, k in zip(groups, honest, strict=True) if k]
+    assert _same(out["correlation"], ev.correlations(hs, hq))
+    assert _same(out["within_question"], ev.within_group_correlations(hs, hq, hg))
+    curve = ev.selective_curve(hs, hq, ev.COVERAGES, tiebreak[honest])
+    assert _same({k: out["selective"][k] for k in ("coverages", "curve", "auc", "quality_at_50", "quality_at_80")},
+                 {"coverages": list(ev.COVERAGES), "curve": curve.tolist(), **ev.curve_summary(curve)})
+    assert _same(out["all_rows"]["correlation"], ev.correlations(s, q))
+
+    labels = np.where(q > np.roll(q, 1), "A", "B")
+    labels[::7] = "tie"
+    pairs = PairwiseSet(name="p", title="p", instructions=["i"] * len(s), responses_a=["a"] * len(s),
+                        responses_b=["b"] * len(s), labels=labels.tolist(), subsets=["s1", "s2"] * (len(s) // 2),
+                        references=[None] * len(s))
+    acc = ev.evaluate_pairwise(pairs, s, np.roll(s, 1), n_resamples=0)["accuracy"]
+    decided = labels != "tie"
+    assert _same(acc["all"], ev.preference_accuracy(s[decided], np.roll(s, 1)[decided], labels[decided] == "A"))

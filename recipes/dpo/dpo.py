@@ -3,7 +3,7 @@
 Two steps in one script: (1) unless ``--pairs`` points at existing pairs, the policy samples ``n`` answers per prompt,
 the judge scores them, and ``build_dpo_pairs`` keeps best vs worst where the judge's gap is at least ``min_gap``
 (main process only; saved to ``<output_dir>/pairs``); (2) TRL's ``DPOTrainer`` trains the policy on those pairs.
-By hand (GPU; add ``--bf16 false --use_cpu true`` on CPU):
+By hand:
 
     accelerate launch recipes/dpo/dpo.py --config recipes/dpo/dpo.yaml
     accelerate launch recipes/dpo/dpo.py --config recipes/dpo/dpo.yaml --pairs outputs/dpo_pairs   # reuse pairs
@@ -21,13 +21,14 @@ from pathlib import Path
 from accelerate import PartialState
 from datasets import Dataset, load_from_disk
 from transformers import AutoTokenizer
-from trl import DPOConfig, DPOTrainer, TrlParser
+from trl import DPOConfig, DPOTrainer
 
 from selfj_trl.best_of_n import best_of_n, build_dpo_pairs
 from selfj_trl.cli import run_main
 from selfj_trl.io import load_table, require_columns
 from selfj_trl.judge import SelfJudge
 from selfj_trl.models import load_policy, resolve_model
+from selfj_trl.recipes import parse_recipe_args
 
 
 @dataclass
@@ -85,8 +86,7 @@ def build_trainer(script_args: DPORecipeArguments, training_args: DPOConfig) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = TrlParser((DPORecipeArguments, DPOConfig))
-    script_args, training_args = parser.parse_args_and_config(argv)
+    script_args, training_args = parse_recipe_args((DPORecipeArguments, DPOConfig), argv)
     trainer = build_trainer(script_args, training_args)
     trainer.train()
     trainer.save_model(training_args.output_dir)

@@ -1,6 +1,6 @@
 """GRPO with a Self-J judge as the reward model, given to TRL by path (TRL calls ``from_pretrained`` itself).
 
-By hand, on the offline SmolLM2 policy and the quickstart's judge (GPU; add ``--bf16 false --use_cpu true`` on CPU):
+By hand, on the offline SmolLM2 policy and the quickstart's judge:
 
     accelerate launch recipes/grpo/grpo.py --config recipes/grpo/grpo.yaml
     accelerate launch recipes/grpo/grpo.py --config recipes/grpo/grpo.yaml --policy gemma-3-270m --judge PATH
@@ -9,8 +9,12 @@ Any ``GRPOConfig`` field works as a flag or YAML key. A chat policy gets convers
 (e.g. ``gemma-3-270m``) plain ones; the judge's recorded format must match, or pass ``--judge_as callable`` to let
 ``SelfJudge.as_reward_func`` reformat for it. An encoder judge (BERT-style, e.g. MiniLM: a table of 512 positions)
 cannot be given by path, since TRL passes it the whole prompt + completion; the default ``--judge_as auto`` hands it
-over as the callable, which cuts views to the judge's recorded ``max_length``. PPO-style loops in other TRL versions
-take the same judge folder: it is an ordinary one-label ``AutoModelForSequenceClassification``.
+over as the callable, which cuts views to the judge's recorded ``max_length``.
+
+PPO-style loops read a reward model's ``score`` head on a decoder backbone (TRL's experimental PPO ``get_reward``,
+OpenRLHF's reward loader): a judge on a decoder base (Gemma 3, SmolLM2) fits them by path; a MiniLM (BERT) judge has
+a ``classifier`` head instead, so it goes into GRPO / RLOO / online DPO through the callable and into OpenRLHF through
+``selfj-trl serve`` (a remote reward model: ``recipes/openrlhf/``).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from __future__ import annotations
 import sys
 
 from transformers import AutoTokenizer
-from trl import GRPOConfig, GRPOTrainer, TrlParser
+from trl import GRPOConfig, GRPOTrainer
 
 from selfj_trl.cli import run_main
 from selfj_trl.models import resolve_model
 from selfj_trl.prompts import has_chat_template
+from selfj_trl.recipes import parse_recipe_args
 from selfj_trl.rewards import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset
 
 
@@ -41,8 +46,7 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: GRPOConfig) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = TrlParser((JudgeRecipeArguments, GRPOConfig))
-    script_args, training_args = parser.parse_args_and_config(argv)
+    script_args, training_args = parse_recipe_args((JudgeRecipeArguments, GRPOConfig), argv)
     trainer = build_trainer(script_args, training_args)
     trainer.train()
     trainer.save_model(training_args.output_dir)

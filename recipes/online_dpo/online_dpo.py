@@ -1,7 +1,7 @@
 """Online DPO with a Self-J judge ranking each pair of fresh samples (``trl.experimental.online_dpo``).
 
 For every prompt the policy samples two answers; the judge (given by path: TRL calls ``from_pretrained``) scores both
-and the higher one is the chosen answer of a DPO step. By hand (GPU; add ``--bf16 false --use_cpu true`` on CPU):
+and the higher one is the chosen answer of a DPO step. By hand:
 
     accelerate launch recipes/online_dpo/online_dpo.py --config recipes/online_dpo/online_dpo.yaml
 
@@ -18,12 +18,12 @@ import sys
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we chose the experimental trainer knowingly
 
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
-from trl import TrlParser  # noqa: E402
 from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer  # noqa: E402
 
 from selfj_trl.cli import run_main  # noqa: E402
 from selfj_trl.models import resolve_model  # noqa: E402
 from selfj_trl.prompts import has_chat_template  # noqa: E402
+from selfj_trl.recipes import parse_recipe_args  # noqa: E402
 from selfj_trl.rewards import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset  # noqa: E402
 
 
@@ -48,8 +48,7 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: OnlineDPOCon
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = TrlParser((JudgeRecipeArguments, OnlineDPOConfig))
-    script_args, training_args = parser.parse_args_and_config(argv)
+    script_args, training_args = parse_recipe_args((JudgeRecipeArguments, OnlineDPOConfig), argv)
     trainer = build_trainer(script_args, training_args)
     trainer.train()
     trainer.save_model(training_args.output_dir)

@@ -2,7 +2,7 @@
 
 TRL calls ``from_pretrained`` on the judge itself, exactly as it would for any reward model.
 
-By hand, on the offline SmolLM2 policy and the quickstart's judge (GPU; add ``--bf16 false --use_cpu true`` on CPU):
+By hand, on the offline SmolLM2 policy and the quickstart's judge:
 
     accelerate launch recipes/rloo/rloo.py --config recipes/rloo/rloo.yaml
     accelerate launch recipes/rloo/rloo.py --config recipes/rloo/rloo.yaml --policy gemma-3-270m --judge PATH
@@ -20,11 +20,12 @@ from __future__ import annotations
 import sys
 
 from transformers import AutoTokenizer
-from trl import RLOOConfig, RLOOTrainer, TrlParser
+from trl import RLOOConfig, RLOOTrainer
 
 from selfj_trl.cli import run_main
 from selfj_trl.models import resolve_model
 from selfj_trl.prompts import has_chat_template
+from selfj_trl.recipes import parse_recipe_args
 from selfj_trl.rewards import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset
 
 
@@ -43,8 +44,7 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: RLOOConfig) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = TrlParser((JudgeRecipeArguments, RLOOConfig))
-    script_args, training_args = parser.parse_args_and_config(argv)
+    script_args, training_args = parse_recipe_args((JudgeRecipeArguments, RLOOConfig), argv)
     trainer = build_trainer(script_args, training_args)
     trainer.train()
     trainer.save_model(training_args.output_dir)

@@ -17,6 +17,7 @@ from ..errors import SelfJInputError
 from ..io import load_table, read_jsonl, shared_data_dir
 from .base import PointwiseSet, data_file, data_root, masked, sample_groups
 from .registry import register
+from .sources import ALPACA_EVAL_SOURCE
 
 
 ALPACA_EVAL = "alpaca_eval"
@@ -34,7 +35,7 @@ def _tables(data_dir: str | Path | None) -> tuple[list[dict], list[dict], list[d
             list(load_table(str(data_file(root, f"{FOLDER}/leaderboard.csv")))))
 
 
-@register(ALPACA_EVAL, aliases=("alpaca_eval_gpt4", "alpacaeval"))
+@register(ALPACA_EVAL, aliases=("alpaca_eval_gpt4", "alpacaeval"), public=ALPACA_EVAL_SOURCE)
 def load_alpaca_eval(
     data_dir: str | Path | None = None, split: str = "test", max_instructions: int | None = None, seed: int = 0
 ) -> PointwiseSet:

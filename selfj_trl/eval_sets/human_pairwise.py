@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .base import PairwiseSet, load_shared_table, pairwise_from_table
 from .registry import register
+from .sources import HUMAN_PAIRWISE_SOURCE
 
 
 HUMAN_PAIRWISE = "human_pairwise"
@@ -20,7 +21,7 @@ LLMBAR_ADVERSARIAL = ("llmbar_adv_neighbor", "llmbar_adv_gptinst", "llmbar_adv_g
 SUBSET_TOTALS = {"llmbar_adversarial (all 4)": LLMBAR_ADVERSARIAL}
 
 
-@register(HUMAN_PAIRWISE, aliases=("human",))
+@register(HUMAN_PAIRWISE, aliases=("human",), public=HUMAN_PAIRWISE_SOURCE)
 def load_human_pairwise(data_dir: str | Path | None = None, max_instructions: int | None = None,
                         seed: int = 0) -> PairwiseSet:
     """1,884 human preferences (LLMBar Natural/Adversarial, MT-Bench experts, FairEval, LLMEval2, PandaLM)."""

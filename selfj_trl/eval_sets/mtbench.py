@@ -6,12 +6,13 @@ from pathlib import Path
 
 from .base import PointwiseSet, graded_set, load_shared_table
 from .registry import register
+from .sources import MTBENCH_SOURCE
 
 
 MTBENCH = "mtbench"
 
 
-@register(MTBENCH, aliases=("mt_bench", "mtbench_gpt4"))
+@register(MTBENCH, aliases=("mt_bench", "mtbench_gpt4"), public=MTBENCH_SOURCE)
 def load_mtbench(data_dir: str | Path | None = None, max_instructions: int | None = None,
                  seed: int = 0) -> PointwiseSet:
     """MT-Bench turn-1 answers of 22 models with GPT-4 single-answer grades 1-10 (the Self-J paper's kind of test)."""

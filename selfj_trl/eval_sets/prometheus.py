@@ -6,12 +6,13 @@ from pathlib import Path
 
 from .base import PointwiseSet, graded_set, load_shared_table
 from .registry import register
+from .sources import PROMETHEUS_SOURCE
 
 
 PROMETHEUS = "prometheus"
 
 
-@register(PROMETHEUS, aliases=("prometheus_gpt4",))
+@register(PROMETHEUS, aliases=("prometheus_gpt4",), public=PROMETHEUS_SOURCE)
 def load_prometheus(data_dir: str | Path | None = None, max_instructions: int | None = None,
                     seed: int = 0) -> PointwiseSet:
     """Prometheus' MT-Bench (turn 2) and Vicuna-Bench items with GPT-4 rubric scores 1-5 (mean of three)."""

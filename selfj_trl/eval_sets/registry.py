@@ -3,6 +3,10 @@
 A loader takes any of the keyword arguments ``data_dir``, ``split``, ``max_instructions`` and ``seed`` (it declares
 only those it reads) and returns a :class:`~selfj_trl.eval_sets.base.PointwiseSet` or
 :class:`~selfj_trl.eval_sets.base.PairwiseSet`. Anything that is not a registered name is read as a user's table.
+
+A set that declares where it was published (``public=``, a :class:`~selfj_trl.eval_sets.sources.PublicSource`) is
+also loadable without the project's data folder: asked for with no ``data_dir`` on a machine without
+``../shared/data``, it is read from its public files (fetched and cached once) and its notes say so.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from typing import Any
 from datasets import Dataset
 
 from ..errors import SelfJInputError
-from ..io import is_hub_id
+from ..io import is_hub_id, shared_data_dir
 from .base import EvalSet, PairwiseSet, PointwiseSet
 from .custom import load_custom_set
+from .sources import PublicSource
 
 
 LOADER_OPTIONS = ("data_dir", "split", "max_instructions", "seed")
@@ -26,34 +31,45 @@ LOADER_OPTIONS = ("data_dir", "split", "max_instructions", "seed")
 
 @dataclass(frozen=True)
 class RegisteredSet:
-    """A named held-out set: its loader and the other names it answers to."""
+    """A named held-out set: its loader, the other names it answers to and where its data was published."""
 
     name: str
     loader: Callable[..., EvalSet]
     aliases: tuple[str, ...] = ()
+    public: PublicSource | None = None
 
     def load(self, **options: Any) -> EvalSet:
-        """Call the loader with the options it declares."""
+        """Call the loader with the options it declares; without any data folder, on the set's public files."""
         accepted = inspect.signature(self.loader).parameters
-        return self.loader(**{k: v for k, v in options.items() if k in accepted})
+        notes: list[str] = []
+        if self.public is not None and options.get("data_dir") is None and shared_data_dir() is None:
+            options["data_dir"], notes = self.public.ensure()
+        ds = self.loader(**{k: v for k, v in options.items() if k in accepted})
+        ds.notes.extend(notes)
+        return ds
 
 
 _REGISTRY: dict[str, RegisteredSet] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register(name: str, aliases: tuple[str, ...] = ()) -> Callable[[Callable[..., EvalSet]], Callable[..., EvalSet]]:
-    """Decorator registering a loader under ``name`` (and ``aliases``, matched case-insensitively)."""
+def register(name: str, aliases: tuple[str, ...] = (), public: PublicSource | None = None,
+             ) -> Callable[[Callable[..., EvalSet]], Callable[..., EvalSet]]:
+    """Decorator registering a loader under ``name`` (and ``aliases``, matched case-insensitively); ``public`` says
+    how to rebuild the set's files from where they were published, for machines without the data folder."""
 
     def decorate(loader: Callable[..., EvalSet]) -> Callable[..., EvalSet]:
-        unknown = set(inspect.signature(loader).parameters) - set(LOADER_OPTIONS)
+        params = set(inspect.signature(loader).parameters)
+        unknown = params - set(LOADER_OPTIONS)
         if unknown:
             raise TypeError(f"eval set loader {loader.__name__} takes {sorted(unknown)}; allowed: {LOADER_OPTIONS}.")
+        if public is not None and "data_dir" not in params:
+            raise TypeError(f"eval set loader {loader.__name__} declares public files but takes no data_dir.")
         keys = [k.strip().lower() for k in (name, *aliases)]
         taken = [k for k in keys if _ALIASES.get(k, name) != name]
         if taken:
             raise ValueError(f"eval set name(s) {taken} already belong to another set.")
-        _REGISTRY[name] = RegisteredSet(name, loader, tuple(aliases))
+        _REGISTRY[name] = RegisteredSet(name, loader, tuple(aliases), public)
         _ALIASES.update(dict.fromkeys(keys, name))
         return loader
 

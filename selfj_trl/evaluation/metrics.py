@@ -4,12 +4,19 @@ Correlation with an external quality, agreement with a verdict against a referen
 check, selective instruction-following curves (by rank, and with a threshold calibrated on other rows), the
 best-of-k pick, within-question correlation and pairwise accuracy. Statistics come
 from :mod:`selfj_trl.stats` (scipy underneath); rows with a NaN on either side are left out everywhere.
+
+The judge-agreement figures (correlation, within-question correlation, pairwise accuracy, the selective curve) are
+published as an ``evaluate`` metric module shipped in the package (:data:`JUDGE_AGREEMENT`), which calls the
+functions here; the harness computes its point estimates through it (:func:`judge_agreement`), so what a user gets
+from ``evaluate.load(JUDGE_AGREEMENT, ...)`` is what ``selfj-trl evaluate`` reports.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +31,30 @@ from ..thresholds import calibrate_threshold
 COVERAGES = tuple(round(c / 100, 2) for c in range(10, 101, 10))
 #: Target coverages of the calibrated threshold (chosen on a calibration split, applied to the evaluated rows).
 TARGET_COVERAGES = (0.5, 0.8)
+#: The ``evaluate`` metric module of the judge-agreement figures (package data): ``evaluate.load(JUDGE_AGREEMENT,
+#: "correlation" | "within_group" | "pairwise" | "selective")`` loads it from the installed package, offline.
+JUDGE_AGREEMENT = str(Path(__file__).resolve().parents[1] / "metrics" / "judge_agreement")
 
 __all__ = [
-    "COVERAGES", "TARGET_COVERAGES", "agreement_with_reference", "calibrated_selection",
-    "correlations", "curve_summary", "gaming_check", "group_picks", "per_model_means", "preference_accuracy",
+    "COVERAGES", "JUDGE_AGREEMENT", "TARGET_COVERAGES", "agreement_with_reference", "calibrated_selection",
+    "correlations", "curve_summary", "gaming_check", "group_picks", "judge_agreement", "per_model_means",
+    "preference_accuracy",
     "ranking_agreement", "selective_curve", "within_group_correlations",
 ]
+
+
+@functools.cache
+def load_judge_agreement(config_name: str) -> Any:
+    """The judge-agreement ``evaluate`` module in one configuration, loaded once per process (kept in memory: no
+    cache files for the harness's many small computations)."""
+    import evaluate
+
+    return evaluate.load(JUDGE_AGREEMENT, config_name, keep_in_memory=True)
+
+
+def judge_agreement(config_name: str, **inputs: Any) -> dict[str, Any]:
+    """``evaluate.load(JUDGE_AGREEMENT, config_name).compute(**inputs)``: one judge-agreement figure."""
+    return load_judge_agreement(config_name).compute(**inputs)
 
 
 def preference_accuracy(score_first: Sequence[float], score_second: Sequence[float],

@@ -19,15 +19,14 @@ from .metrics import (
     TARGET_COVERAGES,
     agreement_with_reference,
     calibrated_selection,
-    correlations,
     curve_summary,
     gaming_check,
     group_picks,
+    judge_agreement,
     per_model_means,
     preference_accuracy,
     ranking_agreement,
     selective_curve,
-    within_group_correlations,
 )
 
 
@@ -116,11 +115,13 @@ def _quality_metrics(ds: PointwiseSet, scores: np.ndarray, reference_scores: np.
     valid = finite_mask(s, q)
     out: dict[str, Any] = {"n_rows": int(rows.sum()), "n_scored": int(valid.sum()),
                            "n_unscored": int((~valid).sum())}
-    out["correlation"] = correlations(s, q)
-    out["within_question"] = within_group_correlations(s, q, [g for g, k in zip(ds.groups, rows, strict=False) if k],
-                                                       per_group)
-    curve = selective_curve(s, q, COVERAGES, tiebreak[rows])
-    out["selective"] = {"coverages": list(COVERAGES), "curve": curve.tolist(), **curve_summary(curve)}
+    # The scorer's agreement figures through the shipped `evaluate` module (metrics.judge_agreement).
+    out["correlation"] = judge_agreement("correlation", predictions=s, references=q)
+    out["within_question"] = judge_agreement("within_group", predictions=s, references=q,
+                                             groups=[str(g) for g, k in zip(ds.groups, rows, strict=False) if k],
+                                             per_group=per_group)
+    out["selective"] = judge_agreement("selective", predictions=s, references=q, coverages=COVERAGES,
+                                       tiebreak=tiebreak[rows])
     # Oracle and random on the same rows the scorer scored (a reference-reading baseline may skip some).
     oracle = (curve_summary(selective_curve(q[valid], q[valid], COVERAGES, tiebreak[rows][valid]))["auc"]
               if valid.any() else math.nan)
@@ -279,7 +280,8 @@ def evaluate_pairwise(ds: PairwiseSet, score_a: np.ndarray, score_b: np.ndarray,
                            "n_unscored": int((~finite_mask(score_a, score_b) & decided).sum())}
 
     def accuracy(mask: np.ndarray) -> dict[str, float]:
-        return preference_accuracy(score_a[mask], score_b[mask], a_wins[mask])
+        return judge_agreement("pairwise", predictions=score_a[mask], predictions_b=score_b[mask],
+                               references=a_wins[mask])
 
     per_subset = {name: accuracy(decided & (subsets == name)) for name in sorted(set(ds.subsets))}
     for total_name, members in ds.subset_totals.items():

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..hub import hub_id_for, package_version, render_judge_card
+from ..cards import hub_id_for, package_version
+from ..hub import render_judge_card
 from ..io import MANIFEST_NAME, atomic_write_text, fsync_dir, read_manifest, write_manifest
 from ..prompts import judge_format_config
 from .config import JUDGE_FORMATS, SelfJRewardConfig
@@ -61,6 +62,8 @@ def judge_config_section(
     if args.loss_type == "pairwise":
         section["score_scale"] = None  # Bradley-Terry scores are unbounded logits; only their order means much
     return section | {
+        # The Hub id when there is one (an offline alias's local folder maps to its model's id): the config is
+        # published, and a folder path of the training machine means nothing to a Hub user.
         "base_model": hub_id_for(base_model) or base_model,
         "dataset": dataset,
         "teacher_weight": args.teacher_weight,

@@ -1,0 +1,185 @@
+"""Choose the self-distillation defaults by cross-validation over AlpacaEval's TRAIN instructions, never the test split.
+
+The labeled pool (``selfj-trl label --config recipes/gemma-3-270m/label/config_alpaca_train_pool.yaml``) is split
+by instruction into folds. For each setting and fold, a judge is trained with ``selfj-trl train`` on the other folds'
+labels and scored on the held-out fold's answers, student view (no reference: what a reward model sees) and teacher
+view (the reference shown: the label's ceiling for this judge), against GPT-4-turbo's win probability (read only
+here, for train-split rows, to choose settings; the labels never read it). The label itself, response length and a
+random scorer are scored on the same rows. Metrics come from the evaluation harness (``evaluate_pointwise``) on the
+15 honest models' answers: Spearman, mean within-instruction Spearman and the best-of-15 pick, with
+cluster-bootstrap intervals over instructions.
+
+    python recipes/results/distill_cv.py --labeled outputs/labeled/pool_gemma_512 --out outputs/distill_cv
+
+Resumable: a finished judge (its completion marker) and finished scores are kept, so a killed run is re-run as is.
+Settings run in the order given, all folds of one before the next, so a partial run still compares whole settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, load_from_disk
+
+from selfj_trl.eval_sets.custom import load_custom_set
+from selfj_trl.evaluation.set_metrics import evaluate_pointwise
+from selfj_trl.io import atomic_write_json, atomic_write_text, check_complete, content_hash, read_jsonl
+from selfj_trl.labels import combine_labels
+
+
+#: name -> extra ``selfj-trl train`` flags; the recipe's own values apply to everything not named here.
+SETTINGS = {
+    "distill2": ["--distill_weight", "2.0"],
+    "distill0": ["--distill_weight", "0.0"],
+    "distill2_warmup": ["--distill_weight", "2.0", "--distill_warmup_ratio", "0.3"],
+    "distill1": ["--distill_weight", "1.0"],
+    "distill0.5": ["--distill_weight", "0.5"],
+    "distill2_student1": ["--distill_weight", "2.0", "--student_weight", "1.0"],
+    "distill2_student0": ["--distill_weight", "2.0", "--student_weight", "0.0"],
+}
+ADVERSARIAL = ("NullModel", "gpt4_gamed")
+#: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.
+BASELINES = ["label", "self_eval", "cosine", "length", "random"]
+
+
+def fold_of(instruction: str, folds: int) -> int:
+    return int(content_hash(instruction, length=8), 16) % folds
+
+
+def dev_rows(data_dir: Path, instructions: set[str]) -> list[dict]:
+    """GPT-4-graded answers of the honest models to the given TRAIN instructions (the truth that chooses settings)."""
+    train = {r["id"]: r for r in read_jsonl(data_dir / "instructions.jsonl") if r.get("split") == "train"}
+    rows = []
+    for r in read_jsonl(data_dir / "responses.jsonl"):
+        ins = train.get(r["id"])
+        if ins is None or ins["instruction"] not in instructions or r["model"] in ADVERSARIAL:
+            continue
+        rows.append({"question_id": str(r["id"]), "instruction": ins["instruction"], "reference": ins["reference"],
+                     "response": r["response"] or "", "model": r["model"], "gpt4_win_prob": r["gpt4_win_prob"]})
+    return rows
+
+
+def labels_so_far(run_dir: Path, cosine_weight: float) -> Dataset:
+    """The finished shards of a labeling run still in progress, labeled the way it will label them (weighted mean:
+    a row's label depends on that row alone, so it is the label the finished dataset will hold)."""
+    rows = [r for shard in sorted((run_dir / "shards").glob("chunk-*.jsonl")) for r in read_jsonl(shard)]
+    if not rows:
+        raise SystemExit(f"{run_dir}/shards holds no finished shard yet.")
+    values = combine_labels([r["self_eval_score"] for r in rows], [r["cosine_similarity"] for r in rows],
+                            cosine_weight=cosine_weight)
+    return Dataset.from_list([{**r, "label": float(v)} for r, v in zip(rows, values, strict=True)])
+
+
+def train_judge(train_folder: Path, judge_dir: Path, flags: list[str], train_flags: list[str]) -> None:
+    if judge_dir.exists() and not check_complete(judge_dir, "judge"):
+        return
+    cmd = [sys.executable, "-m", "selfj_trl.cli", "train", "--config", "recipes/all-minilm-l6-v2/train/config_judge.yaml",
+           "--dataset_name", str(train_folder), "--output_dir", str(judge_dir), *train_flags, *flags]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def headline(metrics: dict) -> dict[str, float]:
+    ci = metrics.get("ci", {})
+    pick = metrics.get("best_of_k") or {}
+    return {
+        "spearman": metrics["correlation"]["spearman"],
+        "spearman_ci": ci.get("spearman"),
+        "within": metrics["within_question"]["spearman"],
+        "within_ci": ci.get("within_spearman"),
+        "pick": pick.get("pick", math.nan),
+        "pick_ci": ci.get("pick"),
+        "random_pick": pick.get("random", math.nan),
+        "oracle_pick": pick.get("oracle", math.nan),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labeled", required=True, help="labeled pool (save_to_disk folder of `selfj-trl label`)")
+    parser.add_argument("--out", default="outputs/distill_cv")
+    parser.add_argument("--data_dir", default="../shared/data/alpaca_eval_gpt4")
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--train_flags", default="", help="extra flags for every judge, e.g. '--max_length 384'")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--from_shards", action="store_true",
+                        help="--labeled is a labeling run still in progress: use its finished shards")
+    parser.add_argument("--cosine_weight", type=float, default=0.25, help="with --from_shards: the run's weight")
+    args = parser.parse_args(argv)
+    out, data_dir = Path(args.out), Path(args.data_dir)
+    labeled = labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_from_disk(args.labeled)
+    instructions = sorted(set(labeled["instruction"]))
+    folds = {ins: fold_of(ins, args.folds) for ins in instructions}
+    print(f"{len(labeled)} labeled rows, {len(instructions)} train instructions, {args.folds} folds", flush=True)
+    results: dict[str, dict] = {}
+    for name in args.settings:
+        per_fold = [row for k in range(args.folds)
+                    if (row := run_fold(args, labeled, folds, k, name, out / f"fold{k}", data_dir)) is not None]
+        results[name] = {"folds": per_fold}
+        atomic_write_json(out / "results.json", results)
+        atomic_write_text(out / "results.md", table(results))
+        print(table(results), flush=True)
+    return 0
+
+
+def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], k: int, name: str, fold_dir: Path,
+             data_dir: Path) -> dict | None:
+    """Train (or reuse) one setting's judge without fold ``k`` and score fold ``k``'s GPT-4-graded answers."""
+    from selfj_trl.judge import SelfJudge
+
+    dev = dev_rows(data_dir, {ins for ins, f in folds.items() if f == k})
+    if not dev:
+        return None
+    train_folder = fold_dir / "train"
+    if not train_folder.exists():
+        kept = labeled.filter(lambda r: folds[r["instruction"]] != k)
+        kept.save_to_disk(str(fold_dir / "train.tmp"))
+        (fold_dir / "train.tmp").rename(train_folder)
+    ds = load_custom_set(Dataset.from_list(dev), "gpt4_win_prob", name=f"dev{k}")
+    labels = {(r["instruction"], r["response"]): r for r in labeled if folds[r["instruction"]] == k}
+    keys = [(r["instruction"], r["response"]) for r in dev]
+    scores = {b: np.array([labels.get(key, {}).get(column, math.nan) for key in keys], dtype=float)
+              for b, column in (("label", "label"), ("self_eval", "self_eval_score"), ("cosine", "cosine_similarity"))}
+    scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
+    scores["random"] = np.random.default_rng(0).random(len(dev))
+    judge_dir = fold_dir / name
+    train_judge(train_folder, judge_dir, SETTINGS[name], args.train_flags.split())
+    judge = SelfJudge.from_pretrained(str(judge_dir))
+    ins, resp, refs = ([r[c] for r in dev] for c in ("instruction", "response", "reference"))
+    for view, view_refs in (("student", None), ("teacher", refs)):
+        path = fold_dir / f"{name}.{view}.json"
+        if not path.exists():
+            atomic_write_json(path, judge.score(ins, resp, references=view_refs, batch_size=args.batch_size),
+                              indent=None)
+        scores[view] = np.array(json.loads(path.read_text()), dtype=float)
+    row: dict = {view: headline(evaluate_pointwise(ds, s, None)) for view, s in scores.items()}
+    row["n_dev_rows"], row["n_dev_instructions"] = len(dev), len({r["question_id"] for r in dev})
+    return row
+
+
+def table(results: dict) -> str:
+    """Mean over folds of each figure (intervals are per fold; the mean's spread is the folds')."""
+    lines = ["| setting | view | Spearman | within | best-of-15 pick |", "|---|---|---|---|---|"]
+    seen_baselines = False
+    for name, res in results.items():
+        folds = res["folds"]
+        views = ["student", "teacher"] + ([] if seen_baselines else BASELINES)
+        seen_baselines = True
+        for view in views:
+            cells = [np.nanmean([f[view][m] for f in folds]) for m in ("spearman", "within", "pick")]
+            label = name if view in ("student", "teacher") else "-"
+            lines.append(f"| {label} | {view} | " + " | ".join(f"{c:+.3f}" for c in cells) + " |")
+    n = results[next(iter(results))]["folds"]
+    lines.append(f"\n{len(n)} folds; dev rows per fold: {[f['n_dev_rows'] for f in n]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

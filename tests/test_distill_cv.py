@@ -1,0 +1,67 @@
+"""The distillation cross-validation (recipes/results/distill_cv.py) only ever reads train-split truth, keeps whole
+instructions on one side of a fold, and labels a run in progress exactly as the finished run will."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from selfj_trl.labels import combine_labels
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "results" / "distill_cv.py"
+
+
+@pytest.fixture(scope="module")
+def cv():
+    spec = importlib.util.spec_from_file_location("distill_cv", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_dev_rows_are_train_split_honest_answers_only(cv, tmp_path):
+    write_jsonl(tmp_path / "instructions.jsonl", [
+        {"id": "a", "instruction": "train one", "reference": "ref a", "split": "train"},
+        {"id": "b", "instruction": "test one", "reference": "ref b", "split": "test"},
+        {"id": "c", "instruction": "train two", "reference": "ref c", "split": "train"},
+    ])
+    write_jsonl(tmp_path / "responses.jsonl", [
+        {"id": i, "model": m, "response": f"{i}-{m}", "gpt4_win_prob": 0.5}
+        for i in "abc" for m in ("m1", "m2", "NullModel", "gpt4_gamed")
+    ])
+    # A test instruction asked for by its text is still never returned.
+    rows = cv.dev_rows(tmp_path, {"train one", "test one"})
+    assert sorted(r["response"] for r in rows) == ["a-m1", "a-m2"]
+    assert {r["reference"] for r in rows} == {"ref a"} and {r["question_id"] for r in rows} == {"a"}
+
+
+def test_folds_keep_each_instruction_whole_and_are_stable(cv):
+    instructions = [f"instruction {i}" for i in range(200)]
+    first = {ins: cv.fold_of(ins, 3) for ins in instructions}
+    assert first == {ins: cv.fold_of(ins, 3) for ins in reversed(instructions)}
+    sizes = [sum(1 for f in first.values() if f == k) for k in range(3)]
+    assert min(sizes) > 40, sizes  # every fold gets a fair share of instructions
+
+
+def test_labels_so_far_equal_what_the_finished_run_computes(cv, tmp_path):
+    shards = tmp_path / "run" / "shards"
+    shards.mkdir(parents=True)
+    rows = [{"instruction": f"q{i}", "response": "r", "self_eval_score": 1.5 * i, "cosine_similarity": 0.2 * i - 0.3}
+            for i in range(6)]
+    write_jsonl(shards / "chunk-000000-n3.jsonl", rows[:3])
+    write_jsonl(shards / "chunk-000001-n3.jsonl", rows[3:])
+    (shards / "manifest.json").write_text("{}")
+    table = cv.labels_so_far(tmp_path / "run", 0.25)
+    expected = combine_labels([r["self_eval_score"] for r in rows], [r["cosine_similarity"] for r in rows],
+                              cosine_weight=0.25)
+    assert table["label"] == pytest.approx(expected) and table["instruction"] == [r["instruction"] for r in rows]
+    with pytest.raises(SystemExit):
+        cv.labels_so_far(tmp_path / "empty", 0.25)

@@ -33,7 +33,7 @@ class JudgeRecipeArguments:
     """What every judge-in-the-loop recipe needs besides the TRL trainer's own config."""
 
     policy: str = field(default="smollm2-135m-instruct", metadata={"help": "Policy folder, Hub id or offline alias."})
-    judge: str = field(default="outputs/quickstart/judge", metadata={"help": "Judge folder or Hub id."})
+    judge: str = field(default="outputs/judges/minilm", metadata={"help": "Judge folder (stage 2 writes outputs/judges/minilm) or Hub id."})
     dataset: str = field(
         default="selfj_trl/data/instructions.jsonl",
         metadata={"help": "Prompts: JSONL/CSV/Parquet file, save_to_disk folder or Hub id."},

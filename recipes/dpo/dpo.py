@@ -36,7 +36,7 @@ class DPORecipeArguments:
     """Where the pairs come from: existing ones, or best-of-n sampling with the judge."""
 
     policy: str = field(default="smollm2-135m-instruct", metadata={"help": "Policy folder, Hub id or offline alias."})
-    judge: str = field(default="outputs/quickstart/judge", metadata={"help": "Judge folder or Hub id."})
+    judge: str = field(default="outputs/judges/minilm", metadata={"help": "Judge folder (stage 2 writes outputs/judges/minilm) or Hub id."})
     pairs: str | None = field(default=None, metadata={"help": "Existing pairs or best-of-n table (skips sampling)."})
     dataset: str = field(
         default="selfj_trl/data/instructions.jsonl", metadata={"help": "Prompts for best-of-n."}

@@ -13,14 +13,12 @@ def hardware_defaults() -> dict[str, bool]:
     :func:`~selfj_trl.trainer.config.accelerator_available`): bf16 (where CUDA supports it) and activation
     checkpointing only with an accelerator, and ``use_cpu`` without one (so that ``accelerate launch`` builds a CPU
     process group instead of failing on bf16 or running every process on its own)."""
-    import torch
-
-    from selfj_trl.trainer.config import accelerator_available
+    from selfj_trl.trainer.config import accelerator_available, bf16_default
 
     accel = accelerator_available(use_cpu=False)
     return {
         "use_cpu": not accel,
-        "bf16": accel and torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "bf16": bf16_default(accel),
         "activation_checkpointing": accel,
     }
 

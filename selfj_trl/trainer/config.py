@@ -34,6 +34,11 @@ def accelerator_available(use_cpu: bool) -> bool:
     return bool(accelerator.is_available()) if accelerator is not None else torch.cuda.is_available()
 
 
+def bf16_default(accelerator: bool) -> bool:
+    """bf16 only on an accelerator that computes in it (CUDA with bf16 support); on a CPU bf16 autocast is slow."""
+    return accelerator and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 @dataclass
 class SelfJScriptArguments:
     """Which labeled dataset ``selfj-trl train`` loads (mirrors ``trl.ScriptArguments``).
@@ -145,7 +150,7 @@ class SelfJRewardConfig(RewardConfig):
             # `accelerate launch` / torchrun instead of silently running every process on its own.
             self.use_cpu = True
         if self.bf16 is None and not self.fp16:
-            self.bf16 = accel and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            self.bf16 = bf16_default(accel)
         if not accel:
             self.dataloader_pin_memory = False  # nothing to pin to without an accelerator (torch warns otherwise)
         # transformers >= 5.20 renamed gradient_checkpointing to activation_checkpointing (the old name warns):

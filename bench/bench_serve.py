@@ -53,8 +53,8 @@ def build_minilm_judge(target: Path) -> Path:
     from transformers.utils import logging as hf_logging
 
     from selfj_trl.io import write_manifest
+    from selfj_trl.judge_views import judge_format_config
     from selfj_trl.models import resolve_model
-    from selfj_trl.prompts import judge_format_config
 
     hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is expected here
     source = resolve_model("all-minilm-l6-v2")
@@ -74,7 +74,7 @@ def build_tiny_judge(target: Path) -> Path:
     from transformers import AutoConfig, AutoTokenizer
 
     from selfj_trl.io import write_manifest
-    from selfj_trl.prompts import judge_format_config
+    from selfj_trl.judge_views import judge_format_config
     from selfj_trl.testing import make_tiny_llama
 
     make_tiny_llama(target, kind="seqcls", chat=True)

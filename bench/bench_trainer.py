@@ -35,8 +35,8 @@ from trl import RewardConfig, RewardTrainer  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from selfj_trl.judge_views import format_student_view, tokenize_view  # noqa: E402
 from selfj_trl.models import resolve_model  # noqa: E402
-from selfj_trl.prompts import format_student_view, tokenize_view  # noqa: E402
 from selfj_trl.trainer import SelfJRewardConfig, SelfJRewardTrainer  # noqa: E402
 
 

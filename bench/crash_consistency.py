@@ -97,7 +97,7 @@ def build_models(root: Path) -> Models:
     from transformers import AutoConfig, AutoTokenizer
 
     from selfj_trl.io import write_manifest
-    from selfj_trl.prompts import judge_format_config
+    from selfj_trl.judge_views import judge_format_config
     from selfj_trl.testing import make_tiny_embedder, make_tiny_llama
 
     judge = make_tiny_llama(root / "judge", kind="seqcls", chat=True)

@@ -23,11 +23,10 @@ def hardware_defaults() -> dict[str, bool]:
     }
 
 
-def parse_recipe_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
-    """``TrlParser(dataclass_types).parse_args_and_config(argv)`` over :func:`hardware_defaults`: the recipe's YAML and
-    flags still decide, these only fill what neither sets."""
-    from trl import TrlParser
+def parse_recipe_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None, prog: str = "recipe") -> tuple:
+    """The recipe's dataclasses parsed as every ``selfj-trl`` command parses its own (:func:`selfj_trl.flags.parse`:
+    ``TrlParser`` with each value checked, a mistake refused in one line naming the flag), over
+    :func:`hardware_defaults`: the recipe's YAML and flags still decide, these only fill what neither sets."""
+    from selfj_trl.flags import parse
 
-    parser = TrlParser(list(dataclass_types))
-    parser.set_defaults(**hardware_defaults())
-    return tuple(parser.parse_args_and_config(list(argv) if argv is not None else None))
+    return parse(dataclass_types, list(argv) if argv is not None else None, prog, defaults=hardware_defaults())

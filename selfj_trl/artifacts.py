@@ -7,7 +7,8 @@ folder, or into the folder itself when it is written in place). The completion m
 (:data:`~selfj_trl.io.MANIFEST_NAME`, each file and its size) is written LAST. So:
 
 * a folder with the stamp or a marker is ours: it is read only when its marker matches its files, and refused in
-  one line otherwise (:func:`require_complete_folder`);
+  one line otherwise (:func:`require_complete_folder`, which :func:`selfj_trl.tables.load_table` runs on every folder
+  it reads, so no command or recipe reads a half-written folder);
 * a folder with neither (a user's own ``save_to_disk`` folder, or one written before folders were stamped) is read
   as it is.
 

@@ -24,13 +24,14 @@ from typing import Any
 
 from datasets import Dataset
 
-from .artifacts import require_complete_folder, staged_folder
+from .artifacts import staged_folder
 from .errors import SelfJInputError
 from .generation import sample_responses
-from .io import atomic_write_json, load_table, require_columns
+from .io import atomic_write_json
 from .judge import SelfJudge
 from .models import load_policy
 from .prompts import PLAIN_PROMPT_TEMPLATE, check_text
+from .tables import load_table, require_columns
 
 
 def best_of_n(
@@ -197,7 +198,6 @@ def run_best_of_n(config: BestOfNConfig) -> tuple[Dataset, dict[str, float]]:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    require_complete_folder(config.dataset)
     table = load_table(config.dataset, config.split)
     require_columns(table, [config.prompt_column], f"dataset {config.dataset}", "Map yours with --prompt_column.")
     prompts = table[config.prompt_column]

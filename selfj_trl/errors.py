@@ -27,3 +27,9 @@ class TrainingDivergedError(SelfJRuntimeError):
 
 class UploadError(SelfJRuntimeError):
     """The Hub refused or dropped an upload; local files are untouched."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a one-line error quotes."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

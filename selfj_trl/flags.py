@@ -123,16 +123,20 @@ DEVICES = frozenset({"device"})
 
 
 def parse(dataclass_types: type | Sequence[type], argv: Iterable[str] | None, prog: str,
-          description: str | None = None) -> tuple:
+          description: str | None = None, defaults: dict[str, Any] | None = None) -> tuple:
     """``TrlParser(dataclass_types).parse_args_and_config(argv)``, with every value checked before the dataclasses
-    are built; any mistake raises one :class:`SelfJInputError` naming the flag."""
+    are built; any mistake raises one :class:`SelfJInputError` naming the flag. ``defaults`` replace the dataclasses'
+    own defaults (the YAML and the flags still decide), as ``parser.set_defaults`` would."""
     import yaml
 
     types = tuple(dataclass_types) if isinstance(dataclass_types, Sequence) else (dataclass_types,)
     argv = list(argv) if argv is not None else None
-    # A parser is reused unless --config changes its defaults (building one for TrainingArguments takes ~0.1 s).
-    uses_config = argv is None or "--config" in argv
-    parser = (_checked_parser.__wrapped__ if uses_config else _checked_parser)(types, prog, description)
+    # A parser is reused unless --config or `defaults` change its defaults (building one for TrainingArguments
+    # takes ~0.1 s).
+    fresh = argv is None or "--config" in argv or bool(defaults)
+    parser = (_checked_parser.__wrapped__ if fresh else _checked_parser)(types, prog, description)
+    if defaults:
+        parser.set_defaults(**defaults)
     try:
         return tuple(parser.parse_args_and_config(argv))
     except SelfJInputError:

@@ -7,9 +7,9 @@ goes to padding), a reward callable that keeps the judge's own input format what
 answer-or-decline decisions with a threshold from :func:`calibrate_threshold`.
 
 Every number :meth:`SelfJudge.score` returns is the number TRL computes for the same prompt/completion: the views
-come from :mod:`selfj_trl.prompts`, tokenized with ``add_special_tokens=False``, right-padded, ``logits[:, 0]``.
+come from :mod:`selfj_trl.judge_views`, tokenized with ``add_special_tokens=False``, right-padded, ``logits[:, 0]``.
 Views longer than the judge's ONE ``max_length`` (recorded in ``config.selfj`` at training) are cut by the rule
-training used (:func:`selfj_trl.view_budget.build_views`), where TRL would pass them whole.
+training used (:func:`selfj_trl.judge_views.build_views`), where TRL would pass them whole.
 
 CLI: ``selfj-trl score`` (:mod:`selfj_trl.score`).
 """
@@ -26,21 +26,23 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .errors import SelfJInputError
+from .errors import SelfJInputError, first_line
 from .hub import find_judge_config, require_complete_judge
 from .io import is_hub_id
-from .models import as_dtype, default_device, first_line, load_model_config, resolve_model, weights_error
-from .prompts import (
-    JUDGE_CONFIG_KEY,
-    PLAIN_PROMPT_RE,
-    check_text,
+from .judge_views import (
+    build_views,
     format_student_view,
     format_teacher_view,
-    has_chat_template,
+    is_single_turn,
+    last_user_turn,
+    message_text,
+    parse_plain_view,
     tokenize_view,
+    view_settings,
 )
+from .models import as_dtype, default_device, load_model_config, resolve_model, weights_error
+from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_RE, check_text, has_chat_template
 from .thresholds import calibrate_threshold
-from .view_budget import build_views, parse_plain_view, view_settings
 
 
 __all__ = ["DEFAULT_DECLINE_MESSAGE", "SelfJudge", "calibrate_threshold"]
@@ -253,7 +255,7 @@ class SelfJudge:
         """Scores for already formatted full texts (e.g. an OpenRLHF query, or TRL's ``prompt + completion``).
 
         A plain judge's texts in its own student or teacher format are split back into their parts and cut by the
-        training rule; any other text keeps its start (:func:`~selfj_trl.prompts.tokenize_view`).
+        training rule; any other text keeps its start (:func:`~selfj_trl.judge_views.tokenize_view`).
         """
         texts = _as_text_list(texts, "texts")
         ids = []
@@ -314,7 +316,7 @@ class SelfJudge:
         if not prompts:
             return []
         if is_conversational({"prompt": prompts[0]}):
-            if self.chat and all(_is_single_turn(p, c) for p, c in zip(prompts, completions, strict=True)):
+            if self.chat and all(is_single_turn(p, c) for p, c in zip(prompts, completions, strict=True)):
                 # [user] + [assistant] formats to the student view: cut it by the training rule.
                 return self.score([p[0]["content"] for p in prompts], [c[0]["content"] for c in completions],
                                   batch_size=batch_size, show_progress=False)
@@ -324,8 +326,8 @@ class SelfJudge:
                     for p, c in zip(prompts, completions, strict=True)
                 ]
                 return self.score_texts(texts, batch_size=batch_size, show_progress=False)
-            instructions = [_last_user_turn(p, i) for i, p in enumerate(prompts)]
-            responses = [_message_text(c) for c in completions]
+            instructions = [last_user_turn(p, i) for i, p in enumerate(prompts)]
+            responses = [message_text(c) for c in completions]
             return self.score(instructions, responses, batch_size=batch_size, show_progress=False)
         scores: list[float | None] = [None] * len(prompts)
         pairs, raw = [], []
@@ -392,33 +394,6 @@ class SelfJudge:
     def __repr__(self) -> str:
         name = getattr(self.model.config, "_name_or_path", type(self.model).__name__)
         return f"SelfJudge({name!r}, format={'chat' if self.chat else 'plain'}, max_length={self.max_length})"
-
-
-def _message_text(messages: Any) -> str:
-    if isinstance(messages, str):
-        return messages
-    parts = []
-    for message in messages:
-        content = message.get("content", "") if isinstance(message, dict) else message
-        if isinstance(content, list):  # multimodal-style content blocks: keep the text ones
-            content = "".join(block.get("text", "") for block in content if isinstance(block, dict))
-        parts.append(content or "")
-    return "".join(parts)
-
-
-def _is_single_turn(prompt: Any, completion: Any) -> bool:
-    """Whether TRL's conversational row is one user turn of text and one assistant turn of text."""
-    return (isinstance(prompt, list) and isinstance(completion, list) and len(prompt) == 1 and len(completion) == 1
-            and isinstance(prompt[0], dict) and isinstance(completion[0], dict) and prompt[0].get("role") == "user"
-            and completion[0].get("role") == "assistant" and isinstance(prompt[0].get("content"), str)
-            and isinstance(completion[0].get("content"), str) and bool(prompt[0]["content"].strip()))
-
-
-def _last_user_turn(messages: Any, index: int) -> str:
-    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    if not users:
-        raise SelfJInputError(f"`prompts[{index}]` has no user message; conversational prompts need one.")
-    return _message_text([users[-1]])
 
 
 def _check_threshold(threshold: Any) -> float:

@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SelfJInputError
+from .errors import SelfJInputError, first_line
 
 
 if TYPE_CHECKING:
@@ -202,10 +202,6 @@ def weights_error(what: str, path: str, err: BaseException) -> SelfJInputError:
     return SelfJInputError(f"the {what} weights in {path} cannot be read ({first_line(err)}): the file is truncated or "
                            "not safetensors; copy or save the model again.")
 
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, trust_remote_code: bool = False):

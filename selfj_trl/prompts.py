@@ -1,12 +1,9 @@
-"""Every text the models see, in one place.
+"""Every text the policy reads, in one place: generation prompts, self-evaluation prompts, likelihood contexts.
 
-Labeling (the policy judging its own samples), training (the judge's teacher and student views) and use (scoring,
-serving, GRPO) all format their inputs here. A reward model that was trained on one format and is fed another at use
-time quietly gives wrong rewards, so nothing else in the package builds a prompt by hand.
-
-The student view is byte-for-byte what TRL's online trainers (GRPO, RLOO, online DPO) build before they call a
-reward model: ``prompt + completion`` for plain text, and the tokenizer's chat template over
-``[user, assistant]`` for conversations; it is tokenized with ``add_special_tokens=False`` as they do.
+Labeling (the policy sampling and judging its own answers), the label report and best-of-n all format their policy
+inputs here, and the judge's views (:mod:`selfj_trl.judge_views`) build on the same plain template, so nothing else
+in the package builds a prompt by hand: a model fed another format than the one it was measured with quietly gives
+other numbers.
 """
 
 from __future__ import annotations
@@ -28,8 +25,6 @@ PLAIN_PROMPT_RE = re.compile(
     re.DOTALL,
 )
 
-#: Prepended to the student view to make the teacher view (a preamble turn for chat judges).
-TEACHER_PREAMBLE = "A reference answer written by an expert:\n{reference}\n\nJudge the answer below against it."
 
 #: Key under which a judge's ``config.json`` records how its inputs are formatted (see :func:`judge_format_config`).
 JUDGE_CONFIG_KEY = "selfj"
@@ -367,75 +362,3 @@ def digit_token_ids(tokenizer: Any) -> list[list[int]]:
             "ten. Use a policy whose vocabulary holds the digits 0-9, or `self_eval_method=likelihood`."
         )
     return ids
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Judge views (stage 2 training, stage 3 use)
-# ---------------------------------------------------------------------------------------------------------------
-def student_messages(instruction: str, response: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
-
-
-def format_student_view(tokenizer: Any, instruction: str, response: str, chat: bool | None = None) -> str:
-    """The exact text TRL's online trainers hand to a reward model for this prompt/completion."""
-    if chat is None:
-        chat = has_chat_template(tokenizer)
-    if chat:
-        from trl.data_utils import apply_chat_template
-
-        return apply_chat_template({"messages": student_messages(instruction, response)}, tokenizer)["text"]
-    return PLAIN_PROMPT_TEMPLATE.format(instruction=instruction) + response
-
-
-def format_teacher_view(
-    tokenizer: Any, instruction: str, response: str, reference: str, chat: bool | None = None
-) -> str:
-    """The student view plus the gold reference, in a system turn (or a preamble for plain text)."""
-    if chat is None:
-        chat = has_chat_template(tokenizer)
-    preamble = TEACHER_PREAMBLE.format(reference=reference)
-    if not chat:
-        return preamble + "\n\n" + format_student_view(tokenizer, instruction, response, chat=False)
-    from trl.data_utils import apply_chat_template
-
-    messages = [{"role": "system", "content": preamble}, *student_messages(instruction, response)]
-    try:
-        return apply_chat_template({"messages": messages}, tokenizer)["text"]
-    except Exception:  # some templates refuse a system turn: fold the preamble into the user turn instead
-        folded = student_messages(preamble + "\n\n" + instruction, response)
-        return apply_chat_template({"messages": folded}, tokenizer)["text"]
-
-
-#: Share of a view's token budget kept for the reference's opening in the teacher view, and the most the instruction
-#: may take (it is cut from its tail only past that). Recorded in ``config.selfj["views"]``; see
-#: :func:`selfj_trl.view_budget.build_views` for the whole rule.
-REFERENCE_SHARE = 0.25
-INSTRUCTION_SHARE = 0.5
-
-
-def tokenize_view(tokenizer: Any, text: str, max_length: int | None = None) -> list[int]:
-    """Token ids of a view, exactly as TRL's online trainers tokenize reward-model inputs.
-
-    Over-long texts keep their START and lose their end: the start holds the instruction (and, for a BERT-style
-    judge, position 0 is what its pooler reads, so it must be the view's first token, the same in every view).
-    Views built from their parts are cut more carefully by :func:`selfj_trl.view_budget.build_views`; this is the
-    fallback for texts that come already formatted. The tokenizer's "longer than the maximum" warning is silenced
-    because the cut is deliberate.
-    """
-    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-    if max_length is not None and len(ids) > max_length:
-        ids = ids[:max_length]
-    return ids
-
-
-def judge_format_config(tokenizer: Any, chat: bool | None = None, score_scale: tuple[float, float] = (0.0, 1.0)) -> dict:
-    """What a judge's ``config.json`` records so that every consumer formats inputs the same way."""
-    return {
-        "format": "chat" if (has_chat_template(tokenizer) if chat is None else chat) else "plain",
-        "plain_prompt_template": PLAIN_PROMPT_TEMPLATE,
-        "teacher_preamble": TEACHER_PREAMBLE,
-        "score_scale": list(score_scale),
-        "tokenize": {"add_special_tokens": False, "padding_side": "right"},
-        "views": {"truncation": "keep_start", "reference_share": REFERENCE_SHARE,
-                  "instruction_share": INSTRUCTION_SHARE},
-    }

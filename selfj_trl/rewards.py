@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SelfJInputError
-from .io import load_table, require_columns
 from .judge import SelfJudge
 from .models import resolve_model
 from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_TEMPLATE, check_text, has_chat_template
+from .tables import load_table, require_columns
 
 
 JUDGE_AS = ("auto", "path", "callable")

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .artifacts import crash_point, remove_stale_temporaries, require_complete_folder
-from .io import JsonlCache, content_hash, folder_identity, load_table, require_columns, temporary_sibling
+from .artifacts import crash_point, remove_stale_temporaries
+from .io import JsonlCache, content_hash, folder_identity, temporary_sibling
 from .judge import SelfJudge
 from .models import resolve_model
 from .prompts import check_text
+from .tables import load_table, require_columns
 
 
 #: Batches scored between two appends to the resume cache: a kill loses at most this much work.
@@ -79,7 +80,6 @@ def run_score(config: ScoreConfig) -> Path:
         config.judge, device=config.device, dtype=config.dtype, trust_remote_code=config.trust_remote_code,
         max_length=config.max_length,
     )
-    require_complete_folder(config.dataset)
     table = load_table(config.dataset, config.split)
     if config.max_rows is not None:
         table = table.select(range(min(config.max_rows, len(table))))

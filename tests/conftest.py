@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 from selfj_trl.io import write_manifest
-from selfj_trl.prompts import judge_format_config
+from selfj_trl.judge_views import judge_format_config
 from selfj_trl.testing import make_tiny_embedder, make_tiny_llama, tiny_instruction_rows
 
 

@@ -27,7 +27,7 @@ from huggingface_hub import DatasetCard, ModelCard
 from selfj_trl.cards import HUB_IDS, dataset_card, hub_id_for, judge_card
 from selfj_trl.hub import push_folder, render_judge_card
 from selfj_trl.io import MANIFEST_NAME, check_complete, read_manifest
-from selfj_trl.prompts import judge_format_config
+from selfj_trl.judge_views import judge_format_config
 from selfj_trl.testing import make_tokenizer
 
 
@@ -134,7 +134,7 @@ def test_judge_card_transformers_snippet_runs(judge_dir):
     """The card's first snippet, run as written against the local judge, gives the judge's own score."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from selfj_trl.prompts import format_student_view
+    from selfj_trl.judge_views import format_student_view
 
     text = str(render_judge_card(judge_dir))
     snippet = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]

@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from datasets import Dataset
 
+from selfj_trl.artifacts import mark_complete, open_for_writing
 from selfj_trl.errors import SelfJInputError
-from selfj_trl.io import (
-    MANIFEST_NAME,
-    check_complete,
-    folder_files,
-    load_table,
-    read_jsonl,
-    read_manifest,
-    write_manifest,
-)
+from selfj_trl.eval_sets.custom import load_custom_set
+from selfj_trl.io import MANIFEST_NAME, check_complete, folder_files, read_jsonl, read_manifest, write_manifest
+from selfj_trl.rewards import prompt_dataset
+from selfj_trl.tables import load_table
+from selfj_trl.testing import make_tokenizer
 
 
 def _folder(tmp_path):
@@ -104,3 +102,34 @@ def test_read_jsonl_skips_blank_lines(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{"a": 1}\n\n{"a": 2}\n')
     assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A folder a command left half-written is refused by every reader, not only by the commands
+# ---------------------------------------------------------------------------------------------------------------
+def _half_written_table(tmp_path):
+    """A best-of-n-like table folder: stamped and written in place, its marker not yet there (a killed run)."""
+    folder = open_for_writing(tmp_path / "table", "best-of-n table", "selfj-trl best-of-n")
+    Dataset.from_list([{"instruction": f"q{i}", "response": "a", "prompt": f"q{i}", "score": 0.5 + i}
+                       for i in range(3)]).save_to_disk(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("reader", [
+    lambda f: load_table(str(f)),
+    lambda f: load_custom_set(str(f), "score", split="train"),
+    lambda f: prompt_dataset(str(f), make_tokenizer(chat=False), prompt_column="prompt"),
+])
+def test_every_table_reader_refuses_a_half_written_folder_and_reads_it_once_marked(tmp_path, reader):
+    folder = _half_written_table(tmp_path)
+    with pytest.raises(SelfJInputError) as err:
+        reader(folder)
+    message = str(err.value)
+    assert "\n" not in message and "incomplete best-of-n table" in message and "selfj-trl best-of-n" in message
+    mark_complete(folder, folder_files(folder), "best-of-n table")
+    assert len(reader(folder)) == 3
+
+
+def test_a_users_own_save_to_disk_folder_is_read_as_it_is(tmp_path):
+    Dataset.from_list([{"a": 1}, {"a": 2}]).save_to_disk(str(tmp_path / "mine"))
+    assert load_table(str(tmp_path / "mine"))["a"] == [1, 2]

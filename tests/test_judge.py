@@ -13,13 +13,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from selfj_trl.errors import SelfJInputError
 from selfj_trl.io import write_manifest
 from selfj_trl.judge import SelfJudge
-from selfj_trl.prompts import (
-    PLAIN_PROMPT_TEMPLATE,
-    format_student_view,
-    format_teacher_view,
-    judge_format_config,
-    tokenize_view,
-)
+from selfj_trl.judge_views import format_student_view, format_teacher_view, judge_format_config, tokenize_view
+from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
 from selfj_trl.testing import make_tiny_llama
 
 
@@ -131,7 +126,7 @@ def test_the_recorded_training_length_is_the_length_every_entry_point_uses(tmp_p
     judge = SelfJudge.from_pretrained(_with_recorded_length(tmp_path, chat, 40), device="cpu")
     assert judge.max_length == 40
 
-    from selfj_trl.view_budget import build_views
+    from selfj_trl.judge_views import build_views
 
     model, tokenizer = judge.model, judge.tokenizer
     long = " ".join(["the sea is blue and deep ."] * 20)

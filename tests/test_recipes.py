@@ -25,7 +25,8 @@ from transformers import AutoConfig, AutoTokenizer
 from selfj_trl.errors import SelfJInputError
 from selfj_trl.io import write_manifest
 from selfj_trl.judge import SelfJudge
-from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, judge_format_config
+from selfj_trl.judge_views import judge_format_config
+from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
 from selfj_trl.rewards import JudgeRecipeArguments, prompt_dataset
 from selfj_trl.testing import make_tiny_llama, tiny_instruction_rows
 
@@ -327,6 +328,22 @@ def test_recipe_parsing_takes_precision_and_device_from_the_machine(tmp_path, mo
     on_gpu = hardware_defaults()
     assert not on_gpu["use_cpu"] and on_gpu["activation_checkpointing"]
     assert on_gpu["bf16"] == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+
+@pytest.mark.parametrize("name, flag, value", [
+    ("grpo", "--temperature", "-1"), ("rloo", "--learning_rate", "nan"), ("online_dpo", "--max_prompts", "0"),
+    ("dpo", "--seed", "-3"), ("grpo", "--judge", ""), ("rloo", "--num_train_epochs", "many"),
+])
+def test_loop_recipes_refuse_a_bad_flag_in_one_line_with_exit_2(name, flag, value, tmp_path, capsys):
+    """The recipes parse through selfj_trl.flags as the commands do: a bad value never reaches a traceback."""
+    from selfj_trl.cli import run_main
+
+    recipe = load_recipe(name)
+    argv = ["--config", str(RECIPES / name / f"{name}.yaml"), "--output_dir", str(tmp_path / "out"), flag, value]
+    assert run_main(recipe.main, argv, prog=name) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag.lstrip("-") in err[0], err
 
 
 STEPS = ["--max_steps", "1"]

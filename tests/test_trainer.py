@@ -20,7 +20,8 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from selfj_trl.errors import SelfJInputError, TrainingDivergedError
-from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE, TEACHER_PREAMBLE, format_teacher_view
+from selfj_trl.judge_views import TEACHER_PREAMBLE, format_teacher_view
+from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
 from selfj_trl.testing import make_tiny_llama
 from selfj_trl.testing import tiny_labeled_rows as labeled_rows
 from selfj_trl.trainer import (

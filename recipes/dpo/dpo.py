@@ -25,10 +25,10 @@ from trl import DPOConfig, DPOTrainer
 
 from selfj_trl.best_of_n import best_of_n, build_dpo_pairs
 from selfj_trl.cli import run_main
-from selfj_trl.io import load_table, require_columns
 from selfj_trl.judge import SelfJudge
 from selfj_trl.models import load_policy, resolve_model
 from selfj_trl.recipes import parse_recipe_args
+from selfj_trl.tables import load_table, require_columns
 
 
 @dataclass
@@ -86,7 +86,7 @@ def build_trainer(script_args: DPORecipeArguments, training_args: DPOConfig) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    script_args, training_args = parse_recipe_args((DPORecipeArguments, DPOConfig), argv)
+    script_args, training_args = parse_recipe_args((DPORecipeArguments, DPOConfig), argv, prog="dpo")
     trainer = build_trainer(script_args, training_args)
     trainer.train()
     trainer.save_model(training_args.output_dir)

@@ -46,7 +46,7 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: GRPOConfig) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    script_args, training_args = parse_recipe_args((JudgeRecipeArguments, GRPOConfig), argv)
+    script_args, training_args = parse_recipe_args((JudgeRecipeArguments, GRPOConfig), argv, prog="grpo")
     trainer = build_trainer(script_args, training_args)
     trainer.train()
     trainer.save_model(training_args.output_dir)

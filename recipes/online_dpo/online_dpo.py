@@ -48,7 +48,7 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: OnlineDPOCon
 
 
 def main(argv: list[str] | None = None) -> int:
-    script_args, training_args = parse_recipe_args((JudgeRecipeArguments, OnlineDPOConfig), argv)
+    script_args, training_args = parse_recipe_args((JudgeRecipeArguments, OnlineDPOConfig), argv, prog="online_dpo")
     trainer = build_trainer(script_args, training_args)
     trainer.train()
     trainer.save_model(training_args.output_dir)

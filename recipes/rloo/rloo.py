@@ -44,7 +44,7 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: RLOOConfig) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    script_args, training_args = parse_recipe_args((JudgeRecipeArguments, RLOOConfig), argv)
+    script_args, training_args = parse_recipe_args((JudgeRecipeArguments, RLOOConfig), argv, prog="rloo")
     trainer = build_trainer(script_args, training_args)
     trainer.train()
     trainer.save_model(training_args.output_dir)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import SelfJInputError
-from ..io import load_table, read_jsonl, shared_data_dir
+from ..io import read_jsonl, shared_data_dir
+from ..tables import load_table
 from .base import PointwiseSet, data_file, data_root, masked, sample_groups
 from .registry import register
 from .sources import ALPACA_EVAL_SOURCE

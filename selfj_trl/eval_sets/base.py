@@ -20,7 +20,8 @@ import numpy as np
 from datasets import Dataset
 
 from ..errors import SelfJInputError
-from ..io import load_table, require_columns, shared_data_dir
+from ..io import shared_data_dir
+from ..tables import load_table, require_columns
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import SelfJInputError
-from ..io import load_table, require_columns
 from ..prompts import check_text
+from ..tables import load_table, require_columns
 from .base import EvalSet, PointwiseSet, masked, pairwise_from_table, sample_groups
 
 

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..errors import SelfJInputError
 from ..io import folder_identity, is_hub_id
+from ..judge_views import VIEW_RULE_VERSION
 from ..models import DEFAULT_EMBEDDER, load_embedder, load_policy
-from ..view_budget import VIEW_RULE_VERSION
 
 
 BASELINE_HELP = "length, length:words, random, random:SEED, cosine, cosine:EMBEDDER, self_eval_noref:POLICY"

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SelfJInputError
-from ..io import atomic_write_text, load_table, require_columns
+from ..io import atomic_write_text
 from ..labels import combine_labels, fit_combination
 from ..signals import ModelSet
 from ..stats import spearman
+from ..tables import load_table, require_columns
 from .config import LabelingConfig
 from .scoring import score_signals
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ..artifacts import require_complete_folder, staged_folder, stamp
+from ..artifacts import staged_folder, stamp
 from ..errors import SelfJInputError
 from ..io import atomic_write_text
 from ..labels import combine_labels, label_formula
@@ -47,8 +47,6 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
     from accelerate import PartialState
 
     state = PartialState()
-    if dataset is None:
-        require_complete_folder(config.dataset_name)
     source = dataset if dataset is not None else load_source(config)
     rows, skipped = prepare_rows(source, config)
     check_instruction_budget(rows, config)

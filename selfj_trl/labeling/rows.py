@@ -11,8 +11,9 @@ from typing import Any
 
 from datasets import Dataset
 
-from ..errors import SelfJInputError
-from ..io import load_table, read_jsonl
+from ..errors import SelfJInputError, first_line
+from ..io import read_jsonl
+from ..tables import load_table
 from .config import LabelingConfig
 
 
@@ -174,7 +175,7 @@ def check_instruction_budget(rows: list[dict[str, Any]], config: LabelingConfig)
         return  # the likelihood self-evaluation shortens what does not fit
     from transformers import AutoTokenizer
 
-    from ..models import first_line, resolve_model
+    from ..models import resolve_model
     from ..prompts import build_judge_prompt
 
     try:

@@ -26,7 +26,7 @@ from typing import Any
 from ..cards import hub_id_for, package_version
 from ..hub import render_judge_card
 from ..io import MANIFEST_NAME, atomic_write_text, fsync_dir, read_manifest, write_manifest
-from ..prompts import judge_format_config
+from ..judge_views import judge_format_config
 from .config import JUDGE_FORMATS, SelfJRewardConfig
 
 

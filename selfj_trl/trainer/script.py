@@ -11,11 +11,10 @@ from pathlib import Path
 
 from trl import ModelConfig, TrlParser, get_peft_config
 
-from ..artifacts import require_complete_folder
 from ..errors import SelfJInputError, SelfJRuntimeError
 from ..flags import parse
 from ..hub import hub_id_for
-from ..io import load_table
+from ..tables import load_table
 from .config import SelfJRewardConfig, SelfJScriptArguments
 from .reward_trainer import SelfJRewardTrainer
 
@@ -36,7 +35,6 @@ def train_judge(
     if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
         model_args.lora_task_type = "SEQ_CLS"  # a judge is a sequence classifier: keeps the score head trainable
     dataset_name = script_args.dataset_name
-    require_complete_folder(dataset_name, "labeled dataset")  # a killed `selfj-trl label` never trains a judge
     train = load_table(dataset_name, script_args.dataset_train_split)
     test_split = script_args.dataset_test_split
     evaluation = load_table(dataset_name, test_split) if test_split else None

@@ -2,7 +2,7 @@
 
 Every labeled row becomes a **student view** (instruction + response, what TRL's online trainers feed a reward
 model) and a **teacher view** (the same plus the gold reference); the formats themselves live in
-:mod:`selfj_trl.prompts`, and both are cut to the judge's ``max_length`` by :func:`selfj_trl.view_budget.build_views`,
+:mod:`selfj_trl.judge_views`, and both are cut to the judge's ``max_length`` by :func:`selfj_trl.judge_views.build_views`,
 the rule :class:`~selfj_trl.judge.SelfJudge` applies in use. Pairwise training then turns rows into (chosen, rejected) pairs of the same instruction.
 """
 
@@ -19,9 +19,9 @@ from transformers.data.data_collator import DataCollatorMixin
 from trl.trainer.utils import pad
 
 from ..errors import SelfJInputError
-from ..io import require_columns
+from ..judge_views import CUT_FIELDS, build_views
 from ..prompts import check_text
-from ..view_budget import CUT_FIELDS, build_views
+from ..tables import require_columns
 from .config import JUDGE_FORMATS, SelfJRewardConfig
 
 
@@ -80,7 +80,7 @@ def tokenize_views(
     """One labeled row -> its student and teacher token ids, its target ``label / label_max`` and what was cut.
 
     Both views are cut by the ONE rule :class:`~selfj_trl.judge.SelfJudge` also uses (see
-    :func:`selfj_trl.view_budget.build_views`), so the judge scores at use time exactly the views it trained on.
+    :func:`selfj_trl.judge_views.build_views`), so the judge scores at use time exactly the views it trained on.
     """
     views = build_views(tokenizer, example[args.instruction_column], example[args.response_column],
                         example[args.reference_column], chat=chat, max_length=max_length)

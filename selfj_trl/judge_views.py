@@ -1,4 +1,9 @@
-"""The judge's two views cut to ONE token budget, the same way in training and in use.
+"""The judge's two views: how a row becomes the text a judge reads, and how both views are cut to ONE token budget.
+
+The **student view** is exactly what TRL's online trainers hand a reward model for a prompt/completion (the chat
+template, or :data:`~selfj_trl.prompts.PLAIN_PROMPT_TEMPLATE` + response); the **teacher view** adds the gold
+reference in a preamble turn. Training, scoring, the reward callable and the server all build views here, so a
+judge is used on exactly the views it trained on.
 
 Why a budget and not a plain cut: the teacher view puts the reference first, so cutting an over-long view from either
 end loses either the reference's opening (the part both label signals read, the teacher's only advantage) or the
@@ -24,15 +29,80 @@ from functools import lru_cache
 from typing import Any
 
 from .errors import SelfJInputError
-from .prompts import (
-    INSTRUCTION_SHARE,
-    PLAIN_PROMPT_TEMPLATE,
-    REFERENCE_SHARE,
-    TEACHER_PREAMBLE,
-    format_student_view,
-    format_teacher_view,
-    tokenize_view,
-)
+from .prompts import PLAIN_PROMPT_TEMPLATE, has_chat_template
+
+
+#: Prepended to the student view to make the teacher view (a preamble turn for chat judges).
+TEACHER_PREAMBLE = "A reference answer written by an expert:\n{reference}\n\nJudge the answer below against it."
+
+
+def student_messages(instruction: str, response: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+
+
+def format_student_view(tokenizer: Any, instruction: str, response: str, chat: bool | None = None) -> str:
+    """The exact text TRL's online trainers hand to a reward model for this prompt/completion."""
+    if chat is None:
+        chat = has_chat_template(tokenizer)
+    if chat:
+        from trl.data_utils import apply_chat_template
+
+        return apply_chat_template({"messages": student_messages(instruction, response)}, tokenizer)["text"]
+    return PLAIN_PROMPT_TEMPLATE.format(instruction=instruction) + response
+
+
+def format_teacher_view(
+    tokenizer: Any, instruction: str, response: str, reference: str, chat: bool | None = None
+) -> str:
+    """The student view plus the gold reference, in a system turn (or a preamble for plain text)."""
+    if chat is None:
+        chat = has_chat_template(tokenizer)
+    preamble = TEACHER_PREAMBLE.format(reference=reference)
+    if not chat:
+        return preamble + "\n\n" + format_student_view(tokenizer, instruction, response, chat=False)
+    from trl.data_utils import apply_chat_template
+
+    messages = [{"role": "system", "content": preamble}, *student_messages(instruction, response)]
+    try:
+        return apply_chat_template({"messages": messages}, tokenizer)["text"]
+    except Exception:  # some templates refuse a system turn: fold the preamble into the user turn instead
+        folded = student_messages(preamble + "\n\n" + instruction, response)
+        return apply_chat_template({"messages": folded}, tokenizer)["text"]
+
+
+#: Share of a view's token budget kept for the reference's opening in the teacher view, and the most the instruction
+#: may take (it is cut from its tail only past that). Recorded in ``config.selfj["views"]``; see
+#: :func:`build_views` for the whole rule.
+REFERENCE_SHARE = 0.25
+INSTRUCTION_SHARE = 0.5
+
+
+def tokenize_view(tokenizer: Any, text: str, max_length: int | None = None) -> list[int]:
+    """Token ids of a view, exactly as TRL's online trainers tokenize reward-model inputs.
+
+    Over-long texts keep their START and lose their end: the start holds the instruction (and, for a BERT-style
+    judge, position 0 is what its pooler reads, so it must be the view's first token, the same in every view).
+    Views built from their parts are cut more carefully by :func:`build_views`; this is the
+    fallback for texts that come already formatted. The tokenizer's "longer than the maximum" warning is silenced
+    because the cut is deliberate.
+    """
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    if max_length is not None and len(ids) > max_length:
+        ids = ids[:max_length]
+    return ids
+
+
+def judge_format_config(tokenizer: Any, chat: bool | None = None, score_scale: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """What a judge's ``config.json`` records so that every consumer formats inputs the same way."""
+    return {
+        "format": "chat" if (has_chat_template(tokenizer) if chat is None else chat) else "plain",
+        "plain_prompt_template": PLAIN_PROMPT_TEMPLATE,
+        "teacher_preamble": TEACHER_PREAMBLE,
+        "score_scale": list(score_scale),
+        "tokenize": {"add_special_tokens": False, "padding_side": "right"},
+        "views": {"truncation": "keep_start", "reference_share": REFERENCE_SHARE,
+                  "instruction_share": INSTRUCTION_SHARE},
+    }
 
 
 #: The cut flags of :class:`JudgeViewIds`, as counted in the training logs and ``config.selfj["view_cuts"]``.
@@ -168,3 +238,33 @@ def parse_plain_view(text: str) -> tuple[str, str, str | None] | None:
     if cut < 0:
         return None
     return text[len(_PLAIN_HEAD) : cut], text[cut + len(_PLAIN_TAIL) :], reference
+
+
+# TRL's conversational rows
+def message_text(messages: Any) -> str:
+    """The text of a message list (TRL's conversational prompt or completion); a string is returned as it is."""
+    if isinstance(messages, str):
+        return messages
+    parts = []
+    for message in messages:
+        content = message.get("content", "") if isinstance(message, dict) else message
+        if isinstance(content, list):  # multimodal-style content blocks: keep the text ones
+            content = "".join(block.get("text", "") for block in content if isinstance(block, dict))
+        parts.append(content or "")
+    return "".join(parts)
+
+
+def is_single_turn(prompt: Any, completion: Any) -> bool:
+    """Whether TRL's conversational row is one user turn of text and one assistant turn of text."""
+    return (isinstance(prompt, list) and isinstance(completion, list) and len(prompt) == 1 and len(completion) == 1
+            and isinstance(prompt[0], dict) and isinstance(completion[0], dict) and prompt[0].get("role") == "user"
+            and completion[0].get("role") == "assistant" and isinstance(prompt[0].get("content"), str)
+            and isinstance(completion[0].get("content"), str) and bool(prompt[0]["content"].strip()))
+
+
+def last_user_turn(messages: Any, index: int) -> str:
+    """The last user turn of ``prompts[index]``: what a plain judge reads as the instruction of a conversation."""
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise SelfJInputError(f"`prompts[{index}]` has no user message; conversational prompts need one.")
+    return message_text([users[-1]])

@@ -6,9 +6,15 @@ from __future__ import annotations
 import pytest
 
 from selfj_trl.errors import SelfJInputError
-from selfj_trl.prompts import format_student_view, format_teacher_view, tokenize_view
+from selfj_trl.judge_views import (
+    build_views,
+    format_student_view,
+    format_teacher_view,
+    parse_plain_view,
+    tokenize_view,
+    view_settings,
+)
 from selfj_trl.testing import make_tokenizer
-from selfj_trl.view_budget import build_views, parse_plain_view, view_settings
 
 
 INSTRUCTION = "write a short poem about the sea"

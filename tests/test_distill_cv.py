@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from selfj_trl.labels import combine_labels
@@ -65,3 +66,29 @@ def test_labels_so_far_equal_what_the_finished_run_computes(cv, tmp_path):
     assert table["label"] == pytest.approx(expected) and table["instruction"] == [r["instruction"] for r in rows]
     with pytest.raises(SystemExit):
         cv.labels_so_far(tmp_path / "empty", 0.25)
+
+
+def test_the_table_shows_how_much_of_its_label_each_view_learned(cv):
+    def fold(student_fit):
+        views = {v: {"spearman": 0.1, "within": 0.2, "pick": 0.3} for v in ("student", "teacher", *cv.BASELINES)}
+        views["student"].update(vs_label=student_fit, vs_label_within=student_fit / 2)
+        views["teacher"].update(vs_label=0.8, vs_label_within=0.6)
+        return {**views, "n_dev_rows": 10}
+
+    text = cv.table({"distill0": {"folds": [fold(0.2), fold(0.4)]}})
+    student = next(line for line in text.splitlines() if line.startswith("| distill0 | student"))
+    assert student.endswith("| +0.300 / +0.150 |"), student
+    assert "| - | length | +0.100 | +0.200 | +0.300 |  |" in text
+
+
+def test_the_label_probe_fits_a_known_linear_label_and_picks_each_groups_top_answer():
+    spec = importlib.util.spec_from_file_location("label_probe", SCRIPT.with_name("label_probe.py"))
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    w = probe.ridge(x, x @ np.array([1.0, -2.0, 0.5]) + 3.0, alpha=1e-6)
+    assert np.allclose(w, [1.0, -2.0, 0.5, 3.0], atol=1e-6)
+    truth = np.array([0.1, 0.9, 0.3, 0.2, 0.8])
+    scores = np.array([0.0, 1.0, 5.0, 2.0, 1.0])
+    assert probe.best_pick(scores, truth, ["a", "a", "b", "b", "b"]) == pytest.approx((0.9 + 0.3) / 2)

@@ -31,6 +31,7 @@ from selfj_trl.eval_sets.custom import load_custom_set
 from selfj_trl.evaluation.set_metrics import evaluate_pointwise
 from selfj_trl.io import atomic_write_json, atomic_write_text, check_complete, content_hash, read_jsonl
 from selfj_trl.labels import combine_labels
+from selfj_trl.stats import mean_within_group_spearman, spearman
 
 
 #: name -> extra ``selfj-trl train`` flags; the recipe's own values apply to everything not named here.
@@ -160,13 +161,19 @@ def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], 
                               indent=None)
         scores[view] = np.array(json.loads(path.read_text()), dtype=float)
     row: dict = {view: headline(evaluate_pointwise(ds, s, None)) for view, s in scores.items()}
+    # How much of its label each view learned, on instructions it never saw: the label is what it was trained on.
+    groups = [r["question_id"] for r in dev]
+    for view in ("student", "teacher"):
+        row[view]["vs_label"] = spearman(scores[view], scores["label"])
+        row[view]["vs_label_within"] = mean_within_group_spearman(scores[view], scores["label"], groups)
     row["n_dev_rows"], row["n_dev_instructions"] = len(dev), len({r["question_id"] for r in dev})
     return row
 
 
 def table(results: dict) -> str:
     """Mean over folds of each figure (intervals are per fold; the mean's spread is the folds')."""
-    lines = ["| setting | view | Spearman | within | best-of-15 pick |", "|---|---|---|---|---|"]
+    lines = ["| setting | view | Spearman | within | best-of-15 pick | vs its label (all / within) |",
+             "|---|---|---|---|---|---|"]
     seen_baselines = False
     for name, res in results.items():
         folds = res["folds"]
@@ -174,8 +181,10 @@ def table(results: dict) -> str:
         seen_baselines = True
         for view in views:
             cells = [np.nanmean([f[view][m] for f in folds]) for m in ("spearman", "within", "pick")]
+            learned = [np.nanmean([f[view].get(m, math.nan) for f in folds]) for m in ("vs_label", "vs_label_within")]
             label = name if view in ("student", "teacher") else "-"
-            lines.append(f"| {label} | {view} | " + " | ".join(f"{c:+.3f}" for c in cells) + " |")
+            fit = " / ".join(f"{c:+.3f}" for c in learned) if view in ("student", "teacher") else ""
+            lines.append(f"| {label} | {view} | " + " | ".join(f"{c:+.3f}" for c in cells) + f" | {fit} |")
     n = results[next(iter(results))]["folds"]
     lines.append(f"\n{len(n)} folds; dev rows per fold: {[f['n_dev_rows'] for f in n]}")
     return "\n".join(lines)

@@ -4,7 +4,8 @@
 #      responses by the default policy's self-evaluation against the reference plus the MiniLM cosine);
 #   2. choose the distillation setting by cross-validation over train instructions (recipes/results/distill_cv.py:
 #      GPT-4's train-split grades choose; the labels never read them; no test row is touched);
-#   3. train the judges on every label: the recipe's default (the chosen setting) and, beside it, no distillation;
+#   3. train the judges on every label: the recipe's default (the chosen setting: no distillation) and, beside it,
+#      the paper's distill_weight 2.0;
 #   4. evaluate both, student and teacher views, beside length, cosine and random on every row of the held-out sets.
 #   bash recipes/results/reproduce_pool.sh       (from the repository root, after scripts/setup.sh)
 # N_POOL=<n> labels the first n train instructions only; EVAL_N / PAIRS_N slice the evaluation for a smoke run.
@@ -31,10 +32,10 @@ train() {  # train DIR [flags]: skipped when DIR already holds a finished judge
       --output_dir "$dir" "${JUDGE_FLAGS[@]}" "$@"
 }
 train "$OUT/judge_default"
-train "$OUT/judge_distill0" --distill_weight 0.0
+train "$OUT/judge_distill2" --distill_weight 2.0  # the paper's weight, beside the chosen default
 # Each judge twice: its student view (what TRL feeds a reward model) and its teacher view (PATH:teacher, the
 # reference shown: the label's ceiling for this judge). The human pairs carry no reference: student views only.
-JUDGES=("$OUT/judge_default" "$OUT/judge_distill0")
+JUDGES=("$OUT/judge_default" "$OUT/judge_distill2")
 selfj-trl evaluate --judges "${JUDGES[@]}" "${JUDGES[@]/%/:teacher}" --baselines length random cosine \
     --eval_sets alpaca_eval mtbench prometheus ${EVAL_N:+--max_instructions "$EVAL_N"} \
     --output_dir "$OUT/eval" --batch_size 32

@@ -1,0 +1,102 @@
+"""How learnable is the Self-J label for a MiniLM-sized judge? A ridge probe on frozen embeddings, by the same folds.
+
+The cross-validation of ``distill_cv.py`` trains MiniLM judges that agree with their own label far less on unseen
+instructions than the label agrees with GPT-4. This asks whether the label is learnable from what the student view
+shows (instruction + response, no reference) with the same encoder frozen: all-MiniLM-L6-v2 mean-pooled embeddings
+of the student view plus log length, ridge-regressed onto the label on one fold's instructions, scored on the other
+fold's honest answers against the label and against GPT-4-turbo (train split only: a diagnostic, never a default).
+
+    python recipes/results/label_probe.py --labeled outputs/labeled/pool_gemma_512 --from_shards
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from datasets import load_from_disk
+
+from selfj_trl.models import load_embedder
+from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
+from selfj_trl.stats import mean_within_group_spearman, spearman
+
+
+_SPEC = importlib.util.spec_from_file_location("distill_cv", Path(__file__).with_name("distill_cv.py"))
+cv = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(cv)
+
+
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """Weights (bias last) of ridge regression on standardised columns, the bias unpenalised."""
+    x1 = np.hstack([x, np.ones((len(x), 1))])
+    penalty = alpha * np.eye(x1.shape[1])
+    penalty[-1, -1] = 0.0
+    return np.linalg.solve(x1.T @ x1 + penalty, x1.T @ y)
+
+
+def best_pick(scores: np.ndarray, truth: np.ndarray, groups: list[str]) -> float:
+    picks = []
+    for g in dict.fromkeys(groups):
+        idx = np.array([i for i, x in enumerate(groups) if x == g])
+        picks.append(truth[idx[int(np.nanargmax(scores[idx]))]])
+    return float(np.mean(picks))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labeled", required=True)
+    parser.add_argument("--from_shards", action="store_true")
+    parser.add_argument("--data_dir", default="../shared/data/alpaca_eval_gpt4")
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 10.0, 100.0])
+    parser.add_argument("--cosine_weight", type=float, default=0.25)
+    parser.add_argument("--out", default=None, help="write the figures here as JSON")
+    args = parser.parse_args(argv)
+    labeled = (cv.labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards
+               else load_from_disk(args.labeled))
+    rows = list(labeled)
+    folds = {ins: cv.fold_of(ins, args.folds) for ins in {r["instruction"] for r in rows}}
+    embedder = load_embedder("all-minilm-l6-v2")
+    texts = [PLAIN_PROMPT_TEMPLATE.format(instruction=r["instruction"]) + r["response"] for r in rows]
+    emb = embedder.encode(texts, batch_size=32, show_progress_bar=True, normalize_embeddings=True)
+    words = np.array([math.log1p(len(r["response"].split())) for r in rows])
+    feats = np.hstack([emb, words[:, None]])
+    labels = np.array([r["label"] for r in rows], dtype=float)
+    index = {(r["instruction"], r["response"]): i for i, r in enumerate(rows)}
+    results: dict[str, list] = {}
+    for k in range(args.folds):
+        train = np.array([folds[r["instruction"]] != k for r in rows])
+        dev = [d for d in cv.dev_rows(Path(args.data_dir), {i for i, f in folds.items() if f == k})
+               if (d["instruction"], d["response"]) in index]
+        at = np.array([index[(d["instruction"], d["response"])] for d in dev])
+        truth = np.array([d["gpt4_win_prob"] for d in dev])
+        groups = [d["question_id"] for d in dev]
+        mean, std = feats[train].mean(0), feats[train].std(0) + 1e-8
+        candidates = {"label": labels[at], "length": words[at]}
+        for alpha in args.alphas:
+            w = ridge((feats[train] - mean) / std, labels[train], alpha)
+            candidates[f"probe alpha={alpha:g}"] = np.hstack([(feats[at] - mean) / std, np.ones((len(at), 1))]) @ w
+        for name, s in candidates.items():
+            results.setdefault(name, []).append({
+                "spearman": spearman(s, truth), "within": mean_within_group_spearman(s, truth, groups),
+                "pick": best_pick(s, truth, groups), "vs_label": spearman(s, labels[at]),
+                "vs_label_within": mean_within_group_spearman(s, labels[at], groups), "n_dev_rows": len(dev),
+            })
+    print("| scorer | Spearman | within | best-of-15 pick | vs the label (all / within) |")
+    print("|---|---|---|---|---|")
+    for name, per_fold in results.items():
+        m = {key: np.nanmean([f[key] for f in per_fold]) for key in per_fold[0] if key != "n_dev_rows"}
+        print(f"| {name} | {m['spearman']:+.3f} | {m['within']:+.3f} | {m['pick']:.3f} | "
+              f"{m['vs_label']:+.3f} / {m['vs_label_within']:+.3f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,8 +19,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 
+from selfj_trl.eval_sets.custom import load_custom_set
+from selfj_trl.evaluation.set_metrics import evaluate_pointwise
 from selfj_trl.models import load_embedder
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
 from selfj_trl.stats import mean_within_group_spearman, spearman
@@ -37,14 +39,6 @@ def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     penalty = alpha * np.eye(x1.shape[1])
     penalty[-1, -1] = 0.0
     return np.linalg.solve(x1.T @ x1 + penalty, x1.T @ y)
-
-
-def best_pick(scores: np.ndarray, truth: np.ndarray, groups: list[str]) -> float:
-    picks = []
-    for g in dict.fromkeys(groups):
-        idx = np.array([i for i, x in enumerate(groups) if x == g])
-        picks.append(truth[idx[int(np.nanargmax(scores[idx]))]])
-    return float(np.mean(picks))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         dev = [d for d in cv.dev_rows(Path(args.data_dir), {i for i, f in folds.items() if f == k})
                if (d["instruction"], d["response"]) in index]
         at = np.array([index[(d["instruction"], d["response"])] for d in dev])
-        truth = np.array([d["gpt4_win_prob"] for d in dev])
+        ds = load_custom_set(Dataset.from_list(dev), "gpt4_win_prob", name=f"dev{k}")
         groups = [d["question_id"] for d in dev]
         mean, std = feats[train].mean(0), feats[train].std(0) + 1e-8
         candidates = {"label": labels[at], "length": words[at]}
@@ -82,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             w = ridge((feats[train] - mean) / std, labels[train], alpha)
             candidates[f"probe alpha={alpha:g}"] = np.hstack([(feats[at] - mean) / std, np.ones((len(at), 1))]) @ w
         for name, s in candidates.items():
+            # Graded by the same harness as the judges in distill_cv.py, so the rows compare.
+            figures = cv.headline(evaluate_pointwise(ds, s, None))
             results.setdefault(name, []).append({
-                "spearman": spearman(s, truth), "within": mean_within_group_spearman(s, truth, groups),
-                "pick": best_pick(s, truth, groups), "vs_label": spearman(s, labels[at]),
-                "vs_label_within": mean_within_group_spearman(s, labels[at], groups), "n_dev_rows": len(dev),
+                "spearman": figures["spearman"], "within": figures["within"], "pick": figures["pick"],
+                "vs_label": spearman(s, labels[at]), "n_dev_rows": len(dev),
+                "vs_label_within": mean_within_group_spearman(s, labels[at], groups),
             })
     print("| scorer | Spearman | within | best-of-15 pick | vs the label (all / within) |")
     print("|---|---|---|---|---|")

@@ -1,9 +1,12 @@
-"""Measured findings live in the recipes, not in code: ``recipes/<policy>/label/measured_label.yaml``.
+"""Measured findings live in the recipes, not in code: ``recipes/<policy>/label/measured_label.yaml`` and
+``recipes/<judge base>/train/config_judge.yaml``.
 
-Each such file holds the label settings ``selfj-trl signal`` measured best for one policy and what that label scored
-against GPT-4 (see the README beside it). The labeler reads it to fill the settings a user left unset and the dataset
-card reads it to print the figures. The recipes ship inside the package as ``selfj_trl.recipes``; a source checkout
-reads ``recipes/`` directly.
+A ``measured_label.yaml`` holds the label settings ``selfj-trl signal`` measured best for one policy and what that
+label scored against GPT-4 (see the README beside it). The labeler reads it to fill the settings a user left unset and
+the dataset card reads it to print the figures. A judge base's ``config_judge.yaml`` holds the Self-J loss weights
+chosen for it by cross-validation on train instructions; the quickstart trains with them, so that the judge it shows
+is the recipe's. The recipes ship inside the package as ``selfj_trl.recipes``; a source checkout reads ``recipes/``
+directly.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 
 MEASURED_LABEL_FILE = "measured_label.yaml"
+JUDGE_RECIPE_FILE = "config_judge.yaml"
+JUDGE_LOSS_KEYS = ("teacher_weight", "student_weight", "distill_weight", "distill_warmup_ratio")
 
 
 def recipes_dir() -> Path | None:
@@ -44,6 +49,22 @@ def measured_label(policy: str) -> dict[str, Any] | None:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     quality = {k: tuple(float(x) for x in v) for k, v in (data.get("quality") or {}).items()}
     return {"settings": dict(data.get("settings") or {}), "quality": quality or None}
+
+
+@cache
+def measured_judge_loss(judge_base: str) -> dict[str, float]:
+    """The Self-J loss weights of ``judge_base``'s recipe (an offline alias with a recipe folder); empty when it has
+    none, and the trainer's own defaults (the paper's weights) apply."""
+    import yaml
+
+    root = recipes_dir()
+    if root is None or not judge_base or "/" in judge_base or "\\" in judge_base or judge_base.startswith("."):
+        return {}
+    path = root / judge_base / "train" / JUDGE_RECIPE_FILE
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {key: float(data[key]) for key in JUDGE_LOSS_KEYS if key in data}
 
 
 def measured_policies() -> list[str]:

@@ -1,7 +1,7 @@
 """``selfj-trl quickstart``: the whole Self-J loop on real offline models, on a CPU, in minutes.
 
 label (policy samples, self-evaluates against the reference, MiniLM cosine) -> train (SelfJRewardTrainer with the
-self-distillation term, on a small encoder base) -> evaluate (a slice of the held-out AlpacaEval test split, against
+judge base's recipe weights, on a small encoder base) -> evaluate (a slice of the held-out AlpacaEval test split, against
 the cheap baselines; without the data folder, from AlpacaEval's public files, fetched once and cached) -> use
 (best-of-n picks, selective following with a threshold calibrated on a separate slice).
 
@@ -31,6 +31,7 @@ from datasets import Dataset
 
 from .errors import SelfJInputError
 from .io import atomic_write_json, atomic_write_text, read_jsonl, shared_data_dir
+from .measured import measured_judge_loss
 from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, MINILM_ALIAS, resolve_model
 
 
@@ -56,7 +57,9 @@ class QuickstartConfig:
     combination: str = "weighted_mean"
     num_train_epochs: float = 4.0
     learning_rate: float = 5e-5
-    distill_weight: float = 2.0
+    distill_weight: float | None = field(default=None, metadata={
+        "help": "Self-distillation weight; default: the judge base's recipe (recipes/<judge_base>/train/"
+                "config_judge.yaml, chosen by cross-validation), else the trainer's default (the paper's 2.0)."})
     eval_max_instructions: int = field(default=12, metadata={"help": "AlpacaEval test instructions (x 17 models)."})
     bon_prompts: int = 3
     bon_n: int = 4
@@ -140,17 +143,27 @@ def stage_label(config: QuickstartConfig, folder: Path) -> str:
             f"{self_eval_detail(cfg)}, cosine weight {cfg.cosine_weight:g} ({cfg.defaults_source})")
 
 
+def judge_training_args(config: QuickstartConfig, folder: Path):
+    """The quickstart's own budget (epochs, rate, length) with the loss weights of the judge base's recipe: the
+    judge it shows is trained the way the recipe trains it."""
+    from .trainer import SelfJRewardConfig
+
+    loss = dict(measured_judge_loss(config.judge_base))
+    if config.distill_weight is not None:
+        loss["distill_weight"] = config.distill_weight
+    return SelfJRewardConfig(
+        output_dir=str(folder), num_train_epochs=config.num_train_epochs,
+        learning_rate=config.learning_rate, per_device_train_batch_size=8, logging_steps=5, save_strategy="no",
+        report_to="none", seed=config.seed, max_length=384, disable_tqdm=False, **loss,
+    )
+
+
 def stage_train(config: QuickstartConfig, labeled: Path, folder: Path) -> str:
     from trl import ModelConfig
 
-    from .trainer import SelfJRewardConfig, SelfJScriptArguments, train_judge
+    from .trainer import SelfJScriptArguments, train_judge
 
-    args = SelfJRewardConfig(
-        output_dir=str(folder), num_train_epochs=config.num_train_epochs,
-        learning_rate=config.learning_rate, per_device_train_batch_size=8, logging_steps=5, save_strategy="no",
-        report_to="none", distill_weight=config.distill_weight, seed=config.seed, max_length=384,
-        disable_tqdm=False,
-    )
+    args = judge_training_args(config, folder)
     model_args = ModelConfig(model_name_or_path=resolve_model(config.judge_base))
     train_judge(SelfJScriptArguments(dataset_name=str(labeled)), args, model_args)
     state = json.loads((folder / "trainer_state.json").read_text())

@@ -137,3 +137,22 @@ def test_quickstart_without_any_held_out_data_says_so_in_one_line_and_exits_0(tm
     assert "python -m selfj_trl.eval_sets alpaca_eval" in lines[0]
     assert f"remove {out / 'evaluation'} and re-run" in lines[0]
     assert (out / "evaluation" / "report.md").read_text().count("\n") == 1
+
+
+def test_quickstart_trains_its_judge_with_the_recipe_loss_weights(tmp_path):
+    """The quickstart's judge is the recipe's judge: its loss weights come from the judge base's recipe YAML (a
+    finding moved there, not copied into code); an explicit flag wins; a base without a recipe gets the trainer's."""
+    import yaml
+
+    from selfj_trl.models import MINILM_ALIAS
+    from selfj_trl.quickstart import judge_training_args
+    from selfj_trl.trainer import SelfJRewardConfig
+
+    recipe = yaml.safe_load((REPO / "recipes" / MINILM_ALIAS / "train" / "config_judge.yaml").read_text())
+    args = judge_training_args(QuickstartConfig(judge_base=MINILM_ALIAS), tmp_path)
+    for key in ("teacher_weight", "student_weight", "distill_weight", "distill_warmup_ratio"):
+        assert getattr(args, key) == float(recipe[key]), key
+    assert args.distill_weight != SelfJRewardConfig(output_dir=str(tmp_path)).distill_weight  # the recipe's choice
+    assert judge_training_args(QuickstartConfig(judge_base=MINILM_ALIAS, distill_weight=1.5), tmp_path).distill_weight == 1.5
+    own = judge_training_args(QuickstartConfig(judge_base=str(tmp_path / "my_judge")), tmp_path)
+    assert own.distill_weight == SelfJRewardConfig(output_dir=str(tmp_path)).distill_weight

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import math
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from datasets import Dataset, load_from_disk
 
 from selfj_trl.eval_sets.custom import load_custom_set
 from selfj_trl.evaluation.set_metrics import evaluate_pointwise
+from selfj_trl.io import atomic_write_json
 from selfj_trl.models import load_embedder
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
 from selfj_trl.stats import mean_within_group_spearman, spearman
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 10.0, 100.0])
     parser.add_argument("--cosine_weight", type=float, default=0.25)
+    parser.add_argument("--targets", nargs="+", default=["label"], choices=["label", "centered"],
+                        help="what the probe is fitted to: the label, or the label minus its instruction's mean (the "
+                             "part a pairwise loss within an instruction learns; the rest needs the reference)")
     parser.add_argument("--out", default=None, help="write the figures here as JSON")
     args = parser.parse_args(argv)
     labeled = (cv.labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards
@@ -61,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     words = np.array([math.log1p(len(r["response"].split())) for r in rows])
     feats = np.hstack([emb, words[:, None]])
     labels = np.array([r["label"] for r in rows], dtype=float)
+    by_instruction: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_instruction.setdefault(r["instruction"], []).append(i)
+    centered = labels.copy()
+    for at_rows in by_instruction.values():
+        centered[at_rows] -= labels[at_rows].mean()
+    targets = {"label": labels, "centered": centered}
     index = {(r["instruction"], r["response"]): i for i, r in enumerate(rows)}
     results: dict[str, list] = {}
     for k in range(args.folds):
@@ -72,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         groups = [d["question_id"] for d in dev]
         mean, std = feats[train].mean(0), feats[train].std(0) + 1e-8
         candidates = {"label": labels[at], "length": words[at]}
-        for alpha in args.alphas:
-            w = ridge((feats[train] - mean) / std, labels[train], alpha)
-            candidates[f"probe alpha={alpha:g}"] = np.hstack([(feats[at] - mean) / std, np.ones((len(at), 1))]) @ w
+        for target in args.targets:
+            for alpha in args.alphas:
+                w = ridge((feats[train] - mean) / std, targets[target][train], alpha)
+                name = f"probe alpha={alpha:g}" + ("" if target == "label" else f" ({target})")
+                candidates[name] = np.hstack([(feats[at] - mean) / std, np.ones((len(at), 1))]) @ w
         for name, s in candidates.items():
             # Graded by the same harness as the judges in distill_cv.py, so the rows compare.
             figures = cv.headline(evaluate_pointwise(ds, s, None))
@@ -90,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {m['spearman']:+.3f} | {m['within']:+.3f} | {m['pick']:.3f} | "
               f"{m['vs_label']:+.3f} / {m['vs_label_within']:+.3f} |")
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        atomic_write_json(Path(args.out), results)
     return 0
 
 

@@ -34,19 +34,27 @@ def recipes_dir() -> Path | None:
     return Path(str(files("selfj_trl.recipes")))
 
 
+def recipe_yaml(alias: str, stage: str, name: str) -> dict[str, Any] | None:
+    """``recipes/<alias>/<stage>/<name>`` parsed, or None when ``alias`` is not an offline alias with that file (a
+    folder or a Hub id never reads a recipe)."""
+    import yaml
+
+    root = recipes_dir()
+    if root is None or not alias or "/" in alias or "\\" in alias or alias.startswith("."):
+        return None
+    path = root / alias / stage / name
+    if not path.is_file():
+        return None
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
 @cache
 def measured_label(policy: str) -> dict[str, Any] | None:
     """``{"settings": {...}, "quality": {"label": (all, honest, within), "length": (...)}}`` measured for ``policy``
     (an offline alias with a recipe folder), or None when nobody measured it."""
-    import yaml
-
-    root = recipes_dir()
-    if root is None or not policy or "/" in policy or "\\" in policy or policy.startswith("."):
+    data = recipe_yaml(policy, "label", MEASURED_LABEL_FILE)
+    if data is None:
         return None
-    path = root / policy / "label" / MEASURED_LABEL_FILE
-    if not path.is_file():
-        return None
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     quality = {k: tuple(float(x) for x in v) for k, v in (data.get("quality") or {}).items()}
     return {"settings": dict(data.get("settings") or {}), "quality": quality or None}
 
@@ -55,15 +63,7 @@ def measured_label(policy: str) -> dict[str, Any] | None:
 def measured_judge_loss(judge_base: str) -> dict[str, float]:
     """The Self-J loss weights of ``judge_base``'s recipe (an offline alias with a recipe folder); empty when it has
     none, and the trainer's own defaults (the paper's weights) apply."""
-    import yaml
-
-    root = recipes_dir()
-    if root is None or not judge_base or "/" in judge_base or "\\" in judge_base or judge_base.startswith("."):
-        return {}
-    path = root / judge_base / "train" / JUDGE_RECIPE_FILE
-    if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = recipe_yaml(judge_base, "train", JUDGE_RECIPE_FILE) or {}
     return {key: float(data[key]) for key in JUDGE_LOSS_KEYS if key in data}
 
 

@@ -25,6 +25,7 @@ from selfj_trl.evaluation.set_metrics import evaluate_pointwise
 from selfj_trl.io import atomic_write_json
 from selfj_trl.models import load_embedder
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
+from selfj_trl.signals.prefix import rows_by_group
 from selfj_trl.stats import mean_within_group_spearman, spearman
 
 
@@ -64,11 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     words = np.array([math.log1p(len(r["response"].split())) for r in rows])
     feats = np.hstack([emb, words[:, None]])
     labels = np.array([r["label"] for r in rows], dtype=float)
-    by_instruction: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        by_instruction.setdefault(r["instruction"], []).append(i)
     centered = labels.copy()
-    for at_rows in by_instruction.values():
+    for at_rows in rows_by_group([r["instruction"] for r in rows]).values():
         centered[at_rows] -= labels[at_rows].mean()
     targets = {"label": labels, "centered": centered}
     index = {(r["instruction"], r["response"]): i for i, r in enumerate(rows)}

@@ -22,6 +22,20 @@ logger = logging.getLogger(__name__)
 #: Sampling defaults (the policy's own generation config supplies everything else, e.g. its EOS ids).
 DEFAULT_GENERATION = {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 256}
 
+#: Added tokens that stand for another modality (Gemma 3's image delimiters and soft token, Gemma 3n's audio ones,
+#: the "[multimodal]" placeholder). Text-only checkpoints keep them in the vocabulary as added tokens that are NOT
+#: special, so ``skip_special_tokens`` leaves them in a decoded answer; they are never text, so they are never sampled.
+#: (A generic strip of non-special added tokens would be wrong: Gemma's also include real text such as ``<table>``.)
+NON_TEXT_TOKENS = ("<start_of_image>", "<end_of_image>", "<image_soft_token>", "<start_of_audio>", "<end_of_audio>",
+                   "<audio_soft_token>", "[multimodal]")
+
+
+def non_text_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of this tokenizer's :data:`NON_TEXT_TOKENS` (its own added tokens only: a word-piece that happens to
+    spell one is text)."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return sorted(i for i, token in added.items() if getattr(token, "content", str(token)) in NON_TEXT_TOKENS)
+
 
 def _generation_config(policy: Any, tokenizer: Any, generation_config: Any, n: int):
     from transformers import GenerationConfig
@@ -38,6 +52,8 @@ def _generation_config(policy: Any, tokenizer: Any, generation_config: Any, n: i
         raise SelfJInputError(f"{n} samples per prompt need sampling: greedy decoding gives {n} identical answers "
                               "(set do_sample=True).")
     config.num_return_sequences = n
+    if suppress := non_text_token_ids(tokenizer):
+        config.suppress_tokens = sorted(set(config.suppress_tokens or []) | set(suppress))
     config.pad_token_id = tokenizer.pad_token_id
     if config.eos_token_id is None:
         config.eos_token_id = tokenizer.eos_token_id
@@ -89,8 +105,9 @@ def sample_responses(
     ``batch_size`` counts prompts per ``generate`` call (each makes ``n`` sequences). Chat policies get their chat
     template (which brings its own special tokens) and stop at EOS; base policies get the plain prompt format and
     their BOS, and stop at EOS or at the next turn marker (``"\n### "``), which is cut from the answer with anything
-    after it (``use_chat_template`` overrides the choice). ``seed`` seeds torch once before the first batch, so the
-    samples are reproducible for a given seed and batching.
+    after it (``use_chat_template`` overrides the choice). Tokens of other modalities (:data:`NON_TEXT_TOKENS`) are
+    never drawn. ``seed`` seeds torch once before the first batch, so the samples are reproducible for a given seed
+    and batching.
     """
     from tqdm.auto import tqdm
     from transformers import StoppingCriteriaList

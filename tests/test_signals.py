@@ -132,6 +132,32 @@ def test_stop_string_fires_on_a_marker_that_ends_inside_a_token(tiny_plain_polic
     assert not fires("Paris.") and not fires("Paris.\n\n###") and not fires("Paris. ### Response")
 
 
+def test_samples_never_hold_another_modalitys_tokens(tiny_plain_policy):
+    """Gemma 3 keeps ``<start_of_image>`` as an added token that is not special, so decoding leaves it in the text.
+    A policy that prefers it above every other token still never writes it; real text added the same way stays."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfj_trl.generation import non_text_token_ids, sample_responses
+
+    tok = AutoTokenizer.from_pretrained(tiny_plain_policy)
+    tok.add_tokens(["<start_of_image>", "<table>"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_plain_policy)
+    model.resize_token_embeddings(len(tok))
+    image, table = tok.convert_tokens_to_ids(["<start_of_image>", "<table>"])
+    assert non_text_token_ids(tok) == [image]
+    head = torch.nn.Linear(model.lm_head.in_features, len(tok), bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[image] = 50.0  # the policy's favourite token by far, then <table>
+        head.bias[table] = 25.0
+    model.lm_head = head
+    model.eval()
+    _, responses = sample_responses(model, tok, ["hello world"], 2, {"max_new_tokens": 3}, seed=0)
+    assert all("<start_of_image>" not in r and "<table>" in r for r in responses[0]), responses
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Likelihood: the baseline is the conditioned context emptied (issue 14)
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@
    the first ``--n`` rows of AlpacaEval's train pool (17 models' answers per instruction, as the pool recipe labels
    them): responses per second, and the achieved FLOP/s of the policy's forward passes as a fraction of a same-run
    fp32 matmul peak (how close to the hardware's limit labeling runs). Forward FLOPs are counted as
-   2 x non-embedding parameters x tokens + 2 x hidden x vocabulary x tokens whose logits are computed.
+   2 x non-embedding parameters x tokens + 2 x hidden x vocabulary x tokens whose logits are computed + attention's
+   two products (see ``ForwardMeter``).
 
     python bench/bench_labeling.py --policy gemma-3-270m --n 32
     python bench/bench_labeling.py --policy gemma-3-270m --scaling
@@ -145,13 +146,25 @@ def matmul_peak(n: int = 2048, seconds: float = 3.0) -> float:
 
 
 class ForwardMeter:
-    """Counts the policy's forward passes (tokens in, logits out) and the seconds they take, through hooks."""
+    """Counts the policy's forward passes (tokens in, logits out) and the seconds they take, through hooks.
+
+    FLOPs are counted the usual way (PaLM's model-FLOPs): 2 x non-embedding parameters per token, the output layer
+    only where logits are computed, plus attention's score and value products (4 x heads x head_dim x context per
+    token and layer, the context capped at the window on sliding-window layers, the prefix cache counted as context).
+    """
 
     def __init__(self, model):
         emb = model.get_input_embeddings().weight
         self.vocab, self.hidden = emb.shape
         self.non_embedding = sum(p.numel() for p in model.parameters()) - emb.numel()
+        cfg = model.config
+        self.heads = cfg.num_attention_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        types = getattr(cfg, "layer_types", None) or ["full_attention"] * cfg.num_hidden_layers
+        window = getattr(cfg, "sliding_window", None)
+        self.windows = [window if t == "sliding_attention" and window else None for t in types]
         self.tokens = self.logit_tokens = self.calls = 0
+        self.attention_flops = 0.0
         self.seconds = 0.0
         self._start = 0.0
         model.register_forward_pre_hook(self._pre, with_kwargs=True)
@@ -161,6 +174,11 @@ class ForwardMeter:
         ids = kwargs.get("input_ids", args[0] if args else None)
         batch, length = ids.shape
         keep = kwargs.get("logits_to_keep", 0)
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = int(cache.get_seq_length()) if cache is not None else 0
+        context = torch.arange(past + 1, past + length + 1, dtype=torch.float64)
+        keys = sum(float((context if w is None else context.clamp(max=w)).sum()) for w in self.windows)
+        self.attention_flops += 4.0 * self.heads * self.head_dim * keys * batch
         self.tokens += batch * length
         self.logit_tokens += batch * (length if not keep else min(int(keep), length))
         self.calls += 1
@@ -170,8 +188,12 @@ class ForwardMeter:
         self.seconds += time.perf_counter() - self._start
 
     @property
-    def flops(self) -> float:
+    def dense_flops(self) -> float:
         return 2.0 * self.non_embedding * self.tokens + 2.0 * self.hidden * self.vocab * self.logit_tokens
+
+    @property
+    def flops(self) -> float:
+        return self.dense_flops + self.attention_flops
 
 
 def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = True) -> None:
@@ -199,15 +221,18 @@ def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = Tru
     wall = time.perf_counter() - t0
     peak_after = matmul_peak()
     achieved = meter.flops / meter.seconds
+    best = max(peak, peak_after)
     print(f"policy={policy} rows={len(labeled)} instructions={len(rows)} threads={torch.get_num_threads()} "
           f"settings: {config.self_eval_method}/{config.likelihood_method}, reference-free digits "
           f"{config.prompt_style if noref_baseline else 'skipped'}, cosine ({config.defaults_source})")
     print(f"wall {wall:.1f} s: {len(labeled) / wall:.3f} responses/s = {3600 * len(labeled) / wall:.0f} rows/hour")
     print(f"policy forwards: {meter.calls} calls, {meter.tokens} tokens, {meter.logit_tokens} logit tokens, "
-          f"{meter.seconds:.1f} s ({meter.seconds / wall:.0%} of wall), {meter.flops / 1e12:.2f} TFLOP")
+          f"{meter.seconds:.1f} s ({meter.seconds / wall:.0%} of wall), {meter.flops / 1e12:.2f} TFLOP "
+          f"({meter.attention_flops / meter.flops:.0%} of it attention)")
     print(f"fp32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s before, {peak_after / 1e9:.1f} after")
-    print(f"achieved in forwards: {achieved / 1e9:.1f} GFLOP/s = {achieved / max(peak, peak_after):.2f} of peak; "
-          f"over the whole wall time: {meter.flops / wall / max(peak, peak_after):.2f} of peak")
+    print(f"achieved in forwards: {achieved / 1e9:.1f} GFLOP/s = {achieved / best:.2f} of peak "
+          f"({meter.dense_flops / meter.seconds / best:.2f} counting parameters only); "
+          f"over the whole wall time: {meter.flops / wall / best:.2f} of peak")
 
 
 def main() -> None:

@@ -52,6 +52,42 @@ def test_folds_keep_each_instruction_whole_and_are_stable(cv):
     assert min(sizes) > 40, sizes  # every fold gets a fair share of instructions
 
 
+def test_too_few_instructions_to_fill_every_fold_is_one_line_and_exit_2(cv, tmp_path, capsys, monkeypatch):
+    """Three instructions can all hash into one fold; the other fold's judge would train on nothing."""
+    from datasets import Dataset
+
+    same_fold = [ins for ins in (f"instruction {i}" for i in range(50)) if cv.fold_of(ins, 2) == 1][:3]
+    Dataset.from_list([{"instruction": ins, "response": "r", "label": 1.0} for ins in same_fold]).save_to_disk(
+        str(tmp_path / "labeled"))
+    capsys.readouterr()  # the save's progress bar
+    monkeypatch.setattr(cv, "train_judge", lambda *a, **k: pytest.fail("trained a judge on an empty fold"))
+    assert cv.main(["--labeled", str(tmp_path / "labeled"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fill 1 of 2 folds" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_folds_made_from_other_labels_are_refused_not_reused(cv, tmp_path, capsys, monkeypatch):
+    """A fold's saved training rows and the judges trained on them belong to one label set; a run on other labels
+    with the same --out would otherwise score judges that never saw its labels."""
+    from datasets import Dataset
+
+    names = [f"instruction {i}" for i in range(12)]
+    rows = [{"instruction": ins, "response": r, "label": float(i + j)} for i, ins in enumerate(names) for j, r in
+            enumerate(("a", "b"))]
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "labels_v1"))
+    Dataset.from_list(rows[:-2]).save_to_disk(str(tmp_path / "labels_v2"))
+    folds = {ins: cv.fold_of(ins, 2) for ins in names}
+    for k in range(2):
+        cv.training_rows(Dataset.from_list(rows), folds, k).save_to_disk(str(tmp_path / "out" / f"fold{k}" / "train"))
+    capsys.readouterr()
+    monkeypatch.setattr(cv, "run_fold", lambda *a, **k: None)  # nothing past the check
+    assert cv.main(["--labeled", str(tmp_path / "labels_v1"), "--out", str(tmp_path / "out"), "--settings",
+                    "distill0"]) == 0
+    assert cv.main(["--labeled", str(tmp_path / "labels_v2"), "--out", str(tmp_path / "out")]) == 2
+    assert "came from other labels" in capsys.readouterr().err
+
+
 def test_labels_so_far_equal_what_the_finished_run_computes(cv, tmp_path):
     shards = tmp_path / "run" / "shards"
     shards.mkdir(parents=True)

@@ -43,6 +43,13 @@ SETTINGS = {
     "distill0.5": ["--distill_weight", "0.5"],
     "distill2_student1": ["--distill_weight", "2.0", "--student_weight", "1.0"],
     "distill2_student0": ["--distill_weight", "2.0", "--student_weight", "0.0"],
+    # Without distillation the student view (the one a reward model is used with) learns only from its own label term.
+    "distill0_student1": ["--distill_weight", "0.0", "--student_weight", "1.0"],
+    # Bradley-Terry on pairs of answers to one instruction: only the within-instruction order of the labels is learnt
+    # (the label's per-instruction offset needs the reference; see label_probe.py --targets centered). 8 pairs a step
+    # are 32 forwards like 16 pointwise rows, and 104 steps match the pointwise judges' 2 epochs of ~832 rows.
+    "pairwise": ["--loss_type", "pairwise", "--distill_weight", "0.0", "--per_device_train_batch_size", "8",
+                 "--max_steps", "104"],
 }
 ADVERSARIAL = ("NullModel", "gpt4_gamed")
 #: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.
@@ -75,6 +82,15 @@ def labels_so_far(run_dir: Path, cosine_weight: float) -> Dataset:
     values = combine_labels([r["self_eval_score"] for r in rows], [r["cosine_similarity"] for r in rows],
                             cosine_weight=cosine_weight)
     return Dataset.from_list([{**r, "label": float(v)} for r, v in zip(rows, values, strict=True)])
+
+
+def training_rows(labeled: Dataset, folds: dict[str, int], k: int) -> Dataset:
+    """The labels a judge scored on fold ``k`` trains on: every other fold's."""
+    return labeled.filter(lambda r: folds[r["instruction"]] != k)
+
+
+def rows_key(rows: Dataset) -> str:
+    return content_hash(*([r["instruction"], r["response"], r["label"]] for r in rows), length=16)
 
 
 def train_judge(train_folder: Path, judge_dir: Path, flags: list[str], train_flags: list[str]) -> None:
@@ -118,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     labeled = labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_from_disk(args.labeled)
     instructions = sorted(set(labeled["instruction"]))
     folds = {ins: fold_of(ins, args.folds) for ins in instructions}
+    if len(filled := set(folds.values())) < args.folds:  # a fold with no instruction leaves another with no training
+        print(f"distill_cv: the {len(instructions)} labeled instructions fill {len(filled)} of {args.folds} folds; "
+              "label more instructions (folds are drawn by a hash of the instruction's text).", file=sys.stderr)
+        return 2
+    for k in range(args.folds):  # a fold's judges were trained on its saved rows: other labels must not reuse them
+        saved = out / f"fold{k}" / "train"
+        if saved.exists() and rows_key(load_from_disk(str(saved))) != rows_key(training_rows(labeled, folds, k)):
+            print(f"distill_cv: {saved} (and the judges beside it) came from other labels than {args.labeled}; "
+                  "use another --out.", file=sys.stderr)
+            return 2
     print(f"{len(labeled)} labeled rows, {len(instructions)} train instructions, {args.folds} folds", flush=True)
     results: dict[str, dict] = {}
     for name in args.settings:
@@ -140,8 +166,7 @@ def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], 
         return None
     train_folder = fold_dir / "train"
     if not train_folder.exists():
-        kept = labeled.filter(lambda r: folds[r["instruction"]] != k)
-        kept.save_to_disk(str(fold_dir / "train.tmp"))
+        training_rows(labeled, folds, k).save_to_disk(str(fold_dir / "train.tmp"))
         (fold_dir / "train.tmp").rename(train_folder)
     ds = load_custom_set(Dataset.from_list(dev), "gpt4_win_prob", name=f"dev{k}")
     labels = {(r["instruction"], r["response"]): r for r in labeled if folds[r["instruction"]] == k}

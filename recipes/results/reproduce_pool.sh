@@ -8,7 +8,8 @@
 #      the paper's distill_weight 2.0;
 #   4. evaluate both, student and teacher views, beside length, cosine and random on every row of the held-out sets.
 #   bash recipes/results/reproduce_pool.sh       (from the repository root, after scripts/setup.sh)
-# N_POOL=<n> labels the first n train instructions only; EVAL_N / PAIRS_N slice the evaluation for a smoke run.
+# N_POOL=<n> labels the first n train instructions only; EVAL_N / PAIRS_N slice the evaluation for a smoke run;
+# CV_SETTINGS="<names>" picks the cross-validated settings (recipes/results/distill_cv.py SETTINGS).
 # Resumable: labeling keeps finished shards, the cross-validation keeps finished judges and scores, training skips a
 # finished judge, evaluation keeps its score cache; a killed run is re-run as is.
 set -euo pipefail
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT="${OUT:-outputs/results}"
 N_POOL="${N_POOL:-}"; EVAL_N="${EVAL_N:-}"; PAIRS_N="${PAIRS_N:-}"
+read -r -a CV_SETTINGS <<< "${CV_SETTINGS:-distill0 distill2 distill2_warmup distill1 distill0.5 pairwise}"
 JUDGE_RECIPE=recipes/all-minilm-l6-v2/train/config_judge.yaml
 JUDGE_FLAGS=(--max_length 384 --num_train_epochs 2)  # as measured (recipes/all-minilm-l6-v2/README.md)
 
@@ -25,7 +27,7 @@ JUDGE_FLAGS=(--max_length 384 --num_train_epochs 2)  # as measured (recipes/all-
 selfj-trl label --config recipes/gemma-3-270m/label/config_alpaca_train_pool.yaml --num_samples 0 \
     ${N_POOL:+--max_instructions "$N_POOL"} --output_dir "$OUT/labeled"
 python recipes/results/distill_cv.py --labeled "$OUT/labeled" --out "$OUT/distill_cv" \
-    --settings distill2 distill0 distill2_warmup --train_flags "${JUDGE_FLAGS[*]}"
+    --settings "${CV_SETTINGS[@]}" --train_flags "${JUDGE_FLAGS[*]}"
 train() {  # train DIR [flags]: skipped when DIR already holds a finished judge
   local dir="$1"; shift
   [ -f "$dir/selfj_complete.json" ] || selfj-trl train --config "$JUDGE_RECIPE" --dataset_name "$OUT/labeled" \

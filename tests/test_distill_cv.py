@@ -125,3 +125,14 @@ def test_the_label_probe_fits_a_known_linear_label():
     x = rng.normal(size=(200, 3))
     w = probe.ridge(x, x @ np.array([1.0, -2.0, 0.5]) + 3.0, alpha=1e-6)
     assert np.allclose(w, [1.0, -2.0, 0.5, 3.0], atol=1e-6)
+
+
+def test_every_setting_names_its_loss_so_a_recipe_change_cannot_change_what_it_means(cv):
+    """Settings run on top of the MiniLM recipe; when the recipe's loss changed (pointwise -> pairwise), a setting
+    that did not name its own would have trained a different judge under the same name as the cached one."""
+    for name, flags in cv.SETTINGS.items():
+        loss = flags[flags.index("--loss_type") + 1]
+        assert loss == ("pairwise" if name.startswith("pairwise") else "pointwise"), name
+        assert "--per_device_train_batch_size" in flags, name
+        assert loss == "pairwise" or flags[flags.index("--max_steps") + 1] == "-1", name  # pointwise: by epochs
+    assert cv.pair_steps(832) == 104 and cv.pair_steps(1631) == 204  # the forwards of two epochs of 16 rows a step

@@ -34,22 +34,26 @@ from selfj_trl.labels import combine_labels
 from selfj_trl.stats import mean_within_group_spearman, spearman
 
 
-#: name -> extra ``selfj-trl train`` flags; the recipe's own values apply to everything not named here.
+#: The paper's pointwise loss, by epochs (``--num_train_epochs`` in ``--train_flags``), whatever the recipe's loss.
+POINTWISE = ["--loss_type", "pointwise", "--per_device_train_batch_size", "16", "--max_steps", "-1"]
+#: Bradley-Terry on pairs of answers to one instruction: only the within-instruction order of the labels is learnt
+#: (the label's per-instruction offset needs the reference; see label_probe.py --targets centered). 8 pairs a step
+#: are 32 forwards like 16 pointwise rows; :func:`pair_steps` matches the forwards of two pointwise epochs.
+PAIRWISE = ["--loss_type", "pairwise", "--per_device_train_batch_size", "8"]
+#: name -> extra ``selfj-trl train`` flags; the MiniLM recipe's own values apply to everything not named here.
 SETTINGS = {
-    "distill2": ["--distill_weight", "2.0"],
-    "distill0": ["--distill_weight", "0.0"],
-    "distill2_warmup": ["--distill_weight", "2.0", "--distill_warmup_ratio", "0.3"],
-    "distill1": ["--distill_weight", "1.0"],
-    "distill0.5": ["--distill_weight", "0.5"],
-    "distill2_student1": ["--distill_weight", "2.0", "--student_weight", "1.0"],
-    "distill2_student0": ["--distill_weight", "2.0", "--student_weight", "0.0"],
+    "distill2": [*POINTWISE, "--distill_weight", "2.0"],
+    "distill0": [*POINTWISE, "--distill_weight", "0.0"],
+    "distill2_warmup": [*POINTWISE, "--distill_weight", "2.0", "--distill_warmup_ratio", "0.3"],
+    "distill1": [*POINTWISE, "--distill_weight", "1.0"],
+    "distill0.5": [*POINTWISE, "--distill_weight", "0.5"],
+    "distill2_student1": [*POINTWISE, "--distill_weight", "2.0", "--student_weight", "1.0"],
+    "distill2_student0": [*POINTWISE, "--distill_weight", "2.0", "--student_weight", "0.0"],
     # Without distillation the student view (the one a reward model is used with) learns only from its own label term.
-    "distill0_student1": ["--distill_weight", "0.0", "--student_weight", "1.0"],
-    # Bradley-Terry on pairs of answers to one instruction: only the within-instruction order of the labels is learnt
-    # (the label's per-instruction offset needs the reference; see label_probe.py --targets centered). 8 pairs a step
-    # are 32 forwards like 16 pointwise rows, and 104 steps match the pointwise judges' 2 epochs of ~832 rows.
-    "pairwise": ["--loss_type", "pairwise", "--distill_weight", "0.0", "--per_device_train_batch_size", "8",
-                 "--max_steps", "104"],
+    "distill0_student1": [*POINTWISE, "--distill_weight", "0.0", "--student_weight", "1.0"],
+    "pairwise": [*PAIRWISE, "--distill_weight", "0.0"],
+    "pairwise_distill1": [*PAIRWISE, "--distill_weight", "1.0"],
+    "pairwise_distill2_warmup": [*PAIRWISE, "--distill_weight", "2.0", "--distill_warmup_ratio", "0.3"],
 }
 ADVERSARIAL = ("NullModel", "gpt4_gamed")
 #: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.
@@ -84,9 +88,15 @@ def labels_so_far(run_dir: Path, cosine_weight: float) -> Dataset:
     return Dataset.from_list([{**r, "label": float(v)} for r, v in zip(rows, values, strict=True)])
 
 
+def pair_steps(rows: int, pointwise_epochs: int = 2) -> int:
+    """Steps of 8 pairs with the forwards of ``pointwise_epochs`` epochs of 16 rows a step (all pairs would be ~8x
+    the rows for 17 answers an instruction: far more than a CPU needs)."""
+    return math.ceil(rows * pointwise_epochs / 16)
+
+
 def training_rows(labeled: Dataset, folds: dict[str, int], k: int) -> Dataset:
     """The labels a judge scored on fold ``k`` trains on: every other fold's."""
-    return labeled.filter(lambda r: folds[r["instruction"]] != k)
+    return labeled.filter(lambda r: folds[r["instruction"]] != k, keep_in_memory=True)  # no cache in the labels' folder
 
 
 def rows_key(rows: Dataset) -> str:
@@ -176,7 +186,10 @@ def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], 
     scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
     scores["random"] = np.random.default_rng(0).random(len(dev))
     judge_dir = fold_dir / name
-    train_judge(train_folder, judge_dir, SETTINGS[name], args.train_flags.split())
+    flags = SETTINGS[name]
+    if flags[:2] == PAIRWISE[:2]:
+        flags = [*flags, "--max_steps", str(pair_steps(len(load_from_disk(str(train_folder)))))]
+    train_judge(train_folder, judge_dir, flags, args.train_flags.split())
     judge = SelfJudge.from_pretrained(str(judge_dir))
     ins, resp, refs = ([r[c] for r in dev] for c in ("instruction", "response", "reference"))
     for view, view_refs in (("student", None), ("teacher", refs)):

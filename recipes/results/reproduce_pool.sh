@@ -4,8 +4,8 @@
 #      responses by the default policy's self-evaluation against the reference plus the MiniLM cosine);
 #   2. choose the distillation setting by cross-validation over train instructions (recipes/results/distill_cv.py:
 #      GPT-4's train-split grades choose; the labels never read them; no test row is touched);
-#   3. train the judges on every label: the recipe's default (the chosen setting: no distillation) and, beside it,
-#      the paper's distill_weight 2.0;
+#   3. train the judges on every label: the recipe's default (the chosen setting: pairwise loss, no distillation)
+#      and, beside it, the paper's setting (pointwise loss, distill_weight 2.0);
 #   4. evaluate both, student and teacher views, beside length, cosine and random on every row of the held-out sets.
 #   bash recipes/results/reproduce_pool.sh       (from the repository root, after scripts/setup.sh)
 # N_POOL=<n> labels the first n train instructions only; EVAL_N / PAIRS_N slice the evaluation for a smoke run;
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT="${OUT:-outputs/results}"
 N_POOL="${N_POOL:-}"; EVAL_N="${EVAL_N:-}"; PAIRS_N="${PAIRS_N:-}"
-read -r -a CV_SETTINGS <<< "${CV_SETTINGS:-distill0 distill2 distill2_warmup distill1 distill0.5 pairwise}"
+read -r -a CV_SETTINGS <<< "${CV_SETTINGS:-distill0 distill2 pairwise distill2_warmup distill1 distill0.5 distill0_student1 pairwise_distill1 pairwise_distill2_warmup}"
 JUDGE_RECIPE=recipes/all-minilm-l6-v2/train/config_judge.yaml
 JUDGE_FLAGS=(--max_length 384 --num_train_epochs 2)  # as measured (recipes/all-minilm-l6-v2/README.md)
 
@@ -28,16 +28,19 @@ selfj-trl label --config recipes/gemma-3-270m/label/config_alpaca_train_pool.yam
     ${N_POOL:+--max_instructions "$N_POOL"} --output_dir "$OUT/labeled"
 python recipes/results/distill_cv.py --labeled "$OUT/labeled" --out "$OUT/distill_cv" \
     --settings "${CV_SETTINGS[@]}" --train_flags "${JUDGE_FLAGS[*]}"
+ROWS=$(python -c "from datasets import load_from_disk; print(len(load_from_disk('$OUT/labeled')))")
 train() {  # train DIR [flags]: skipped when DIR already holds a finished judge
   local dir="$1"; shift
   [ -f "$dir/selfj_complete.json" ] || selfj-trl train --config "$JUDGE_RECIPE" --dataset_name "$OUT/labeled" \
       --output_dir "$dir" "${JUDGE_FLAGS[@]}" "$@"
 }
-train "$OUT/judge_default"
-train "$OUT/judge_distill2" --distill_weight 2.0  # the paper's weight, beside the chosen default
+# The recipe: pairwise, 8 pairs a step for the forwards of two pointwise epochs (distill_cv.py pair_steps).
+train "$OUT/judge_default" --max_steps $(( (ROWS * 2 + 15) / 16 ))
+# The paper's setting beside it: pointwise loss, distillation 2.0, two epochs of 16 rows a step.
+train "$OUT/judge_paper" --loss_type pointwise --distill_weight 2.0 --per_device_train_batch_size 16 --max_steps -1
 # Each judge twice: its student view (what TRL feeds a reward model) and its teacher view (PATH:teacher, the
 # reference shown: the label's ceiling for this judge). The human pairs carry no reference: student views only.
-JUDGES=("$OUT/judge_default" "$OUT/judge_distill2")
+JUDGES=("$OUT/judge_default" "$OUT/judge_paper")
 selfj-trl evaluate --judges "${JUDGES[@]}" "${JUDGES[@]/%/:teacher}" --baselines length random cosine \
     --eval_sets alpaca_eval mtbench prometheus ${EVAL_N:+--max_instructions "$EVAL_N"} \
     --output_dir "$OUT/eval" --batch_size 32

@@ -136,3 +136,17 @@ def test_every_setting_names_its_loss_so_a_recipe_change_cannot_change_what_it_m
         assert "--per_device_train_batch_size" in flags, name
         assert loss == "pairwise" or flags[flags.index("--max_steps") + 1] == "-1", name  # pointwise: by epochs
     assert cv.pair_steps(832) == 104 and cv.pair_steps(1631) == 204  # the forwards of two epochs of 16 rows a step
+
+
+def test_a_save_killed_midway_is_cleared_and_redone(cv, tmp_path):
+    """A killed run leaves ``train.tmp`` behind; the next run must not save over it and carry its leftovers along."""
+    from datasets import Dataset, load_from_disk
+
+    stale = tmp_path / "fold0" / "train.tmp"
+    stale.mkdir(parents=True)
+    (stale / "data-00000-of-00001.arrow").write_bytes(b"half a file")
+    (stale / "cache-0a1b.arrow").write_bytes(b"a cache file the finished save would not have")
+    rows = Dataset.from_list([{"instruction": "q", "response": r, "label": float(i)} for i, r in enumerate("abc")])
+    cv.save_training_rows(rows, tmp_path / "fold0" / "train")
+    assert load_from_disk(str(tmp_path / "fold0" / "train"))["response"] == ["a", "b", "c"]
+    assert not stale.exists() and not (tmp_path / "fold0" / "train" / "cache-0a1b.arrow").exists()

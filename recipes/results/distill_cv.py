@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,15 @@ def training_rows(labeled: Dataset, folds: dict[str, int], k: int) -> Dataset:
     return labeled.filter(lambda r: folds[r["instruction"]] != k, keep_in_memory=True)  # no cache in the labels' folder
 
 
+def save_training_rows(rows: Dataset, folder: Path) -> None:
+    """Save under a temporary name, then rename: a run killed mid-save leaves no ``train`` that looks whole, and
+    what it left under the temporary name is cleared by the next run, not saved into."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    rows.save_to_disk(str(tmp))
+    tmp.rename(folder)
+
+
 def rows_key(rows: Dataset) -> str:
     return content_hash(*([r["instruction"], r["response"], r["label"]] for r in rows), length=16)
 
@@ -176,8 +186,7 @@ def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], 
         return None
     train_folder = fold_dir / "train"
     if not train_folder.exists():
-        training_rows(labeled, folds, k).save_to_disk(str(fold_dir / "train.tmp"))
-        (fold_dir / "train.tmp").rename(train_folder)
+        save_training_rows(training_rows(labeled, folds, k), train_folder)
     ds = load_custom_set(Dataset.from_list(dev), "gpt4_win_prob", name=f"dev{k}")
     labels = {(r["instruction"], r["response"]): r for r in labeled if folds[r["instruction"]] == k}
     keys = [(r["instruction"], r["response"]) for r in dev]

@@ -699,3 +699,64 @@ def test_harness_figures_through_the_evaluate_module_are_those_of_the_functions(
     acc = ev.evaluate_pairwise(pairs, s, np.roll(s, 1), n_resamples=0)["accuracy"]
     decided = labels != "tie"
     assert _same(acc["all"], ev.preference_accuracy(s[decided], np.roll(s, 1)[decided], labels[decided] == "A"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A judge minus length, on the same resampled instructions
+# ---------------------------------------------------------------------------------------------------------------
+def _graded_set(n_groups: int = 60, k: int = 6, seed: int = 0) -> PointwiseSet:
+    rng = np.random.default_rng(seed)
+    n = n_groups * k
+    return PointwiseSet(
+        name="graded", title="graded", quality_name="q", instructions=[f"i{i // k}" for i in range(n)],
+        responses=[f"r{i}" for i in range(n)], references=[None] * n, quality=rng.normal(size=n),
+        groups=[str(i // k) for i in range(n)], models=[f"m{i % k}" for i in range(n)], subsets=[None] * n)
+
+
+def test_paired_figures_are_the_differences_of_the_reported_ones_with_a_shared_resample_interval():
+    ds = _graded_set()
+    rng = np.random.default_rng(1)
+    other = ds.quality + rng.normal(scale=1.5, size=len(ds))  # a baseline with some signal
+    judge = other + rng.normal(scale=0.3, size=len(ds))  # nearly the same scorer: errors shared with the baseline
+    paired = ev.paired_pointwise(ds, judge, other, n_resamples=300)
+    mine, theirs = (ev.evaluate_pointwise(ds, s, None, n_resamples=300) for s in (judge, other))
+    for key, get in (("spearman", lambda m: m["correlation"]["spearman"]),
+                     ("within_spearman", lambda m: m["within_question"]["spearman"]),
+                     ("pick", lambda m: m["best_of_k"]["pick"])):
+        assert paired[key]["difference"] == pytest.approx(get(mine) - get(theirs)), key
+    # Separate intervals overlap almost entirely; the paired one is far narrower (the reason it exists).
+    low, high = paired["spearman"]["ci"]
+    assert high - low < 0.5 * (mine["ci"]["spearman"][1] - mine["ci"]["spearman"][0])
+    against_itself = ev.paired_pointwise(ds, judge, judge, n_resamples=50)
+    assert all(f["difference"] == 0 and f["ci"] == [0.0, 0.0] for f in against_itself.values())
+    truth = ev.paired_pointwise(ds, ds.quality, other, n_resamples=300)
+    assert all(f["ci"][0] > 0 for f in truth.values())  # the grader's own labels beat any baseline
+
+
+def test_paired_pairwise_accuracy_per_subset_total():
+    ds = PairwiseSet(name="p", title="p", instructions=["i"] * 6, responses_a=["a"] * 6, responses_b=["b"] * 6,
+                     labels=["A", "B", "A", "B", "tie", "A"],
+                     subsets=["natural", "natural", "llmbar_adv_neighbor", "llmbar_adv_manual", "natural", "natural"],
+                     references=[None] * 6, subset_totals={"llmbar_adversarial (all 4)": LLMBAR_ADVERSARIAL})
+    a_wins = np.array([1.0, 0, 1, 0, 0, 1])
+    right, wrong = (a_wins, 1 - a_wins), (1 - a_wins, a_wins)
+    out = ev.paired_pairwise(ds, right, wrong, n_resamples=50)
+    assert set(out) == {"all", "llmbar_adversarial (all 4)"}
+    assert out["all"] == {"difference": 1.0, "ci": [1.0, 1.0]}  # the tie label is left out, not counted
+    assert ev.paired_pairwise(ds, right, right, n_resamples=50)["all"]["difference"] == 0
+
+
+def test_the_harness_compares_every_judge_with_length_when_both_are_evaluated(tmp_path):
+    ds = Dataset.from_list(_custom_rows(48))
+    metrics = ev.evaluate_judges([CountingScorer()], [ds], tmp_path / "a", baselines=["length", "random"],
+                                 bootstrap_resamples=50, plots=False)
+    paired = metrics["eval_sets"]["custom"]["paired"]
+    assert paired["against"] == "length" and set(paired["judges"]) == {"words"}  # baselines are not compared
+    assert set(paired["judges"]["words"]) >= {"spearman", "within_spearman"}
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "Each judge minus `length`" in report and "| `words` | " in report.split("Each judge minus")[1]
+    assert "words - length" in ev.summary(metrics)
+    alone = ev.evaluate_judges([CountingScorer()], [ds], tmp_path / "b", baselines=["random"],
+                               bootstrap_resamples=50, plots=False)
+    assert alone["eval_sets"]["custom"]["paired"] == {}
+    assert "Each judge minus" not in (tmp_path / "b" / "report.md").read_text()

@@ -9,6 +9,7 @@ One module per concern:
   model ranking and the gaming check, selective-following curves and thresholds calibrated on other rows, the
   best-of-k pick, within-question correlation, intervals);
 * :mod:`.set_metrics`: every metric of one scorer on one held-out set, with cluster-bootstrap intervals;
+* :mod:`.compare`: a judge minus the length baseline, both read from the same resampled instructions;
 * :mod:`.scoring`: scoring rows through a per-scorer cache in the output folder;
 * :mod:`.harness`: :func:`evaluate_judges` and :class:`EvaluationConfig`;
 * :mod:`.report` and :mod:`.plots`: ``report.md`` and the figures; :mod:`.command`: the command line.
@@ -17,6 +18,7 @@ Held-out sets come from :mod:`selfj_trl.eval_sets`, registered by name.
 """
 
 from .command import main
+from .compare import COMPARED_WITH, paired_pairwise, paired_pointwise
 from .harness import METRICS_VERSION, EvaluationConfig, evaluate_judges, evaluate_scorer, evaluate_set
 from .metrics import (
     COVERAGES,
@@ -54,12 +56,12 @@ from .set_metrics import best_of_k, evaluate_pairwise, evaluate_pointwise, hones
 
 
 __all__ = [
-    "BASELINE_HELP", "COVERAGES", "METRICS_VERSION", "SCORE_CACHE_DIR", "TARGET_COVERAGES", "TEACHER_SUFFIX",
+    "BASELINE_HELP", "COMPARED_WITH", "COVERAGES", "METRICS_VERSION", "SCORE_CACHE_DIR", "TARGET_COVERAGES", "TEACHER_SUFFIX",
     "CosineScorer", "EvaluationConfig", "LengthScorer", "RandomScorer", "ScoreCache", "ScorerEntry", "ScoringStats",
     "SelfEvalScorer", "TeacherView", "agreement_with_reference", "baseline_scorer", "best_of_k",
     "calibrated_selection", "correlations", "curve_summary", "evaluate_judges", "evaluate_pairwise",
     "evaluate_pointwise", "evaluate_scorer", "evaluate_set", "gaming_check", "group_picks", "honest_mask",
-    "load_judge", "main", "per_model_means", "pick_mask", "pick_reference", "preference_accuracy",
+    "load_judge", "main", "paired_pairwise", "paired_pointwise", "per_model_means", "pick_mask", "pick_reference", "preference_accuracy",
     "ranking_agreement", "render_report", "resolve_scorers", "row_hash", "score_rows", "selective_curve", "summary",
     "write_plots", "within_group_correlations",
 ]

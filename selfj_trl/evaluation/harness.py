@@ -18,6 +18,7 @@ from ..errors import SelfJInputError
 from ..eval_sets import BUILTIN_SETS, EvalSet, PairwiseSet, PointwiseSet, load_eval_set
 from ..io import atomic_write_text, jsonable
 from ..models import DEFAULT_EMBEDDER
+from .compare import COMPARED_WITH, paired_pairwise, paired_pointwise
 from .metrics import (
     COVERAGES,
     TARGET_COVERAGES,
@@ -165,7 +166,30 @@ def evaluate_set(ds: EvalSet, entries: list[ScorerEntry], cache: ScoreCache, bat
         score_a = np.array(length.score(ds.instructions, ds.responses_a))
         score_b = np.array(length.score(ds.instructions, ds.responses_b))
         result["longer_answer_wins"] = evaluate_pairwise(ds, score_a, score_b, n_resamples=0)["accuracy"]
+    result["paired"] = compare_with_baseline(ds, entries, cache, batch_size, bootstrap)
     return result
+
+
+def compare_with_baseline(ds: EvalSet, entries: list[ScorerEntry], cache: ScoreCache, batch_size: int,
+                          bootstrap: BootstrapOptions) -> dict[str, Any]:
+    """Each judge minus the length baseline on the same resampled instructions, when both were evaluated (their
+    scores come back from the cache the evaluation just filled)."""
+    baseline = next((e for e in entries if e.name == COMPARED_WITH), None)
+    judges = [e for e in entries if e.kind == "judge"]
+    if baseline is None or not judges or bootstrap.n_resamples <= 0:
+        return {}
+    options = asdict(bootstrap)
+
+    def scores(entry: ScorerEntry) -> Any:
+        if isinstance(ds, PointwiseSet):
+            return score_rows(entry, ds.instructions, ds.responses, ds.references, cache, batch_size)
+        return tuple(score_rows(entry, ds.instructions, answers, ds.references, cache, batch_size)
+                     for answers in (ds.responses_a, ds.responses_b))
+
+    bar = scores(baseline)
+    compare = paired_pointwise if isinstance(ds, PointwiseSet) else paired_pairwise
+    return {"against": baseline.name,
+            "judges": {e.name: compare(ds, scores(e), bar, **options) for e in judges}}
 
 
 def _pointwise_reference_figures(ds: PointwiseSet, bootstrap: BootstrapOptions) -> dict[str, Any]:

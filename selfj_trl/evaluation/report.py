@@ -55,6 +55,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         lines += [f"## {res['title']} (`{name}`, {res['n']} rows)", ""]
         lines += [f"- {note}" for note in res["notes"]]
         lines += _pointwise_section(res) if res["kind"] == "pointwise" else _pairwise_section(res)
+        lines += _paired_section(res)
         lines += [f"- {r['note']}" for r in res["scorers"].values() if r.get("note")]
         lines.append("")
     lines += _gaming_section(metrics)
@@ -193,6 +194,32 @@ def _pairwise_section(res: dict) -> list[str]:
     return out + markdown_table(["scorer"] + subsets, rows)
 
 
+def _signed(figure: dict) -> str:
+    low, high = figure["ci"]
+    if not all(math.isfinite(v) for v in (figure["difference"], low, high)):
+        return "n/a" if not math.isfinite(figure["difference"]) else f"{figure['difference']:+.3f}"
+    return f"{figure['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _paired_section(res: dict) -> list[str]:
+    """Each judge minus the length baseline, read from the same resampled instructions."""
+    paired = res.get("paired") or {}
+    judges = paired.get("judges") or {}
+    if not judges:
+        return []
+    against = paired["against"]
+    if res["kind"] == "pointwise":
+        labels = {"spearman": "Spearman", "within_spearman": "within-question Spearman", "pick": _pick_label(res)}
+    else:
+        labels = {k: "accuracy" if k == "all" else f"accuracy, {k}" for d in judges.values() for k in d}
+    rows = [[f"`{name}`"] + [_signed(d[k]) if k in d else "n/a" for k in labels] for name, d in judges.items()]
+    what = "instructions" if res["kind"] == "pointwise" else "pairs"
+    return ["", f"Each judge minus `{against}`, both figures read from the same resampled {what}: an interval above "
+            f"zero says the judge beats `{against}` on that figure, one below zero that it loses, one across zero "
+            "that this set cannot tell them apart (the separate intervals above overlap far more often).", ""] + \
+        markdown_table(["judge"] + [f"difference in {label}" for label in labels.values()], rows)
+
+
 def _gaming_cells(gaming: dict, adversarial: list[str]) -> list[str]:
     cells = [f"{gaming[name]['rank']}/{gaming[name]['of']}" if name in gaming else "n/a" for name in adversarial]
     flagged = [name for name, info in gaming.items() if info["gamed"]]
@@ -237,4 +264,8 @@ def summary(metrics: dict) -> str:
                              + (f"  pick {number(pick['pick'])}" if pick else ""))
             else:
                 lines.append(f"{name:>16} {scorer:>24}: accuracy {number(r['accuracy']['all']['accuracy'])}")
+        paired = res.get("paired") or {}
+        for judge, figures in (paired.get("judges") or {}).items():
+            cells = "  ".join(f"{key} {_signed(figure)}" for key, figure in figures.items())
+            lines.append(f"{name:>16} {judge + ' - ' + paired['against']:>24}: {cells}")
     return "\n".join(lines)

@@ -760,3 +760,16 @@ def test_the_harness_compares_every_judge_with_length_when_both_are_evaluated(tm
                                bootstrap_resamples=50, plots=False)
     assert alone["eval_sets"]["custom"]["paired"] == {}
     assert "Each judge minus" not in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_paired_figures_leave_out_what_either_scorer_left_unscored():
+    """A teacher view scores only questions with a reference; length scores all: the difference is taken on the
+    questions both scored, not on two different sets of questions."""
+    ds = _graded_set(n_groups=30)
+    odd = np.array([int(g) % 2 == 1 for g in ds.groups])
+    teacher = np.where(odd, np.nan, ds.quality)  # half the questions have no reference
+    other = np.where(odd, ds.quality, -ds.quality)  # wrong where the teacher scores, right where it cannot
+    paired = ev.paired_pointwise(ds, teacher, other, n_resamples=50)
+    assert paired["within_spearman"]["difference"] == pytest.approx(2.0)
+    assert paired["pick"]["difference"] == pytest.approx(
+        ev.best_of_k(ds, teacher)["pick"] - ev.best_of_k(ds, np.where(np.isnan(teacher), np.nan, other))["pick"])

@@ -35,8 +35,8 @@ def _figure(point: float, low: float, high: float) -> dict[str, Any]:
 def paired_pointwise(ds: PointwiseSet, scores: np.ndarray, other: np.ndarray, *, n_resamples: int = 1000,
                      confidence_level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     """``scores`` minus ``other`` on the honest rows: pooled Spearman, mean within-question Spearman and the best-of-k
-    pick, each with a cluster-bootstrap interval over instructions (rows either scorer leaves unscored are left out
-    of the pooled Spearman for both)."""
+    pick, each with a cluster-bootstrap interval over instructions. Rows or questions either scorer leaves unscored
+    (a teacher view where a set has no reference) are left out for both, so both figures describe the same answers."""
     q = ds.quality
     honest = honest_mask(ds)
     names, group_rows = group_index(ds.groups)
@@ -55,8 +55,8 @@ def paired_pointwise(ds: PointwiseSet, scores: np.ndarray, other: np.ndarray, *,
         rows = np.concatenate([group_rows[g] for g in groups])
         rows = rows[both[rows]]
         pooled = spearman(scores[rows], q[rows]) - spearman(other[rows], q[rows]) if len(rows) >= 3 else math.nan
-        return np.array([pooled, _nanmean(within_a[groups]) - _nanmean(within_b[groups]),
-                         _nanmean(pick_a[groups]) - _nanmean(pick_b[groups])])
+        return np.array([pooled, _nanmean(within_a[groups] - within_b[groups]),
+                         _nanmean(pick_a[groups] - pick_b[groups])])
 
     point = statistic(np.arange(len(names)))
     low, high = cluster_bootstrap(statistic, len(names), n_resamples, confidence_level, seed)

@@ -134,8 +134,8 @@ def test_every_setting_names_its_loss_so_a_recipe_change_cannot_change_what_it_m
         loss = flags[flags.index("--loss_type") + 1]
         assert loss == ("pairwise" if name.startswith("pairwise") else "pointwise"), name
         assert "--per_device_train_batch_size" in flags, name
-        assert loss == "pairwise" or flags[flags.index("--max_steps") + 1] == "-1", name  # pointwise: by epochs
-    assert cv.pair_steps(832) == 104 and cv.pair_steps(1631) == 204  # the forwards of two epochs of 16 rows a step
+        assert flags[flags.index("--max_steps") + 1] == "-1", name  # by epochs, or by pairs per labeled row
+        assert float(flags[flags.index("--pairs_per_row") + 1]) == (1.0 if loss == "pairwise" else 0.0), name
 
 
 def test_a_save_killed_midway_is_cleared_and_redone(cv, tmp_path):

@@ -384,6 +384,33 @@ def test_pairwise_loss_by_hand_and_training(tmp_path, base, dataset):
     assert after["eval_accuracy"] > before["eval_accuracy"]
 
 
+def test_pairs_per_row_sets_the_steps_from_the_labeled_rows(tmp_path, base, dataset):
+    """One recipe for any label count: the steps follow the rows (12 rows, 12 pairs here), not a fixed max_steps."""
+    args = make_args(tmp_path, loss_type="pairwise", max_steps=-1, pairs_per_row=1.0, gradient_accumulation_steps=2,
+                     per_device_train_batch_size=2)
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    trainer.train()
+    assert trainer.state.global_step == 3 and args.max_steps == -1  # 12 rows x 1.0 / (2 x 2); the caller's args kept
+    assert trainer.judge_config()["pairs_per_row"] == 1.0
+    half = SelfJRewardTrainer(base, args=make_args(tmp_path / "half", loss_type="pairwise", max_steps=-1,
+                                                   pairs_per_row=0.5), train_dataset=dataset)
+    assert half.args.max_steps == 2  # ceil(12 x 0.5 / 4)
+    smoke = make_args(tmp_path / "smoke", loss_type="pairwise", max_steps=1, pairs_per_row=1.0)
+    assert smoke.pairs_per_row == 0  # a positive max_steps overrides it, as it overrides num_train_epochs
+    assert SelfJRewardTrainer(base, args=smoke, train_dataset=dataset).args.max_steps == 1
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"loss_type": "pointwise", "max_steps": -1}, "only applies to `loss_type=pairwise`"),
+    ({"loss_type": "pairwise", "max_steps": -1, "pairs_per_row": -1.0}, "pairs_per_row"),
+])
+def test_pairs_per_row_is_refused_where_it_means_nothing(tmp_path, kw, match):
+    with pytest.raises(SelfJInputError, match=match):
+        make_args(tmp_path, **{"pairs_per_row": 1.0, **kw})
+    kw.pop("pairs_per_row", None)
+    assert make_args(tmp_path, **{**kw, "pairs_per_row": 0.0}).pairs_per_row == 0  # 0 turns it off anywhere
+
+
 def test_pairwise_without_pairs_is_a_clear_error(tmp_path, base, dataset):
     single = dataset.filter(lambda r: r["sample_index"] == 0)
     with pytest.raises(SelfJInputError, match="no pair of responses"):

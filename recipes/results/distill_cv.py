@@ -36,11 +36,13 @@ from selfj_trl.stats import mean_within_group_spearman, spearman
 
 
 #: The paper's pointwise loss, by epochs (``--num_train_epochs`` in ``--train_flags``), whatever the recipe's loss.
-POINTWISE = ["--loss_type", "pointwise", "--per_device_train_batch_size", "16", "--max_steps", "-1"]
+POINTWISE = ["--loss_type", "pointwise", "--per_device_train_batch_size", "16", "--max_steps", "-1",
+             "--pairs_per_row", "0"]
 #: Bradley-Terry on pairs of answers to one instruction: only the within-instruction order of the labels is learnt
 #: (the label's per-instruction offset needs the reference; see label_probe.py --targets centered). 8 pairs a step
-#: are 32 forwards like 16 pointwise rows; :func:`pair_steps` matches the forwards of two pointwise epochs.
-PAIRWISE = ["--loss_type", "pairwise", "--per_device_train_batch_size", "8"]
+#: are 32 forwards like 16 pointwise rows; one pair per labeled row matches the forwards of two pointwise epochs.
+PAIRWISE = ["--loss_type", "pairwise", "--per_device_train_batch_size", "8", "--max_steps", "-1",
+            "--pairs_per_row", "1.0"]
 #: name -> extra ``selfj-trl train`` flags; the MiniLM recipe's own values apply to everything not named here.
 SETTINGS = {
     "distill2": [*POINTWISE, "--distill_weight", "2.0"],
@@ -87,12 +89,6 @@ def labels_so_far(run_dir: Path, cosine_weight: float) -> Dataset:
     values = combine_labels([r["self_eval_score"] for r in rows], [r["cosine_similarity"] for r in rows],
                             cosine_weight=cosine_weight)
     return Dataset.from_list([{**r, "label": float(v)} for r, v in zip(rows, values, strict=True)])
-
-
-def pair_steps(rows: int, pointwise_epochs: int = 2) -> int:
-    """Steps of 8 pairs with the forwards of ``pointwise_epochs`` epochs of 16 rows a step (all pairs would be ~8x
-    the rows for 17 answers an instruction: far more than a CPU needs)."""
-    return math.ceil(rows * pointwise_epochs / 16)
 
 
 def training_rows(labeled: Dataset, folds: dict[str, int], k: int) -> Dataset:
@@ -195,10 +191,7 @@ def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], 
     scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
     scores["random"] = np.random.default_rng(0).random(len(dev))
     judge_dir = fold_dir / name
-    flags = SETTINGS[name]
-    if flags[:2] == PAIRWISE[:2]:
-        flags = [*flags, "--max_steps", str(pair_steps(len(load_from_disk(str(train_folder)))))]
-    train_judge(train_folder, judge_dir, flags, args.train_flags.split())
+    train_judge(train_folder, judge_dir, SETTINGS[name], args.train_flags.split())
     judge = SelfJudge.from_pretrained(str(judge_dir))
     ins, resp, refs = ([r[c] for r in dev] for c in ("instruction", "response", "reference"))
     for view, view_refs in (("student", None), ("teacher", refs)):

@@ -28,17 +28,15 @@ selfj-trl label --config recipes/gemma-3-270m/label/config_alpaca_train_pool.yam
     ${N_POOL:+--max_instructions "$N_POOL"} --output_dir "$OUT/labeled"
 python recipes/results/distill_cv.py --labeled "$OUT/labeled" --out "$OUT/distill_cv" \
     --settings "${CV_SETTINGS[@]}" --train_flags "${JUDGE_FLAGS[*]}"
-PAIR_STEPS=$(python -c "import sys; sys.path.insert(0, 'recipes/results'); from distill_cv import pair_steps
-from datasets import load_from_disk; print(pair_steps(len(load_from_disk('$OUT/labeled'))))")
 train() {  # train DIR [flags]: skipped when DIR already holds a finished judge
   local dir="$1"; shift
   [ -f "$dir/selfj_complete.json" ] || selfj-trl train --config "$JUDGE_RECIPE" --dataset_name "$OUT/labeled" \
       --output_dir "$dir" "${JUDGE_FLAGS[@]}" "$@"
 }
-# The recipe: pairwise, 8 pairs a step for the forwards of two pointwise epochs (distill_cv.py pair_steps).
-train "$OUT/judge_default" --max_steps "$PAIR_STEPS"
+# The recipe: pairwise, one pair per labeled row, 8 pairs a step (the forwards of two pointwise epochs).
+train "$OUT/judge_default"
 # The paper's setting beside it: pointwise loss, distillation 2.0, two epochs of 16 rows a step.
-train "$OUT/judge_paper" --loss_type pointwise --distill_weight 2.0 --per_device_train_batch_size 16 --max_steps -1
+train "$OUT/judge_paper" --loss_type pointwise --pairs_per_row 0 --distill_weight 2.0 --per_device_train_batch_size 16
 # Each judge twice: its student view (what TRL feeds a reward model) and its teacher view (PATH:teacher, the
 # reference shown: the label's ceiling for this judge). The human pairs carry no reference: student views only.
 JUDGES=("$OUT/judge_default" "$OUT/judge_paper")

@@ -102,6 +102,14 @@ class SelfJRewardConfig(RewardConfig):
     min_label_gap: float = field(
         default=0.0, metadata={"help": "Pairwise only: pairs whose labels differ by at most this are skipped."}
     )
+    pairs_per_row: float = field(
+        default=0.0,
+        metadata={"help": "Pairwise only: train on (labeled rows x this) pairs, drawn at random from every pair, "
+                          "instead of epochs over all of them (17 answers to an instruction make 8x as many pairs as "
+                          "rows). Sets `max_steps` from the row count, batch size, gradient accumulation and "
+                          "processes, so one recipe fits any label count; 1.0 costs the forwards of two pointwise "
+                          "epochs. 0: `num_train_epochs` over every pair. A positive `max_steps` overrides it."},
+    )
     label_max: float = field(
         default=9.0, metadata={"help": "Top of the label scale (labels lie in [0, label_max]; Self-J uses 0-9)."}
     )
@@ -174,6 +182,12 @@ class SelfJRewardConfig(RewardConfig):
             raise SelfJInputError("`teacher_weight` and `student_weight` are both 0: nothing learns the labels.")
         if self.use_margin and self.loss_type != "pairwise":
             raise SelfJInputError("`use_margin` only applies to `loss_type=pairwise`; drop it or switch loss_type.")
+        if self.pairs_per_row:
+            if self.loss_type != "pairwise":
+                raise SelfJInputError("`pairs_per_row` only applies to `loss_type=pairwise`; set `--pairs_per_row 0` "
+                                      "or switch loss_type.")
+            if self.max_steps > 0:  # as it overrides num_train_epochs (a smoke run's --max_steps 1 on a recipe)
+                self.pairs_per_row = 0.0
         super().__post_init__()
 
     # -- never persist a token -----------------------------------------------------------------------------------

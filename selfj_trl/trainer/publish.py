@@ -72,6 +72,7 @@ def judge_config_section(
         "distill_warmup_ratio": args.distill_warmup_ratio,
         "loss_type": args.loss_type,
         "use_margin": args.use_margin,
+        "pairs_per_row": args.pairs_per_row,
         "label_max": args.label_max,
         "max_length": max_length,
         "view_cuts": view_cuts or {},

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from copy import deepcopy
+from copy import copy, deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,16 @@ def selfj_loss_terms(
     return {"loss_teacher": label_teacher, "loss_student": label_student, "loss_distill": distill}
 
 
+def pair_budget_steps(n_rows: int, args: SelfJRewardConfig) -> int:
+    """Optimizer steps that draw ``n_rows x pairs_per_row`` pairs, across processes and accumulation.
+
+    Every pair of one instruction's answers is a training row, about 8x the labeled rows for 17 answers; a budget per
+    labeled row keeps the cost (and the recipe) independent of how many answers each instruction has.
+    """
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    return max(1, math.ceil(n_rows * args.pairs_per_row / per_step))
+
+
 class SelfJRewardTrainer(RewardTrainer):
     """TRL's ``RewardTrainer`` with Self-J's two views and distillation term.
 
@@ -117,6 +127,14 @@ class SelfJRewardTrainer(RewardTrainer):
         else:
             model_config = getattr(model, "config", None)
             self.base_model_name = getattr(model_config, "_name_or_path", None) or None
+        if args.pairs_per_row:
+            if train_dataset is None or isinstance(train_dataset, IterableDataset) or is_prepared(train_dataset):
+                raise SelfJInputError("`pairs_per_row` counts the labeled rows: pass the labeled table (a Dataset, "
+                                      "not prepared pairs) as train_dataset.")
+            args = copy(args)  # the caller's config keeps max_steps=-1
+            args.max_steps = pair_budget_steps(len(train_dataset), args)
+            logger.info(f"pairs_per_row={args.pairs_per_row}: {len(train_dataset)} labeled rows -> "
+                        f"{args.max_steps} steps")
         self.dataset_name = dataset_name
         self.view_max_length = view_max_length(args.max_length, model_config)
         self.view_cuts: dict[str, dict[str, int]] = {}  # per dataset: rows whose parts were cut to fit max_length

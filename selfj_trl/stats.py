@@ -23,6 +23,12 @@ def finite_mask(*arrays: Any) -> np.ndarray:
     return mask
 
 
+def finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite entries (NaN when there is none): per-question figures undefined for some questions."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else math.nan
+
+
 def quietly(fn: Callable[[], Any]) -> Any:
     """Run ``fn`` with scipy's constant-input warnings off: a NaN is the answer we report for those."""
     with warnings.catch_warnings():

@@ -14,18 +14,13 @@ from typing import Any
 import numpy as np
 
 from ..eval_sets import PairwiseSet, PointwiseSet
-from ..stats import cluster_bootstrap, finite_mask, group_index, per_group_correlations, spearman
+from ..stats import cluster_bootstrap, finite_mask, finite_mean, group_index, per_group_correlations, spearman
 from .metrics import preference_accuracy
 from .set_metrics import best_of_k, honest_mask
 
 
 #: The baseline every judge is compared with when it is evaluated beside it: the bar of the held-out sets.
 COMPARED_WITH = "length"
-
-
-def _nanmean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if len(finite) else math.nan
 
 
 def _figure(point: float, low: float, high: float) -> dict[str, Any]:
@@ -55,8 +50,8 @@ def paired_pointwise(ds: PointwiseSet, scores: np.ndarray, other: np.ndarray, *,
         rows = np.concatenate([group_rows[g] for g in groups])
         rows = rows[both[rows]]
         pooled = spearman(scores[rows], q[rows]) - spearman(other[rows], q[rows]) if len(rows) >= 3 else math.nan
-        return np.array([pooled, _nanmean(within_a[groups] - within_b[groups]),
-                         _nanmean(pick_a[groups] - pick_b[groups])])
+        return np.array([pooled, finite_mean(within_a[groups] - within_b[groups]),
+                         finite_mean(pick_a[groups] - pick_b[groups])])
 
     point = statistic(np.arange(len(names)))
     low, high = cluster_bootstrap(statistic, len(names), n_resamples, confidence_level, seed)

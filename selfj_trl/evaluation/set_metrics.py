@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..eval_sets import PairwiseSet, PointwiseSet
-from ..stats import cluster_bootstrap, finite_mask, group_index, pearson, per_group_correlations, spearman
+from ..stats import cluster_bootstrap, finite_mask, finite_mean, group_index, pearson, per_group_correlations, spearman
 from .metrics import (
     COVERAGES,
     TARGET_COVERAGES,
@@ -54,11 +54,6 @@ def pick_mask(ds: PointwiseSet) -> np.ndarray:
 def _by_group(values: dict[Any, float], names: list[Any]) -> np.ndarray:
     """Per-group values (keyed by group) as an array aligned with ``names``; NaN for a group without one."""
     return np.array([values.get(g, math.nan) for g in names], dtype=float)
-
-
-def _nanmean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if len(finite) else math.nan
 
 
 def best_of_k(ds: PointwiseSet, scores: np.ndarray) -> dict[str, Any] | None:
@@ -245,9 +240,9 @@ def _pointwise_intervals(ds: PointwiseSet, scores: np.ndarray, reference_per_row
         if len(s) < 3:
             return np.full(len(keys), math.nan)
         auc = curve_summary(selective_curve(s, y, COVERAGES, tiebreak[keep]))["auc"]
-        values = [pearson(s, y), spearman(s, y), auc, _nanmean(within[groups])]
+        values = [pearson(s, y), spearman(s, y), auc, finite_mean(within[groups])]
         if per_group_pick:
-            values += [_nanmean(pick[groups]), _nanmean(pick_gain[groups])]
+            values += [finite_mean(pick[groups]), finite_mean(pick_gain[groups])]
         n_kept = kept_n[:, groups].sum(axis=1)
         values += [float(k / n) if n else math.nan for k, n in zip(kept_sum[:, groups].sum(axis=1), n_kept,
                                                                      strict=True)]

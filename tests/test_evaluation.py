@@ -25,6 +25,7 @@ from selfj_trl.eval_sets import (
     resolve_eval_set_name,
     unregister,
 )
+from selfj_trl.evaluation.harness import BootstrapOptions
 from selfj_trl.io import shared_data_dir
 from selfj_trl.stats import cluster_bootstrap
 
@@ -773,3 +774,21 @@ def test_paired_figures_leave_out_what_either_scorer_left_unscored():
     assert paired["within_spearman"]["difference"] == pytest.approx(2.0)
     assert paired["pick"]["difference"] == pytest.approx(
         ev.best_of_k(ds, teacher)["pick"] - ev.best_of_k(ds, np.where(np.isnan(teacher), np.nan, other))["pick"])
+
+
+def test_the_comparison_uses_the_scores_each_scorer_was_evaluated_with_reading_each_cache_once(tmp_path,
+                                                                                              monkeypatch):
+    ds = Dataset.from_list(_custom_rows(48))
+    loads: list[str] = []
+    real_load = ev.ScoreCache.load
+    monkeypatch.setattr(ev.ScoreCache, "load", lambda self, cache_id: loads.append(cache_id) or real_load(self, cache_id))
+    metrics = ev.evaluate_judges([CountingScorer()], [ds], tmp_path, baselines=["length"], bootstrap_resamples=50,
+                                 plots=False)
+    assert sorted(loads) == sorted(set(loads)) and len(loads) == 2  # one read of each scorer's cache per set
+    custom = load_eval_set(ds)
+    scored = [ev.score_and_evaluate(custom, e, ev.ScoreCache(tmp_path / "again"), 8, BootstrapOptions(50))
+              for e in ev.resolve_scorers([CountingScorer(), "length"])]
+    assert scored[0].metrics == metrics["eval_sets"]["custom"]["scorers"]["words"] | {
+        "scoring": scored[0].metrics["scoring"]}
+    expected = ev.paired_pointwise(custom, scored[0].scores, scored[1].scores, n_resamples=50)
+    assert metrics["eval_sets"]["custom"]["paired"]["judges"]["words"] == expected

@@ -19,7 +19,15 @@ Held-out sets come from :mod:`selfj_trl.eval_sets`, registered by name.
 
 from .command import main
 from .compare import COMPARED_WITH, paired_pairwise, paired_pointwise
-from .harness import METRICS_VERSION, EvaluationConfig, evaluate_judges, evaluate_scorer, evaluate_set
+from .harness import (
+    METRICS_VERSION,
+    EvaluationConfig,
+    ScoredSet,
+    evaluate_judges,
+    evaluate_scorer,
+    evaluate_set,
+    score_and_evaluate,
+)
 from .metrics import (
     COVERAGES,
     TARGET_COVERAGES,
@@ -58,10 +66,10 @@ from .set_metrics import best_of_k, evaluate_pairwise, evaluate_pointwise, hones
 __all__ = [
     "BASELINE_HELP", "COMPARED_WITH", "COVERAGES", "METRICS_VERSION", "SCORE_CACHE_DIR", "TARGET_COVERAGES", "TEACHER_SUFFIX",
     "CosineScorer", "EvaluationConfig", "LengthScorer", "RandomScorer", "ScoreCache", "ScorerEntry", "ScoringStats",
-    "SelfEvalScorer", "TeacherView", "agreement_with_reference", "baseline_scorer", "best_of_k",
+    "ScoredSet", "SelfEvalScorer", "TeacherView", "agreement_with_reference", "baseline_scorer", "best_of_k",
     "calibrated_selection", "correlations", "curve_summary", "evaluate_judges", "evaluate_pairwise",
     "evaluate_pointwise", "evaluate_scorer", "evaluate_set", "gaming_check", "group_picks", "honest_mask",
     "load_judge", "main", "paired_pairwise", "paired_pointwise", "per_model_means", "pick_mask", "pick_reference", "preference_accuracy",
-    "ranking_agreement", "render_report", "resolve_scorers", "row_hash", "score_rows", "selective_curve", "summary",
+    "ranking_agreement", "render_report", "resolve_scorers", "row_hash", "score_and_evaluate", "score_rows", "selective_curve", "summary",
     "write_plots", "within_group_correlations",
 ]

@@ -158,38 +158,31 @@ def evaluate_set(ds: EvalSet, entries: list[ScorerEntry], cache: ScoreCache, bat
                               "scorers": {}}
     if isinstance(ds, PointwiseSet):
         result.update(_pointwise_reference_figures(ds, bootstrap))
+    scores: dict[str, Any] = {}
     for entry in entries:
-        result["scorers"][entry.name] = evaluate_scorer(ds, entry, cache, batch_size, bootstrap,
-                                                        target_coverages=target_coverages)
+        scored = score_and_evaluate(ds, entry, cache, batch_size, bootstrap, target_coverages=target_coverages)
+        result["scorers"][entry.name], scores[entry.name] = scored.metrics, scored.scores
     if isinstance(ds, PairwiseSet):
         length = LengthScorer("chars")
         score_a = np.array(length.score(ds.instructions, ds.responses_a))
         score_b = np.array(length.score(ds.instructions, ds.responses_b))
         result["longer_answer_wins"] = evaluate_pairwise(ds, score_a, score_b, n_resamples=0)["accuracy"]
-    result["paired"] = compare_with_baseline(ds, entries, cache, batch_size, bootstrap)
+    result["paired"] = compare_with_baseline(ds, entries, scores, bootstrap)
     return result
 
 
-def compare_with_baseline(ds: EvalSet, entries: list[ScorerEntry], cache: ScoreCache, batch_size: int,
+def compare_with_baseline(ds: EvalSet, entries: list[ScorerEntry], scores: dict[str, Any],
                           bootstrap: BootstrapOptions) -> dict[str, Any]:
-    """Each judge minus the length baseline on the same resampled instructions, when both were evaluated (their
-    scores come back from the cache the evaluation just filled)."""
+    """Each judge minus the length baseline on the same resampled instructions, when both were evaluated
+    (``scores``: each scorer's scores on the set, as :func:`score_and_evaluate` returned them)."""
     baseline = next((e for e in entries if e.name == COMPARED_WITH), None)
     judges = [e for e in entries if e.kind == "judge"]
     if baseline is None or not judges or bootstrap.n_resamples <= 0:
         return {}
-    options = asdict(bootstrap)
-
-    def scores(entry: ScorerEntry) -> Any:
-        if isinstance(ds, PointwiseSet):
-            return score_rows(entry, ds.instructions, ds.responses, ds.references, cache, batch_size)
-        return tuple(score_rows(entry, ds.instructions, answers, ds.references, cache, batch_size)
-                     for answers in (ds.responses_a, ds.responses_b))
-
-    bar = scores(baseline)
     compare = paired_pointwise if isinstance(ds, PointwiseSet) else paired_pairwise
     return {"against": baseline.name,
-            "judges": {e.name: compare(ds, scores(e), bar, **options) for e in judges}}
+            "judges": {e.name: compare(ds, scores[e.name], scores[baseline.name], **asdict(bootstrap))
+                       for e in judges}}
 
 
 def _pointwise_reference_figures(ds: PointwiseSet, bootstrap: BootstrapOptions) -> dict[str, Any]:
@@ -251,6 +244,22 @@ def evaluate_scorer(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch_si
                     bootstrap: BootstrapOptions, *,
                     target_coverages: Sequence[float] = TARGET_COVERAGES) -> dict[str, Any]:
     """Score one set with one scorer and compute its metrics (reused from the cache when scores are unchanged)."""
+    return score_and_evaluate(ds, entry, cache, batch_size, bootstrap, target_coverages=target_coverages).metrics
+
+
+@dataclass
+class ScoredSet:
+    """One scorer on one set: its metrics, and the scores they came from (a pointwise set's array, or a pairwise
+    set's pair of arrays for answers A and B), kept so comparisons between scorers do not score again."""
+
+    metrics: dict[str, Any]
+    scores: Any
+
+
+def score_and_evaluate(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch_size: int,
+                       bootstrap: BootstrapOptions, *,
+                       target_coverages: Sequence[float] = TARGET_COVERAGES) -> ScoredSet:
+    """:func:`evaluate_scorer`, handing back the scores too."""
     counts, calibration_counts = ScoringStats(), ScoringStats()
     options = {"n_resamples": bootstrap.n_resamples, "confidence_level": bootstrap.confidence_level,
                "seed": bootstrap.seed}
@@ -301,4 +310,4 @@ def evaluate_scorer(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch_si
     if entry.needs_reference and counts.no_reference:
         result["note"] = (f"{entry.name} needs the reference: {counts.no_reference} rows without one are left out "
                           "of its metrics.")
-    return result
+    return ScoredSet(result, scores if isinstance(ds, PointwiseSet) else (score_a, score_b))

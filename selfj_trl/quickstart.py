@@ -144,8 +144,9 @@ def stage_label(config: QuickstartConfig, folder: Path) -> str:
 
 
 def judge_training_args(config: QuickstartConfig, folder: Path):
-    """The quickstart's own budget (epochs, rate, length) with the loss weights of the judge base's recipe: the
-    judge it shows is trained the way the recipe trains it."""
+    """The quickstart's own budget (epochs, rate, length) with the loss weights of the judge base's recipe, and the
+    pointwise loss whatever the recipe's ``loss_type``: with two samples per instruction the pairwise loss would see
+    one pair per instruction, a different judge from the recipe's on 17 answers each."""
     from .trainer import SelfJRewardConfig
 
     loss = dict(measured_judge_loss(config.judge_base))

@@ -6,9 +6,10 @@
 #      GPT-4's train-split grades choose; the labels never read them; no test row is touched);
 #   3. train the judges on every label: the recipe's default (the chosen setting: pairwise loss, no distillation)
 #      and, beside it, the paper's setting (pointwise loss, distill_weight 2.0);
-#   4. beside them, a judge on policy-only labels: the policy's own 2 samples for each train instruction, labeled
-#      the same way, no given answers (what a loop without an answer pool makes), trained with the recipe;
-#   5. evaluate all three, student and teacher views, beside length, cosine and random on every row of the
+#   4. beside them, judges on policy-only labels: the policy's own 2 samples for each train instruction, labeled
+#      the same way, no given answers (what a loop without an answer pool makes), trained with the recipe and with
+#      the paper's setting;
+#   5. evaluate all four, student and teacher views, beside length, cosine and random on every row of the
 #      held-out sets.
 #   bash recipes/results/reproduce_pool.sh       (from the repository root, after scripts/setup.sh)
 # N_POOL=<n> / N_POLICY=<n> label the first n train instructions only (given answers / policy samples);
@@ -46,9 +47,12 @@ train "$OUT/judge_paper" "$OUT/labeled" --loss_type pointwise --pairs_per_row 0 
 selfj-trl label --config recipes/gemma-3-270m/label/config_alpaca_train.yaml --max_length 512 --noref_baseline false \
     ${N_POLICY:+--max_instructions "$N_POLICY"} --output_dir "$OUT/labeled_policy"
 train "$OUT/judge_policy_only" "$OUT/labeled_policy"
+# ... and the paper's setting on them (its own method: policy samples, pointwise loss, distillation 2.0).
+train "$OUT/judge_policy_paper" "$OUT/labeled_policy" --loss_type pointwise --pairs_per_row 0 --distill_weight 2.0 \
+    --per_device_train_batch_size 16
 # Each judge twice: its student view (what TRL feeds a reward model) and its teacher view (PATH:teacher, the
 # reference shown: the label's ceiling for this judge). The human pairs carry no reference: student views only.
-JUDGES=("$OUT/judge_default" "$OUT/judge_paper" "$OUT/judge_policy_only")
+JUDGES=("$OUT/judge_default" "$OUT/judge_paper" "$OUT/judge_policy_only" "$OUT/judge_policy_paper")
 selfj-trl evaluate --judges "${JUDGES[@]}" "${JUDGES[@]/%/:teacher}" --baselines length random cosine \
     --eval_sets alpaca_eval mtbench prometheus ${EVAL_N:+--max_instructions "$EVAL_N"} \
     --output_dir "$OUT/eval" --batch_size 32

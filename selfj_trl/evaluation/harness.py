@@ -261,8 +261,7 @@ def score_and_evaluate(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch
                        target_coverages: Sequence[float] = TARGET_COVERAGES) -> ScoredSet:
     """:func:`evaluate_scorer`, handing back the scores too."""
     counts, calibration_counts = ScoringStats(), ScoringStats()
-    options = {"n_resamples": bootstrap.n_resamples, "confidence_level": bootstrap.confidence_level,
-               "seed": bootstrap.seed}
+    options = asdict(bootstrap)
     if isinstance(ds, PointwiseSet):
         scores = score_rows(entry, ds.instructions, ds.responses, ds.references, cache, batch_size,
                             f"{entry.name} on {ds.name}", counts)

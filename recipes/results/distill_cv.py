@@ -55,6 +55,8 @@ SETTINGS = {
     # Without distillation the student view (the one a reward model is used with) learns only from its own label term.
     "distill0_student1": [*POINTWISE, "--distill_weight", "0.0", "--student_weight", "1.0"],
     "pairwise": [*PAIRWISE, "--distill_weight", "0.0"],
+    # The student view is the one a reward model is used with; the recipe weighs its label term 0.3 against 1.0.
+    "pairwise_student1": [*PAIRWISE, "--distill_weight", "0.0", "--student_weight", "1.0"],
     "pairwise_distill1": [*PAIRWISE, "--distill_weight", "1.0"],
     "pairwise_distill2_warmup": [*PAIRWISE, "--distill_weight", "2.0", "--distill_warmup_ratio", "0.3"],
 }

@@ -26,6 +26,8 @@ N_POOL="${N_POOL:-}"; N_POLICY="${N_POLICY:-}"; EVAL_N="${EVAL_N:-}"; PAIRS_N="$
 read -r -a CV_SETTINGS <<< "${CV_SETTINGS:-distill0 distill2 pairwise distill2_warmup distill1 distill0.5 distill0_student1 pairwise_student1 pairwise_distill1 pairwise_distill2_warmup}"
 JUDGE_RECIPE=recipes/all-minilm-l6-v2/train/config_judge.yaml
 JUDGE_FLAGS=(--max_length 384 --num_train_epochs 2)  # as measured (recipes/all-minilm-l6-v2/README.md)
+# The paper's setting: pointwise loss, distillation 2.0, two epochs of 16 rows a step.
+PAPER_FLAGS=(--loss_type pointwise --pairs_per_row 0 --distill_weight 2.0 --per_device_train_batch_size 16)
 
 # --num_samples 0: the given answers alone, as the README's figures were measured; drop it for the recipe's mix
 # with 2 policy samples per instruction.
@@ -40,16 +42,14 @@ train() {  # train DIR DATA [flags]: skipped when DIR already holds a finished j
 }
 # The recipe: pairwise, one pair per labeled row, 8 pairs a step (the forwards of two pointwise epochs).
 train "$OUT/judge_default" "$OUT/labeled"
-# The paper's setting beside it: pointwise loss, distillation 2.0, two epochs of 16 rows a step.
-train "$OUT/judge_paper" "$OUT/labeled" --loss_type pointwise --pairs_per_row 0 --distill_weight 2.0 \
-    --per_device_train_batch_size 16
+# The paper's setting beside it.
+train "$OUT/judge_paper" "$OUT/labeled" "${PAPER_FLAGS[@]}"
 # Policy-only labels, made as the given answers' are: max_length 512, no reference-free diagnostic column.
 selfj-trl label --config recipes/gemma-3-270m/label/config_alpaca_train.yaml --max_length 512 --noref_baseline false \
     ${N_POLICY:+--max_instructions "$N_POLICY"} --output_dir "$OUT/labeled_policy"
 train "$OUT/judge_policy_only" "$OUT/labeled_policy"
 # ... and the paper's setting on them (its own method: policy samples, pointwise loss, distillation 2.0).
-train "$OUT/judge_policy_paper" "$OUT/labeled_policy" --loss_type pointwise --pairs_per_row 0 --distill_weight 2.0 \
-    --per_device_train_batch_size 16
+train "$OUT/judge_policy_paper" "$OUT/labeled_policy" "${PAPER_FLAGS[@]}"
 # Each judge twice: its student view (what TRL feeds a reward model) and its teacher view (PATH:teacher, the
 # reference shown: the label's ceiling for this judge). The human pairs carry no reference: student views only.
 JUDGES=("$OUT/judge_default" "$OUT/judge_paper" "$OUT/judge_policy_only" "$OUT/judge_policy_paper")

@@ -88,6 +88,25 @@ def test_folds_made_from_other_labels_are_refused_not_reused(cv, tmp_path, capsy
     assert "came from other labels" in capsys.readouterr().err
 
 
+def test_the_headline_ranks_the_models_of_the_dev_fold_against_their_gpt4_means(cv):
+    """A scorer that orders the models by their mean GPT-4 win probability on the fold ranks them at +1, and one
+    that orders them backwards at -1, whatever it does to single answers."""
+    from datasets import Dataset
+
+    from selfj_trl.eval_sets.custom import load_custom_set
+    from selfj_trl.evaluation.set_metrics import evaluate_pointwise
+
+    rng = np.random.default_rng(0)
+    skill = {f"m{k}": k / 10 for k in range(5)}
+    rows = [{"question_id": f"q{i}", "instruction": f"question {i}", "response": f"{m} answer {i}", "model": m,
+             "gpt4_win_prob": float(np.clip(s + rng.normal(0, 0.05), 0, 1))} for i in range(12) for m, s in skill.items()]
+    ds = load_custom_set(Dataset.from_list(rows), "gpt4_win_prob", name="dev0")
+    by_model = np.array([skill[r["model"]] for r in rows])
+    noise = rng.normal(0, 0.01, len(rows))
+    assert cv.headline(evaluate_pointwise(ds, by_model + noise, None, n_resamples=20))["ranking"] == pytest.approx(1.0)
+    assert cv.headline(evaluate_pointwise(ds, -by_model + noise, None, n_resamples=20))["ranking"] == pytest.approx(-1.0)
+
+
 def test_labels_so_far_equal_what_the_finished_run_computes(cv, tmp_path):
     shards = tmp_path / "run" / "shards"
     shards.mkdir(parents=True)
@@ -106,7 +125,8 @@ def test_labels_so_far_equal_what_the_finished_run_computes(cv, tmp_path):
 
 def test_the_table_shows_how_much_of_its_label_each_view_learned(cv):
     def fold(student_fit):
-        views = {v: {"spearman": 0.1, "within": 0.2, "pick": 0.3} for v in ("student", "teacher", *cv.BASELINES)}
+        views = {v: {"spearman": 0.1, "within": 0.2, "pick": 0.3, "ranking": 0.5}
+                 for v in ("student", "teacher", *cv.BASELINES)}
         views["student"].update(vs_label=student_fit, vs_label_within=student_fit / 2)
         views["teacher"].update(vs_label=0.8, vs_label_within=0.6)
         return {**views, "n_dev_rows": 10}
@@ -114,7 +134,7 @@ def test_the_table_shows_how_much_of_its_label_each_view_learned(cv):
     text = cv.table({"distill0": {"folds": [fold(0.2), fold(0.4)]}})
     student = next(line for line in text.splitlines() if line.startswith("| distill0 | student"))
     assert student.endswith("| +0.300 / +0.150 |"), student
-    assert "| - | length | +0.100 | +0.200 | +0.300 |  |" in text
+    assert "| - | length | +0.100 | +0.200 | +0.300 | +0.500 |  |" in text
 
 
 def test_the_label_probe_fits_a_known_linear_label():

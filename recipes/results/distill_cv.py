@@ -59,6 +59,8 @@ SETTINGS = {
     "pairwise_student1": [*PAIRWISE, "--distill_weight", "0.0", "--student_weight", "1.0"],
     "pairwise_distill1": [*PAIRWISE, "--distill_weight", "1.0"],
     "pairwise_distill2_warmup": [*PAIRWISE, "--distill_weight", "2.0", "--distill_warmup_ratio", "0.3"],
+    # Twice the pairs (and steps) on the same labels: whether the judge is short of steps or of labels.
+    "pairwise_pairs2": [*PAIRWISE[:-1], "2.0", "--distill_weight", "0.0"],
 }
 ADVERSARIAL = ("NullModel", "gpt4_gamed")
 #: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.

@@ -41,8 +41,8 @@ POINTWISE = ["--loss_type", "pointwise", "--per_device_train_batch_size", "16", 
 #: Bradley-Terry on pairs of answers to one instruction: only the within-instruction order of the labels is learnt
 #: (the label's per-instruction offset needs the reference; see label_probe.py --targets centered). 8 pairs a step
 #: are 32 forwards like 16 pointwise rows; one pair per labeled row matches the forwards of two pointwise epochs.
-PAIRWISE = ["--loss_type", "pairwise", "--per_device_train_batch_size", "8", "--max_steps", "-1",
-            "--pairs_per_row", "1.0"]
+PAIRWISE_LOSS = ["--loss_type", "pairwise", "--per_device_train_batch_size", "8", "--max_steps", "-1"]
+PAIRWISE = [*PAIRWISE_LOSS, "--pairs_per_row", "1.0"]
 #: name -> extra ``selfj-trl train`` flags; the MiniLM recipe's own values apply to everything not named here.
 SETTINGS = {
     "distill2": [*POINTWISE, "--distill_weight", "2.0"],
@@ -60,7 +60,7 @@ SETTINGS = {
     "pairwise_distill1": [*PAIRWISE, "--distill_weight", "1.0"],
     "pairwise_distill2_warmup": [*PAIRWISE, "--distill_weight", "2.0", "--distill_warmup_ratio", "0.3"],
     # Twice the pairs (and steps) on the same labels: whether the judge is short of steps or of labels.
-    "pairwise_pairs2": [*PAIRWISE[:-1], "2.0", "--distill_weight", "0.0"],
+    "pairwise_pairs2": [*PAIRWISE_LOSS, "--pairs_per_row", "2.0", "--distill_weight", "0.0"],
 }
 ADVERSARIAL = ("NullModel", "gpt4_gamed")
 #: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.

@@ -384,6 +384,39 @@ def test_pairwise_loss_by_hand_and_training(tmp_path, base, dataset):
     assert after["eval_accuracy"] > before["eval_accuracy"]
 
 
+def test_preference_distillation_by_hand_and_blind_to_a_shared_shift(tmp_path, base, dataset):
+    from selfj_trl.trainer.reward_trainer import selfj_loss_terms
+
+    teacher = torch.tensor([2.0, 0.5, -1.0, 1.0])  # chosen (2.0, 0.5), rejected (-1.0, 1.0)
+    student = teacher + torch.tensor([3.0, -2.0, 3.0, -2.0])  # each pair shifted by its own constant
+    terms = selfj_loss_terms(student, teacher, "pairwise", distill_loss="preference")
+    assert terms["loss_distill"].item() == pytest.approx(0.0, abs=1e-6)
+    assert selfj_loss_terms(student, teacher, "pairwise")["loss_distill"].item() == pytest.approx(6.5)  # mse sees it
+    flipped = torch.tensor([-1.0, 1.0, 2.0, 0.5], requires_grad=True)  # the student prefers each rejected answer
+    teacher.requires_grad_(True)
+    kl = selfj_loss_terms(flipped, teacher, "pairwise", distill_loss="preference")["loss_distill"]
+    p_t = torch.sigmoid(torch.tensor([3.0, -0.5]))
+    p_s = torch.sigmoid(torch.tensor([-3.0, 0.5]))
+    by_hand = (p_t * (p_t / p_s).log() + (1 - p_t) * ((1 - p_t) / (1 - p_s)).log()).mean()
+    assert kl.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    kl.backward()
+    assert teacher.grad is None and flipped.grad.abs().sum() > 0  # the teacher is detached
+
+    args = make_args(tmp_path, loss_type="pairwise", distill_loss="preference", distill_weight=1.0, max_steps=2)
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    trainer.train()
+    assert trainer.judge_config()["distill_loss"] == "preference"
+    logged = [h["loss_distill"] for h in trainer.state.log_history if "loss_distill" in h]
+    assert len(logged) == 2 and all(v >= -1e-6 for v in logged) and logged[-1] > 0
+
+
+@pytest.mark.parametrize("kw, match", [({"distill_loss": "preference"}, "needs `loss_type=pairwise`"),
+                                       ({"distill_loss": "kl", "loss_type": "pairwise"}, "distill_loss")])
+def test_distill_loss_is_checked(tmp_path, kw, match):
+    with pytest.raises(SelfJInputError, match=match):
+        SelfJRewardConfig(output_dir=str(tmp_path), **kw)
+
+
 def test_pairs_per_row_sets_the_steps_from_the_labeled_rows(tmp_path, base, dataset):
     """One recipe for any label count: the steps follow the rows (12 rows, 12 pairs here), not a fixed max_steps."""
     args = make_args(tmp_path, loss_type="pairwise", max_steps=-1, pairs_per_row=1.0, gradient_accumulation_steps=2,

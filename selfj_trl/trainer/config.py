@@ -22,6 +22,7 @@ from ..flags import check_instance
 
 
 LOSS_TYPES = ("pointwise", "pairwise")
+DISTILL_LOSSES = ("mse", "preference")
 #: ``judge_format`` value -> the ``chat`` argument of the view formatters (None: decide from the tokenizer).
 JUDGE_FORMATS = {"auto": None, "chat": True, "plain": False}
 
@@ -88,6 +89,15 @@ class SelfJRewardConfig(RewardConfig):
         metadata={"help": "Fraction of the training steps, in [0, 1), over which the distillation weight rises "
                           "linearly from 0 to `distill_weight`, so the student is pulled towards a teacher that has "
                           "already learned from its labels (0: full weight from the first step)."},
+    )
+    distill_loss: str = field(
+        default="mse",
+        metadata={"help": "Distillation term D: `mse` (the squared distance between the student's and the detached "
+                          "teacher's scores, as in Self-J) or `preference` (pairwise only: the KL divergence between "
+                          "the teacher's and the student's Bradley-Terry probability that the first answer of each "
+                          "pair is better, so only the teacher's order within an instruction is distilled, not its "
+                          "score level, which depends on the reference the student never sees).",
+                  "choices": list(DISTILL_LOSSES)},
     )
     loss_type: str = field(
         default="pointwise",
@@ -170,6 +180,11 @@ class SelfJRewardConfig(RewardConfig):
             self.gradient_checkpointing = accel
         if self.loss_type not in LOSS_TYPES:
             raise SelfJInputError(f"`loss_type` must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}.")
+        if self.distill_loss not in DISTILL_LOSSES:
+            raise SelfJInputError(f"`distill_loss` must be one of {list(DISTILL_LOSSES)}, got {self.distill_loss!r}.")
+        if self.distill_loss == "preference" and self.loss_type != "pairwise":
+            raise SelfJInputError("`distill_loss=preference` compares the two answers of a pair: it needs "
+                                  "`loss_type=pairwise`.")
         if self.judge_format not in JUDGE_FORMATS:
             raise SelfJInputError(f"`judge_format` must be one of {list(JUDGE_FORMATS)}, got {self.judge_format!r}.")
         check_instance(self)

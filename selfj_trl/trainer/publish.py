@@ -70,6 +70,7 @@ def judge_config_section(
         "student_weight": args.student_weight,
         "distill_weight": args.distill_weight,
         "distill_warmup_ratio": args.distill_warmup_ratio,
+        "distill_loss": args.distill_loss,
         "loss_type": args.loss_type,
         "use_margin": args.use_margin,
         "pairs_per_row": args.pairs_per_row,

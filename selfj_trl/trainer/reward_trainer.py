@@ -3,7 +3,8 @@
 The loss is ``teacher_weight * L(teacher, label) + student_weight * L(student, label)
 + distill_weight * D(student, stopgrad(teacher))`` with ``L`` a pointwise regression on ``label / label_max`` or the
 Bradley-Terry loss of RewardTrainer on pairs of responses to the same instruction, and ``D`` the squared distance
-between the student's and the detached teacher's scores. Everything else (optimizer, logging, ``peft_config``,
+between the student's and the detached teacher's scores (``distill_loss=mse``) or, on pairs, the KL divergence between
+their Bradley-Terry preference probabilities (``distill_loss=preference``). Everything else (optimizer, logging, ``peft_config``,
 checkpoints, multi-process training) is RewardTrainer's.
 """
 
@@ -66,11 +67,14 @@ def selfj_loss_terms(
     loss_type: str,
     target: torch.Tensor | None = None,
     margin: torch.Tensor | None = None,
+    distill_loss: str = "mse",
 ) -> dict[str, torch.Tensor]:
     """The three Self-J terms for one batch of scores (student and teacher rows in the collator's order).
 
     The teacher is detached in the distillation term only: it learns from its own label loss, and the student is
-    pulled towards it (as in the authors' code).
+    pulled towards it (as in the authors' code). With ``distill_loss="preference"`` the student matches the teacher's
+    probability that the chosen answer beats the rejected one, KL(teacher || student) per pair: a score shift common
+    to both answers, which the teacher takes from the reference and the student cannot know, costs nothing.
     """
     if loss_type == "pointwise":
         label_student = F.mse_loss(student, target)
@@ -81,7 +85,16 @@ def selfj_loss_terms(
         shift = margin if margin is not None else 0.0
         label_student = -F.logsigmoid(s_chosen - s_rejected - shift).mean()
         label_teacher = -F.logsigmoid(t_chosen - t_rejected - shift).mean()
-    distill = F.mse_loss(student, teacher.detach())
+    if distill_loss == "preference":
+        s_chosen, s_rejected = student.chunk(2)
+        t_chosen, t_rejected = teacher.detach().chunk(2)
+        teacher_diff = t_chosen - t_rejected
+        p_teacher = torch.sigmoid(teacher_diff)
+        # cross-entropy minus the teacher's own entropy: 0 when the student's preference equals the teacher's
+        distill = (F.binary_cross_entropy_with_logits(s_chosen - s_rejected, p_teacher)
+                   - F.binary_cross_entropy_with_logits(teacher_diff, p_teacher))
+    else:
+        distill = F.mse_loss(student, teacher.detach())
     return {"loss_teacher": label_teacher, "loss_student": label_student, "loss_distill": distill}
 
 
@@ -176,7 +189,8 @@ class SelfJRewardTrainer(RewardTrainer):
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **extra)
         scores = outputs.logits.squeeze(-1).float()
         student, teacher = scores.chunk(2)
-        terms = selfj_loss_terms(student, teacher, args.loss_type, inputs.get("target"), inputs.get("margin"))
+        terms = selfj_loss_terms(student, teacher, args.loss_type, inputs.get("target"), inputs.get("margin"),
+                                 distill_loss=args.distill_loss)
         distill_weight = self.distill_weight_now()
         loss = (args.teacher_weight * terms["loss_teacher"] + args.student_weight * terms["loss_student"]
                 + distill_weight * terms["loss_distill"])

@@ -62,7 +62,6 @@ SETTINGS = {
     # Distil only the teacher's order within an instruction (KL between the two views' pair preferences), not its
     # score level, which comes from the reference the student never sees.
     "pairwise_pdistill1": [*PAIRWISE, "--distill_weight", "1.0", "--distill_loss", "preference"],
-    "pairwise_pdistill2": [*PAIRWISE, "--distill_weight", "2.0", "--distill_loss", "preference"],
     # Twice the pairs (and steps) on the same labels: whether the judge is short of steps or of labels.
     "pairwise_pairs2": [*PAIRWISE_LOSS, "--pairs_per_row", "2.0", "--distill_weight", "0.0"],
 }

@@ -23,7 +23,7 @@ cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT="${OUT:-outputs/results}"
 N_POOL="${N_POOL:-}"; N_POLICY="${N_POLICY:-}"; EVAL_N="${EVAL_N:-}"; PAIRS_N="${PAIRS_N:-}"
-read -r -a CV_SETTINGS <<< "${CV_SETTINGS:-distill0 distill2 pairwise distill2_warmup distill1 distill0.5 distill0_student1 pairwise_student1 pairwise_distill1 pairwise_distill2_warmup}"
+read -r -a CV_SETTINGS <<< "${CV_SETTINGS:-distill0 distill2 pairwise distill2_warmup distill1 distill0.5 distill0_student1 pairwise_student1 pairwise_distill1 pairwise_distill2_warmup pairwise_pdistill1}"
 JUDGE_RECIPE=recipes/all-minilm-l6-v2/train/config_judge.yaml
 JUDGE_FLAGS=(--max_length 384 --num_train_epochs 2)  # as measured (recipes/all-minilm-l6-v2/README.md)
 # The paper's setting: pointwise loss, distillation 2.0, two epochs of 16 rows a step.

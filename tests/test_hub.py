@@ -128,6 +128,11 @@ def test_judge_card_plain_pairwise_lora():
     assert "plain: `'### Instruction:" in text and "Bradley-Terry" in text and "adapter only" in text
     assert "unbounded" in text and "lora" in card.data.to_dict()["tags"]
     assert "None" not in text
+    assert "MSE between the student's and the detached teacher's scores" in text  # the default distillation term
+    preference = str(judge_card({"selfj": _selfj(chat=False, loss_type="pairwise", distill_loss="preference",
+                                                 score_scale=None), "repo": "me/judge"}))
+    assert "KL divergence between the detached teacher's and the student's Bradley-Terry preference" in preference
+    assert "MSE between the student" not in preference
 
 
 def test_judge_card_transformers_snippet_runs(judge_dir):

@@ -3,9 +3,9 @@
 The loss is ``teacher_weight * L(teacher, label) + student_weight * L(student, label)
 + distill_weight * D(student, stopgrad(teacher))`` with ``L`` a pointwise regression on ``label / label_max`` or the
 Bradley-Terry loss of RewardTrainer on pairs of responses to the same instruction, and ``D`` the squared distance
-between the student's and the detached teacher's scores (``distill_loss=mse``) or, on pairs, the KL divergence between
-their Bradley-Terry preference probabilities (``distill_loss=preference``). Everything else (optimizer, logging, ``peft_config``,
-checkpoints, multi-process training) is RewardTrainer's.
+between the student's and the detached teacher's scores (``distill_loss=mse``) or, on pairs, the KL divergence
+between their Bradley-Terry preference probabilities (``distill_loss=preference``). Everything else (optimizer,
+logging, ``peft_config``, checkpoints, multi-process training) is RewardTrainer's.
 """
 
 from __future__ import annotations

@@ -56,10 +56,16 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 def shared_data_dir() -> Path | None:
-    """The project's ``shared/data`` folder next to the checkout, when it exists (never on a user's machine)."""
+    """The project's ``shared/data`` folder next to the checkout, when it exists (never on a user's machine).
+
+    ``SELFJ_SHARED_DATA`` set replaces the search: it names the one folder to use, and a folder without the data
+    (an empty one, say) hides ``../shared/data``, so a machine that has it can still run as a user's machine does.
+    """
     env = os.environ.get("SELFJ_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
+    if env:
+        candidates = [Path(env)]
+    else:
+        candidates = [Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
     for cand in candidates:
         if (cand / "alpaca_eval_gpt4" / "instructions.jsonl").exists():
             return cand.resolve()

@@ -40,7 +40,7 @@ from .judge_views import (
     tokenize_view,
     view_settings,
 )
-from .models import as_dtype, default_device, load_model_config, resolve_model, weights_error
+from .models import as_dtype, default_device, load_model_config, load_tokenizer, resolve_model, weights_error
 from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_RE, check_text, has_chat_template
 from .thresholds import calibrate_threshold
 
@@ -149,7 +149,7 @@ class SelfJudge:
         ``kwargs`` go to ``AutoModelForSequenceClassification.from_pretrained`` (e.g. ``revision``).
         """
         from safetensors import SafetensorError
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
         if not isinstance(path_or_hub_id, (str, os.PathLike)) or not str(path_or_hub_id):
             raise SelfJInputError(f"`judge` must be a folder or Hub id, got {path_or_hub_id!r}.")
@@ -173,7 +173,7 @@ class SelfJudge:
         if dtype is not None:
             load_kwargs["dtype"] = as_dtype(dtype)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+            tokenizer = load_tokenizer(path, "judge", trust_remote_code=trust_remote_code, revision=revision)
             model = AutoModelForSequenceClassification.from_pretrained(path, **load_kwargs)
         except SafetensorError as err:
             raise weights_error("judge", path, err) from err

@@ -204,6 +204,35 @@ def weights_error(what: str, path: str, err: BaseException) -> SelfJInputError:
 
 
 
+#: Files a tokenizer can be built from; a local model folder with none of them has no tokenizer at all.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model", "sentencepiece.bpe.model")
+
+
+def load_tokenizer(path: str, what: str, *, trust_remote_code: bool = False, revision: str | None = None) -> Any:
+    """The tokenizer of a model folder or Hub id, or one line naming what is missing.
+
+    A folder saved with ``model.save_pretrained`` alone is a valid model without a tokenizer; transformers then
+    raises a multi-line ``ValueError`` from deep inside its backends, which a user cannot act on.
+    """
+    from transformers import AutoTokenizer
+
+    folder = Path(path).expanduser()
+    if folder.is_dir() and not any((folder / name).exists() for name in TOKENIZER_FILES):
+        raise SelfJInputError(
+            f"the {what} folder {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); save one next to the "
+            "weights with `tokenizer.save_pretrained(folder)`."
+        )
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    except (OSError, ValueError, TypeError) as err:
+        if folder.is_dir() and not (folder / "tokenizer.json").exists():
+            reason = "it has no tokenizer.json and its other tokenizer files do not build one"
+        else:
+            reason = first_line(err).rstrip(":")
+        raise SelfJInputError(f"could not load the {what} tokenizer of {path!r}: {reason}.") from err
+
+
 def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, trust_remote_code: bool = False):
     """A causal LM in eval mode and its tokenizer (pad = eos when missing), from a folder, Hub id or alias.
 
@@ -211,7 +240,7 @@ def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, tru
     slow there and changes the scores) and to the checkpoint's own dtype on an accelerator.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:
@@ -221,7 +250,7 @@ def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, tru
     path = resolve_model(name_or_path)
     load_model_config(path, "policy", trust_remote_code=trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(path, "policy", trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code,
                                                      dtype=as_dtype(dtype), use_safetensors=True)
     except OSError as err:
@@ -245,9 +274,14 @@ def load_embedder(name_or_path: str, *, device: Any = None):
             f"embedder {name_or_path!r} is not a sentence-transformers folder (no modules.json); "
             "use one such as all-minilm-l6-v2."
         )
+    if Path(path).is_dir() and not any(next(Path(path).rglob(name), None) for name in TOKENIZER_FILES):
+        raise SelfJInputError(
+            f"embedder {name_or_path!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)} in the folder); save "
+            "it with `SentenceTransformer.save(folder)`."
+        )
     try:
         return SentenceTransformer(path, device=str(device or default_device()))
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise SelfJInputError(f"could not load embedder {name_or_path!r}: {str(err).splitlines()[0]}") from err
 
 

@@ -49,5 +49,20 @@ def tiny_embedder(tmp_path_factory):
 
 
 @pytest.fixture
+def no_data_folder(tmp_path, monkeypatch):
+    """A user's fresh clone: ``SELFJ_SHARED_DATA`` pointed at an empty folder hides ../shared/data from every
+    lookup; empty caches; offline."""
+    import datasets
+    import huggingface_hub
+
+    (tmp_path / "no_shared_data").mkdir()
+    monkeypatch.setenv("SELFJ_SHARED_DATA", str(tmp_path / "no_shared_data"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return tmp_path
+
+
+@pytest.fixture
 def tiny_rows():
     return tiny_instruction_rows(6)

@@ -485,3 +485,68 @@ def tiny_tokenizer():
     from selfj_trl.testing import make_tokenizer
 
     return make_tokenizer(chat=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model folders without their tokenizer: every loader of a judge, policy, embedder or base model says so in one line
+# ---------------------------------------------------------------------------------------------------------------
+def _without_tokenizer(source: str, folder: Path, which: str) -> str:
+    """A copy of ``source`` with ``tokenizer.json`` removed (``json``), or every tokenizer file (``all``)."""
+    import shutil
+
+    from selfj_trl.models import TOKENIZER_FILES
+
+    shutil.copytree(source, folder)
+    names = ("tokenizer.json",) if which == "json" else TOKENIZER_FILES
+    for path in list(folder.rglob("*")):
+        if path.name in names:
+            path.unlink()
+    (folder / "selfj_complete.json").unlink(missing_ok=True)  # a plain folder, not one `selfj-trl train` wrote
+    return str(folder)
+
+
+def _tokenizerless_commands(t: Path, plain_judge: str, policy: str, embedder: str, rows: str, labeled: str):
+    return {
+        "score": ["score", "--judge", plain_judge, "--dataset", rows, "--output_file", str(t / "s.jsonl")],
+        "serve": ["serve", "--judge", plain_judge, "--port", "0"],
+        "evaluate": ["evaluate", "--judges", plain_judge, "--eval_sets", rows, "--output_dir", str(t / "e")],
+        "best-of-n": ["best-of-n", "--policy", policy, "--judge", plain_judge, "--dataset", rows, "--output_dir",
+                      str(t / "b"), "--n", "2"],
+        "label policy": ["label", "--dataset_name", rows, "--policy", policy, "--output_dir", str(t / "l")],
+        "label embedder": ["label", "--dataset_name", rows, "--policy", policy, "--embedder", embedder,
+                           "--output_dir", str(t / "l2")],
+        "train": ["train", "--dataset_name", labeled, "--model_name_or_path", plain_judge, "--output_dir",
+                  str(t / "j"), "--use_cpu", "true", "--report_to", "none"],
+    }
+
+
+@pytest.mark.parametrize("which", ["json", "all"])
+@pytest.mark.parametrize("command", ["score", "serve", "evaluate", "best-of-n", "label policy", "label embedder",
+                                     "train"])
+def test_a_model_without_its_tokenizer_is_one_line(command, which, tmp_path, tiny_policy, tiny_embedder, capsys):
+    if command == "label embedder" and which == "json":
+        pytest.skip("a BERT embedder rebuilds its tokenizer from vocab.txt: not an error")
+    from selfj_trl.testing import make_tiny_llama
+
+    plain = make_tiny_llama(tmp_path / "plain_source", kind="seqcls", chat=True)
+    judge = _without_tokenizer(str(plain), tmp_path / "judge", which)
+    good_policy, good_embedder = tiny_policy, tiny_embedder
+    policy = _without_tokenizer(tiny_policy, tmp_path / "policy", which) if command in ("best-of-n", "label policy") \
+        else good_policy
+    embedder = _without_tokenizer(tiny_embedder, tmp_path / "embedder", which) if command == "label embedder" \
+        else good_embedder
+    if command == "best-of-n":
+        judge = str(plain)  # the policy is the broken one here
+    rows = _jsonl(tmp_path / "rows.jsonl", [{"instruction": "hello", "response": "world", "reference": "earth",
+                                             "quality": 1.0}, {"instruction": "bye", "response": "now",
+                                                               "reference": "later", "quality": 2.0}])
+    argv = _tokenizerless_commands(tmp_path, judge, policy, embedder, rows, _labeled(tmp_path / "labeled"))[command]
+    name = argv[0]
+    capsys.readouterr()
+    code = cli(argv)
+    lines = error_lines(capsys.readouterr().err)
+    assert code == 2, lines
+    assert len(lines) == 1 and lines[0].startswith(f"selfj-trl {name}: error: "), lines
+    assert "tokenizer" in lines[0], lines
+    if which == "all":
+        assert "no tokenizer" in lines[0] and "tokenizer.json" in lines[0], lines

@@ -10,12 +10,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
-import datasets
 import huggingface_hub
 import pytest
 
 from selfj_trl.cli import main as cli_main
-from selfj_trl.eval_sets import PublicDataUnavailable, load_eval_set, registry, sources
+from selfj_trl.eval_sets import PublicDataUnavailable, load_eval_set, sources
 
 
 Q_SINGLE = ("[Instruction]\nPlease act as an impartial judge ... \"Rating: [[5]]\".\n\n[Question]\n{question}\n\n"
@@ -120,16 +119,6 @@ class StandIn:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def no_data_folder(tmp_path, monkeypatch):
-    """A user's fresh clone: no ../shared/data, empty caches, offline."""
-    monkeypatch.setattr(registry, "shared_data_dir", lambda: None)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    return tmp_path
 
 
 @pytest.fixture

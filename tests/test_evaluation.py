@@ -434,13 +434,32 @@ def test_bad_eval_set_inputs(tmp_path):
         ev.evaluate_judges([], ["alpaca_eval"], tmp_path)
 
 
-def test_missing_shared_data_is_a_one_line_error(monkeypatch):
-    import selfj_trl.eval_sets.base as sets
+def test_a_set_without_public_files_and_no_data_folder_is_a_one_line_error(no_data_folder):
+    """A set that reads the data folder and declares no public source: with the folder hidden the way a user's
+    machine lacks it, loading names the folder and the two ways to point at it."""
+    from selfj_trl.eval_sets import registry
+    from selfj_trl.eval_sets.base import data_file, data_root
 
-    monkeypatch.setattr(sets, "shared_data_dir", lambda: None)
-    with pytest.raises(SelfJInputError, match="held-out data folder") as err:
-        load_eval_set("alpaca_eval")
-    assert "\n" not in str(err.value)
+    def load(data_dir=None):
+        data_file(data_root(data_dir), "alpaca_eval_gpt4/instructions.jsonl")
+        raise AssertionError("data_root found a folder that was hidden")
+
+    registry.register("folder_only_set")(load)
+    try:
+        with pytest.raises(SelfJInputError, match="held-out data folder") as err:
+            load_eval_set("folder_only_set")
+    finally:
+        registry.unregister("folder_only_set")
+    assert "\n" not in str(err.value) and "SELFJ_SHARED_DATA" in str(err.value) and "--data_dir" in str(err.value)
+
+
+def test_the_data_folder_variable_replaces_the_search(no_data_folder, monkeypatch):
+    assert shared_data_dir() is None  # an empty folder named by SELFJ_SHARED_DATA hides ../shared/data
+    mine = no_data_folder / "mine"
+    (mine / "alpaca_eval_gpt4").mkdir(parents=True)
+    (mine / "alpaca_eval_gpt4" / "instructions.jsonl").write_text("{}\n")
+    monkeypatch.setenv("SELFJ_SHARED_DATA", str(mine))
+    assert shared_data_dir() == mine.resolve()
 
 
 def test_cli_reports_bad_input_without_traceback(capsys, tmp_path):

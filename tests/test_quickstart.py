@@ -118,19 +118,12 @@ def test_quickstart_recipe_is_the_defaults_written_out():
     assert asdict(parsed) == asdict(QuickstartConfig())
 
 
-def test_quickstart_without_any_held_out_data_says_so_in_one_line_and_exits_0(tmp_path, monkeypatch, capsys):
+def test_quickstart_without_any_held_out_data_says_so_in_one_line_and_exits_0(no_data_folder, capsys):
     """A fresh clone, offline, nothing cached: the evaluation stage names what it could not evaluate and how to get
     the data, and the quickstart still succeeds."""
-    import datasets
-    import huggingface_hub
-
     from selfj_trl.cli import main as cli_main
-    from selfj_trl.eval_sets import registry
 
-    monkeypatch.setattr(registry, "shared_data_dir", lambda: None)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    out = tmp_path / "qs"
+    out = no_data_folder / "qs"
     assert cli_main(["quickstart", "--output_dir", str(out), "--stages", "evaluate", "--tiny", "true"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "skipped, nothing evaluated" in line]
     assert lines and all("alpaca_eval: no data folder" in line for line in lines)

@@ -11,7 +11,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from ..errors import SelfJInputError, first_line
+from ..errors import SelfJInputError
 from ..io import read_jsonl
 from ..tables import load_table
 from .config import LabelingConfig
@@ -173,16 +173,10 @@ def check_instruction_budget(rows: list[dict[str, Any]], config: LabelingConfig)
     Only the policy's tokenizer is loaded."""
     if config.self_eval_method != "digits" and not config.noref_baseline:
         return  # the likelihood self-evaluation shortens what does not fit
-    from transformers import AutoTokenizer
-
-    from ..models import resolve_model
+    from ..models import load_tokenizer, resolve_model
     from ..prompts import build_judge_prompt
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.policy),
-                                                  trust_remote_code=config.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise SelfJInputError(f"could not load policy {config.policy!r}: {first_line(err)}") from err
+    tokenizer = load_tokenizer(resolve_model(config.policy), "policy", trust_remote_code=config.trust_remote_code)
     references = ([True] if config.self_eval_method == "digits" else []) + ([False] if config.noref_baseline else [])
     for row in rows:
         for with_reference in references:

@@ -23,7 +23,7 @@ from transformers.utils import logging
 from trl import RewardTrainer
 
 from ..errors import SelfJInputError, TrainingDivergedError
-from ..models import resolve_model
+from ..models import load_model_config, load_tokenizer, resolve_model
 from ..prompts import JUDGE_CONFIG_KEY
 from .config import SelfJRewardConfig
 from .publish import (
@@ -121,8 +121,6 @@ class SelfJRewardTrainer(RewardTrainer):
 
     def __init__(self, model: Any, args: SelfJRewardConfig | None = None, data_collator=None, train_dataset=None,
                  eval_dataset=None, processing_class=None, *, dataset_name: str | None = None, **kwargs: Any):
-        from transformers import AutoConfig
-
         if args is None:
             args = SelfJRewardConfig(output_dir="selfj-judge")
         if not isinstance(args, SelfJRewardConfig):
@@ -132,11 +130,10 @@ class SelfJRewardTrainer(RewardTrainer):
         if isinstance(model, str):
             self.base_model_name = model
             model = resolve_model(model)
-            try:
-                model_config = AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
-            except OSError as err:  # no such folder, unknown Hub repo, no network
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise SelfJInputError(f"could not load base model {model!r}: {first}") from err
+            model_config = load_model_config(model, "base model", trust_remote_code=args.trust_remote_code)
+            if processing_class is None:  # TRL would load it too, but a folder without one must be one line
+                processing_class = load_tokenizer(model, "base model", trust_remote_code=args.trust_remote_code,
+                                                  revision=(args.model_init_kwargs or {}).get("revision"))
         else:
             model_config = getattr(model, "config", None)
             self.base_model_name = getattr(model_config, "_name_or_path", None) or None

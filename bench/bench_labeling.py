@@ -75,10 +75,21 @@ def generate_then_read(model, tok, prompts: list[str], digit_ids, batch_size: in
     """The generation-based baseline: greedy-generate up to 10 tokens, read the digits at the first step."""
     scores = []
     for start in range(0, len(prompts), batch_size):
-        enc = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True, padding_side="left",
-                  add_special_tokens=not chat)
-        out = model.generate(**enc, max_new_tokens=10, do_sample=False, output_scores=True,
-                             return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
+        enc = tok(
+            prompts[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=not chat,
+        )
+        out = model.generate(
+            **enc,
+            max_new_tokens=10,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=tok.pad_token_id,
+        )
         scores += expected_digit(out.scores[0], digit_ids).tolist()
     return scores
 
@@ -88,7 +99,9 @@ def bench_forward_vs_generate(policy: str, n: int, batch_size: int, max_length: 
     chat = has_chat_template(tok)
     ins, resp, refs = _rows(n)
     digit_ids = digit_token_ids(tok)
-    prompts = [build_judge_prompt(tok, i, r, g, max_length=max_length).text for i, r, g in zip(ins, resp, refs, strict=False)]
+    prompts = [
+        build_judge_prompt(tok, i, r, g, max_length=max_length).text for i, r, g in zip(ins, resp, refs, strict=False)
+    ]
     self_evaluate(model, tok, ins[:2], resp[:2], refs[:2], max_length=max_length)  # warm-up
     t0 = time.perf_counter()
     fwd = self_evaluate(model, tok, ins, resp, refs, max_length=max_length, digit_ids=digit_ids)
@@ -97,7 +110,9 @@ def bench_forward_vs_generate(policy: str, n: int, batch_size: int, max_length: 
     gen = generate_then_read(model, tok, prompts, digit_ids, batch_size, chat)
     t_gen = time.perf_counter() - t0
     diff = max(abs(a - b) for a, b in zip(fwd, gen, strict=False))
-    print(f"policy={policy} rows={n} batch_size={batch_size} max_length={max_length} threads={torch.get_num_threads()}")
+    print(
+        f"policy={policy} rows={n} batch_size={batch_size} max_length={max_length} threads={torch.get_num_threads()}"
+    )
     print(f"one forward pass : {t_fwd:7.1f} s  {n / t_fwd:6.2f} rows/s")
     print(f"generate 10 + read: {t_gen:7.1f} s  {n / t_gen:6.2f} rows/s")
     print(f"speed-up: {t_gen / t_fwd:.2f}x (target >= 5x); max |score difference| = {diff:.2e}")
@@ -116,8 +131,15 @@ def bench_scaling(policy: str, sizes: list[tuple[int, int]], max_new_tokens: int
     points = []
     for n_ins, n_samp in sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = LabelingConfig(dataset_name="bench", output_dir=tmp, policy=policy, num_samples=n_samp,
-                                 max_new_tokens=max_new_tokens, max_length=768, chunk_size=8)
+            cfg = LabelingConfig(
+                dataset_name="bench",
+                output_dir=tmp,
+                policy=policy,
+                num_samples=n_samp,
+                max_new_tokens=max_new_tokens,
+                max_length=768,
+                chunk_size=8,
+            )
             t0 = time.perf_counter()
             table = label_dataset(cfg, dataset=Dataset.from_list(rows[:n_ins]))
             dt = time.perf_counter() - t0
@@ -128,9 +150,11 @@ def bench_scaling(policy: str, sizes: list[tuple[int, int]], max_new_tokens: int
     fit = intercept + slope * x
     r2 = 1 - ((y - fit) ** 2).sum() / ((y - y.mean()) ** 2).sum()
     worst = float(np.max(np.abs(y - fit) / y))
-    print(f"linear fit: seconds = {intercept:.1f} + {slope:.2f} * responses; R^2 = {r2:.4f}; "
-          f"largest deviation from the line {worst:.1%} (self-evaluation: {cfg.self_eval_method}, "
-          f"{cfg.defaults_source})")
+    print(
+        f"linear fit: seconds = {intercept:.1f} + {slope:.2f} * responses; R^2 = {r2:.4f}; "
+        f"largest deviation from the line {worst:.1%} (self-evaluation: {cfg.self_eval_method}, "
+        f"{cfg.defaults_source})"
+    )
 
 
 def matmul_peak(n: int = 2048, seconds: float = 3.0) -> float:
@@ -206,8 +230,14 @@ def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = Tru
     from selfj_trl.signals import ModelSet
 
     pool = load_alpaca_train_pool(DATA / "alpaca_eval_gpt4").select(range(n))
-    config = LabelingConfig(dataset_name="pool", policy=policy, response_column="response",
-                            response_model_column="model", chunk_size=chunk_size, noref_baseline=noref_baseline)
+    config = LabelingConfig(
+        dataset_name="pool",
+        policy=policy,
+        response_column="response",
+        response_model_column="model",
+        chunk_size=chunk_size,
+        noref_baseline=noref_baseline,
+    )
     rows, _ = prepare_rows(pool, config)
     models = ModelSet(config.policy, config.embedder)
     meter = ForwardMeter(models.policy)
@@ -222,17 +252,23 @@ def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = Tru
     peak_after = matmul_peak()
     achieved = meter.flops / meter.seconds
     best = max(peak, peak_after)
-    print(f"policy={policy} rows={len(labeled)} instructions={len(rows)} threads={torch.get_num_threads()} "
-          f"settings: {config.self_eval_method}/{config.likelihood_method}, reference-free digits "
-          f"{config.prompt_style if noref_baseline else 'skipped'}, cosine ({config.defaults_source})")
+    print(
+        f"policy={policy} rows={len(labeled)} instructions={len(rows)} threads={torch.get_num_threads()} "
+        f"settings: {config.self_eval_method}/{config.likelihood_method}, reference-free digits "
+        f"{config.prompt_style if noref_baseline else 'skipped'}, cosine ({config.defaults_source})"
+    )
     print(f"wall {wall:.1f} s: {len(labeled) / wall:.3f} responses/s = {3600 * len(labeled) / wall:.0f} rows/hour")
-    print(f"policy forwards: {meter.calls} calls, {meter.tokens} tokens, {meter.logit_tokens} logit tokens, "
-          f"{meter.seconds:.1f} s ({meter.seconds / wall:.0%} of wall), {meter.flops / 1e12:.2f} TFLOP "
-          f"({meter.attention_flops / meter.flops:.0%} of it attention)")
+    print(
+        f"policy forwards: {meter.calls} calls, {meter.tokens} tokens, {meter.logit_tokens} logit tokens, "
+        f"{meter.seconds:.1f} s ({meter.seconds / wall:.0%} of wall), {meter.flops / 1e12:.2f} TFLOP "
+        f"({meter.attention_flops / meter.flops:.0%} of it attention)"
+    )
     print(f"fp32 matmul peak (2048^2): {peak / 1e9:.1f} GFLOP/s before, {peak_after / 1e9:.1f} after")
-    print(f"achieved in forwards: {achieved / 1e9:.1f} GFLOP/s = {achieved / best:.2f} of peak "
-          f"({meter.dense_flops / meter.seconds / best:.2f} counting parameters only); "
-          f"over the whole wall time: {meter.flops / wall / best:.2f} of peak")
+    print(
+        f"achieved in forwards: {achieved / 1e9:.1f} GFLOP/s = {achieved / best:.2f} of peak "
+        f"({meter.dense_flops / meter.seconds / best:.2f} counting parameters only); "
+        f"over the whole wall time: {meter.flops / wall / best:.2f} of peak"
+    )
 
 
 def main() -> None:

@@ -73,8 +73,7 @@ def per_example_loop(judge: SelfJudge, instructions: list[str], responses: list[
 
 def prebatch(judge: SelfJudge, instructions: list[str], responses: list[str], batch_size: int) -> tuple[list, int]:
     """Exactly SelfJudge's batches (sorted, right-padded), built ahead of time: the raw-forward baseline's input."""
-    ids = [judge.view_ids(i, r)
-           for i, r in zip(instructions, responses, strict=True)]
+    ids = [judge.view_ids(i, r) for i, r in zip(instructions, responses, strict=True)]
     order = sorted(range(len(ids)), key=lambda k: len(ids[k]), reverse=True)
     batches = []
     for start in range(0, len(order), batch_size):
@@ -116,12 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     instructions, responses = make_pairs(args.pairs, args.seed)
     batches, n_tokens = prebatch(judge, instructions, responses, args.batch_size)
     padded = sum(ids.numel() for _, ids, _ in batches)
-    print(f"model={args.model} ({sum(p.numel() for p in judge.model.parameters()) / 1e6:.1f}M params, "
-          f"{'chat' if judge.chat else 'plain'} format) device={judge.device} threads={torch.get_num_threads()}")
-    lengths = sorted(len(judge.view_ids(i, r))
-                     for i, r in zip(instructions, responses, strict=True))
-    print(f"pairs={args.pairs} tokens={n_tokens} (per pair min {lengths[0]}, median {lengths[len(lengths) // 2]}, "
-          f"max {lengths[-1]}) batch_size={args.batch_size} padding={1 - n_tokens / padded:.1%} of padded batches")
+    print(
+        f"model={args.model} ({sum(p.numel() for p in judge.model.parameters()) / 1e6:.1f}M params, "
+        f"{'chat' if judge.chat else 'plain'} format) device={judge.device} threads={torch.get_num_threads()}"
+    )
+    lengths = sorted(len(judge.view_ids(i, r)) for i, r in zip(instructions, responses, strict=True))
+    print(
+        f"pairs={args.pairs} tokens={n_tokens} (per pair min {lengths[0]}, median {lengths[len(lengths) // 2]}, "
+        f"max {lengths[-1]}) batch_size={args.batch_size} padding={1 - n_tokens / padded:.1%} of padded batches"
+    )
 
     # warm-up (allocator, kernels) on a slice
     judge.score(instructions[:32], responses[:32], batch_size=args.batch_size)
@@ -143,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     diff_loop = max(abs(a - b) for a, b in zip(s_score, s_loop, strict=True))
     diff_raw = max(abs(a - b) for a, b in zip(s_score, s_raw, strict=True))
     rate = lambda t: args.pairs / t  # noqa: E731
-    print(f"times per round: score {[round(t, 2) for t in score_times]}, raw {[round(t, 2) for t in raw_times]} "
-          f"(median {statistics.median(score_times):.2f} / {statistics.median(raw_times):.2f} s)")
+    print(
+        f"times per round: score {[round(t, 2) for t in score_times]}, raw {[round(t, 2) for t in raw_times]} "
+        f"(median {statistics.median(score_times):.2f} / {statistics.median(raw_times):.2f} s)"
+    )
     print(f"SelfJudge.score (batched)   {t_score:8.3f} s  {rate(t_score):8.1f} pairs/s")
     print(f"per-example loop            {t_loop:8.3f} s  {rate(t_loop):8.1f} pairs/s")
     print(f"raw forward, pre-batched    {t_raw:8.3f} s  {rate(t_raw):8.1f} pairs/s")

@@ -118,12 +118,31 @@ def free_port() -> int:
 def start_server(judge_dir: str, port: int, token: str, args: argparse.Namespace) -> subprocess.Popen:
     import httpx
 
-    env = {**os.environ, "SELFJ_SERVE_TOKEN": token, "OMP_NUM_THREADS": str(args.torch_threads),
-           "MKL_NUM_THREADS": str(args.torch_threads)}
+    env = {
+        **os.environ,
+        "SELFJ_SERVE_TOKEN": token,
+        "OMP_NUM_THREADS": str(args.torch_threads),
+        "MKL_NUM_THREADS": str(args.torch_threads),
+    }
     cmd = [
-        sys.executable, "-m", "selfj_trl.cli", "serve", "--judge", judge_dir, "--host", "127.0.0.1",
-        "--port", str(port), "--max_batch_size", str(args.max_batch_size), "--max_wait_ms", str(args.max_wait_ms),
-        "--device", "cpu", "--log_level", "warning",
+        sys.executable,
+        "-m",
+        "selfj_trl.cli",
+        "serve",
+        "--judge",
+        judge_dir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max_batch_size",
+        str(args.max_batch_size),
+        "--max_wait_ms",
+        str(args.max_wait_ms),
+        "--device",
+        "cpu",
+        "--log_level",
+        "warning",
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -202,9 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time_cap_s", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--torch_threads", type=int, default=1,
+        "--torch_threads",
+        type=int,
+        default=1,
         help="intra-op threads for the judge, in-process and in the server alike (1 leaves a core for the clients "
-             "on small machines; oversubscribed OpenMP threads spin and slow everything down)",
+        "on small machines; oversubscribed OpenMP threads spin and slow everything down)",
     )
     args = parser.parse_args(argv)
     import torch
@@ -258,20 +279,28 @@ def main(argv: list[str] | None = None) -> int:
     ratio = served_tps / local_tps
     lat_ms = [x * 1000 for x in result["latencies"]]
     print(f"judge: {judge_name}; torch threads: {args.torch_threads} (in-process and server); cpus: {os.cpu_count()}")
-    print(f"load: {args.requests} requests x {args.texts_per_request} text(s), {args.concurrency} concurrent clients, "
-          f"max_batch_size={args.max_batch_size}, max_wait_ms={args.max_wait_ms:g}, {args.min_words}-{args.max_words} "
-          f"response words, time cap {args.time_cap_s:g} s")
+    print(
+        f"load: {args.requests} requests x {args.texts_per_request} text(s), {args.concurrency} concurrent clients, "
+        f"max_batch_size={args.max_batch_size}, max_wait_ms={args.max_wait_ms:g}, {args.min_words}-{args.max_words} "
+        f"response words, time cap {args.time_cap_s:g} s"
+    )
     print(f"completed requests:    {done} of {args.requests} (sent {result['sent']}) in {result['wall']:.2f} s")
-    print(f"failed requests:       {len(result['failures'])}" +
-          (f"  e.g. {result['failures'][0]}" if result["failures"] else ""))
+    print(
+        f"failed requests:       {len(result['failures'])}"
+        + (f"  e.g. {result['failures'][0]}" if result["failures"] else "")
+    )
     print(f"requests/s:            {done / result['wall']:.1f}")
-    print(f"latency p50 / p99:     {statistics.median(lat_ms) if lat_ms else float('nan'):.1f} / "
-          f"{percentile(lat_ms, 99):.1f} ms")
+    print(
+        f"latency p50 / p99:     {statistics.median(lat_ms) if lat_ms else float('nan'):.1f} / "
+        f"{percentile(lat_ms, 99):.1f} ms"
+    )
     print(f"server forward batches: {forward_batches} (mean {mean_batch:.1f} texts per batch)")
     print(f"served texts/s:        {served_tps:.1f}")
     print(f"in-process texts/s:    {local_tps:.1f}  (score_texts, batch_size={args.max_batch_size})")
-    print(f"served / in-process:   {ratio:.1%}  (target >= {TARGET_RATIO:.0%}: "
-          f"{'met' if ratio >= TARGET_RATIO else 'NOT met'})")
+    print(
+        f"served / in-process:   {ratio:.1%}  (target >= {TARGET_RATIO:.0%}: "
+        f"{'met' if ratio >= TARGET_RATIO else 'NOT met'})"
+    )
     print(f"max |served - in-process| score: {max(diffs) if diffs else float('nan'):.2e}")
     return 0 if not result["failures"] and done == args.requests else 1
 

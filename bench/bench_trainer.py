@@ -40,8 +40,10 @@ from selfj_trl.models import resolve_model  # noqa: E402
 from selfj_trl.trainer import SelfJRewardConfig, SelfJRewardTrainer  # noqa: E402
 
 
-_WORDS = ("the sea is blue and deep answer question model data good bad simple clear write explain reason step "
-          "result number list short long first second because therefore example code python function value").split()
+_WORDS = (
+    "the sea is blue and deep answer question model data good bad simple clear write explain reason step "
+    "result number list short long first second because therefore example code python function value"
+).split()
 
 
 def _text(rng: random.Random, n_words: int) -> str:
@@ -54,9 +56,16 @@ def labeled_rows(n_instructions: int, samples: int, seed: int = 0) -> list[dict]
     for i in range(n_instructions):
         instruction, reference = _text(rng, rng.randint(15, 35)), _text(rng, rng.randint(50, 90))
         for k in range(samples):
-            rows.append({"instruction": instruction, "reference": reference,
-                         "response": _text(rng, rng.randint(50, 90)), "label": rng.uniform(0, 9),
-                         "instruction_id": i, "sample_index": k})
+            rows.append(
+                {
+                    "instruction": instruction,
+                    "reference": reference,
+                    "response": _text(rng, rng.randint(50, 90)),
+                    "label": rng.uniform(0, 9),
+                    "instruction_id": i,
+                    "sample_index": k,
+                }
+            )
     return rows
 
 
@@ -64,8 +73,10 @@ def stock_pairs(rows: list[dict], tokenizer, max_length: int) -> Dataset:
     """Pre-tokenized preference pairs of student views (two responses to one instruction), as RewardTrainer takes."""
     chosen, rejected = [], []
     for a, b in zip(rows[0::2], rows[1::2], strict=False):
-        views = [tokenize_view(tokenizer, format_student_view(tokenizer, r["instruction"], r["response"]), max_length)
-                 for r in (a, b)]
+        views = [
+            tokenize_view(tokenizer, format_student_view(tokenizer, r["instruction"], r["response"]), max_length)
+            for r in (a, b)
+        ]
         chosen.append(views[0])
         rejected.append(views[1])
     return Dataset.from_dict({"chosen_ids": chosen, "rejected_ids": rejected})
@@ -88,8 +99,9 @@ class StepTimer(TrainerCallback):
         self.ends.append((time.perf_counter(), time.process_time()))
 
 
-def time_variant(name: str, model_path: str, rows: list[dict], args_kw: dict,
-                 batch_size: int) -> list[tuple[float, float]]:
+def time_variant(
+    name: str, model_path: str, rows: list[dict], args_kw: dict, batch_size: int
+) -> list[tuple[float, float]]:
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         common = dict(output_dir=out, per_device_train_batch_size=batch_size, **args_kw)
@@ -97,15 +109,22 @@ def time_variant(name: str, model_path: str, rows: list[dict], args_kw: dict,
             tokenizer = AutoTokenizer.from_pretrained(model_path)
             fields = RewardConfig.__dataclass_fields__
             no_ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-            args = RewardConfig(bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
-                                **{no_ckpt: False}, **common)
-            trainer = RewardTrainer(model_path, args=args, train_dataset=stock_pairs(rows, tokenizer, args.max_length),
-                                    processing_class=tokenizer, callbacks=[timer])
+            args = RewardConfig(
+                bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(), **{no_ckpt: False}, **common
+            )
+            trainer = RewardTrainer(
+                model_path,
+                args=args,
+                train_dataset=stock_pairs(rows, tokenizer, args.max_length),
+                processing_class=tokenizer,
+                callbacks=[timer],
+            )
         else:
             loss_type = "pairwise" if "pairwise" in name else "pointwise"
             args = SelfJRewardConfig(loss_type=loss_type, **common)
-            trainer = SelfJRewardTrainer(model_path, args=args, train_dataset=Dataset.from_list(rows),
-                                         callbacks=[timer])
+            trainer = SelfJRewardTrainer(
+                model_path, args=args, train_dataset=Dataset.from_list(rows), callbacks=[timer]
+            )
         trainer.train()
     return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(timer.ends, timer.ends[1:], strict=False)]
 
@@ -124,25 +143,41 @@ def main(argv: list[str] | None = None) -> int:
     model_path = resolve_model(a.model)
     total = a.warmup + a.steps
     rows = labeled_rows(n_instructions=total * a.batch_size, samples=2)  # enough rows that no epoch repeats
-    args_kw = dict(max_steps=total, learning_rate=1e-5, logging_steps=10_000, save_strategy="no", report_to="none",
-                   disable_tqdm=True, max_length=a.max_length, seed=0, dataloader_num_workers=0)
+    args_kw = dict(
+        max_steps=total,
+        learning_rate=1e-5,
+        logging_steps=10_000,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        max_length=a.max_length,
+        seed=0,
+        dataloader_num_workers=0,
+    )
     variants = ["stock RewardTrainer (pairwise)", "SelfJRewardTrainer (pointwise)"]
     if a.with_pairwise:
         variants.append("SelfJRewardTrainer (pairwise)")
     times: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for r in range(a.rounds):
         for v in variants:
-            steps = time_variant(v, model_path, rows, args_kw, a.batch_size)[a.warmup:]
+            steps = time_variant(v, model_path, rows, args_kw, a.batch_size)[a.warmup :]
             times[v] += steps
-            print(f"round {r + 1}/{a.rounds} {v}: median {statistics.median(t[0] for t in steps) * 1000:.0f} ms/step "
-                  f"wall, {statistics.median(t[1] for t in steps) * 1000:.0f} ms/step CPU", file=sys.stderr)
+            print(
+                f"round {r + 1}/{a.rounds} {v}: median {statistics.median(t[0] for t in steps) * 1000:.0f} ms/step "
+                f"wall, {statistics.median(t[1] for t in steps) * 1000:.0f} ms/step CPU",
+                file=sys.stderr,
+            )
 
     print(f"model: {a.model} ({model_path})")
-    print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, torch threads: {torch.get_num_threads()}, "
-          f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, batch: {a.batch_size} rows/pairs, "
-          f"{a.steps} timed steps x {a.rounds} rounds after {a.warmup} warm-up")
-    med = {clock: {v: statistics.median(t[i] for t in ts) for v, ts in times.items()}
-           for i, clock in enumerate(("wall", "cpu"))}
+    print(
+        f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, torch threads: {torch.get_num_threads()}, "
+        f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, batch: {a.batch_size} rows/pairs, "
+        f"{a.steps} timed steps x {a.rounds} rounds after {a.warmup} warm-up"
+    )
+    med = {
+        clock: {v: statistics.median(t[i] for t in ts) for v, ts in times.items()}
+        for i, clock in enumerate(("wall", "cpu"))
+    }
     for v in variants:
         print(f"  {v:<34} median {med['wall'][v] * 1000:8.1f} ms/step wall  {med['cpu'][v] * 1000:8.1f} ms/step CPU")
     stock = variants[0]

@@ -105,13 +105,23 @@ def build_models(root: Path) -> Models:
     config.selfj = judge_format_config(AutoTokenizer.from_pretrained(judge))
     config.save_pretrained(judge)
     write_manifest(judge)
-    return Models(policy=str(make_tiny_llama(root / "policy", kind="causal", chat=True)), judge=str(judge),
-                  embedder=str(make_tiny_embedder(root / "embedder")),
-                  base=str(make_tiny_llama(root / "base", kind="seqcls", chat=True, seed=3)))
+    return Models(
+        policy=str(make_tiny_llama(root / "policy", kind="causal", chat=True)),
+        judge=str(judge),
+        embedder=str(make_tiny_embedder(root / "embedder")),
+        base=str(make_tiny_llama(root / "base", kind="seqcls", chat=True, seed=3)),
+    )
 
 
-def run_cli(args: list[str], logs: Path, *, crash_at: str | None = None, kill_when: Callable[[], bool] | None = None,
-            kill_after: float | None = None, timeout: float = 600) -> Run:
+def run_cli(
+    args: list[str],
+    logs: Path,
+    *,
+    crash_at: str | None = None,
+    kill_when: Callable[[], bool] | None = None,
+    kill_after: float | None = None,
+    timeout: float = 600,
+) -> Run:
     """``selfj-trl ARGS`` in a subprocess (one thread), SIGKILLed when ``kill_when()`` turns true or after
     ``kill_after`` seconds; ``crash_at`` makes it kill itself at that publication point."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -122,8 +132,9 @@ def run_cli(args: list[str], logs: Path, *, crash_at: str | None = None, kill_wh
     out_file, err_file = logs / "stdout.txt", logs / "stderr.txt"
     started, killed = time.monotonic(), False
     with open(out_file, "w") as out, open(err_file, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "selfj_trl.cli", *args], cwd=REPO, env=env, stdout=out,
-                                stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "selfj_trl.cli", *args], cwd=REPO, env=env, stdout=out, stderr=err
+        )
         while proc.poll() is None:
             elapsed = time.monotonic() - started
             if elapsed > timeout:
@@ -136,8 +147,9 @@ def run_cli(args: list[str], logs: Path, *, crash_at: str | None = None, kill_wh
                 break
             time.sleep(0.002)
         rc = proc.wait()
-    return Run(rc, killed or rc == -signal.SIGKILL, out_file.read_text(), err_file.read_text(),
-               time.monotonic() - started)
+    return Run(
+        rc, killed or rc == -signal.SIGKILL, out_file.read_text(), err_file.read_text(), time.monotonic() - started
+    )
 
 
 @contextmanager
@@ -202,16 +214,22 @@ def cli_refuses(command: list[str]) -> str:
     with redirect_stdout(StringIO()), redirect_stderr(err):
         code = cli(command)
     lines = [line for line in err.getvalue().splitlines() if "error:" in line]
-    return "" if code == 2 and len(lines) == 1 else f"PARTIAL: `selfj-trl {command[0]}` exit {code}: {err.getvalue()[-300:]}"
+    return (
+        ""
+        if code == 2 and len(lines) == 1
+        else f"PARTIAL: `selfj-trl {command[0]}` exit {code}: {err.getvalue()[-300:]}"
+    )
 
 
 def appears(path: Path, since: float) -> Callable[[], bool]:
     """True once ``path`` exists and was made after ``since`` (not one a killed run left behind)."""
+
     def check() -> bool:
         try:
             return path.stat().st_mtime >= since
         except OSError:
             return False
+
     return check
 
 
@@ -232,8 +250,12 @@ def crash_score(work: Path, models: Models, rng: random.Random, points: int) -> 
     tally = Tally("score")
     rows = 120
     data = work / "score_rows.jsonl"
-    data.write_text("".join(json.dumps({"instruction": f"question {i}", "response": "word " * rng.randint(0, 30)})
-                            + "\n" for i in range(rows)))
+    data.write_text(
+        "".join(
+            json.dumps({"instruction": f"question {i}", "response": "word " * rng.randint(0, 30)}) + "\n"
+            for i in range(rows)
+        )
+    )
     common = ["score", "--judge", models.judge, "--dataset", str(data), "--device", "cpu", "--batch_size", "1"]
     reference = work / "score_reference.jsonl"
     run_in_process([*common, "--output_file", str(reference)])
@@ -252,8 +274,13 @@ def crash_score(work: Path, models: Models, rng: random.Random, points: int) -> 
             run = run_cli(args, work / "logs", kill_when=lambda target=target: cached() >= target)
         else:
             run = run_cli(args, work / "logs", crash_at=point)
-        state = "absent" if not out.exists() else (
-            "complete" if out.read_bytes() == expected else "PARTIAL: the output differs from an uninterrupted run")
+        state = (
+            "absent"
+            if not out.exists()
+            else (
+                "complete" if out.read_bytes() == expected else "PARTIAL: the output differs from an uninterrupted run"
+            )
+        )
         tally.record(run, state, point)
     final = run_cli(args, work / "logs")
     if final.rc != 0:
@@ -287,11 +314,35 @@ def crash_label(work: Path, models: Models, rng: random.Random, points: int) -> 
     tally = Tally("label")
     n = 8
     data = work / "label_rows.jsonl"
-    data.write_text("".join(json.dumps({"instruction": f"say the number {i}", "reference": f"the number is {i}",
-                                        "response": f"it is {i}" if i % 3 else f"{i} {i}"}) + "\n" for i in range(n)))
-    flags = ["--dataset_name", str(data), "--policy", models.policy, "--embedder", models.embedder,
-             "--response_column", "response", "--chunk_size", "1", "--generation_batch_size", "2", "--max_length",
-             "400"]
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "instruction": f"say the number {i}",
+                    "reference": f"the number is {i}",
+                    "response": f"it is {i}" if i % 3 else f"{i} {i}",
+                }
+            )
+            + "\n"
+            for i in range(n)
+        )
+    )
+    flags = [
+        "--dataset_name",
+        str(data),
+        "--policy",
+        models.policy,
+        "--embedder",
+        models.embedder,
+        "--response_column",
+        "response",
+        "--chunk_size",
+        "1",
+        "--generation_batch_size",
+        "2",
+        "--max_length",
+        "400",
+    ]
     run_in_process(["label", *flags, "--output_dir", str(work / "label_reference")])
     expected = labeled_rows(work / "label_reference")
     out = work / "labeled"
@@ -313,8 +364,20 @@ def crash_label(work: Path, models: Models, rng: random.Random, points: int) -> 
         if state == "complete" and labeled_rows(out) != expected:
             state = "PARTIAL: a complete-looking folder with other rows than an uninterrupted run"
         if state == "refused":
-            state = cli_refuses(["score", "--judge", models.judge, "--dataset", str(out), "--output_file",
-                                 str(work / "never.jsonl")]) or state
+            state = (
+                cli_refuses(
+                    [
+                        "score",
+                        "--judge",
+                        models.judge,
+                        "--dataset",
+                        str(out),
+                        "--output_file",
+                        str(work / "never.jsonl"),
+                    ]
+                )
+                or state
+            )
         tally.record(run, state, point)
     final = run_cli(args, work / "logs")
     if final.rc != 0:
@@ -339,8 +402,25 @@ def crash_best_of_n(work: Path, models: Models, rng: random.Random, points: int)
     data = work / "prompts.jsonl"
     data.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in prompts))
     out, pairs = work / "bon", work / "bon_pairs"
-    args = ["best-of-n", "--policy", models.policy, "--judge", models.judge, "--dataset", str(data), "--output_dir",
-            str(out), "--n", "3", "--max_new_tokens", "4", "--device", "cpu", "--dpo_pairs_dir", str(pairs)]
+    args = [
+        "best-of-n",
+        "--policy",
+        models.policy,
+        "--judge",
+        models.judge,
+        "--dataset",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--n",
+        "3",
+        "--max_new_tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--dpo_pairs_dir",
+        str(pairs),
+    ]
 
     def table(folder: Path) -> bytes:
         load_from_disk(str(folder))
@@ -360,9 +440,24 @@ def crash_best_of_n(work: Path, models: Models, rng: random.Random, points: int)
         if state == "complete" and table(out) != expected:
             state = "PARTIAL: a complete-looking table that differs from an uninterrupted run"
         if state == "refused":
-            state = cli_refuses(["score", "--judge", models.judge, "--dataset", str(out), "--instruction_column",
-                                 "prompt", "--response_column", "best_response", "--output_file",
-                                 str(work / "never.jsonl")]) or state
+            state = (
+                cli_refuses(
+                    [
+                        "score",
+                        "--judge",
+                        models.judge,
+                        "--dataset",
+                        str(out),
+                        "--instruction_column",
+                        "prompt",
+                        "--response_column",
+                        "best_response",
+                        "--output_file",
+                        str(work / "never.jsonl"),
+                    ]
+                )
+                or state
+            )
         tally.record(run, state, point)
     final = run_cli(args, work / "logs")
     got = table(out) if folder_state(out, table) == "complete" else b""
@@ -385,19 +480,46 @@ def crash_best_of_n(work: Path, models: Models, rng: random.Random, points: int)
 def report_figures(folder: Path) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())
     (folder / "report.md").read_text()
-    return {f"{s}/{n}": (r["n_scored"], {k: round(v, 6) for k, v in r["correlation"].items() if v is not None})
-            for s, res in metrics["eval_sets"].items() for n, r in res["scorers"].items()}
+    return {
+        f"{s}/{n}": (r["n_scored"], {k: round(v, 6) for k, v in r["correlation"].items() if v is not None})
+        for s, res in metrics["eval_sets"].items()
+        for n, r in res["scorers"].items()
+    }
 
 
 def crash_evaluate(work: Path, models: Models, rng: random.Random, points: int) -> Tally:
     tally = Tally("evaluate")
     data = work / "eval_rows.jsonl"
-    data.write_text("".join(json.dumps({
-        "instruction": f"question {i % 8}", "response": "word " * rng.randint(1, 20), "quality": rng.random() * 10,
-        "model": f"m{i % 3}"}) + "\n" for i in range(48)))
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "instruction": f"question {i % 8}",
+                    "response": "word " * rng.randint(1, 20),
+                    "quality": rng.random() * 10,
+                    "model": f"m{i % 3}",
+                }
+            )
+            + "\n"
+            for i in range(48)
+        )
+    )
     out = work / "evaluation"
-    args = ["evaluate", "--judges", models.judge, "--baselines", "length", "--eval_sets", str(data),
-            "--quality_column", "quality", "--bootstrap_resamples", "20", "--output_dir", str(out)]
+    args = [
+        "evaluate",
+        "--judges",
+        models.judge,
+        "--baselines",
+        "length",
+        "--eval_sets",
+        str(data),
+        "--quality_column",
+        "quality",
+        "--bootstrap_resamples",
+        "20",
+        "--output_dir",
+        str(out),
+    ]
     run_in_process(args)
     if folder_state(out, report_figures) != "complete":
         tally.failures.append(f"uninterrupted run left {folder_state(out, report_figures)}")
@@ -464,17 +586,39 @@ def crash_train(work: Path, models: Models, rng: random.Random, points: int) -> 
     steps = 4
 
     def args(out: Path) -> list[str]:
-        return ["train", "--model_name_or_path", models.base, "--dataset_name", str(data), "--output_dir", str(out),
-                "--max_steps", str(steps), "--save_strategy", "steps", "--save_steps", "1",
-                "--per_device_train_batch_size", "4", "--learning_rate", "3e-3", "--report_to", "none",
-                "--disable_tqdm", "true", "--seed", "0"]
+        return [
+            "train",
+            "--model_name_or_path",
+            models.base,
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            str(steps),
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "4",
+            "--learning_rate",
+            "3e-3",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+            "--seed",
+            "0",
+        ]
 
     run_in_process(args(work / "judge_reference"))
     expected = judge_weights(work / "judge_reference")
     out = work / "judge"
     staging = out / ".selfj-judge-staging"
-    plan = ["staging appears"] + [rng.choice(("staging appears", f"checkpoint-{rng.randint(1, steps)}"))
-                                  for _ in range(points - 1)]
+    plan = ["staging appears"] + [
+        rng.choice(("staging appears", f"checkpoint-{rng.randint(1, steps)}")) for _ in range(points - 1)
+    ]
     for point in plan:
         path = staging if point == "staging appears" else out / point / "trainer_state.json"
         run = run_cli(args(out), work / "logs", kill_when=appears(path, time.time() - 1e-3))
@@ -493,8 +637,13 @@ def crash_train(work: Path, models: Models, rng: random.Random, points: int) -> 
     return tally
 
 
-LOOPS = {"score": crash_score, "label": crash_label, "best-of-n": crash_best_of_n, "evaluate": crash_evaluate,
-         "train": crash_train}
+LOOPS = {
+    "score": crash_score,
+    "label": crash_label,
+    "best-of-n": crash_best_of_n,
+    "evaluate": crash_evaluate,
+    "train": crash_train,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,12 +664,17 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir()
             tally = LOOPS[command](work, models, random.Random(f"{args.seed}:{command}"), args.points)
             tallies.append(tally)
-            print(f"{command:>10}: inputs tried {tally.tried}, kills {tally.kills}, kills survived {tally.survived}, "
-                  f"{tally.unit} lost {tally.rows_lost} of {tally.rows_expected}"
-                  + (f"; FAILURES: {tally.failures}" if tally.failures else ""), flush=True)
+            print(
+                f"{command:>10}: inputs tried {tally.tried}, kills {tally.kills}, kills survived {tally.survived}, "
+                f"{tally.unit} lost {tally.rows_lost} of {tally.rows_expected}"
+                + (f"; FAILURES: {tally.failures}" if tally.failures else ""),
+                flush=True,
+            )
     total = {k: sum(getattr(t, k) for t in tallies) for k in ("tried", "kills", "survived", "rows_lost")}
-    print(f"{'total':>10}: inputs tried {total['tried']}, kills {total['kills']}, kills survived "
-          f"{total['survived']}, rows lost {total['rows_lost']} ({time.monotonic() - started:.0f} s, seed {args.seed})")
+    print(
+        f"{'total':>10}: inputs tried {total['tried']}, kills {total['kills']}, kills survived "
+        f"{total['survived']}, rows lost {total['rows_lost']} ({time.monotonic() - started:.0f} s, seed {args.seed})"
+    )
     return 1 if any(t.failures for t in tallies) else 0
 
 

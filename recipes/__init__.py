@@ -23,7 +23,9 @@ def hardware_defaults() -> dict[str, bool]:
     }
 
 
-def parse_recipe_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None, prog: str = "recipe") -> tuple:
+def parse_recipe_args(
+    dataclass_types: Sequence[type], argv: Sequence[str] | None = None, prog: str = "recipe"
+) -> tuple:
     """The recipe's dataclasses parsed as every ``selfj-trl`` command parses its own (:func:`selfj_trl.flags.parse`:
     ``TrlParser`` with each value checked, a mistake refused in one line naming the flag), over
     :func:`hardware_defaults`: the recipe's YAML and flags still decide, these only fill what neither sets."""

@@ -175,7 +175,7 @@ def remove_stale_temporaries(path: Path) -> None:
     if not path.parent.is_dir():
         return
     for stale in path.parent.glob(f"{prefix}*"):
-        pid = re.match(r"\d+", stale.name[len(prefix):])
+        pid = re.match(r"\d+", stale.name[len(prefix) :])
         if pid is None or pid_alive(int(pid.group())):
             continue
         if stale.is_dir() and not stale.is_symlink():

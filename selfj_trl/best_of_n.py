@@ -80,18 +80,28 @@ def best_of_n(
         scores = flat_scores[i * n : (i + 1) * n]
         best = max(range(n), key=lambda k: (scores[k], -k))
         worst = min(range(n), key=lambda k: (scores[k], k))
-        rows.append({
-            "prompt": prompt, "prompt_text": text, "responses": answers, "scores": scores,
-            "best_response": answers[best], "best_score": scores[best],
-            "worst_response": answers[worst], "worst_score": scores[worst],
-            "first_response": answers[0], "first_score": scores[0],
-        })
+        rows.append(
+            {
+                "prompt": prompt,
+                "prompt_text": text,
+                "responses": answers,
+                "scores": scores,
+                "best_response": answers[best],
+                "best_score": scores[best],
+                "worst_response": answers[worst],
+                "worst_score": scores[worst],
+                "first_response": answers[0],
+                "first_score": scores[0],
+            }
+        )
     return Dataset.from_list(rows)
 
 
 #: What :func:`summarize`'s figures are, written into every summary so nobody reads them as a quality gain.
-JUDGE_SCORES_NOTE = ("judge scores, not quality: the judge's pick has the highest judge score by construction; grade "
-                     "picks with an independent grader (selfj-trl evaluate: best-of-k pick on held-out answers)")
+JUDGE_SCORES_NOTE = (
+    "judge scores, not quality: the judge's pick has the highest judge score by construction; grade "
+    "picks with an independent grader (selfj-trl evaluate: best-of-k pick on held-out answers)"
+)
 
 
 def summarize(dataset: Dataset) -> dict[str, float | str]:
@@ -147,8 +157,15 @@ def build_dpo_pairs(dataset: Dataset, min_gap: float = 0.0, *, conversational: b
         else:
             prompt = row["prompt_text"] if has_text else PLAIN_PROMPT_TEMPLATE.format(instruction=row["prompt"])
             chosen, rejected = row["best_response"], row["worst_response"]
-        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                     "score_chosen": row["best_score"], "score_rejected": row["worst_score"]})
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "score_chosen": row["best_score"],
+                "score_rejected": row["worst_score"],
+            }
+        )
     if not rows:
         raise SelfJInputError(
             f"no row has a score gap >= {min_gap} between two different answers; lower `min_gap` or raise `n`."
@@ -213,11 +230,22 @@ def run_best_of_n(config: BestOfNConfig) -> tuple[Dataset, dict[str, float]]:
     )
     generation = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p}
     with state.split_between_processes(list(prompts)) as shard:
-        rows = best_of_n(
-            policy, tokenizer, judge, shard, config.n, generation, batch_size=config.batch_size,
-            judge_batch_size=config.judge_batch_size, seed=config.seed + state.process_index,
-            show_progress=state.is_local_main_process,
-        ).to_list() if shard else []  # more processes than prompts leaves some with none
+        rows = (
+            best_of_n(
+                policy,
+                tokenizer,
+                judge,
+                shard,
+                config.n,
+                generation,
+                batch_size=config.batch_size,
+                judge_batch_size=config.judge_batch_size,
+                seed=config.seed + state.process_index,
+                show_progress=state.is_local_main_process,
+            ).to_list()
+            if shard
+            else []
+        )  # more processes than prompts leaves some with none
     if state.num_processes > 1:
         rows = gather_object(rows)
     result = Dataset.from_list(rows)
@@ -245,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     if not PartialState().is_main_process:
         return 0
     print(json.dumps(summary, indent=2))
-    print(f"wrote {config.output_dir} (save_to_disk folder, best_of_n.jsonl, summary.json)"
-          + (f" and DPO pairs in {config.dpo_pairs_dir}" if config.dpo_pairs_dir else ""))
+    print(
+        f"wrote {config.output_dir} (save_to_disk folder, best_of_n.jsonl, summary.json)"
+        + (f" and DPO pairs in {config.dpo_pairs_dir}" if config.dpo_pairs_dir else "")
+    )
     return 0
 
 

@@ -116,6 +116,7 @@ def _template(name: str) -> str:
             f"card template {name} not found in package selfj_trl.model_cards; reinstall with `pip install -e .`."
         ) from err
 
+
 # ---------------------------------------------------------------------------------------------------------------
 # Judge card
 # ---------------------------------------------------------------------------------------------------------------
@@ -136,10 +137,18 @@ def _held_out_results(held_out: Any) -> list[EvalResult] | None:
         value = row.get("value")
         if not (dataset and split and isinstance(value, (int, float)) and row.get("metric")):
             raise SelfJInputError(f"a held-out result needs a Hub dataset id, a split, a metric and a value: {row!r}")
-        entries.append(EvalResult(task_type="text-classification", dataset_type=dataset,
-                                  dataset_name=row.get("dataset_name") or dataset, dataset_split=split,
-                                  dataset_config=row.get("config"), metric_type=row["metric"],
-                                  metric_name=row.get("metric_name"), metric_value=float(value)))
+        entries.append(
+            EvalResult(
+                task_type="text-classification",
+                dataset_type=dataset,
+                dataset_name=row.get("dataset_name") or dataset,
+                dataset_split=split,
+                dataset_config=row.get("config"),
+                metric_type=row["metric"],
+                metric_name=row.get("metric_name"),
+                metric_value=float(value),
+            )
+        )
     return entries or None
 
 
@@ -213,8 +222,14 @@ def _histogram_rows(hist: Any) -> list[dict]:
     rows = []
     for i, count in enumerate(counts):
         label = f"[{i}, {i + 1})" if i < len(counts) - 1 else f"[{i}, {i}]"
-        rows.append({"bin": label, "count": count, "share": f"{100 * count / total:.1f}%",
-                     "bar": "█" * round(20 * count / top)})
+        rows.append(
+            {
+                "bin": label,
+                "count": count,
+                "share": f"{100 * count / total:.1f}%",
+                "bar": "█" * round(20 * count / top),
+            }
+        )
     return rows
 
 
@@ -228,8 +243,7 @@ def dataset_card(info: dict, repo_id: str | None = None, data_files: dict[str, s
     num_rows = info.get("num_rows")
     configs = None
     if data_files:
-        configs = [{"config_name": "default",
-                    "data_files": [{"split": s, "path": p} for s, p in data_files.items()]}]
+        configs = [{"config_name": "default", "data_files": [{"split": s, "path": p} for s, p in data_files.items()]}]
     license_id = data_license(source)
     data = DatasetCardData(
         license=license_id,

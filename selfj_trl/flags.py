@@ -45,7 +45,7 @@ def _at_least(low: float, kind: type = int) -> Bounds:
     return Bounds(kind, low, True)
 
 
-_UNIT = Bounds(float, 0, True, 1, True)          # [0, 1]
+_UNIT = Bounds(float, 0, True, 1, True)  # [0, 1]
 _PROBABILITY = Bounds(float, 0, False, 1, True)  # (0, 1]
 
 #: Every numeric flag of every command with its range, keyed by field name (one meaning per name across commands).
@@ -123,8 +123,13 @@ FOLDERS = frozenset({"output_dir", "dpo_pairs_dir", "judge_dir", "dataset_dir", 
 DEVICES = frozenset({"device"})
 
 
-def parse(dataclass_types: type | Sequence[type], argv: Iterable[str] | None, prog: str,
-          description: str | None = None, defaults: dict[str, Any] | None = None) -> tuple:
+def parse(
+    dataclass_types: type | Sequence[type],
+    argv: Iterable[str] | None,
+    prog: str,
+    description: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> tuple:
     """``TrlParser(dataclass_types).parse_args_and_config(argv)``, with every value checked before the dataclasses
     are built; any mistake raises one :class:`SelfJInputError` naming the flag. ``defaults`` replace the dataclasses'
     own defaults (the YAML and the flags still decide), as ``parser.set_defaults`` would."""
@@ -161,8 +166,14 @@ def _checked_parser(types: tuple[type, ...], prog: str, description: str | None)
         def parse_known_args(self, args=None, namespace=None):
             namespace, rest = super().parse_known_args(args, namespace)
             for dtype in types:
-                check_values(dtype, {f.name: getattr(namespace, f.name) for f in dataclasses.fields(dtype)
-                                     if f.init and hasattr(namespace, f.name)})
+                check_values(
+                    dtype,
+                    {
+                        f.name: getattr(namespace, f.name)
+                        for f in dataclasses.fields(dtype)
+                        if f.init and hasattr(namespace, f.name)
+                    },
+                )
             return namespace, rest
 
     return CheckedParser(types, prog=prog, description=description)

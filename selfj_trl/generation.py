@@ -26,8 +26,15 @@ DEFAULT_GENERATION = {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "max
 #: the "[multimodal]" placeholder). Text-only checkpoints keep them in the vocabulary as added tokens that are NOT
 #: special, so ``skip_special_tokens`` leaves them in a decoded answer; they are never text, so they are never sampled.
 #: (A generic strip of non-special added tokens would be wrong: Gemma's also include real text such as ``<table>``.)
-NON_TEXT_TOKENS = ("<start_of_image>", "<end_of_image>", "<image_soft_token>", "<start_of_audio>", "<end_of_audio>",
-                   "<audio_soft_token>", "[multimodal]")
+NON_TEXT_TOKENS = (
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+    "<start_of_audio>",
+    "<end_of_audio>",
+    "<audio_soft_token>",
+    "[multimodal]",
+)
 
 
 def non_text_token_ids(tokenizer: Any) -> list[int]:
@@ -49,8 +56,9 @@ def _generation_config(policy: Any, tokenizer: Any, generation_config: Any, n: i
         config = GenerationConfig.from_dict(base.to_dict()) if base is not None else GenerationConfig()
         config.update(**{**DEFAULT_GENERATION, **(generation_config or {})})
     if n > 1 and not config.do_sample:
-        raise SelfJInputError(f"{n} samples per prompt need sampling: greedy decoding gives {n} identical answers "
-                              "(set do_sample=True).")
+        raise SelfJInputError(
+            f"{n} samples per prompt need sampling: greedy decoding gives {n} identical answers (set do_sample=True)."
+        )
     config.num_return_sequences = n
     if suppress := non_text_token_ids(tokenizer):
         config.suppress_tokens = sorted(set(config.suppress_tokens or []) | set(suppress))
@@ -79,8 +87,12 @@ def turn_stop_criteria(tokenizer: Any) -> list:
     try:
         return [StopStringCriteria(tokenizer, [PLAIN_TURN_MARKER])]
     except (ValueError, KeyError, TypeError, IndexError) as err:
-        logger.warning("cannot stop generation at %r with this tokenizer (%s); the marker and what follows are cut "
-                       "after generation instead.", PLAIN_TURN_MARKER, err)
+        logger.warning(
+            "cannot stop generation at %r with this tokenizer (%s); the marker and what follows are cut "
+            "after generation instead.",
+            PLAIN_TURN_MARKER,
+            err,
+        )
         return []
 
 
@@ -139,5 +151,3 @@ def sample_responses(
         for i in range(len(chunk)):
             responses.append([r.strip() for r in decoded[i * n : (i + 1) * n]])
     return texts, responses
-
-

@@ -31,8 +31,21 @@ from .prompts import JUDGE_CONFIG_KEY
 #: longer has: ``upload_folder`` deletes the remote ones matching these and re-adds those uploaded in the same commit.
 MODEL_DELETE_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.bin", "adapter_config.json"]
 #: Never uploaded: labeling shards, training checkpoints, lock files, pickles (judges ship safetensors only).
-IGNORE_PATTERNS = ["shards/*", "checkpoint-*", "*.lock", ".cache/*", "runs/*", "*.tmp*", "*/.*", ".*",
-                   "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
+IGNORE_PATTERNS = [
+    "shards/*",
+    "checkpoint-*",
+    "*.lock",
+    ".cache/*",
+    "runs/*",
+    "*.tmp*",
+    "*/.*",
+    ".*",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.pkl",
+    "*.ckpt",
+]
 
 
 def find_judge_config(judge_dir: str | os.PathLike) -> dict | None:
@@ -82,22 +95,29 @@ def require_complete_judge(judge_dir: str | os.PathLike) -> None:
     )
 
 
-def render_judge_card(judge_dir: str | os.PathLike, judge_repo: str | None = None, dataset_repo: str | None = None,
-                      results: dict | None = None) -> ModelCard:
+def render_judge_card(
+    judge_dir: str | os.PathLike,
+    judge_repo: str | None = None,
+    dataset_repo: str | None = None,
+    results: dict | None = None,
+) -> ModelCard:
     """The judge card for a saved judge folder; evaluation results come from ``results`` or eval_results.json."""
     folder = Path(judge_dir)
     if results is None and (folder / "eval_results.json").exists():
         results = json.loads((folder / "eval_results.json").read_text())
-    return judge_card({
-        "selfj": read_judge_config(folder),
-        "repo": judge_repo or str(folder),
-        "dataset_repo": dataset_repo,
-        "results": results,
-    })
+    return judge_card(
+        {
+            "selfj": read_judge_config(folder),
+            "repo": judge_repo or str(folder),
+            "dataset_repo": dataset_repo,
+            "results": results,
+        }
+    )
 
 
-def push_labeled_dataset(table: Any, info: dict, repo_id: str, *, private: bool = False,
-                         token: str | None = None) -> DatasetCard:
+def push_labeled_dataset(
+    table: Any, info: dict, repo_id: str, *, private: bool = False, token: str | None = None
+) -> DatasetCard:
     """``Dataset.push_to_hub`` then the Self-J card for ``repo_id`` over the card it wrote, keeping the
     ``configs``/``dataset_info`` metadata it put there (the Hub viewer and ``load_dataset`` read them)."""
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
@@ -149,8 +169,13 @@ def _export_parquet(folder: Path, staging: Path) -> tuple[dict[str, str], set[st
     return data_files, consumed
 
 
-def stage_folder(folder: str | os.PathLike, staging: str | os.PathLike, repo_type: str = "model",
-                 card: Any = None, repo_id: str | None = None) -> list[str]:
+def stage_folder(
+    folder: str | os.PathLike,
+    staging: str | os.PathLike,
+    repo_type: str = "model",
+    card: Any = None,
+    repo_id: str | None = None,
+) -> list[str]:
     """Fill ``staging`` with what will be uploaded from ``folder``; returns the paths in the repo.
 
     The local folder is only read. ``card`` (a RepoCard or text) replaces README.md in the staged copy.
@@ -175,8 +200,9 @@ def stage_folder(folder: str | os.PathLike, staging: str | os.PathLike, repo_typ
         # load_dataset find them) and the repo id its usage snippets were waiting for.
         existing = DatasetCard(readme.read_text(encoding="utf-8"))
         if data_files and not existing.data.to_dict().get("configs"):
-            existing.data.configs = [{"config_name": "default",
-                                      "data_files": [{"split": s, "path": p} for s, p in data_files.items()]}]
+            existing.data.configs = [
+                {"config_name": "default", "data_files": [{"split": s, "path": p} for s, p in data_files.items()]}
+            ]
         text = str(existing)
         if repo_id:
             text = text.replace(DATASET_PLACEHOLDER, repo_id)
@@ -200,8 +226,9 @@ def stage_folder(folder: str | os.PathLike, staging: str | os.PathLike, repo_typ
 
 
 @contextmanager
-def staged(folder: str | os.PathLike, repo_type: str = "model", card: Any = None,
-           repo_id: str | None = None) -> Iterator[tuple[Path, list[str]]]:
+def staged(
+    folder: str | os.PathLike, repo_type: str = "model", card: Any = None, repo_id: str | None = None
+) -> Iterator[tuple[Path, list[str]]]:
     """A temporary staging copy of ``folder`` (removed afterwards) and the list of its files."""
     src = Path(folder)
     if not src.is_dir():
@@ -218,9 +245,17 @@ def staged(folder: str | os.PathLike, repo_type: str = "model", card: Any = None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def push_folder(folder: str | os.PathLike, repo_id: str, repo_type: str = "model", private: bool = False,
-                revision: str | None = None, token: str | None = None, dry_run: bool = False, card: Any = None,
-                commit_message: str | None = None) -> dict:
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    repo_type: str = "model",
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    dry_run: bool = False,
+    card: Any = None,
+    commit_message: str | None = None,
+) -> dict:
     """Create ``repo_id`` if needed and upload ``folder`` (its card in README.md) in one ``upload_folder`` call.
 
     The token comes from the argument, ``HF_TOKEN`` or ``huggingface-cli login``; it is never written anywhere.
@@ -233,8 +268,13 @@ def push_folder(folder: str | os.PathLike, repo_id: str, repo_type: str = "model
     with staged(folder, repo_type, card, repo_id) as (staging, files):
         if not files:
             raise SelfJInputError(f"{folder}: nothing to upload (every file is ignored or the folder is empty).")
-        result = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision or "main", "files": files,
-                  "url": None}
+        result = {
+            "repo_id": repo_id,
+            "repo_type": repo_type,
+            "revision": revision or "main",
+            "files": files,
+            "url": None,
+        }
         if dry_run:
             result["sizes"] = {f: (staging / f).stat().st_size for f in files}
             return result
@@ -246,7 +286,10 @@ def push_folder(folder: str | os.PathLike, repo_id: str, repo_type: str = "model
             if revision and revision != "main":
                 api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
             info = api.upload_folder(
-                repo_id=repo_id, folder_path=str(staging), repo_type=repo_type, revision=revision,
+                repo_id=repo_id,
+                folder_path=str(staging),
+                repo_type=repo_type,
+                revision=revision,
                 commit_message=commit_message or f"Upload Self-J {'judge' if repo_type == 'model' else 'dataset'}",
                 ignore_patterns=IGNORE_PATTERNS,
                 # a merged judge pushed over an adapter (or the reverse, or fewer shards) leaves no stale weights

@@ -38,7 +38,6 @@ def json_line_problem(line: str) -> str | None:
     return None if isinstance(row, dict) else f"must be a JSON object, got {type(row).__name__}"
 
 
-
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Every row of a JSONL file (blank lines skipped); a line that is not a JSON object, or a file without one row,
     is refused in one line naming the file and the line."""
@@ -77,8 +76,12 @@ def shared_data_dir() -> Path | None:
 # ---------------------------------------------------------------------------------------------------------------
 def is_hub_id(name: str) -> bool:
     """``org/name`` that is not a local path: the one test of "should this go to the Hub" in the package."""
-    return (isinstance(name, str) and bool(_HUB_ID.match(name)) and not name.startswith((".", "~"))
-            and not os.path.exists(name))
+    return (
+        isinstance(name, str)
+        and bool(_HUB_ID.match(name))
+        and not name.startswith((".", "~"))
+        and not os.path.exists(name)
+    )
 
 
 def slug(text: str, keep: int = 60) -> str:

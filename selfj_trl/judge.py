@@ -167,8 +167,9 @@ class SelfJudge:
         if folder.is_dir():
             require_complete_judge(folder)  # a half-written judge (killed save) would load and score garbage
         revision = kwargs.get("revision")
-        check_judge_config(load_model_config(path, "judge", trust_remote_code=trust_remote_code, revision=revision),
-                           path)
+        check_judge_config(
+            load_model_config(path, "judge", trust_remote_code=trust_remote_code, revision=revision), path
+        )
         load_kwargs = {"num_labels": 1, "use_safetensors": True, "trust_remote_code": trust_remote_code, **kwargs}
         if dtype is not None:
             load_kwargs["dtype"] = as_dtype(dtype)
@@ -245,8 +246,15 @@ class SelfJudge:
 
     def view_ids(self, instruction: str, response: str, reference: str | None = None) -> list[int]:
         """Token ids of the view :meth:`score` reads, cut to ``max_length`` by the training rule."""
-        views = build_views(self.tokenizer, instruction, response, reference, chat=self.chat,
-                            max_length=self.max_length, **self.view_settings)
+        views = build_views(
+            self.tokenizer,
+            instruction,
+            response,
+            reference,
+            chat=self.chat,
+            max_length=self.max_length,
+            **self.view_settings,
+        )
         return views.student if reference is None else views.teacher
 
     def score_texts(
@@ -262,8 +270,9 @@ class SelfJudge:
         for i, text in enumerate(texts):
             check_text(text, f"texts[{i}]")
             parts = None if self.chat else parse_plain_view(text)
-            ids.append(tokenize_view(self.tokenizer, text, self.max_length) if parts is None
-                       else self.view_ids(*parts))
+            ids.append(
+                tokenize_view(self.tokenizer, text, self.max_length) if parts is None else self.view_ids(*parts)
+            )
         return self._score_ids(ids, batch_size=batch_size, show_progress=show_progress)
 
     def _score_ids(self, ids: list[list[int]], *, batch_size: int, show_progress: bool | None) -> list[float]:
@@ -286,9 +295,9 @@ class SelfJudge:
                     seq = ids[index]
                     input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
                     attention_mask[row, : len(seq)] = 1
-                logits = self.model(
-                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)
-                ).logits[:, 0]
+                logits = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits[
+                    :, 0
+                ]
                 for index, value in zip(batch, logits.float().cpu().tolist(), strict=True):
                     scores[index] = value
         return scores
@@ -318,8 +327,12 @@ class SelfJudge:
         if is_conversational({"prompt": prompts[0]}):
             if self.chat and all(is_single_turn(p, c) for p, c in zip(prompts, completions, strict=True)):
                 # [user] + [assistant] formats to the student view: cut it by the training rule.
-                return self.score([p[0]["content"] for p in prompts], [c[0]["content"] for c in completions],
-                                  batch_size=batch_size, show_progress=False)
+                return self.score(
+                    [p[0]["content"] for p in prompts],
+                    [c[0]["content"] for c in completions],
+                    batch_size=batch_size,
+                    show_progress=False,
+                )
             if self.chat:
                 texts = [
                     apply_chat_template({"messages": list(p) + list(c)}, self.tokenizer)["text"]

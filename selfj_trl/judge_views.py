@@ -92,7 +92,9 @@ def tokenize_view(tokenizer: Any, text: str, max_length: int | None = None) -> l
     return ids
 
 
-def judge_format_config(tokenizer: Any, chat: bool | None = None, score_scale: tuple[float, float] = (0.0, 1.0)) -> dict:
+def judge_format_config(
+    tokenizer: Any, chat: bool | None = None, score_scale: tuple[float, float] = (0.0, 1.0)
+) -> dict:
     """What a judge's ``config.json`` records so that every consumer formats inputs the same way."""
     return {
         "format": "chat" if (has_chat_template(tokenizer) if chat is None else chat) else "plain",
@@ -100,8 +102,11 @@ def judge_format_config(tokenizer: Any, chat: bool | None = None, score_scale: t
         "teacher_preamble": TEACHER_PREAMBLE,
         "score_scale": list(score_scale),
         "tokenize": {"add_special_tokens": False, "padding_side": "right"},
-        "views": {"truncation": "keep_start", "reference_share": REFERENCE_SHARE,
-                  "instruction_share": INSTRUCTION_SHARE},
+        "views": {
+            "truncation": "keep_start",
+            "reference_share": REFERENCE_SHARE,
+            "instruction_share": INSTRUCTION_SHARE,
+        },
     }
 
 
@@ -171,10 +176,13 @@ def build_views(
     See the module docstring for the rule. Without ``max_length`` nothing is cut.
     """
     if max_length is None:
-        teacher = None if reference is None else format_teacher_view(tokenizer, instruction, response, reference,
-                                                                     chat=chat)
-        return JudgeViewIds(tokenize_view(tokenizer, format_student_view(tokenizer, instruction, response, chat=chat)),
-                            None if teacher is None else tokenize_view(tokenizer, teacher))
+        teacher = (
+            None if reference is None else format_teacher_view(tokenizer, instruction, response, reference, chat=chat)
+        )
+        return JudgeViewIds(
+            tokenize_view(tokenizer, format_student_view(tokenizer, instruction, response, chat=chat)),
+            None if teacher is None else tokenize_view(tokenizer, teacher),
+        )
     frame = _frame_tokens(tokenizer, chat)
     room = max_length - frame
     if room < 4:
@@ -211,8 +219,10 @@ def build_views(
 def view_settings(selfj: dict | None) -> dict:
     """``reference_share`` / ``instruction_share`` as a judge's ``config.selfj["views"]`` records them (else ours)."""
     recorded = (selfj or {}).get("views") or {}
-    return {"reference_share": float(recorded.get("reference_share", REFERENCE_SHARE)),
-            "instruction_share": float(recorded.get("instruction_share", INSTRUCTION_SHARE))}
+    return {
+        "reference_share": float(recorded.get("reference_share", REFERENCE_SHARE)),
+        "instruction_share": float(recorded.get("instruction_share", INSTRUCTION_SHARE)),
+    }
 
 
 _PLAIN_HEAD, _PLAIN_TAIL = PLAIN_PROMPT_TEMPLATE.split("{instruction}")
@@ -256,10 +266,19 @@ def message_text(messages: Any) -> str:
 
 def is_single_turn(prompt: Any, completion: Any) -> bool:
     """Whether TRL's conversational row is one user turn of text and one assistant turn of text."""
-    return (isinstance(prompt, list) and isinstance(completion, list) and len(prompt) == 1 and len(completion) == 1
-            and isinstance(prompt[0], dict) and isinstance(completion[0], dict) and prompt[0].get("role") == "user"
-            and completion[0].get("role") == "assistant" and isinstance(prompt[0].get("content"), str)
-            and isinstance(completion[0].get("content"), str) and bool(prompt[0]["content"].strip()))
+    return (
+        isinstance(prompt, list)
+        and isinstance(completion, list)
+        and len(prompt) == 1
+        and len(completion) == 1
+        and isinstance(prompt[0], dict)
+        and isinstance(completion[0], dict)
+        and prompt[0].get("role") == "user"
+        and completion[0].get("role") == "assistant"
+        and isinstance(prompt[0].get("content"), str)
+        and isinstance(completion[0].get("content"), str)
+        and bool(prompt[0]["content"].strip())
+    )
 
 
 def last_user_turn(messages: Any, index: int) -> str:

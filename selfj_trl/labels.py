@@ -30,7 +30,11 @@ def rank01(values: list[float]) -> list[float]:
 
 
 def combine_labels(
-    self_eval: list[float], cosine: list[float], *, cosine_weight: float = 0.5, combination: str = "weighted_mean",
+    self_eval: list[float],
+    cosine: list[float],
+    *,
+    cosine_weight: float = 0.5,
+    combination: str = "weighted_mean",
     weights: tuple[float, float, float] | None = None,
 ) -> list[float]:
     """The Self-J label on the 0-9 scale from the self-evaluation (0-9) and the cosine ([-1, 1]).
@@ -84,11 +88,17 @@ def label_formula(config: Any, weights: tuple[float, float, float] | None = None
     if config.combination == "weighted_mean":
         return f"label = 9 * ({1 - w:g} * self_eval_score / 9 + {w:g} * max(cosine_similarity, 0))"
     if config.combination == "rank_mean":
-        return (f"label = 9 * ({1 - w:g} * rank01(self_eval_score) + {w:g} * rank01(max(cosine_similarity, 0))), "
-                "rank01 = rank over the whole dataset scaled to [0, 1]")
+        return (
+            f"label = 9 * ({1 - w:g} * rank01(self_eval_score) + {w:g} * rank01(max(cosine_similarity, 0))), "
+            "rank01 = rank over the whole dataset scaled to [0, 1]"
+        )
     if weights is not None:
         b0, b1, b2 = weights
-        return (f"label = clip(9 * ({b0:+.4f} {b1:+.4f} * self_eval_score / 9 {b2:+.4f} * max(cosine_similarity, 0)), "
-                "0, 9), weights fitted on a labelled dev slice")
-    return ("label = clip(9 * (b0 + b1 * self_eval_score / 9 + b2 * max(cosine_similarity, 0)), 0, 9), "
-            "weights fitted on a dev slice")
+        return (
+            f"label = clip(9 * ({b0:+.4f} {b1:+.4f} * self_eval_score / 9 {b2:+.4f} * max(cosine_similarity, 0)), "
+            "0, 9), weights fitted on a labelled dev slice"
+        )
+    return (
+        "label = clip(9 * (b0 + b1 * self_eval_score / 9 + b2 * max(cosine_similarity, 0)), 0, 9), "
+        "weights fitted on a dev slice"
+    )

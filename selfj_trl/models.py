@@ -162,7 +162,6 @@ def is_offline_alias(name: str) -> bool:
     return name in _ALIASES
 
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # Loading: the one place a policy or an embedder is loaded (labeling, best-of-n, the reports, the judge's dtype)
 # ---------------------------------------------------------------------------------------------------------------
@@ -199,14 +198,22 @@ def load_model_config(path: str, what: str, *, trust_remote_code: bool = False, 
 
 def weights_error(what: str, path: str, err: BaseException) -> SelfJInputError:
     """The one line for weights that cannot be read (a truncated or foreign model.safetensors)."""
-    return SelfJInputError(f"the {what} weights in {path} cannot be read ({first_line(err)}): the file is truncated or "
-                           "not safetensors; copy or save the model again.")
-
+    return SelfJInputError(
+        f"the {what} weights in {path} cannot be read ({first_line(err)}): the file is truncated or "
+        "not safetensors; copy or save the model again."
+    )
 
 
 #: Files a tokenizer can be built from; a local model folder with none of them has no tokenizer at all.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
-                   "spiece.model", "sentencepiece.bpe.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 
 def load_tokenizer(path: str, what: str, *, trust_remote_code: bool = False, revision: str | None = None) -> Any:
@@ -251,8 +258,9 @@ def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, tru
     load_model_config(path, "policy", trust_remote_code=trust_remote_code)
     try:
         tokenizer = load_tokenizer(path, "policy", trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                                     dtype=as_dtype(dtype), use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, trust_remote_code=trust_remote_code, dtype=as_dtype(dtype), use_safetensors=True
+        )
     except OSError as err:
         raise SelfJInputError(f"could not load policy {name_or_path!r}: {first_line(err)}") from err
     except SafetensorError as err:

@@ -67,23 +67,31 @@ JUDGE_PROMPT_TEMPLATE_SCALE_1_5 = (
 #: Worked examples for prompt_style="few_shot". Written for this project (not taken from any evaluation data): one
 #: irrelevant answer, one excellent, one wrong, one correct but incomplete, so the scale's ends and middle are shown.
 FEW_SHOT_EXAMPLES: tuple[dict[str, str], ...] = (
-    {"instruction": "Write a haiku about autumn leaves.",
-     "reference": "Crimson leaves let go,\ndrifting on the cooling wind,\nthe branches rest bare.",
-     "response": "I like turtles. The stock market closed higher today.",
-     "rating": "0"},
-    {"instruction": "Convert 5 kilometres to miles.",
-     "reference": "5 kilometres is about 3.11 miles, since 1 km is roughly 0.621 miles.",
-     "response": "5 km is roughly 3.1 miles, because one kilometre is about 0.62 miles.",
-     "rating": "9"},
-    {"instruction": "What is the capital of Australia?",
-     "reference": "The capital of Australia is Canberra.",
-     "response": "The capital of Australia is Sydney, its largest city.",
-     "rating": "1"},
-    {"instruction": "Give two tips for sleeping better.",
-     "reference": "1. Go to bed and wake up at the same time every day.\n2. Avoid screens and caffeine in the hour "
-                  "before bed.",
-     "response": "Try to go to bed at the same time every night.",
-     "rating": "5"},
+    {
+        "instruction": "Write a haiku about autumn leaves.",
+        "reference": "Crimson leaves let go,\ndrifting on the cooling wind,\nthe branches rest bare.",
+        "response": "I like turtles. The stock market closed higher today.",
+        "rating": "0",
+    },
+    {
+        "instruction": "Convert 5 kilometres to miles.",
+        "reference": "5 kilometres is about 3.11 miles, since 1 km is roughly 0.621 miles.",
+        "response": "5 km is roughly 3.1 miles, because one kilometre is about 0.62 miles.",
+        "rating": "9",
+    },
+    {
+        "instruction": "What is the capital of Australia?",
+        "reference": "The capital of Australia is Canberra.",
+        "response": "The capital of Australia is Sydney, its largest city.",
+        "rating": "1",
+    },
+    {
+        "instruction": "Give two tips for sleeping better.",
+        "reference": "1. Go to bed and wake up at the same time every day.\n2. Avoid screens and caffeine in the hour "
+        "before bed.",
+        "response": "Try to go to bed at the same time every night.",
+        "rating": "5",
+    },
 )
 
 #: Every judging-prompt variant ``build_judge_prompt(prompt_style=...)`` knows, all written for this project.
@@ -96,8 +104,13 @@ PROMPT_STYLE_ALIASES = {"zero_shot": "no_lead", "zero_shot_lead": "rating_lead"}
 DEFAULT_PROMPT_STYLE = "rating_lead"
 
 #: The digits each style asks for (lowest, highest); scores read from them are mapped onto 0-9.
-PROMPT_STYLE_DIGITS = {"rating_lead": (0, 9), "no_lead": (0, 9), "few_shot": (0, 9), "reference_after": (0, 9),
-                       "scale_1_5": (1, 5)}
+PROMPT_STYLE_DIGITS = {
+    "rating_lead": (0, 9),
+    "no_lead": (0, 9),
+    "few_shot": (0, 9),
+    "reference_after": (0, 9),
+    "scale_1_5": (1, 5),
+}
 PROMPT_STYLE_DIGITS.update({old: PROMPT_STYLE_DIGITS[new] for old, new in PROMPT_STYLE_ALIASES.items()})
 
 #: Text placed where the model's answer begins (all styles but "no_lead"). Without it a chat policy's next token is
@@ -160,14 +173,18 @@ def check_prompt_style(prompt_style: str) -> str:
     """The style's current name (old names are aliases), or an input error listing the styles."""
     prompt_style = PROMPT_STYLE_ALIASES.get(prompt_style, prompt_style)
     if prompt_style not in PROMPT_STYLES:
-        raise SelfJInputError(f"prompt_style must be one of {PROMPT_STYLES} (or an old name: "
-                              f"{sorted(PROMPT_STYLE_ALIASES)}), got {prompt_style!r}.")
+        raise SelfJInputError(
+            f"prompt_style must be one of {PROMPT_STYLES} (or an old name: "
+            f"{sorted(PROMPT_STYLE_ALIASES)}), got {prompt_style!r}."
+        )
     return prompt_style
 
 
 def _judge_body(instruction: str, response: str, reference: str | None, prompt_style: str) -> str:
-    template = {"reference_after": JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER,
-                "scale_1_5": JUDGE_PROMPT_TEMPLATE_SCALE_1_5}.get(prompt_style, JUDGE_PROMPT_TEMPLATE)
+    template = {
+        "reference_after": JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER,
+        "scale_1_5": JUDGE_PROMPT_TEMPLATE_SCALE_1_5,
+    }.get(prompt_style, JUDGE_PROMPT_TEMPLATE)
     return template.format(
         instruction=instruction,
         response=response,
@@ -177,7 +194,11 @@ def _judge_body(instruction: str, response: str, reference: str | None, prompt_s
 
 
 def _judge_text(
-    tokenizer: Any, instruction: str, response: str, reference: str | None, chat: bool,
+    tokenizer: Any,
+    instruction: str,
+    response: str,
+    reference: str | None,
+    chat: bool,
     prompt_style: str = DEFAULT_PROMPT_STYLE,
 ) -> str:
     body = _judge_body(instruction, response, reference, prompt_style)
@@ -196,9 +217,12 @@ def _judge_text(
     messages = []
     for q, a in shots:
         messages += [{"role": "user", "content": q}, {"role": "assistant", "content": lead + a}]
-    return tokenizer.apply_chat_template(
-        [*messages, {"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
-    ) + lead
+    return (
+        tokenizer.apply_chat_template(
+            [*messages, {"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
+        )
+        + lead
+    )
 
 
 def _n_tokens(tokenizer: Any, text: str) -> int:
@@ -239,8 +263,9 @@ def build_judge_prompt(
     if max_length is None or _n_tokens(tokenizer, text) <= max_length:
         return JudgePrompt(text)
 
-    fixed = _n_tokens(tokenizer, _judge_text(tokenizer, instruction, "", "" if reference is not None else None, chat,
-                                               prompt_style))
+    fixed = _n_tokens(
+        tokenizer, _judge_text(tokenizer, instruction, "", "" if reference is not None else None, chat, prompt_style)
+    )
     budget = max_length - fixed
     if budget <= 0:
         if if_too_long == "skip":
@@ -276,7 +301,9 @@ def build_judge_prompt(
 # Likelihood self-evaluation (stage 1, ``self_eval_method=likelihood``): contexts whose log-likelihoods are compared
 # ---------------------------------------------------------------------------------------------------------------
 #: The reference shown before the policy answers (``response_gain``: does seeing it make this response likelier?).
-LIKELIHOOD_REFERENCE_CONTEXT = "{instruction}\n\nAn expert answered this as follows:\n{reference}\n\nNow write your own answer."
+LIKELIHOOD_REFERENCE_CONTEXT = (
+    "{instruction}\n\nAn expert answered this as follows:\n{reference}\n\nNow write your own answer."
+)
 #: A draft shown before the reference (``reference_gain``: does this response make the expert answer likelier?).
 LIKELIHOOD_DRAFT_CONTEXT = "{instruction}\n\nA draft answer:\n{response}\n\nNow write the best possible answer."
 LIKELIHOOD_METHODS = ("response_gain", "reference_gain")
@@ -286,7 +313,12 @@ LIKELIHOOD_BASELINE = "the same context with the draft (reference_gain) or the r
 
 
 def likelihood_views(
-    tokenizer: Any, instruction: str, response: str, reference: str, *, method: str = "response_gain",
+    tokenizer: Any,
+    instruction: str,
+    response: str,
+    reference: str,
+    *,
+    method: str = "response_gain",
     use_chat_template: bool | None = None,
 ) -> tuple[str, str, str]:
     """(conditioned context, baseline context, target) for a likelihood self-evaluation.
@@ -307,36 +339,55 @@ def likelihood_views(
         template, inner, target = LIKELIHOOD_DRAFT_CONTEXT, {"response": response}, reference
     cond_user = template.format(instruction=instruction, **inner)
     base_user = template.format(instruction=instruction, **dict.fromkeys(inner, ""))
-    return (generation_prompt(tokenizer, cond_user, use_chat_template),
-            generation_prompt(tokenizer, base_user, use_chat_template), target)
+    return (
+        generation_prompt(tokenizer, cond_user, use_chat_template),
+        generation_prompt(tokenizer, base_user, use_chat_template),
+        target,
+    )
 
 
-def self_eval_prompt_text(method: str, prompt_style: str = DEFAULT_PROMPT_STYLE,
-                          likelihood_method: str = "reference_gain") -> str:
+def self_eval_prompt_text(
+    method: str, prompt_style: str = DEFAULT_PROMPT_STYLE, likelihood_method: str = "reference_gain"
+) -> str:
     """The self-evaluation prompt(s) as the dataset card shows them: what the policy read to make each label."""
     if method == "likelihood":
         if likelihood_method == "response_gain":
-            return ("score = mean log p(response | context) - mean log p(response | the same context with an empty "
-                    "reference), context:\n" + LIKELIHOOD_REFERENCE_CONTEXT)
-        return ("score = mean log p(reference | context) - mean log p(reference | the same context with an empty "
-                "draft), context:\n" + LIKELIHOOD_DRAFT_CONTEXT)
+            return (
+                "score = mean log p(response | context) - mean log p(response | the same context with an empty "
+                "reference), context:\n" + LIKELIHOOD_REFERENCE_CONTEXT
+            )
+        return (
+            "score = mean log p(reference | context) - mean log p(reference | the same context with an empty "
+            "draft), context:\n" + LIKELIHOOD_DRAFT_CONTEXT
+        )
     prompt_style = check_prompt_style(prompt_style)
-    template = {"reference_after": JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER,
-                "scale_1_5": JUDGE_PROMPT_TEMPLATE_SCALE_1_5}.get(prompt_style, JUDGE_PROMPT_TEMPLATE)
+    template = {
+        "reference_after": JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER,
+        "scale_1_5": JUDGE_PROMPT_TEMPLATE_SCALE_1_5,
+    }.get(prompt_style, JUDGE_PROMPT_TEMPLATE)
     text = template.replace("{ref_hint}", _REF_HINT).replace("{reference_block}", _REFERENCE_BLOCK)
     if prompt_style != "no_lead":
         text += repr(RATING_LEAD["plain"])[1:-1] + "   (chat policies: the answer turn opens with "
         text += f"{RATING_LEAD['chat']!r})"
     if prompt_style == "few_shot":
-        text = (f"[{len(FEW_SHOT_EXAMPLES)} worked examples in the same format come first: "
-                "selfj_trl.prompts.FEW_SHOT_EXAMPLES]\n\n" + text)
+        text = (
+            f"[{len(FEW_SHOT_EXAMPLES)} worked examples in the same format come first: "
+            "selfj_trl.prompts.FEW_SHOT_EXAMPLES]\n\n" + text
+        )
     return text
 
 
 def digit_prompt_parts() -> tuple:
     """Every text a digit self-evaluation prompt is made of (what a score cache must be keyed on)."""
-    return (JUDGE_PROMPT_TEMPLATE, JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER, JUDGE_PROMPT_TEMPLATE_SCALE_1_5,
-            FEW_SHOT_EXAMPLES, RATING_LEAD, _REFERENCE_BLOCK, _REF_HINT)
+    return (
+        JUDGE_PROMPT_TEMPLATE,
+        JUDGE_PROMPT_TEMPLATE_REFERENCE_AFTER,
+        JUDGE_PROMPT_TEMPLATE_SCALE_1_5,
+        FEW_SHOT_EXAMPLES,
+        RATING_LEAD,
+        _REFERENCE_BLOCK,
+        _REF_HINT,
+    )
 
 
 def likelihood_prompt_parts() -> tuple:

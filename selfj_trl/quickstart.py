@@ -41,30 +41,45 @@ STAGES = ("setup", "label", "train", "evaluate", "use")
 @dataclass
 class QuickstartConfig:
     output_dir: str = "outputs/quickstart"
-    policy: str = field(default=DEFAULT_POLICY, metadata={"help": "Policy: gemma-3-270m | smollm2-135m-instruct | folder."})
+    policy: str = field(
+        default=DEFAULT_POLICY, metadata={"help": "Policy: gemma-3-270m | smollm2-135m-instruct | folder."}
+    )
     embedder: str = DEFAULT_EMBEDDER
-    judge_base: str = field(default=MINILM_ALIAS, metadata={"help": "Base model of the judge (a small encoder trains fast)."})
-    data_dir: str | None = field(default=None, metadata={"help": "The shared data folder (default: ../shared/data if present)."})
+    judge_base: str = field(
+        default=MINILM_ALIAS, metadata={"help": "Base model of the judge (a small encoder trains fast)."}
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "The shared data folder (default: ../shared/data if present)."}
+    )
     n_train_instructions: int = field(default=14, metadata={"help": "AlpacaEval train-split instructions to label."})
     n_seed_tasks: int = field(default=6, metadata={"help": "Self-Instruct seed tasks to label."})
     num_samples: int = 2
     max_new_tokens: int = 64
     self_eval_method: str | None = field(
-        default=None, metadata={"help": "digits | likelihood; default: measured best for the policy (see label)."})
+        default=None, metadata={"help": "digits | likelihood; default: measured best for the policy (see label)."}
+    )
     likelihood_method: str | None = None
     prompt_style: str | None = None
     cosine_weight: float | None = field(default=None, metadata={"help": "Default: measured best for the policy."})
     combination: str = "weighted_mean"
     num_train_epochs: float = 4.0
     learning_rate: float = 5e-5
-    distill_weight: float | None = field(default=None, metadata={
-        "help": "Self-distillation weight; default: the judge base's recipe (recipes/<judge_base>/train/"
-                "config_judge.yaml, chosen by cross-validation), else the trainer's default (the paper's 2.0)."})
+    distill_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "Self-distillation weight; default: the judge base's recipe (recipes/<judge_base>/train/"
+            "config_judge.yaml, chosen by cross-validation), else the trainer's default (the paper's 2.0)."
+        },
+    )
     eval_max_instructions: int = field(default=12, metadata={"help": "AlpacaEval test instructions (x 17 models)."})
     bon_prompts: int = 3
     bon_n: int = 4
-    calibration_prompts: int = field(default=3, metadata={
-        "help": "Held-apart instructions whose sampled answers only choose the selective-following threshold."})
+    calibration_prompts: int = field(
+        default=3,
+        metadata={
+            "help": "Held-apart instructions whose sampled answers only choose the selective-following threshold."
+        },
+    )
     target_coverage: float = 0.7
     seed: int = 42
     fresh: bool = field(default=False, metadata={"help": "Delete earlier outputs and run every stage again."})
@@ -121,8 +136,10 @@ def instruction_slice(config: QuickstartConfig) -> tuple[Dataset, str]:
     seed_file = root / "self_instruct_seed" / "seed_tasks.jsonl"
     if config.n_seed_tasks and seed_file.exists():
         seeds = read_jsonl(seed_file)
-        seed_rows, _ = prepare_rows(Dataset.from_list(rng.sample(seeds, min(config.n_seed_tasks, len(seeds)))),
-                                    LabelingConfig(instances_column="instances"))
+        seed_rows, _ = prepare_rows(
+            Dataset.from_list(rng.sample(seeds, min(config.n_seed_tasks, len(seeds)))),
+            LabelingConfig(instances_column="instances"),
+        )
         rows += [{"instruction": r["instruction"], "reference": r["reference"]} for r in seed_rows]
     return Dataset.from_list(rows), "AlpacaEval train split + Self-Instruct seed tasks"
 
@@ -132,15 +149,26 @@ def stage_label(config: QuickstartConfig, folder: Path) -> str:
 
     source, name = instruction_slice(config)
     cfg = LabelingConfig(
-        dataset_name=name, output_dir=str(folder), policy=config.policy, embedder=config.embedder,
-        num_samples=config.num_samples, max_new_tokens=config.max_new_tokens, cosine_weight=config.cosine_weight,
-        combination=config.combination, self_eval_method=config.self_eval_method,
-        likelihood_method=config.likelihood_method, prompt_style=config.prompt_style, seed=config.seed,
-        max_length=768, chunk_size=4,
+        dataset_name=name,
+        output_dir=str(folder),
+        policy=config.policy,
+        embedder=config.embedder,
+        num_samples=config.num_samples,
+        max_new_tokens=config.max_new_tokens,
+        cosine_weight=config.cosine_weight,
+        combination=config.combination,
+        self_eval_method=config.self_eval_method,
+        likelihood_method=config.likelihood_method,
+        prompt_style=config.prompt_style,
+        seed=config.seed,
+        max_length=768,
+        chunk_size=4,
     )
     table = label_dataset(cfg, dataset=source)
-    return (f"{len(table)} labeled responses to {len(source)} instructions ({name}); self-evaluation "
-            f"{self_eval_detail(cfg)}, cosine weight {cfg.cosine_weight:g} ({cfg.defaults_source})")
+    return (
+        f"{len(table)} labeled responses to {len(source)} instructions ({name}); self-evaluation "
+        f"{self_eval_detail(cfg)}, cosine weight {cfg.cosine_weight:g} ({cfg.defaults_source})"
+    )
 
 
 def judge_training_args(config: QuickstartConfig, folder: Path):
@@ -153,9 +181,17 @@ def judge_training_args(config: QuickstartConfig, folder: Path):
     if config.distill_weight is not None:
         loss["distill_weight"] = config.distill_weight
     return SelfJRewardConfig(
-        output_dir=str(folder), num_train_epochs=config.num_train_epochs,
-        learning_rate=config.learning_rate, per_device_train_batch_size=8, logging_steps=5, save_strategy="no",
-        report_to="none", seed=config.seed, max_length=384, disable_tqdm=False, **loss,
+        output_dir=str(folder),
+        num_train_epochs=config.num_train_epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=8,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        seed=config.seed,
+        max_length=384,
+        disable_tqdm=False,
+        **loss,
     )
 
 
@@ -186,16 +222,24 @@ def stage_evaluate(config: QuickstartConfig, judge: Path, folder: Path) -> str:
     from .evaluation import evaluate_judges
 
     try:  # before any model is loaded: an unavailable set costs nothing
-        held_out = load_eval_set("alpaca_eval", data_dir=config.data_dir, max_instructions=config.eval_max_instructions,
-                                 seed=config.seed)
+        held_out = load_eval_set(
+            "alpaca_eval", data_dir=config.data_dir, max_instructions=config.eval_max_instructions, seed=config.seed
+        )
     except PublicDataUnavailable as err:
         line = f"skipped, nothing evaluated on held-out data: {err} Then remove {folder} and re-run to evaluate."
         atomic_write_text(folder / "report.md", line + "\n")
         return line
     baselines = ["length", "random"] if config.tiny else ["length", "random", "cosine"]
     metrics = evaluate_judges(
-        [str(judge)], [held_out], folder, baselines=baselines, max_instructions=config.eval_max_instructions,
-        seed=config.seed, data_dir=config.data_dir, embedder=config.embedder, bootstrap_resamples=200,
+        [str(judge)],
+        [held_out],
+        folder,
+        baselines=baselines,
+        max_instructions=config.eval_max_instructions,
+        seed=config.seed,
+        data_dir=config.data_dir,
+        embedder=config.embedder,
+        bootstrap_resamples=200,
     )
     return headline(metrics)
 
@@ -206,8 +250,12 @@ def headline(metrics: dict) -> str:
     res = metrics["eval_sets"]["alpaca_eval"]
     scorers = res["scorers"]
     n_instructions = metrics["config"].get("max_instructions")
-    where = (f"slice of {n_instructions} held-out AlpacaEval test instructions ({res['n']} responses; a smoke run, "
-             "not the full split)" if n_instructions else f"all {res['n']} held-out AlpacaEval test responses")
+    where = (
+        f"slice of {n_instructions} held-out AlpacaEval test instructions ({res['n']} responses; a smoke run, "
+        "not the full split)"
+        if n_instructions
+        else f"all {res['n']} held-out AlpacaEval test responses"
+    )
     parts = [f"{name} {r['correlation']['spearman']:+.2f}" for name, r in scorers.items()]
     return f"on a {where}: Spearman with GPT-4 " + ", ".join(parts) + "; " + pick_line(metrics)
 
@@ -218,11 +266,16 @@ def pick_line(metrics: dict | None) -> str:
     res = (metrics or {}).get("eval_sets", {}).get("alpaca_eval") or {}
     reference = res.get("best_of_k")
     if not reference:
-        return ("best-of-n: no independent grader is available (no held-out data), so no best-of-n gain is "
-                "reported (the judge's own scores of its picks rise by construction)")
+        return (
+            "best-of-n: no independent grader is available (no held-out data), so no best-of-n gain is "
+            "reported (the judge's own scores of its picks rise by construction)"
+        )
     picks = [f"{name} {r['best_of_k']['pick']:.2f}" for name, r in res["scorers"].items() if r.get("best_of_k")]
-    return (f"best-of-{reference['k_max']} pick graded by GPT-4 (mean win prob of the top answer): " + ", ".join(picks)
-            + f", random pick {reference['random']:.2f}, oracle {reference['oracle']:.2f}")
+    return (
+        f"best-of-{reference['k_max']} pick graded by GPT-4 (mean win prob of the top answer): "
+        + ", ".join(picks)
+        + f", random pick {reference['random']:.2f}, oracle {reference['oracle']:.2f}"
+    )
 
 
 def stage_use(config: QuickstartConfig, judge_dir: Path, folder: Path) -> str:
@@ -242,12 +295,25 @@ def stage_use(config: QuickstartConfig, judge_dir: Path, folder: Path) -> str:
     if not shown or not held_apart:
         raise SelfJInputError(
             f"best-of-n needs bon_prompts >= 1 and calibration_prompts >= 1 instructions beyond them; the slice has "
-            f"{len(source)} (raise n_train_instructions / n_seed_tasks or lower bon_prompts / calibration_prompts).")
+            f"{len(source)} (raise n_train_instructions / n_seed_tasks or lower bon_prompts / calibration_prompts)."
+        )
     judge = SelfJudge.from_pretrained(str(judge_dir))
     policy, tokenizer = load_policy(config.policy)
-    table = best_of_n(policy, tokenizer, judge, shown + held_apart, config.bon_n, seed=config.seed, batch_size=4,
-                      generation_config={"max_new_tokens": config.max_new_tokens, "do_sample": True,
-                                         "temperature": 0.8, "top_p": 0.95})
+    table = best_of_n(
+        policy,
+        tokenizer,
+        judge,
+        shown + held_apart,
+        config.bon_n,
+        seed=config.seed,
+        batch_size=4,
+        generation_config={
+            "max_new_tokens": config.max_new_tokens,
+            "do_sample": True,
+            "temperature": 0.8,
+            "top_p": 0.95,
+        },
+    )
     table.save_to_disk(str(folder / "best_of_n"))
     gated, calibration = table.select(range(len(shown))), table.select(range(len(shown), len(table)))
     calibration_scores = [s for row in calibration for s in row["scores"]]
@@ -256,30 +322,53 @@ def stage_use(config: QuickstartConfig, judge_dir: Path, folder: Path) -> str:
     answered = sum(s >= threshold for s in gated_scores)
     metrics_file = folder.parent / "evaluation" / "metrics.json"
     grade = pick_line(json.loads(metrics_file.read_text()) if metrics_file.exists() else None)
-    lines = ["# Best-of-n picks\n",
-             "The judge's scores below rank the answers; they do not grade them (a judge's mean score of its own picks "
-             f"rises by construction). Graded independently: {grade}.\n"]
+    lines = [
+        "# Best-of-n picks\n",
+        "The judge's scores below rank the answers; they do not grade them (a judge's mean score of its own picks "
+        f"rises by construction). Graded independently: {grade}.\n",
+    ]
     for row in gated:
-        lines += [f"## {row['prompt']}", f"- first sample (judge {row['first_score']:.3f}): {row['first_response'][:300]!r}",
-                  f"- judge's pick (judge {row['best_score']:.3f}): {row['best_response'][:300]!r}", ""]
-    calibrated_on = (f"{len(calibration_scores)} sampled answers to {len(calibration)} held-apart instructions "
-                     "(none of them gated below)")
-    lines.append(f"# Selective instruction following (threshold {threshold:.3f}, target coverage "
-                 f"{config.target_coverage:.0%}, calibrated on {calibrated_on})\n")
+        lines += [
+            f"## {row['prompt']}",
+            f"- first sample (judge {row['first_score']:.3f}): {row['first_response'][:300]!r}",
+            f"- judge's pick (judge {row['best_score']:.3f}): {row['best_response'][:300]!r}",
+            "",
+        ]
+    calibrated_on = (
+        f"{len(calibration_scores)} sampled answers to {len(calibration)} held-apart instructions "
+        "(none of them gated below)"
+    )
+    lines.append(
+        f"# Selective instruction following (threshold {threshold:.3f}, target coverage "
+        f"{config.target_coverage:.0%}, calibrated on {calibrated_on})\n"
+    )
     lines.append(f"Achieved coverage on the gated answers: {answered}/{len(gated_scores)}.\n")
     for row in gated:
         for resp in row["responses"][:2]:
             decision = judge.decide(row["prompt"], resp, threshold)
-            lines.append(f"- {decision['decision'].upper():7} score {decision['score']:.3f}: {row['prompt'][:60]!r} -> {resp[:80]!r}")
+            lines.append(
+                f"- {decision['decision'].upper():7} score {decision['score']:.3f}: {row['prompt'][:60]!r} -> {resp[:80]!r}"
+            )
     atomic_write_text(folder / "examples.md", "\n".join(lines) + "\n")
-    atomic_write_json(folder / "summary.json", {
-        "best_of_n_grade": grade, "threshold": threshold, "target_coverage": config.target_coverage,
-        "calibration_instructions": list(held_apart), "calibration_answers": len(calibration_scores),
-        "gated_instructions": list(shown), "gated_answers": len(gated_scores), "answered": int(answered)})
+    atomic_write_json(
+        folder / "summary.json",
+        {
+            "best_of_n_grade": grade,
+            "threshold": threshold,
+            "target_coverage": config.target_coverage,
+            "calibration_instructions": list(held_apart),
+            "calibration_answers": len(calibration_scores),
+            "gated_instructions": list(shown),
+            "gated_answers": len(gated_scores),
+            "answered": int(answered),
+        },
+    )
     print("\n".join(lines))
-    return (f"{grade}; selective following: threshold {threshold:.3f} calibrated on {calibrated_on} at target "
-            f"coverage {config.target_coverage:.0%}, answered {answered}/{len(gated_scores)} of the other "
-            f"{len(shown)} instructions' answers; examples in examples.md")
+    return (
+        f"{grade}; selective following: threshold {threshold:.3f} calibrated on {calibrated_on} at target "
+        f"coverage {config.target_coverage:.0%}, answered {answered}/{len(gated_scores)} of the other "
+        f"{len(shown)} instructions' answers; examples in examples.md"
+    )
 
 
 def run_quickstart(config: QuickstartConfig) -> list[StageResult]:
@@ -291,10 +380,20 @@ def run_quickstart(config: QuickstartConfig) -> list[StageResult]:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     plan: list[tuple[str, str, Path, Callable[[Path], str]]] = [
-        ("setup", "0. set up offline models", out / "models",
-         lambda f: ", ".join(f"{role} {m} ready" for role, m in
-                             (("policy", config.policy), ("embedder", config.embedder),
-                              ("judge base", config.judge_base)) if resolve_model(m))),
+        (
+            "setup",
+            "0. set up offline models",
+            out / "models",
+            lambda f: ", ".join(
+                f"{role} {m} ready"
+                for role, m in (
+                    ("policy", config.policy),
+                    ("embedder", config.embedder),
+                    ("judge base", config.judge_base),
+                )
+                if resolve_model(m)
+            ),
+        ),
         ("label", "1. label (Self-J)", out / "labeled", lambda f: stage_label(config, f)),
         ("train", "2. train judge", out / "judge", lambda f: stage_train(config, out / "labeled", f)),
         ("evaluate", "3. evaluate", out / "evaluation", lambda f: stage_evaluate(config, out / "judge", f)),

@@ -33,7 +33,10 @@ class JudgeRecipeArguments:
     """What every judge-in-the-loop recipe needs besides the TRL trainer's own config."""
 
     policy: str = field(default="smollm2-135m-instruct", metadata={"help": "Policy folder, Hub id or offline alias."})
-    judge: str = field(default="outputs/judges/minilm", metadata={"help": "Judge folder (stage 2 writes outputs/judges/minilm) or Hub id."})
+    judge: str = field(
+        default="outputs/judges/minilm",
+        metadata={"help": "Judge folder (stage 2 writes outputs/judges/minilm) or Hub id."},
+    )
     dataset: str = field(
         default="selfj_trl/data/instructions.jsonl",
         metadata={"help": "Prompts: JSONL/CSV/Parquet file, save_to_disk folder or Hub id."},
@@ -43,9 +46,12 @@ class JudgeRecipeArguments:
     max_prompts: int | None = field(default=None, metadata={"help": "Use only the first N prompts."})
     judge_as: str = field(
         default="auto",
-        metadata={"help": "'path': TRL loads the judge (from_pretrained); 'callable': SelfJudge.as_reward_func (cuts "
-                          "long texts to the judge's max_length); 'auto': the callable for judges with absolute "
-                          "position limits (BERT-style encoders), the path otherwise.", "choices": list(JUDGE_AS)},
+        metadata={
+            "help": "'path': TRL loads the judge (from_pretrained); 'callable': SelfJudge.as_reward_func (cuts "
+            "long texts to the judge's max_length); 'auto': the callable for judges with absolute "
+            "position limits (BERT-style encoders), the path otherwise.",
+            "choices": list(JUDGE_AS),
+        },
     )
 
 

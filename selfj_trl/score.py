@@ -45,8 +45,12 @@ class ScoreConfig:
 
     judge: str = field(metadata={"help": "Judge folder, Hub id or offline alias."})
     dataset: str = field(metadata={"help": "Rows to score: a JSONL/CSV/Parquet file, save_to_disk folder or Hub id."})
-    output_file: str = field(metadata={"help": "Where to write the rows with their scores (JSONL). Rerunning the same "
-                                               "command after a kill resumes from the rows already scored."})
+    output_file: str = field(
+        metadata={
+            "help": "Where to write the rows with their scores (JSONL). Rerunning the same "
+            "command after a kill resumes from the rows already scored."
+        }
+    )
     split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict folder."})
     instruction_column: str = field(default="instruction", metadata={"help": "Column holding the instructions."})
     response_column: str = field(default="response", metadata={"help": "Column holding the responses."})
@@ -69,15 +73,26 @@ def resume_cache_path(output_file: str | os.PathLike, fingerprint: str) -> Path:
 
 def score_fingerprint(config: ScoreConfig, judge: SelfJudge) -> str:
     """What the scores depend on besides each row's text: the judge's files and the settings of the forward pass."""
-    return content_hash(CACHE_VERSION, folder_identity(resolve_model(config.judge)), str(judge.device), config.dtype,
-                        judge.max_length, config.batch_size, CHUNK_BATCHES, length=12)
+    return content_hash(
+        CACHE_VERSION,
+        folder_identity(resolve_model(config.judge)),
+        str(judge.device),
+        config.dtype,
+        judge.max_length,
+        config.batch_size,
+        CHUNK_BATCHES,
+        length=12,
+    )
 
 
 def run_score(config: ScoreConfig) -> Path:
     """Score ``config.dataset`` with ``config.judge`` and write JSONL (resuming a killed run); returns the path."""
     # The judge first: a wrong judge path fails at once instead of after the dataset is read.
     judge = SelfJudge.from_pretrained(
-        config.judge, device=config.device, dtype=config.dtype, trust_remote_code=config.trust_remote_code,
+        config.judge,
+        device=config.device,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
         max_length=config.max_length,
     )
     table = load_table(config.dataset, config.split)
@@ -87,7 +102,9 @@ def run_score(config: ScoreConfig) -> Path:
     if config.reference_column:
         columns.append(config.reference_column)
     require_columns(
-        table, columns, f"dataset {config.dataset}",
+        table,
+        columns,
+        f"dataset {config.dataset}",
         "Map yours with --instruction_column / --response_column / --reference_column.",
     )
     instructions = table[config.instruction_column]
@@ -105,8 +122,10 @@ def run_score(config: ScoreConfig) -> Path:
     for stale in out.parent.glob(f".{out.name}.resume-*.jsonl"):  # another judge's or settings' scores
         if stale != cache.path:
             stale.unlink()
-    keys = [content_hash(instructions[i], responses[i], None if references is None else references[i], length=20)
-            for i in range(len(table))]
+    keys = [
+        content_hash(instructions[i], responses[i], None if references is None else references[i], length=20)
+        for i in range(len(table))
+    ]
     resumed = sum(k in cache for k in keys)
     chunk = config.batch_size * CHUNK_BATCHES
     with tqdm(total=len(keys), initial=resumed, desc="scoring", unit="row") as bar:
@@ -116,9 +135,11 @@ def run_score(config: ScoreConfig) -> Path:
             if not missing:
                 continue
             scores = judge.score(
-                [instructions[i] for i in rows], [responses[i] for i in rows],
+                [instructions[i] for i in rows],
+                [responses[i] for i in rows],
                 references=None if references is None else [references[i] for i in rows],
-                batch_size=config.batch_size, show_progress=False,
+                batch_size=config.batch_size,
+                show_progress=False,
             )
             cache.add(dict(zip([keys[i] for i in rows], scores, strict=True)))
             bar.update(missing)

@@ -82,8 +82,9 @@ def group_index(groups: Sequence[Any]) -> tuple[list[Any], list[np.ndarray]]:
     return names, [np.array(index[g]) for g in names]
 
 
-def per_group_correlations(scores: Any, quality: Any, groups: Sequence[Any],
-                           min_size: int = 3) -> dict[Any, tuple[float, float]]:
+def per_group_correlations(
+    scores: Any, quality: Any, groups: Sequence[Any], min_size: int = 3
+) -> dict[Any, tuple[float, float]]:
     """(Pearson, Spearman) inside each group with at least ``min_size`` finite rows."""
     s, q = np.asarray(scores, float), np.asarray(quality, float)
     out: dict[Any, tuple[float, float]] = {}
@@ -102,8 +103,13 @@ def mean_within_group_spearman(scores: Any, quality: Any, groups: Sequence[Any])
     return float(np.mean(values)) if values else math.nan
 
 
-def cluster_bootstrap(statistic: Callable[[np.ndarray], Any], n_groups: int, n_resamples: int = 1000,
-                      confidence_level: float = 0.95, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def cluster_bootstrap(
+    statistic: Callable[[np.ndarray], Any],
+    n_groups: int,
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Percentile intervals of a vector statistic by resampling group indices with ``scipy.stats.bootstrap``.
 
     ``statistic`` maps an array of group indices (with repeats) to a vector; a resample where an entry is undefined
@@ -122,9 +128,17 @@ def cluster_bootstrap(statistic: Callable[[np.ndarray], Any], n_groups: int, n_r
 
     # scipy draws the resamples (its RNG, its resampling scheme); the NaN-aware percentiles are taken here because
     # scipy's own percentile step turns a single undefined resample into a NaN interval.
-    quietly(lambda: stats.bootstrap((np.arange(n_groups),), collect, vectorized=False, n_resamples=n_resamples,
-                                    confidence_level=confidence_level, method="percentile",
-                                    rng=np.random.default_rng(seed)))
+    quietly(
+        lambda: stats.bootstrap(
+            (np.arange(n_groups),),
+            collect,
+            vectorized=False,
+            n_resamples=n_resamples,
+            confidence_level=confidence_level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    )
     values = np.vstack(draws[-n_resamples:])
     alpha = (1 - confidence_level) / 2
     low, high = nan.copy(), nan.copy()

@@ -52,7 +52,9 @@ def load_table(source: Any, split: str = "train") -> Dataset:
     try:
         return load_dataset(str(source), split=split)
     except Exception as err:  # network down, unknown repo, gated repo
-        raise SelfJInputError(f"could not load dataset {source!r} from the Hub ({type(err).__name__}: {err}).") from err
+        raise SelfJInputError(
+            f"could not load dataset {source!r} from the Hub ({type(err).__name__}: {err})."
+        ) from err
 
 
 def load_file(path: Path, kind: str) -> Dataset:
@@ -98,7 +100,6 @@ def json_file_problem(path: Path) -> str | None:
         if problem:
             return f"line {number}: {problem}"
     return None
-
 
 
 def _pick_split(dd: DatasetDict, split: str, name: str) -> Dataset:

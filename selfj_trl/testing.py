@@ -47,7 +47,11 @@ def make_tokenizer(chat: bool = True):
     )
     tok.decoder = decoders.Replace("▁", "")
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
         additional_special_tokens=["<|user|>", "<|assistant|>", "<|system|>", "<|end|>"],
     )
     if chat:
@@ -63,10 +67,18 @@ def make_tiny_llama(path: str | Path, kind: str = "causal", chat: bool = True, s
     path = Path(path)
     tokenizer = make_tokenizer(chat=chat)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=TINY_HIDDEN, intermediate_size=2 * TINY_HIDDEN, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        num_labels=1, tie_word_embeddings=False,
+        vocab_size=len(tokenizer),
+        hidden_size=TINY_HIDDEN,
+        intermediate_size=2 * TINY_HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        num_labels=1,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
     cls = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
@@ -86,8 +98,13 @@ def tiny_instruction_rows(n: int = 6) -> list[dict[str, str]]:
         ("one two three", "four five six"),
         ("what is the answer ?", "the answer is good"),
     ]
-    return [{"instruction": base[i % len(base)][0] + (f" {i}" if i >= len(base) else ""),
-             "reference": base[i % len(base)][1]} for i in range(n)]
+    return [
+        {
+            "instruction": base[i % len(base)][0] + (f" {i}" if i >= len(base) else ""),
+            "reference": base[i % len(base)][1],
+        }
+        for i in range(n)
+    ]
 
 
 def make_tiny_embedder(path: str | Path, dim: int = 16) -> Path:
@@ -99,14 +116,28 @@ def make_tiny_embedder(path: str | Path, dim: int = 16) -> Path:
     path = Path(path)
     if (path / "modules.json").exists():
         return path
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz0123456789",
-             *sorted({w for line in _CORPUS for w in line.split() if len(w) > 1})]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *"abcdefghijklmnopqrstuvwxyz0123456789",
+        *sorted({w for line in _CORPUS for w in line.split() if len(w) > 1}),
+    ]
     bert_dir = path / "bert"
     bert_dir.mkdir(parents=True, exist_ok=True)
     (bert_dir / "vocab.txt").write_text("\n".join(vocab))
     BertTokenizerFast(vocab_file=str(bert_dir / "vocab.txt")).save_pretrained(bert_dir)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=dim, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=2 * dim)).save_pretrained(bert_dir)
+    BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=dim,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=2 * dim,
+        )
+    ).save_pretrained(bert_dir)
     SentenceTransformer(modules=[Transformer(str(bert_dir)), Pooling(dim)], device="cpu").save(str(path))
     return path
 
@@ -126,9 +157,17 @@ def tiny_labeled_rows() -> list[dict]:
     for iid, (instruction, reference) in enumerate(_ITEMS):
         samples = [(reference, 9.0), (reference.split()[0] + " bad answer", 4.5), ("bad bad", 0.5)]
         for k, (response, label) in enumerate(samples):
-            rows.append({
-                "instruction": instruction, "reference": reference, "response": response, "label": label,
-                "self_eval_score": label, "self_eval_noref_score": 4.0, "cosine_similarity": 0.5,
-                "sample_index": k, "instruction_id": iid,
-            })
+            rows.append(
+                {
+                    "instruction": instruction,
+                    "reference": reference,
+                    "response": response,
+                    "label": label,
+                    "self_eval_score": label,
+                    "self_eval_noref_score": 4.0,
+                    "cosine_similarity": 0.5,
+                    "sample_index": k,
+                    "instruction_id": iid,
+                }
+            )
     return rows

@@ -50,8 +50,10 @@ def calibrate_threshold(
         raise SelfJInputError("`scores` is empty; calibrate on a held-out set of scored rows.")
     ranked = sorted(values, reverse=True)
     if target_coverage is not None:
-        if isinstance(target_coverage, bool) or not isinstance(target_coverage, (int, float)) or not (
-            0 < target_coverage <= 1
+        if (
+            isinstance(target_coverage, bool)
+            or not isinstance(target_coverage, (int, float))
+            or not (0 < target_coverage <= 1)
         ):
             raise SelfJInputError(f"`target_coverage` must be in (0, 1], got {target_coverage!r}.")
         keep = max(1, math.ceil(target_coverage * len(ranked) - 1e-9))
@@ -61,7 +63,9 @@ def calibrate_threshold(
         raise SelfJInputError("`target_quality` needs `qualities` (one quality grade per score).")
     quality = _finite_floats(qualities, "qualities")
     if len(quality) != len(values):
-        raise SelfJInputError(f"`qualities` has {len(quality)} items but `scores` has {len(values)}; pass one per row.")
+        raise SelfJInputError(
+            f"`qualities` has {len(quality)} items but `scores` has {len(values)}; pass one per row."
+        )
     if isinstance(target_quality, bool) or not isinstance(target_quality, (int, float)) or math.isnan(target_quality):
         raise SelfJInputError(f"`target_quality` must be a number, got {target_quality!r}.")
     pairs = sorted(zip(values, quality, strict=True), key=lambda p: p[0], reverse=True)

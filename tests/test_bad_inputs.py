@@ -35,8 +35,14 @@ def _jsonl(path: Path, rows: list[dict]) -> str:
 
 
 def _labeled(path: Path, **override) -> str:
-    row = {"instruction": "what is two plus two ?", "reference": "four", "response": "four", "label": 7.0,
-           "instruction_id": 0, "sample_index": 0}
+    row = {
+        "instruction": "what is two plus two ?",
+        "reference": "four",
+        "response": "four",
+        "label": 7.0,
+        "instruction_id": 0,
+        "sample_index": 0,
+    }
     rows = [dict(row, **override), dict(row, response="five", label=2.0)]
     Dataset.from_list(rows).save_to_disk(str(path))
     return str(path)
@@ -55,49 +61,138 @@ def bad(tmp_path, tiny_policy, tiny_judge, tiny_embedder):
     Path(not_st).mkdir()
     (Path(not_st) / "config.json").write_text("{}")
     label_common = ["--output_dir", str(t / "lab"), "--policy", tiny_policy, "--embedder", tiny_embedder]
-    train_common = ["--model_name_or_path", tiny_judge, "--output_dir", str(t / "judge"), "--use_cpu", "true",
-                    "--report_to", "none"]
+    train_common = [
+        "--model_name_or_path",
+        tiny_judge,
+        "--output_dir",
+        str(t / "judge"),
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+    ]
     return {
-        "label: missing columns": (["label", "--dataset_name", no_cols, *label_common], ["missing column", "reference"]),
+        "label: missing columns": (
+            ["label", "--dataset_name", no_cols, *label_common],
+            ["missing column", "reference"],
+        ),
         "label: only empty rows": (["label", "--dataset_name", empty, *label_common], ["no usable"]),
         "label: non-string value": (["label", "--dataset_name", nonstr, *label_common], ["instruction", "string"]),
         "label: missing file": (["label", "--dataset_name", str(t / "nope.jsonl"), *label_common], ["no such file"]),
-        "label: unknown policy": (["label", "--dataset_name", good, "--output_dir", str(t / "l2"),
-                                   "--policy", str(t / "no_policy"), "--embedder", tiny_embedder], ["policy"]),
+        "label: unknown policy": (
+            [
+                "label",
+                "--dataset_name",
+                good,
+                "--output_dir",
+                str(t / "l2"),
+                "--policy",
+                str(t / "no_policy"),
+                "--embedder",
+                tiny_embedder,
+            ],
+            ["policy"],
+        ),
         "label: embedder not sentence-transformers": (
-            ["label", "--dataset_name", good, "--output_dir", str(t / "l3"), "--policy", tiny_policy,
-             "--embedder", not_st, "--max_new_tokens", "4"], ["sentence-transformers"]),
-        "label: cosine_weight out of range": (["label", "--dataset_name", good, "--cosine_weight", "1.5",
-                                               *label_common], ["cosine_weight"]),
-        "train: NaN label": (["train", "--dataset_name", _labeled(t / "nan", label=math.nan), *train_common],
-                             ["label", "NaN"]),
-        "train: label outside scale": (["train", "--dataset_name", _labeled(t / "big", label=42.0), *train_common],
-                                       ["outside", "label_max"]),
-        "train: None response": (["train", "--dataset_name", _labeled(t / "none", response=None), *train_common],
-                                 ["response"]),
-        "train: unknown base model": (["train", "--dataset_name", _labeled(t / "ok"), "--model_name_or_path",
-                                       str(t / "no_model"), "--output_dir", str(t / "j2"), "--use_cpu", "true"],
-                                      ["no_model"]),
-        "score: unknown judge": (["score", "--judge", str(t / "no_judge"), "--dataset", rows_ok, "--output_file",
-                                  str(t / "s.jsonl")], ["judge"]),
-        "score: missing column": (["score", "--judge", tiny_judge, "--dataset", no_cols, "--output_file",
-                                   str(t / "s2.jsonl")], ["instruction"]),
-        "best-of-n: n = 0": (["best-of-n", "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", good,
-                              "--output_dir", str(t / "b"), "--n", "0"], ["n"]),
-        "evaluate: unknown eval set": (["evaluate", "--judges", tiny_judge, "--eval_sets", str(t / "nope_set"),
-                                        "--output_dir", str(t / "e")], ["nope_set"]),
-        "evaluate: unknown judge": (["evaluate", "--judges", str(t / "no_judge"), "--eval_sets", rows_ok,
-                                     "--output_dir", str(t / "e2")], ["no_judge"]),
+            [
+                "label",
+                "--dataset_name",
+                good,
+                "--output_dir",
+                str(t / "l3"),
+                "--policy",
+                tiny_policy,
+                "--embedder",
+                not_st,
+                "--max_new_tokens",
+                "4",
+            ],
+            ["sentence-transformers"],
+        ),
+        "label: cosine_weight out of range": (
+            ["label", "--dataset_name", good, "--cosine_weight", "1.5", *label_common],
+            ["cosine_weight"],
+        ),
+        "train: NaN label": (
+            ["train", "--dataset_name", _labeled(t / "nan", label=math.nan), *train_common],
+            ["label", "NaN"],
+        ),
+        "train: label outside scale": (
+            ["train", "--dataset_name", _labeled(t / "big", label=42.0), *train_common],
+            ["outside", "label_max"],
+        ),
+        "train: None response": (
+            ["train", "--dataset_name", _labeled(t / "none", response=None), *train_common],
+            ["response"],
+        ),
+        "train: unknown base model": (
+            [
+                "train",
+                "--dataset_name",
+                _labeled(t / "ok"),
+                "--model_name_or_path",
+                str(t / "no_model"),
+                "--output_dir",
+                str(t / "j2"),
+                "--use_cpu",
+                "true",
+            ],
+            ["no_model"],
+        ),
+        "score: unknown judge": (
+            ["score", "--judge", str(t / "no_judge"), "--dataset", rows_ok, "--output_file", str(t / "s.jsonl")],
+            ["judge"],
+        ),
+        "score: missing column": (
+            ["score", "--judge", tiny_judge, "--dataset", no_cols, "--output_file", str(t / "s2.jsonl")],
+            ["instruction"],
+        ),
+        "best-of-n: n = 0": (
+            [
+                "best-of-n",
+                "--policy",
+                tiny_policy,
+                "--judge",
+                tiny_judge,
+                "--dataset",
+                good,
+                "--output_dir",
+                str(t / "b"),
+                "--n",
+                "0",
+            ],
+            ["n"],
+        ),
+        "evaluate: unknown eval set": (
+            ["evaluate", "--judges", tiny_judge, "--eval_sets", str(t / "nope_set"), "--output_dir", str(t / "e")],
+            ["nope_set"],
+        ),
+        "evaluate: unknown judge": (
+            ["evaluate", "--judges", str(t / "no_judge"), "--eval_sets", rows_ok, "--output_dir", str(t / "e2")],
+            ["no_judge"],
+        ),
         "quickstart: unknown stage": (["quickstart", "--stages", "lable", "--output_dir", str(t / "q")], ["lable"]),
     }
 
 
 CASES = [
-    "label: missing columns", "label: only empty rows", "label: non-string value", "label: missing file",
-    "label: unknown policy", "label: embedder not sentence-transformers", "label: cosine_weight out of range",
-    "train: NaN label", "train: label outside scale", "train: None response", "train: unknown base model",
-    "score: unknown judge", "score: missing column", "best-of-n: n = 0", "evaluate: unknown eval set",
-    "evaluate: unknown judge", "quickstart: unknown stage",
+    "label: missing columns",
+    "label: only empty rows",
+    "label: non-string value",
+    "label: missing file",
+    "label: unknown policy",
+    "label: embedder not sentence-transformers",
+    "label: cosine_weight out of range",
+    "train: NaN label",
+    "train: label outside scale",
+    "train: None response",
+    "train: unknown base model",
+    "score: unknown judge",
+    "score: missing column",
+    "best-of-n: n = 0",
+    "evaluate: unknown eval set",
+    "evaluate: unknown judge",
+    "quickstart: unknown stage",
 ]
 
 
@@ -133,23 +228,62 @@ def _commands():
     from selfj_trl.trainer.config import SelfJRewardConfig, SelfJScriptArguments
 
     return {
-        "score": ((ScoreConfig,), "selfj_trl.score:run_score",
-                  ["--judge", "{judge}", "--dataset", "{rows}", "--output_file", "{out}/s.jsonl"]),
-        "best-of-n": ((BestOfNConfig,), "selfj_trl.best_of_n:run_best_of_n",
-                      ["--policy", "{policy}", "--judge", "{judge}", "--dataset", "{rows}", "--output_dir", "{out}/b"]),
-        "evaluate": ((EvaluationConfig,), "selfj_trl.evaluation.command:evaluate_judges",
-                     ["--output_dir", "{out}/e", "--judges", "{judge}", "--eval_sets", "{rows}"]),
-        "signal": ((LabelReportConfig,), "selfj_trl.label_report.report:run_label_report",
-                   ["--output_dir", "{out}/sig", "--policy", "{policy}", "--embedder", "{embedder}"]),
-        "label": ((LabelingConfig,), "selfj_trl.labeling.pipeline:label_dataset",
-                  ["--dataset_name", "{rows}", "--output_dir", "{out}/l", "--policy", "{policy}",
-                   "--embedder", "{embedder}"]),
-        "train": ((SelfJScriptArguments, SelfJRewardConfig, ModelConfig), "selfj_trl.trainer.script:train_judge",
-                  ["--model_name_or_path", "{judge}", "--dataset_name", "{rows}", "--output_dir", "{out}/j",
-                   "--use_cpu", "true", "--report_to", "none"]),
+        "score": (
+            (ScoreConfig,),
+            "selfj_trl.score:run_score",
+            ["--judge", "{judge}", "--dataset", "{rows}", "--output_file", "{out}/s.jsonl"],
+        ),
+        "best-of-n": (
+            (BestOfNConfig,),
+            "selfj_trl.best_of_n:run_best_of_n",
+            ["--policy", "{policy}", "--judge", "{judge}", "--dataset", "{rows}", "--output_dir", "{out}/b"],
+        ),
+        "evaluate": (
+            (EvaluationConfig,),
+            "selfj_trl.evaluation.command:evaluate_judges",
+            ["--output_dir", "{out}/e", "--judges", "{judge}", "--eval_sets", "{rows}"],
+        ),
+        "signal": (
+            (LabelReportConfig,),
+            "selfj_trl.label_report.report:run_label_report",
+            ["--output_dir", "{out}/sig", "--policy", "{policy}", "--embedder", "{embedder}"],
+        ),
+        "label": (
+            (LabelingConfig,),
+            "selfj_trl.labeling.pipeline:label_dataset",
+            [
+                "--dataset_name",
+                "{rows}",
+                "--output_dir",
+                "{out}/l",
+                "--policy",
+                "{policy}",
+                "--embedder",
+                "{embedder}",
+            ],
+        ),
+        "train": (
+            (SelfJScriptArguments, SelfJRewardConfig, ModelConfig),
+            "selfj_trl.trainer.script:train_judge",
+            [
+                "--model_name_or_path",
+                "{judge}",
+                "--dataset_name",
+                "{rows}",
+                "--output_dir",
+                "{out}/j",
+                "--use_cpu",
+                "true",
+                "--report_to",
+                "none",
+            ],
+        ),
         "serve": ((ServeConfig,), "selfj_trl.serve.app:build_server", ["--judge", "{judge}"]),
-        "push": ((PushConfig,), "selfj_trl.push:run_push",
-                 ["--judge_dir", "{judge}", "--judge_repo", "me/judge", "--dry_run"]),
+        "push": (
+            (PushConfig,),
+            "selfj_trl.push:run_push",
+            ["--judge_dir", "{judge}", "--judge_repo", "me/judge", "--dry_run"],
+        ),
         "quickstart": ((QuickstartConfig,), "selfj_trl.quickstart:run_quickstart", ["--output_dir", "{out}/q"]),
     }
 
@@ -216,8 +350,14 @@ def places(tmp_path_factory, tiny_policy, tiny_judge, tiny_embedder):
     out = tmp_path_factory.mktemp("flags")
     (out / "a_file.txt").write_text("not a folder\n")
     rows = _jsonl(out / "rows.jsonl", [{"instruction": "hello", "response": "world", "reference": "earth"}])
-    return {"out": str(out), "file": str(out / "a_file.txt"), "rows": rows, "judge": tiny_judge,
-            "policy": tiny_policy, "embedder": tiny_embedder}
+    return {
+        "out": str(out),
+        "file": str(out / "a_file.txt"),
+        "rows": rows,
+        "judge": tiny_judge,
+        "policy": tiny_policy,
+        "embedder": tiny_embedder,
+    }
 
 
 @pytest.mark.parametrize("command, flag, value", MATRIX)
@@ -247,9 +387,16 @@ def test_every_numeric_flag_has_a_range():
     """A new numeric flag of any command is covered by the matrix only once the one table gives it a range."""
     from selfj_trl.flags import NUMERIC_FLAGS, numeric_kind, own_fields
 
-    missing = [f"{dtype.__name__}.{f.name}" for types, _, _ in _commands().values() for dtype in types
-               for f, hint in _checked_fields(dtype) if f.name in own_fields(dtype)
-               and numeric_kind(hint) is not None and f.name not in NUMERIC_FLAGS and f.name != "fit_weights"]
+    missing = [
+        f"{dtype.__name__}.{f.name}"
+        for types, _, _ in _commands().values()
+        for dtype in types
+        for f, hint in _checked_fields(dtype)
+        if f.name in own_fields(dtype)
+        and numeric_kind(hint) is not None
+        and f.name not in NUMERIC_FLAGS
+        and f.name != "fit_weights"
+    ]
     assert not missing
 
 
@@ -281,31 +428,58 @@ def test_bad_config_file_is_one_line(tmp_path, places, capsys):
 
 def test_score_output_path_is_a_folder_subprocess(places, tmp_path):
     """The one line really is all of stderr in a fresh interpreter (no warning, no traceback)."""
-    res = subprocess.run([sys.executable, "-m", "selfj_trl.cli", "score", "--judge", places["judge"], "--dataset",
-                          places["rows"], "--output_file", str(tmp_path)], capture_output=True, text=True,
-                         cwd=REPO, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "selfj_trl.cli",
+            "score",
+            "--judge",
+            places["judge"],
+            "--dataset",
+            places["rows"],
+            "--output_file",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert res.returncode == 2, res.stderr[-2000:]
     assert res.stderr.strip().splitlines() == [
-        f"selfj-trl score: error: `--output_file` {tmp_path} is an existing folder; name a file to write."]
+        f"selfj-trl score: error: `--output_file` {tmp_path} is an existing folder; name a file to write."
+    ]
 
 
 def error_lines(err: str) -> list[str]:
     """The lines of stderr that are not progress bars (datasets and tqdm draw theirs on stderr); no traceback."""
     assert "Traceback" not in err, err[-3000:]
-    return [line for line in err.strip().splitlines()
-            if line.strip() and ("error:" in line or not re.search(r"\d+/\d+|it/s|examples", line))]
+    return [
+        line
+        for line in err.strip().splitlines()
+        if line.strip() and ("error:" in line or not re.search(r"\d+/\d+|it/s|examples", line))
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Bad files and models: refused in one line naming the file (and the line)
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, text, words", [
-    ("empty.jsonl", "", ["empty.jsonl", "empty"]),
-    ("empty_list.json", "[]", ["empty_list.json", "empty JSON list"]),
-    ("blank.jsonl", "\n  \n\n", ["blank.jsonl", "blank"]),
-    ("torn.jsonl", '{"instruction": "a", "response": "b"}\n{"instruction": "c", "resp\n', ["torn.jsonl", "line 2"]),
-    ("header_only.csv", "instruction,response\n", ["header_only.csv", "no rows"]),
-], ids=lambda x: x if isinstance(x, str) and "." in x else "")
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("empty.jsonl", "", ["empty.jsonl", "empty"]),
+        ("empty_list.json", "[]", ["empty_list.json", "empty JSON list"]),
+        ("blank.jsonl", "\n  \n\n", ["blank.jsonl", "blank"]),
+        (
+            "torn.jsonl",
+            '{"instruction": "a", "response": "b"}\n{"instruction": "c", "resp\n',
+            ["torn.jsonl", "line 2"],
+        ),
+        ("header_only.csv", "instruction,response\n", ["header_only.csv", "no rows"]),
+    ],
+    ids=lambda x: x if isinstance(x, str) and "." in x else "",
+)
 def test_unusable_table_file_is_one_line(name, text, words, tmp_path, tiny_judge, capsys):
     path = tmp_path / name
     path.write_text(text)
@@ -338,8 +512,14 @@ def _broken_judge(tmp_path: Path, tiny_judge: str, how: str) -> str:
     return str(folder)
 
 
-@pytest.mark.parametrize("how, words", [("two_labels", ["2 labels"]), ("truncated", ["weights", "truncated"]),
-                                        ("unknown_type", ["no-such-architecture"])])
+@pytest.mark.parametrize(
+    "how, words",
+    [
+        ("two_labels", ["2 labels"]),
+        ("truncated", ["weights", "truncated"]),
+        ("unknown_type", ["no-such-architecture"]),
+    ],
+)
 def test_unusable_judge_is_one_line(how, words, tmp_path, tiny_judge, capsys):
     judge = _broken_judge(tmp_path, tiny_judge, how)
     rows = _jsonl(tmp_path / "rows.jsonl", [{"instruction": "a", "response": "b"}])
@@ -358,25 +538,55 @@ def test_resume_without_checkpoint_is_refused_before_loading(tmp_path, tiny_judg
     monkeypatch.setattr(script, "SelfJRewardTrainer", never)
     out = tmp_path / "judge"
     out.mkdir()
-    code = cli(["train", "--model_name_or_path", tiny_judge, "--dataset_name", _labeled(tmp_path / "ok"),
-                "--output_dir", str(out), "--use_cpu", "true", "--report_to", "none",
-                "--resume_from_checkpoint", "true"])
+    code = cli(
+        [
+            "train",
+            "--model_name_or_path",
+            tiny_judge,
+            "--dataset_name",
+            _labeled(tmp_path / "ok"),
+            "--output_dir",
+            str(out),
+            "--use_cpu",
+            "true",
+            "--report_to",
+            "none",
+            "--resume_from_checkpoint",
+            "true",
+        ]
+    )
     lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1 and "--resume_from_checkpoint" in lines[0] and str(out) in lines[0], lines
 
 
-def test_label_refuses_over_long_instruction_before_sampling(tmp_path, tiny_policy, tiny_embedder, monkeypatch,
-                                                             capsys):
+def test_label_refuses_over_long_instruction_before_sampling(
+    tmp_path, tiny_policy, tiny_embedder, monkeypatch, capsys
+):
     from selfj_trl.labeling import scoring
 
     def never(*args, **kwargs):
         raise AssertionError("the policy sampled answers for an instruction that cannot be judged")
 
     monkeypatch.setattr(scoring, "sample_responses", never)
-    rows = _jsonl(tmp_path / "long.jsonl", [{"instruction": "short one", "reference": "fine"},
-                                            {"instruction": "word " * 3000, "reference": "fine"}])
-    code = cli(["label", "--dataset_name", rows, "--output_dir", str(tmp_path / "lab"), "--policy", tiny_policy,
-                "--embedder", tiny_embedder, "--max_length", "256"])
+    rows = _jsonl(
+        tmp_path / "long.jsonl",
+        [{"instruction": "short one", "reference": "fine"}, {"instruction": "word " * 3000, "reference": "fine"}],
+    )
+    code = cli(
+        [
+            "label",
+            "--dataset_name",
+            rows,
+            "--output_dir",
+            str(tmp_path / "lab"),
+            "--policy",
+            tiny_policy,
+            "--embedder",
+            tiny_embedder,
+            "--max_length",
+            "256",
+        ]
+    )
     lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1, lines
     assert "row 1" in lines[0] and "max_length=256" in lines[0], lines
@@ -395,20 +605,25 @@ def _run_raising(monkeypatch, err: BaseException) -> int:
     return cli(["raiser"])
 
 
-@pytest.mark.parametrize("err", [
-    json.JSONDecodeError("Expecting value", "{", 1),
-    IsADirectoryError(21, "Is a directory", "/some/folder"),
-    NotADirectoryError(20, "Not a directory", "/a/file/x"),
-    PermissionError(13, "Permission denied", "/root/secret"),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "err",
+    [
+        json.JSONDecodeError("Expecting value", "{", 1),
+        IsADirectoryError(21, "Is a directory", "/some/folder"),
+        NotADirectoryError(20, "Not a directory", "/a/file/x"),
+        PermissionError(13, "Permission denied", "/root/secret"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_cli_maps_input_type_errors_to_exit_2(err, monkeypatch, capsys):
     assert _run_raising(monkeypatch, err) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("selfj-trl raiser: error: "), lines
 
 
-@pytest.mark.parametrize("err", [ValueError("a bug"), PermissionError("no path involved"), KeyError("x")],
-                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "err", [ValueError("a bug"), PermissionError("no path involved"), KeyError("x")], ids=lambda e: type(e).__name__
+)
 def test_cli_keeps_the_traceback_of_a_bug(err, monkeypatch):
     with pytest.raises(type(err)):
         _run_raising(monkeypatch, err)
@@ -438,9 +653,21 @@ def test_push_command_missing_folder_is_one_line(tmp_path, capsys):
 
 
 def test_push_to_hub_missing_folder_is_one_line(tmp_path):
-    res = subprocess.run([sys.executable, "push_to_hub.py", "--judge_dir", str(tmp_path / "nope"),
-                          "--judge_repo", "me/judge", "--dry_run"], capture_output=True, text=True, cwd=REPO,
-                         timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "push_to_hub.py",
+            "--judge_dir",
+            str(tmp_path / "nope"),
+            "--judge_repo",
+            "me/judge",
+            "--dry_run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("push_to_hub.py: error:") and "nope" in res.stderr
 
@@ -510,19 +737,51 @@ def _tokenizerless_commands(t: Path, plain_judge: str, policy: str, embedder: st
         "score": ["score", "--judge", plain_judge, "--dataset", rows, "--output_file", str(t / "s.jsonl")],
         "serve": ["serve", "--judge", plain_judge, "--port", "0"],
         "evaluate": ["evaluate", "--judges", plain_judge, "--eval_sets", rows, "--output_dir", str(t / "e")],
-        "best-of-n": ["best-of-n", "--policy", policy, "--judge", plain_judge, "--dataset", rows, "--output_dir",
-                      str(t / "b"), "--n", "2"],
+        "best-of-n": [
+            "best-of-n",
+            "--policy",
+            policy,
+            "--judge",
+            plain_judge,
+            "--dataset",
+            rows,
+            "--output_dir",
+            str(t / "b"),
+            "--n",
+            "2",
+        ],
         "label policy": ["label", "--dataset_name", rows, "--policy", policy, "--output_dir", str(t / "l")],
-        "label embedder": ["label", "--dataset_name", rows, "--policy", policy, "--embedder", embedder,
-                           "--output_dir", str(t / "l2")],
-        "train": ["train", "--dataset_name", labeled, "--model_name_or_path", plain_judge, "--output_dir",
-                  str(t / "j"), "--use_cpu", "true", "--report_to", "none"],
+        "label embedder": [
+            "label",
+            "--dataset_name",
+            rows,
+            "--policy",
+            policy,
+            "--embedder",
+            embedder,
+            "--output_dir",
+            str(t / "l2"),
+        ],
+        "train": [
+            "train",
+            "--dataset_name",
+            labeled,
+            "--model_name_or_path",
+            plain_judge,
+            "--output_dir",
+            str(t / "j"),
+            "--use_cpu",
+            "true",
+            "--report_to",
+            "none",
+        ],
     }
 
 
 @pytest.mark.parametrize("which", ["json", "all"])
-@pytest.mark.parametrize("command", ["score", "serve", "evaluate", "best-of-n", "label policy", "label embedder",
-                                     "train"])
+@pytest.mark.parametrize(
+    "command", ["score", "serve", "evaluate", "best-of-n", "label policy", "label embedder", "train"]
+)
 def test_a_model_without_its_tokenizer_is_one_line(command, which, tmp_path, tiny_policy, tiny_embedder, capsys):
     if command == "label embedder" and which == "json":
         pytest.skip("a BERT embedder rebuilds its tokenizer from vocab.txt: not an error")
@@ -531,15 +790,25 @@ def test_a_model_without_its_tokenizer_is_one_line(command, which, tmp_path, tin
     plain = make_tiny_llama(tmp_path / "plain_source", kind="seqcls", chat=True)
     judge = _without_tokenizer(str(plain), tmp_path / "judge", which)
     good_policy, good_embedder = tiny_policy, tiny_embedder
-    policy = _without_tokenizer(tiny_policy, tmp_path / "policy", which) if command in ("best-of-n", "label policy") \
+    policy = (
+        _without_tokenizer(tiny_policy, tmp_path / "policy", which)
+        if command in ("best-of-n", "label policy")
         else good_policy
-    embedder = _without_tokenizer(tiny_embedder, tmp_path / "embedder", which) if command == "label embedder" \
+    )
+    embedder = (
+        _without_tokenizer(tiny_embedder, tmp_path / "embedder", which)
+        if command == "label embedder"
         else good_embedder
+    )
     if command == "best-of-n":
         judge = str(plain)  # the policy is the broken one here
-    rows = _jsonl(tmp_path / "rows.jsonl", [{"instruction": "hello", "response": "world", "reference": "earth",
-                                             "quality": 1.0}, {"instruction": "bye", "response": "now",
-                                                               "reference": "later", "quality": 2.0}])
+    rows = _jsonl(
+        tmp_path / "rows.jsonl",
+        [
+            {"instruction": "hello", "response": "world", "reference": "earth", "quality": 1.0},
+            {"instruction": "bye", "response": "now", "reference": "later", "quality": 2.0},
+        ],
+    )
     argv = _tokenizerless_commands(tmp_path, judge, policy, embedder, rows, _labeled(tmp_path / "labeled"))[command]
     name = argv[0]
     capsys.readouterr()

@@ -108,8 +108,16 @@ def _table(gaps, same=()):
     rows = []
     for i, gap in enumerate(gaps):
         best, worst = f"best {i}", (f"best {i}" if i in same else f"worst {i}")
-        rows.append({"prompt": f"q{i}", "prompt_text": PLAIN_PROMPT_TEMPLATE.format(instruction=f"q{i}"),
-                     "best_response": best, "best_score": 1.0 + gap, "worst_response": worst, "worst_score": 1.0})
+        rows.append(
+            {
+                "prompt": f"q{i}",
+                "prompt_text": PLAIN_PROMPT_TEMPLATE.format(instruction=f"q{i}"),
+                "best_response": best,
+                "best_score": 1.0 + gap,
+                "worst_response": worst,
+                "worst_score": 1.0,
+            }
+        )
     return Dataset.from_list(rows)
 
 
@@ -154,9 +162,28 @@ def test_cli_writes_table_jsonl_summary_and_pairs(tiny_policy, tiny_judge, tmp_p
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps({"question": p}) + "\n" for p in PROMPTS))
     out, pairs_dir = tmp_path / "bon", tmp_path / "pairs"
-    argv = ["--policy", tiny_policy, "--judge", tiny_judge, "--dataset", str(data), "--prompt_column", "question",
-            "--output_dir", str(out), "--n", "3", "--max_new_tokens", "4", "--device", "cpu",
-            "--dpo_pairs_dir", str(pairs_dir), "--max_prompts", "2"]
+    argv = [
+        "--policy",
+        tiny_policy,
+        "--judge",
+        tiny_judge,
+        "--dataset",
+        str(data),
+        "--prompt_column",
+        "question",
+        "--output_dir",
+        str(out),
+        "--n",
+        "3",
+        "--max_new_tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--dpo_pairs_dir",
+        str(pairs_dir),
+        "--max_prompts",
+        "2",
+    ]
     assert main(argv) == 0
     table = load_from_disk(str(out))
     assert table["prompt"] == PROMPTS[:2]

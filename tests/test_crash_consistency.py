@@ -129,8 +129,13 @@ def test_every_reading_command_refuses_an_unfinished_folder_in_one_line(tmp_path
         "label": ["--output_dir", str(tmp_path / "l")],
         "push": ["--judge_dir", tiny_judge, "--judge_repo", "me/judge", "--dataset_repo", "me/data", "--dry_run"],
     }
-    flag = {"train": "--dataset_name", "score": "--dataset", "best-of-n": "--dataset", "label": "--dataset_name",
-            "push": "--dataset_dir"}
+    flag = {
+        "train": "--dataset_name",
+        "score": "--dataset",
+        "best-of-n": "--dataset",
+        "label": "--dataset_name",
+        "push": "--dataset_dir",
+    }
     for command, argv in commands.items():
         capsys.readouterr()
         code = cli([command, flag[command], str(unfinished), *argv])

@@ -29,15 +29,22 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def test_dev_rows_are_train_split_honest_answers_only(cv, tmp_path):
-    write_jsonl(tmp_path / "instructions.jsonl", [
-        {"id": "a", "instruction": "train one", "reference": "ref a", "split": "train"},
-        {"id": "b", "instruction": "test one", "reference": "ref b", "split": "test"},
-        {"id": "c", "instruction": "train two", "reference": "ref c", "split": "train"},
-    ])
-    write_jsonl(tmp_path / "responses.jsonl", [
-        {"id": i, "model": m, "response": f"{i}-{m}", "gpt4_win_prob": 0.5}
-        for i in "abc" for m in ("m1", "m2", "NullModel", "gpt4_gamed")
-    ])
+    write_jsonl(
+        tmp_path / "instructions.jsonl",
+        [
+            {"id": "a", "instruction": "train one", "reference": "ref a", "split": "train"},
+            {"id": "b", "instruction": "test one", "reference": "ref b", "split": "test"},
+            {"id": "c", "instruction": "train two", "reference": "ref c", "split": "train"},
+        ],
+    )
+    write_jsonl(
+        tmp_path / "responses.jsonl",
+        [
+            {"id": i, "model": m, "response": f"{i}-{m}", "gpt4_win_prob": 0.5}
+            for i in "abc"
+            for m in ("m1", "m2", "NullModel", "gpt4_gamed")
+        ],
+    )
     # A test instruction asked for by its text is still never returned.
     rows = cv.dev_rows(tmp_path, {"train one", "test one"})
     assert sorted(r["response"] for r in rows) == ["a-m1", "a-m2"]
@@ -58,7 +65,8 @@ def test_too_few_instructions_to_fill_every_fold_is_one_line_and_exit_2(cv, tmp_
 
     same_fold = [ins for ins in (f"instruction {i}" for i in range(50)) if cv.fold_of(ins, 2) == 1][:3]
     Dataset.from_list([{"instruction": ins, "response": "r", "label": 1.0} for ins in same_fold]).save_to_disk(
-        str(tmp_path / "labeled"))
+        str(tmp_path / "labeled")
+    )
     capsys.readouterr()  # the save's progress bar
     monkeypatch.setattr(cv, "train_judge", lambda *a, **k: pytest.fail("trained a judge on an empty fold"))
     assert cv.main(["--labeled", str(tmp_path / "labeled"), "--out", str(tmp_path / "out")]) == 2
@@ -73,8 +81,11 @@ def test_folds_made_from_other_labels_are_refused_not_reused(cv, tmp_path, capsy
     from datasets import Dataset
 
     names = [f"instruction {i}" for i in range(12)]
-    rows = [{"instruction": ins, "response": r, "label": float(i + j)} for i, ins in enumerate(names) for j, r in
-            enumerate(("a", "b"))]
+    rows = [
+        {"instruction": ins, "response": r, "label": float(i + j)}
+        for i, ins in enumerate(names)
+        for j, r in enumerate(("a", "b"))
+    ]
     Dataset.from_list(rows).save_to_disk(str(tmp_path / "labels_v1"))
     Dataset.from_list(rows[:-2]).save_to_disk(str(tmp_path / "labels_v2"))
     folds = {ins: cv.fold_of(ins, 2) for ins in names}
@@ -82,8 +93,10 @@ def test_folds_made_from_other_labels_are_refused_not_reused(cv, tmp_path, capsy
         cv.training_rows(Dataset.from_list(rows), folds, k).save_to_disk(str(tmp_path / "out" / f"fold{k}" / "train"))
     capsys.readouterr()
     monkeypatch.setattr(cv, "run_fold", lambda *a, **k: None)  # nothing past the check
-    assert cv.main(["--labeled", str(tmp_path / "labels_v1"), "--out", str(tmp_path / "out"), "--settings",
-                    "distill0"]) == 0
+    assert (
+        cv.main(["--labeled", str(tmp_path / "labels_v1"), "--out", str(tmp_path / "out"), "--settings", "distill0"])
+        == 0
+    )
     assert cv.main(["--labeled", str(tmp_path / "labels_v2"), "--out", str(tmp_path / "out")]) == 2
     assert "came from other labels" in capsys.readouterr().err
 
@@ -98,26 +111,40 @@ def test_the_headline_ranks_the_models_of_the_dev_fold_against_their_gpt4_means(
 
     rng = np.random.default_rng(0)
     skill = {f"m{k}": k / 10 for k in range(5)}
-    rows = [{"question_id": f"q{i}", "instruction": f"question {i}", "response": f"{m} answer {i}", "model": m,
-             "gpt4_win_prob": float(np.clip(s + rng.normal(0, 0.05), 0, 1))} for i in range(12) for m, s in skill.items()]
+    rows = [
+        {
+            "question_id": f"q{i}",
+            "instruction": f"question {i}",
+            "response": f"{m} answer {i}",
+            "model": m,
+            "gpt4_win_prob": float(np.clip(s + rng.normal(0, 0.05), 0, 1)),
+        }
+        for i in range(12)
+        for m, s in skill.items()
+    ]
     ds = load_custom_set(Dataset.from_list(rows), "gpt4_win_prob", name="dev0")
     by_model = np.array([skill[r["model"]] for r in rows])
     noise = rng.normal(0, 0.01, len(rows))
     assert cv.headline(evaluate_pointwise(ds, by_model + noise, None, n_resamples=20))["ranking"] == pytest.approx(1.0)
-    assert cv.headline(evaluate_pointwise(ds, -by_model + noise, None, n_resamples=20))["ranking"] == pytest.approx(-1.0)
+    assert cv.headline(evaluate_pointwise(ds, -by_model + noise, None, n_resamples=20))["ranking"] == pytest.approx(
+        -1.0
+    )
 
 
 def test_labels_so_far_equal_what_the_finished_run_computes(cv, tmp_path):
     shards = tmp_path / "run" / "shards"
     shards.mkdir(parents=True)
-    rows = [{"instruction": f"q{i}", "response": "r", "self_eval_score": 1.5 * i, "cosine_similarity": 0.2 * i - 0.3}
-            for i in range(6)]
+    rows = [
+        {"instruction": f"q{i}", "response": "r", "self_eval_score": 1.5 * i, "cosine_similarity": 0.2 * i - 0.3}
+        for i in range(6)
+    ]
     write_jsonl(shards / "chunk-000000-n3.jsonl", rows[:3])
     write_jsonl(shards / "chunk-000001-n3.jsonl", rows[3:])
     (shards / "manifest.json").write_text("{}")
     table = cv.labels_so_far(tmp_path / "run", 0.25)
-    expected = combine_labels([r["self_eval_score"] for r in rows], [r["cosine_similarity"] for r in rows],
-                              cosine_weight=0.25)
+    expected = combine_labels(
+        [r["self_eval_score"] for r in rows], [r["cosine_similarity"] for r in rows], cosine_weight=0.25
+    )
     assert table["label"] == pytest.approx(expected) and table["instruction"] == [r["instruction"] for r in rows]
     with pytest.raises(SystemExit):
         cv.labels_so_far(tmp_path / "empty", 0.25)
@@ -125,8 +152,10 @@ def test_labels_so_far_equal_what_the_finished_run_computes(cv, tmp_path):
 
 def test_the_table_shows_how_much_of_its_label_each_view_learned(cv):
     def fold(student_fit):
-        views = {v: {"spearman": 0.1, "within": 0.2, "pick": 0.3, "ranking": 0.5}
-                 for v in ("student", "teacher", *cv.BASELINES)}
+        views = {
+            v: {"spearman": 0.1, "within": 0.2, "pick": 0.3, "ranking": 0.5}
+            for v in ("student", "teacher", *cv.BASELINES)
+        }
         views["student"].update(vs_label=student_fit, vs_label_within=student_fit / 2)
         views["teacher"].update(vs_label=0.8, vs_label_within=0.6)
         return {**views, "n_dev_rows": 10}

@@ -110,10 +110,20 @@ def _pick_set(pick_models=None, calibration=None):
     """Two questions x (three honest models + one adversarial); model "c" writes the best answers, "x" games."""
     models = ["a", "b", "c", "x"] * 2
     return PointwiseSet(
-        name="picks", title="picks", quality_name="q", instructions=["i0"] * 4 + ["i1"] * 4,
-        responses=[f"r{i}" for i in range(8)], references=[None] * 8,
-        quality=np.array([0.1, 0.4, 0.9, 1.0, 0.2, 0.5, 0.8, 1.0]), groups=["0"] * 4 + ["1"] * 4, models=models,
-        subsets=[None] * 8, adversarial=("x",), pick_models=pick_models, calibration=calibration)
+        name="picks",
+        title="picks",
+        quality_name="q",
+        instructions=["i0"] * 4 + ["i1"] * 4,
+        responses=[f"r{i}" for i in range(8)],
+        references=[None] * 8,
+        quality=np.array([0.1, 0.4, 0.9, 1.0, 0.2, 0.5, 0.8, 1.0]),
+        groups=["0"] * 4 + ["1"] * 4,
+        models=models,
+        subsets=[None] * 8,
+        adversarial=("x",),
+        pick_models=pick_models,
+        calibration=calibration,
+    )
 
 
 def test_best_of_k_picks_among_the_sets_candidates_only():
@@ -131,8 +141,14 @@ def test_evaluate_pointwise_reports_pick_within_and_calibrated_figures_with_inte
     ds = _pick_set(calibration=calibration)
     ds = PointwiseSet(**{**ds.__dict__, "groups": [str(i // 4) for i in range(8)]})
     scores = np.array([1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0, 0.0])
-    out = ev.evaluate_pointwise(ds, scores, None, calibration_scores=np.array([1.0, 2.0, 3.0, 2.5, 1.5, 0.5]),
-                                target_coverages=(0.5,), n_resamples=30)
+    out = ev.evaluate_pointwise(
+        ds,
+        scores,
+        None,
+        calibration_scores=np.array([1.0, 2.0, 3.0, 2.5, 1.5, 0.5]),
+        target_coverages=(0.5,),
+        n_resamples=30,
+    )
     assert out["best_of_k"]["pick"] == pytest.approx(0.85) and out["within_question"]["spearman"] == 1.0
     (half,) = out["calibrated"]
     assert half["threshold"] == 2.0 and half["coverage"] == pytest.approx(4 / 6)
@@ -158,12 +174,19 @@ def test_harness_reports_the_calibrated_threshold_or_says_there_is_no_calibratio
 def test_only_the_calibration_splits_honest_rows_are_scored_and_none_without_targets(tmp_path):
     calibration = PointwiseSet(**{**_pick_set().__dict__, "responses": [f"calibration answer {i}" for i in range(8)]})
     scorer = CountingScorer()
-    ev.evaluate_judges([scorer], [_pick_set(calibration=calibration)], tmp_path / "a", bootstrap_resamples=0,
-                       plots=False)
+    ev.evaluate_judges(
+        [scorer], [_pick_set(calibration=calibration)], tmp_path / "a", bootstrap_resamples=0, plots=False
+    )
     assert scorer.calls == 8 + 6  # the set's 8 rows, then the calibration split's 6 honest answers
     scorer = CountingScorer()
-    metrics = ev.evaluate_judges([scorer], [_pick_set(calibration=calibration)], tmp_path / "b",
-                                 bootstrap_resamples=0, plots=False, target_coverages=())
+    metrics = ev.evaluate_judges(
+        [scorer],
+        [_pick_set(calibration=calibration)],
+        tmp_path / "b",
+        bootstrap_resamples=0,
+        plots=False,
+        target_coverages=(),
+    )
     assert scorer.calls == 8 and metrics["eval_sets"]["picks"]["scorers"]["words"]["calibrated"] is None
 
 
@@ -203,10 +226,19 @@ def test_evaluate_pointwise_keeps_gamed_labels_out_of_quality_metrics():
     quality = np.array([0.1, 0.2, 0.3, 0.9] * 4)  # GPT-4 fooled by NullModel
     scores = np.array([1.0, 2.0, 3.0, 0.0] * 4)  # the judge is not fooled
     ds = PointwiseSet(
-        name="toy", title="toy", quality_name="q", instructions=["i"] * 16, responses=[f"r{i}" for i in range(16)],
-        references=["ref"] * 16, quality=quality, groups=[str(i // 4) for i in range(16)], models=models,
-        subsets=[None] * 16, group_references={str(g): "ref" for g in range(4)},
-        leaderboard={"h1": 1.0, "h2": 2.0, "h3": 3.0, "NullModel": 9.0}, adversarial=("NullModel",),
+        name="toy",
+        title="toy",
+        quality_name="q",
+        instructions=["i"] * 16,
+        responses=[f"r{i}" for i in range(16)],
+        references=["ref"] * 16,
+        quality=quality,
+        groups=[str(i // 4) for i in range(16)],
+        models=models,
+        subsets=[None] * 16,
+        group_references={str(g): "ref" for g in range(4)},
+        leaderboard={"h1": 1.0, "h2": 2.0, "h3": 3.0, "NullModel": 9.0},
+        adversarial=("NullModel",),
     )
     out = ev.evaluate_pointwise(ds, scores, {str(g): 1.5 for g in range(4)}, n_resamples=20)
     assert out["n_scored"] == 12 and out["correlation"]["spearman"] == pytest.approx(1.0)
@@ -241,8 +273,10 @@ def test_oracle_beats_informative_judge_beats_random():
     q = rng.random(3000)
     judge = q + rng.normal(0, 0.3, len(q))  # informative but noisy
     noise = rng.random(len(q))
-    auc = {name: ev.curve_summary(ev.selective_curve(s, q))["auc"]
-           for name, s in [("oracle", q), ("judge", judge), ("random", noise)]}
+    auc = {
+        name: ev.curve_summary(ev.selective_curve(s, q))["auc"]
+        for name, s in [("oracle", q), ("judge", judge), ("random", noise)]
+    }
     assert auc["oracle"] > auc["judge"] > auc["random"] + 0.05
     assert auc["random"] == pytest.approx(q.mean(), abs=0.03)
 
@@ -268,10 +302,15 @@ def test_cluster_bootstrap_brackets_the_estimate_and_is_seeded():
 
 def test_pairwise_accuracy_per_subset_and_llmbar_adversarial_total():
     ds = PairwiseSet(
-        name="p", title="p", instructions=["i"] * 5, responses_a=["a"] * 5, responses_b=["b"] * 5,
+        name="p",
+        title="p",
+        instructions=["i"] * 5,
+        responses_a=["a"] * 5,
+        responses_b=["b"] * 5,
         labels=["A", "B", "tie", "A", "B"],
         subsets=["natural", "natural", "natural", "llmbar_adv_neighbor", "llmbar_adv_manual"],
-        references=[None] * 5, subset_totals={"llmbar_adversarial (all 4)": LLMBAR_ADVERSARIAL},
+        references=[None] * 5,
+        subset_totals={"llmbar_adversarial (all 4)": LLMBAR_ADVERSARIAL},
     )
     out = ev.evaluate_pairwise(ds, np.array([2.0, 2, 0, 0, 1]), np.array([1.0, 1, 5, 1, 1]), n_resamples=50)
     acc = out["accuracy"]
@@ -283,8 +322,16 @@ def test_pairwise_accuracy_per_subset_and_llmbar_adversarial_total():
 
 
 def test_pairwise_subsets_are_only_totalled_when_the_set_says_so():
-    ds = PairwiseSet(name="p", title="p", instructions=["i"] * 2, responses_a=["a"] * 2, responses_b=["b"] * 2,
-                     labels=["A", "B"], subsets=["llmbar_adv_neighbor", "llmbar_adv_manual"], references=[None] * 2)
+    ds = PairwiseSet(
+        name="p",
+        title="p",
+        instructions=["i"] * 2,
+        responses_a=["a"] * 2,
+        responses_b=["b"] * 2,
+        labels=["A", "B"],
+        subsets=["llmbar_adv_neighbor", "llmbar_adv_manual"],
+        references=[None] * 2,
+    )
     acc = ev.evaluate_pairwise(ds, np.array([2.0, 2.0]), np.array([1.0, 1.0]), n_resamples=0)["accuracy"]
     assert set(acc) == {"llmbar_adv_neighbor", "llmbar_adv_manual", "all"}
 
@@ -300,14 +347,22 @@ def toy_set_name():
     def load_toy_set(max_instructions=None, seed=0):
         n_questions = max_instructions or 4
         models = ["weak", "mid", "strong", "gamer"]
-        rows = [(q, m, " ".join(["word"] * (1 + 3 * k)), 0.2 * k) for q in range(n_questions)
-                for k, m in enumerate(models)]
+        rows = [
+            (q, m, " ".join(["word"] * (1 + 3 * k)), 0.2 * k) for q in range(n_questions) for k, m in enumerate(models)
+        ]
         return PointwiseSet(
-            name="toy_set", title="Toy set", quality_name="grade", instructions=[f"question {q}" for q, *_ in rows],
-            responses=[r for _, _, r, _ in rows], references=[None] * len(rows),
-            quality=np.array([g if m != "gamer" else 1.0 for _, m, _, g in rows]), groups=[str(q) for q, *_ in rows],
-            models=[m for _, m, _, _ in rows], subsets=[None] * len(rows),
-            leaderboard={"weak": 1.0, "mid": 2.0, "strong": 3.0, "gamer": 4.0}, adversarial=("gamer",),
+            name="toy_set",
+            title="Toy set",
+            quality_name="grade",
+            instructions=[f"question {q}" for q, *_ in rows],
+            responses=[r for _, _, r, _ in rows],
+            references=[None] * len(rows),
+            quality=np.array([g if m != "gamer" else 1.0 for _, m, _, g in rows]),
+            groups=[str(q) for q, *_ in rows],
+            models=[m for _, m, _, _ in rows],
+            subsets=[None] * len(rows),
+            leaderboard={"weak": 1.0, "mid": 2.0, "strong": 3.0, "gamer": 4.0},
+            adversarial=("gamer",),
             other_leaderboards={"inverse_board": {"weak": 3.0, "mid": 2.0, "strong": 1.0, "gamer": 0.0}},
         )
 
@@ -396,8 +451,15 @@ def _custom_rows(n=24):
     rows = []
     for i in range(n):
         words = int(rng.integers(1, 12))
-        rows.append({"instruction": f"question {i % 6} variant {i}", "response": " ".join(["word"] * words),
-                     "quality": words + float(rng.normal(0, 2)), "model": f"m{i % 3}", "question_id": i % 6})
+        rows.append(
+            {
+                "instruction": f"question {i % 6} variant {i}",
+                "response": " ".join(["word"] * words),
+                "quality": words + float(rng.normal(0, 2)),
+                "model": f"m{i % 3}",
+                "question_id": i % 6,
+            }
+        )
     return rows
 
 
@@ -483,17 +545,31 @@ def test_teacher_view_spec_scores_the_judge_with_the_reference_shown(tiny_judge,
     assert teacher.name == student.name + ":teacher" and teacher.needs_reference and not student.needs_reference
     assert teacher.cache_id != student.cache_id and teacher.scorer.judge is student.scorer  # loaded once
     judge = SelfJudge.from_pretrained(tiny_judge)
-    rows = [{"instruction": f"question {i}", "response": f"answer number {i} " * (i + 1),
-             "reference": None if i == 0 else f"the reference answer {i}", "quality": float(i)} for i in range(6)]
-    metrics = ev.evaluate_judges([tiny_judge, f"{tiny_judge}:teacher"], [Dataset.from_list(rows)], tmp_path,
-                                 bootstrap_resamples=0, plots=False)
+    rows = [
+        {
+            "instruction": f"question {i}",
+            "response": f"answer number {i} " * (i + 1),
+            "reference": None if i == 0 else f"the reference answer {i}",
+            "quality": float(i),
+        }
+        for i in range(6)
+    ]
+    metrics = ev.evaluate_judges(
+        [tiny_judge, f"{tiny_judge}:teacher"], [Dataset.from_list(rows)], tmp_path, bootstrap_resamples=0, plots=False
+    )
     res = metrics["eval_sets"]["custom"]["scorers"]
     assert res[teacher.name]["n_scored"] == 5 and res[teacher.name]["scoring"]["no_reference"] == 1
     assert res[student.name]["n_scored"] == 6
-    expected = judge.score([r["instruction"] for r in rows[1:]], [r["response"] for r in rows[1:]],
-                           references=[r["reference"] for r in rows[1:]])
-    got = teacher.scorer.score([r["instruction"] for r in rows[1:]], [r["response"] for r in rows[1:]],
-                               references=[r["reference"] for r in rows[1:]])
+    expected = judge.score(
+        [r["instruction"] for r in rows[1:]],
+        [r["response"] for r in rows[1:]],
+        references=[r["reference"] for r in rows[1:]],
+    )
+    got = teacher.scorer.score(
+        [r["instruction"] for r in rows[1:]],
+        [r["response"] for r in rows[1:]],
+        references=[r["reference"] for r in rows[1:]],
+    )
     assert got == pytest.approx(expected)
     plain = judge.score([r["instruction"] for r in rows[1:]], [r["response"] for r in rows[1:]])
     assert got != pytest.approx(plain)  # the reference is really shown
@@ -537,8 +613,23 @@ def test_harness_end_to_end_on_real_alpaca_slice(tiny_judge, tmp_path):
     from PIL import Image
 
     out = tmp_path / "eval"
-    argv = ["--judges", tiny_judge, "--baselines", "length", "random", "--eval_sets", "alpaca_eval",
-            "--output_dir", str(out), "--max_instructions", "2", "--bootstrap_resamples", "50", "--batch_size", "8"]
+    argv = [
+        "--judges",
+        tiny_judge,
+        "--baselines",
+        "length",
+        "random",
+        "--eval_sets",
+        "alpaca_eval",
+        "--output_dir",
+        str(out),
+        "--max_instructions",
+        "2",
+        "--bootstrap_resamples",
+        "50",
+        "--batch_size",
+        "8",
+    ]
     assert ev.main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     alpaca = metrics["eval_sets"]["alpaca_eval"]
@@ -570,8 +661,14 @@ def _name(path: str) -> str:
 
 @needs_shared_data
 def test_all_builtin_sets_load_and_score_with_cheap_baselines(tmp_path):
-    metrics = ev.evaluate_judges(["length"], ["mtbench", "prometheus", "human_pairwise"], tmp_path,
-                                 max_instructions=5, bootstrap_resamples=0, plots=False)
+    metrics = ev.evaluate_judges(
+        ["length"],
+        ["mtbench", "prometheus", "human_pairwise"],
+        tmp_path,
+        max_instructions=5,
+        bootstrap_resamples=0,
+        plots=False,
+    )
     sets = metrics["eval_sets"]
     assert sets["mtbench"]["scorers"]["length"]["within_question"]["n_groups"] >= 1
     assert sets["prometheus"]["scorers"]["length"]["n_scored"] > 0
@@ -582,14 +679,24 @@ def test_all_builtin_sets_load_and_score_with_cheap_baselines(tmp_path):
 @pytest.mark.slow
 def test_cosine_baseline_with_minilm(tmp_path):
     (entry,) = ev.resolve_scorers(["cosine"])
-    scores = entry.scorer.score(["q", "q", "q"], ["the sea is blue", "two plus two is four", "x"],
-                                references=["the ocean is blue", "the ocean is blue", None])
+    scores = entry.scorer.score(
+        ["q", "q", "q"],
+        ["the sea is blue", "two plus two is four", "x"],
+        references=["the ocean is blue", "the ocean is blue", None],
+    )
     assert scores[0] > scores[1] and math.isnan(scores[2])
 
 
 def test_cosine_baseline_skips_rows_without_reference(tiny_embedder, tmp_path):
-    rows = [{"instruction": f"question {i}", "response": "the sea is blue" if i % 2 else "two plus two",
-             "reference": None if i % 3 == 0 else "the sea is blue", "quality": float(i % 2)} for i in range(12)]
+    rows = [
+        {
+            "instruction": f"question {i}",
+            "response": "the sea is blue" if i % 2 else "two plus two",
+            "reference": None if i % 3 == 0 else "the sea is blue",
+            "quality": float(i % 2),
+        }
+        for i in range(12)
+    ]
     spec = f"cosine:{tiny_embedder}"
     metrics = ev.evaluate_judges([spec], [Dataset.from_list(rows)], tmp_path, bootstrap_resamples=0, plots=False)
     res = metrics["eval_sets"]["custom"]["scorers"][spec]
@@ -658,10 +765,18 @@ for config in ("correlation", "within_group", "pairwise", "selective"):
 print(json.dumps(out))
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update({"HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf_home")})
-    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "HF_EVALUATE_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "HF_ENDPOINT": "http://127.0.0.1:9",
+            "HF_HOME": str(tmp_path / "hf_home"),
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["correlation"]["spearman"] == pytest.approx(1.0) and out["correlation"]["n"] == 6
@@ -675,15 +790,21 @@ def test_judge_agreement_module_equals_the_functions_it_calls_exactly():
     s, q, groups = _agreement_data()
     corr = ev.metrics.judge_agreement("correlation", predictions=s, references=q)
     assert _same(corr, ev.correlations(s, q)) and corr["n"] == 296
-    assert _same(ev.metrics.judge_agreement("within_group", predictions=s, references=q, groups=groups),
-                 ev.within_group_correlations(s, q, groups))
+    assert _same(
+        ev.metrics.judge_agreement("within_group", predictions=s, references=q, groups=groups),
+        ev.within_group_correlations(s, q, groups),
+    )
     wins = q > np.roll(q, 1)
-    assert _same(ev.metrics.judge_agreement("pairwise", predictions=s, predictions_b=np.roll(s, 1), references=wins),
-                 ev.preference_accuracy(s, np.roll(s, 1), wins))
+    assert _same(
+        ev.metrics.judge_agreement("pairwise", predictions=s, predictions_b=np.roll(s, 1), references=wins),
+        ev.preference_accuracy(s, np.roll(s, 1), wins),
+    )
     tiebreak = np.random.default_rng(5).random(len(s))
     curve = ev.selective_curve(s, q, ev.COVERAGES, tiebreak)
-    assert _same(ev.metrics.judge_agreement("selective", predictions=s, references=q, tiebreak=tiebreak),
-                 {"coverages": list(ev.COVERAGES), "curve": curve.tolist(), **ev.curve_summary(curve)})
+    assert _same(
+        ev.metrics.judge_agreement("selective", predictions=s, references=q, tiebreak=tiebreak),
+        {"coverages": list(ev.COVERAGES), "curve": curve.tolist(), **ev.curve_summary(curve)},
+    )
     with pytest.raises(ValueError, match="unknown configuration"):
         ev.metrics.load_judge_agreement("spearman")
 
@@ -695,9 +816,19 @@ def test_harness_figures_through_the_evaluate_module_are_those_of_the_functions(
 
     s, q, groups = _agreement_data()
     models = [("a", "b", "c", "x", "d", "e")[i % 6] for i in range(len(s))]
-    ds = PointwiseSet(name="t", title="t", quality_name="q", instructions=["i"] * len(s), responses=["r"] * len(s),
-                      references=[None] * len(s), quality=q, groups=groups, models=models, subsets=[None] * len(s),
-                      adversarial=("x",))
+    ds = PointwiseSet(
+        name="t",
+        title="t",
+        quality_name="q",
+        instructions=["i"] * len(s),
+        responses=["r"] * len(s),
+        references=[None] * len(s),
+        quality=q,
+        groups=groups,
+        models=models,
+        subsets=[None] * len(s),
+        adversarial=("x",),
+    )
     ev.metrics.load_judge_agreement.cache_clear()
     out = ev.evaluate_pointwise(ds, s, None, n_resamples=0, seed=3)
     assert ev.metrics.load_judge_agreement.cache_info().currsize == 3  # correlation, within_group, selective
@@ -707,15 +838,24 @@ def test_harness_figures_through_the_evaluate_module_are_those_of_the_functions(
     assert _same(out["correlation"], ev.correlations(hs, hq))
     assert _same(out["within_question"], ev.within_group_correlations(hs, hq, hg))
     curve = ev.selective_curve(hs, hq, ev.COVERAGES, tiebreak[honest])
-    assert _same({k: out["selective"][k] for k in ("coverages", "curve", "auc", "quality_at_50", "quality_at_80")},
-                 {"coverages": list(ev.COVERAGES), "curve": curve.tolist(), **ev.curve_summary(curve)})
+    assert _same(
+        {k: out["selective"][k] for k in ("coverages", "curve", "auc", "quality_at_50", "quality_at_80")},
+        {"coverages": list(ev.COVERAGES), "curve": curve.tolist(), **ev.curve_summary(curve)},
+    )
     assert _same(out["all_rows"]["correlation"], ev.correlations(s, q))
 
     labels = np.where(q > np.roll(q, 1), "A", "B")
     labels[::7] = "tie"
-    pairs = PairwiseSet(name="p", title="p", instructions=["i"] * len(s), responses_a=["a"] * len(s),
-                        responses_b=["b"] * len(s), labels=labels.tolist(), subsets=["s1", "s2"] * (len(s) // 2),
-                        references=[None] * len(s))
+    pairs = PairwiseSet(
+        name="p",
+        title="p",
+        instructions=["i"] * len(s),
+        responses_a=["a"] * len(s),
+        responses_b=["b"] * len(s),
+        labels=labels.tolist(),
+        subsets=["s1", "s2"] * (len(s) // 2),
+        references=[None] * len(s),
+    )
     acc = ev.evaluate_pairwise(pairs, s, np.roll(s, 1), n_resamples=0)["accuracy"]
     decided = labels != "tie"
     assert _same(acc["all"], ev.preference_accuracy(s[decided], np.roll(s, 1)[decided], labels[decided] == "A"))
@@ -728,9 +868,17 @@ def _graded_set(n_groups: int = 60, k: int = 6, seed: int = 0) -> PointwiseSet:
     rng = np.random.default_rng(seed)
     n = n_groups * k
     return PointwiseSet(
-        name="graded", title="graded", quality_name="q", instructions=[f"i{i // k}" for i in range(n)],
-        responses=[f"r{i}" for i in range(n)], references=[None] * n, quality=rng.normal(size=n),
-        groups=[str(i // k) for i in range(n)], models=[f"m{i % k}" for i in range(n)], subsets=[None] * n)
+        name="graded",
+        title="graded",
+        quality_name="q",
+        instructions=[f"i{i // k}" for i in range(n)],
+        responses=[f"r{i}" for i in range(n)],
+        references=[None] * n,
+        quality=rng.normal(size=n),
+        groups=[str(i // k) for i in range(n)],
+        models=[f"m{i % k}" for i in range(n)],
+        subsets=[None] * n,
+    )
 
 
 def test_paired_figures_are_the_differences_of_the_reported_ones_with_a_shared_resample_interval():
@@ -740,9 +888,11 @@ def test_paired_figures_are_the_differences_of_the_reported_ones_with_a_shared_r
     judge = other + rng.normal(scale=0.3, size=len(ds))  # nearly the same scorer: errors shared with the baseline
     paired = ev.paired_pointwise(ds, judge, other, n_resamples=300)
     mine, theirs = (ev.evaluate_pointwise(ds, s, None, n_resamples=300) for s in (judge, other))
-    for key, get in (("spearman", lambda m: m["correlation"]["spearman"]),
-                     ("within_spearman", lambda m: m["within_question"]["spearman"]),
-                     ("pick", lambda m: m["best_of_k"]["pick"])):
+    for key, get in (
+        ("spearman", lambda m: m["correlation"]["spearman"]),
+        ("within_spearman", lambda m: m["within_question"]["spearman"]),
+        ("pick", lambda m: m["best_of_k"]["pick"]),
+    ):
         assert paired[key]["difference"] == pytest.approx(get(mine) - get(theirs)), key
     # Separate intervals overlap almost entirely; the paired one is far narrower (the reason it exists).
     low, high = paired["spearman"]["ci"]
@@ -754,10 +904,17 @@ def test_paired_figures_are_the_differences_of_the_reported_ones_with_a_shared_r
 
 
 def test_paired_pairwise_accuracy_per_subset_total():
-    ds = PairwiseSet(name="p", title="p", instructions=["i"] * 6, responses_a=["a"] * 6, responses_b=["b"] * 6,
-                     labels=["A", "B", "A", "B", "tie", "A"],
-                     subsets=["natural", "natural", "llmbar_adv_neighbor", "llmbar_adv_manual", "natural", "natural"],
-                     references=[None] * 6, subset_totals={"llmbar_adversarial (all 4)": LLMBAR_ADVERSARIAL})
+    ds = PairwiseSet(
+        name="p",
+        title="p",
+        instructions=["i"] * 6,
+        responses_a=["a"] * 6,
+        responses_b=["b"] * 6,
+        labels=["A", "B", "A", "B", "tie", "A"],
+        subsets=["natural", "natural", "llmbar_adv_neighbor", "llmbar_adv_manual", "natural", "natural"],
+        references=[None] * 6,
+        subset_totals={"llmbar_adversarial (all 4)": LLMBAR_ADVERSARIAL},
+    )
     a_wins = np.array([1.0, 0, 1, 0, 0, 1])
     right, wrong = (a_wins, 1 - a_wins), (1 - a_wins, a_wins)
     out = ev.paired_pairwise(ds, right, wrong, n_resamples=50)
@@ -768,16 +925,18 @@ def test_paired_pairwise_accuracy_per_subset_total():
 
 def test_the_harness_compares_every_judge_with_length_when_both_are_evaluated(tmp_path):
     ds = Dataset.from_list(_custom_rows(48))
-    metrics = ev.evaluate_judges([CountingScorer()], [ds], tmp_path / "a", baselines=["length", "random"],
-                                 bootstrap_resamples=50, plots=False)
+    metrics = ev.evaluate_judges(
+        [CountingScorer()], [ds], tmp_path / "a", baselines=["length", "random"], bootstrap_resamples=50, plots=False
+    )
     paired = metrics["eval_sets"]["custom"]["paired"]
     assert paired["against"] == "length" and set(paired["judges"]) == {"words"}  # baselines are not compared
     assert set(paired["judges"]["words"]) >= {"spearman", "within_spearman"}
     report = (tmp_path / "a" / "report.md").read_text()
     assert "Each judge minus `length`" in report and "| `words` | " in report.split("Each judge minus")[1]
     assert "words - length" in ev.summary(metrics)
-    alone = ev.evaluate_judges([CountingScorer()], [ds], tmp_path / "b", baselines=["random"],
-                               bootstrap_resamples=50, plots=False)
+    alone = ev.evaluate_judges(
+        [CountingScorer()], [ds], tmp_path / "b", baselines=["random"], bootstrap_resamples=50, plots=False
+    )
     assert alone["eval_sets"]["custom"]["paired"] == {}
     assert "Each judge minus" not in (tmp_path / "b" / "report.md").read_text()
 
@@ -792,22 +951,28 @@ def test_paired_figures_leave_out_what_either_scorer_left_unscored():
     paired = ev.paired_pointwise(ds, teacher, other, n_resamples=50)
     assert paired["within_spearman"]["difference"] == pytest.approx(2.0)
     assert paired["pick"]["difference"] == pytest.approx(
-        ev.best_of_k(ds, teacher)["pick"] - ev.best_of_k(ds, np.where(np.isnan(teacher), np.nan, other))["pick"])
+        ev.best_of_k(ds, teacher)["pick"] - ev.best_of_k(ds, np.where(np.isnan(teacher), np.nan, other))["pick"]
+    )
 
 
-def test_the_comparison_uses_the_scores_each_scorer_was_evaluated_with_reading_each_cache_once(tmp_path,
-                                                                                              monkeypatch):
+def test_the_comparison_uses_the_scores_each_scorer_was_evaluated_with_reading_each_cache_once(tmp_path, monkeypatch):
     ds = Dataset.from_list(_custom_rows(48))
     loads: list[str] = []
     real_load = ev.ScoreCache.load
-    monkeypatch.setattr(ev.ScoreCache, "load", lambda self, cache_id: loads.append(cache_id) or real_load(self, cache_id))
-    metrics = ev.evaluate_judges([CountingScorer()], [ds], tmp_path, baselines=["length"], bootstrap_resamples=50,
-                                 plots=False)
+    monkeypatch.setattr(
+        ev.ScoreCache, "load", lambda self, cache_id: loads.append(cache_id) or real_load(self, cache_id)
+    )
+    metrics = ev.evaluate_judges(
+        [CountingScorer()], [ds], tmp_path, baselines=["length"], bootstrap_resamples=50, plots=False
+    )
     assert sorted(loads) == sorted(set(loads)) and len(loads) == 2  # one read of each scorer's cache per set
     custom = load_eval_set(ds)
-    scored = [ev.score_and_evaluate(custom, e, ev.ScoreCache(tmp_path / "again"), 8, BootstrapOptions(50))
-              for e in ev.resolve_scorers([CountingScorer(), "length"])]
+    scored = [
+        ev.score_and_evaluate(custom, e, ev.ScoreCache(tmp_path / "again"), 8, BootstrapOptions(50))
+        for e in ev.resolve_scorers([CountingScorer(), "length"])
+    ]
     assert scored[0].metrics == metrics["eval_sets"]["custom"]["scorers"]["words"] | {
-        "scoring": scored[0].metrics["scoring"]}
+        "scoring": scored[0].metrics["scoring"]
+    }
     expected = ev.paired_pointwise(custom, scored[0].scores, scored[1].scores, n_resamples=50)
     assert metrics["eval_sets"]["custom"]["paired"]["judges"]["words"] == expected

@@ -35,16 +35,38 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _rows() -> list[dict]:
-    return [{"instruction": "what is two plus two ?", "reference": "the answer is four", "response": r, "label": lab,
-             "instruction_id": 0, "sample_index": i}
-            for i, (r, lab) in enumerate([("the answer is four", 9.0), ("four", 6.0), ("bad", 1.0), ("five", 2.0)])]
+    return [
+        {
+            "instruction": "what is two plus two ?",
+            "reference": "the answer is four",
+            "response": r,
+            "label": lab,
+            "instruction_id": 0,
+            "sample_index": i,
+        }
+        for i, (r, lab) in enumerate([("the answer is four", 9.0), ("four", 6.0), ("bad", 1.0), ("five", 2.0)])
+    ]
 
 
 def _selfj(chat: bool = True, **kw) -> dict:
     section = judge_format_config(make_tokenizer(chat=chat), score_scale=(0.0, 1.0))
-    return section | {"base_model": "gemma-3-270m", "dataset": "someone/labels", "teacher_weight": 1.0,
-                      "student_weight": 0.3, "distill_weight": 2.0, "loss_type": "pointwise", "use_margin": False,
-                      "label_max": 9.0, "max_length": 512, "lora": None, "selfj_trl_version": "0.1.0"} | kw
+    return (
+        section
+        | {
+            "base_model": "gemma-3-270m",
+            "dataset": "someone/labels",
+            "teacher_weight": 1.0,
+            "student_weight": 0.3,
+            "distill_weight": 2.0,
+            "loss_type": "pointwise",
+            "use_margin": False,
+            "label_max": 9.0,
+            "max_length": 512,
+            "lora": None,
+            "selfj_trl_version": "0.1.0",
+        }
+        | kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +77,14 @@ def judge_dir(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("hub")
     base = make_tiny_llama(root / "base", kind="seqcls", chat=True)
-    args = SelfJRewardConfig(output_dir=str(root / "judge"), max_steps=1, per_device_train_batch_size=2,
-                       save_strategy="no", report_to="none", disable_tqdm=True)
+    args = SelfJRewardConfig(
+        output_dir=str(root / "judge"),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
     trainer = SelfJRewardTrainer(str(base), args=args, train_dataset=Dataset.from_list(_rows()))
     trainer.train()
     trainer.save_model()
@@ -78,8 +106,11 @@ def dataset_dir(tmp_path_factory) -> Path:
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -103,7 +134,7 @@ def test_judge_card_metadata_and_links():
     assert "None" not in text and "[More Information Needed]" not in text
     assert "](https://huggingface.co/google/gemma-3-270m)" in text
     assert "](https://huggingface.co/datasets/someone/labels)" in text
-    assert 'reward_funcs="me/judge"' in text and "SelfJudge.from_pretrained(\"me/judge\")" in text
+    assert 'reward_funcs="me/judge"' in text and 'SelfJudge.from_pretrained("me/judge")' in text
     assert "| pearson | 0.6100 |" in text and "runtime" not in text
     assert "1.0 · L(teacher, label) + 0.3 · L(student, label) + 2.0 · D" in text
     reparsed = ModelCard(text)
@@ -111,8 +142,9 @@ def test_judge_card_metadata_and_links():
 
 
 def test_judge_card_never_links_local_paths():
-    card = judge_card({"selfj": _selfj(base_model="/data/models/base", dataset="outputs/labeled/x"),
-                       "repo": "/tmp/judge"})
+    card = judge_card(
+        {"selfj": _selfj(base_model="/data/models/base", dataset="outputs/labeled/x"), "repo": "/tmp/judge"}
+    )
     text = str(card)
     assert "None" not in text and "huggingface.co//" not in text
     assert "`/data/models/base`" in text and "`outputs/labeled/x` (local)" in text
@@ -122,15 +154,25 @@ def test_judge_card_never_links_local_paths():
 
 def test_judge_card_plain_pairwise_lora():
     lora = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": ["q_proj"], "merged": False}
-    card = judge_card({"selfj": _selfj(chat=False, loss_type="pairwise", use_margin=True, score_scale=None,
-                                       lora=lora), "repo": "me/judge"})
+    card = judge_card(
+        {
+            "selfj": _selfj(chat=False, loss_type="pairwise", use_margin=True, score_scale=None, lora=lora),
+            "repo": "me/judge",
+        }
+    )
     text = str(card)
     assert "plain: `'### Instruction:" in text and "Bradley-Terry" in text and "adapter only" in text
     assert "unbounded" in text and "lora" in card.data.to_dict()["tags"]
     assert "None" not in text
     assert "MSE between the student's and the detached teacher's scores" in text  # the default distillation term
-    preference = str(judge_card({"selfj": _selfj(chat=False, loss_type="pairwise", distill_loss="preference",
-                                                 score_scale=None), "repo": "me/judge"}))
+    preference = str(
+        judge_card(
+            {
+                "selfj": _selfj(chat=False, loss_type="pairwise", distill_loss="preference", score_scale=None),
+                "repo": "me/judge",
+            }
+        )
+    )
     assert "KL divergence between the detached teacher's and the student's Bradley-Terry preference" in preference
     assert "MSE between the student" not in preference
 
@@ -181,12 +223,21 @@ def test_render_judge_card_rejects_non_judges(tmp_path):
 
 
 FULL_INFO = {
-    "source": "tatsu-lab/alpaca", "policy": "smollm2-135m-instruct", "embedder": "all-minilm-l6-v2",
-    "num_rows": 1200, "num_instructions": 300, "num_samples": 4,
-    "label_formula": "9 * (0.5 * s_eval / 9 + 0.5 * (cos + 1) / 2)", "cosine_weight": 0.5, "combination": "linear",
-    "generation": {"max_new_tokens": 256, "temperature": 0.8}, "skipped": {"empty_response": 3},
-    "truncated": {"response_truncated": 5}, "label_histogram": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-    "self_eval_method": "digits", "judge_prompt": "Rate the answer 0-9.",
+    "source": "tatsu-lab/alpaca",
+    "policy": "smollm2-135m-instruct",
+    "embedder": "all-minilm-l6-v2",
+    "num_rows": 1200,
+    "num_instructions": 300,
+    "num_samples": 4,
+    "label_formula": "9 * (0.5 * s_eval / 9 + 0.5 * (cos + 1) / 2)",
+    "cosine_weight": 0.5,
+    "combination": "linear",
+    "generation": {"max_new_tokens": 256, "temperature": 0.8},
+    "skipped": {"empty_response": 3},
+    "truncated": {"response_truncated": 5},
+    "label_histogram": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    "self_eval_method": "digits",
+    "judge_prompt": "Rate the answer 0-9.",
 }
 
 
@@ -208,7 +259,9 @@ def test_dataset_card_full():
 def test_dataset_card_missing_keys():
     text = str(dataset_card({}))
     assert "None" not in text and "not recorded" in text and "## Label distribution" not in text
-    text = str(dataset_card({"num_rows": 10, "label_histogram": "oops", "skipped": None, "source": "/local/file.jsonl"}))
+    text = str(
+        dataset_card({"num_rows": 10, "label_histogram": "oops", "skipped": None, "source": "/local/file.jsonl"})
+    )
     assert "None" not in text and "`/local/file.jsonl`" in text
 
 
@@ -223,7 +276,9 @@ def test_push_folder_dry_run_lists_files_and_touches_nothing(judge_dir, dataset_
     assert "model.safetensors" in judge["files"] and "README.md" in judge["files"]
     assert not any(f.startswith("checkpoint-") or f.endswith((".pt", ".bin")) for f in judge["files"])
     assert "data/train-00000-of-00001.parquet" in data["files"] and "README.md" in data["files"]
-    assert not any(f.startswith("shards/") or f.endswith((".lock", ".arrow")) or f == "state.json" for f in data["files"])
+    assert not any(
+        f.startswith("shards/") or f.endswith((".lock", ".arrow")) or f == "state.json" for f in data["files"]
+    )
     assert judge["url"] is None
     assert (_snapshot(judge_dir), _snapshot(dataset_dir)) == before
 
@@ -287,16 +342,29 @@ class FakeHub:
                     files = hub.files(kind, repo_id, revision or "main")
                     if what == "tree":
                         prefix = (sub or "").strip("/")
-                        entries = [{"type": "file", "path": f, "size": n, "oid": "b" * 40}
-                                   for f, n in files.items() if not prefix or f.startswith(prefix + "/")]
+                        entries = [
+                            {"type": "file", "path": f, "size": n, "oid": "b" * 40}
+                            for f, n in files.items()
+                            if not prefix or f.startswith(prefix + "/")
+                        ]
                         if prefix and not entries:
                             return self._missing("EntryNotFound")
                         folders = sorted({f.rsplit("/", 1)[0] for f in files if "/" in f})
-                        entries += [{"type": "directory", "path": d, "oid": "c" * 40} for d in folders
-                                    if not prefix or d.startswith(prefix + "/")]
+                        entries += [
+                            {"type": "directory", "path": d, "oid": "c" * 40}
+                            for d in folders
+                            if not prefix or d.startswith(prefix + "/")
+                        ]
                         return self._reply(200, entries)
-                    return self._reply(200, {"id": repo_id, "sha": "a" * 40, "private": False,
-                                             "siblings": [{"rfilename": f} for f in files]})
+                    return self._reply(
+                        200,
+                        {
+                            "id": repo_id,
+                            "sha": "a" * 40,
+                            "private": False,
+                            "siblings": [{"rfilename": f} for f in files],
+                        },
+                    )
                 m = re.match(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
                 if m:  # hf_hub_download (DatasetCard.load)
                     kind = "datasets" if m.group(1) else "models"
@@ -328,9 +396,20 @@ class FakeHub:
                     return self._reply(200, {})
                 if path.endswith(".git/info/lfs/objects/batch"):  # basic LFS transfer: one PUT per object
                     objects = json.loads(body)["objects"]
-                    return self._reply(200, {"transfer": "basic", "objects": [
-                        {"oid": o["oid"], "size": o["size"],
-                         "actions": {"upload": {"href": f"{base}/lfs-upload/{o['oid']}"}}} for o in objects]})
+                    return self._reply(
+                        200,
+                        {
+                            "transfer": "basic",
+                            "objects": [
+                                {
+                                    "oid": o["oid"],
+                                    "size": o["size"],
+                                    "actions": {"upload": {"href": f"{base}/lfs-upload/{o['oid']}"}},
+                                }
+                                for o in objects
+                            ],
+                        },
+                    )
                 m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/(preupload|commit|branch|paths-info)/(.+)$", path)
                 if not m:
                     hub.unknown.append(f"POST {path}")
@@ -342,13 +421,25 @@ class FakeHub:
                 if action == "paths-info":
                     files = hub.files(kind, repo_id, revision)
                     asked = parse_qs(body.decode()).get("paths", []) if body[:1] != b"{" else json.loads(body)["paths"]
-                    return self._reply(200, [{"type": "file", "path": p, "size": files[p], "oid": "b" * 40}
-                                             for p in asked if p in files])
+                    return self._reply(
+                        200,
+                        [{"type": "file", "path": p, "size": files[p], "oid": "b" * 40} for p in asked if p in files],
+                    )
                 if action == "preupload":
                     files = json.loads(body)["files"]
-                    return self._reply(200, {"files": [
-                        {"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(".parquet") else "regular",
-                         "shouldIgnore": False} for f in files]})
+                    return self._reply(
+                        200,
+                        {
+                            "files": [
+                                {
+                                    "path": f["path"],
+                                    "uploadMode": "lfs" if f["path"].endswith(".parquet") else "regular",
+                                    "shouldIgnore": False,
+                                }
+                                for f in files
+                            ]
+                        },
+                    )
                 if hub.fail_commits > 0:
                     hub.fail_commits -= 1
                     return self._reply(507, {"error": "storage backend unavailable"})
@@ -368,8 +459,14 @@ class FakeHub:
                         hub.deleted.append(item["value"]["path"])
                     elif item["key"] != "header":
                         hub.unknown.append(f"commit item {item['key']}")
-                return self._reply(200, {"commitUrl": f"{base}/{repo_id}/commit/{'a' * 40}",
-                                         "commitOid": "a" * 40, "pullRequestUrl": None})
+                return self._reply(
+                    200,
+                    {
+                        "commitUrl": f"{base}/{repo_id}/commit/{'a' * 40}",
+                        "commitOid": "a" * 40,
+                        "pullRequestUrl": None,
+                    },
+                )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -394,16 +491,31 @@ def fake_hub(tmp_path):
 
 
 def _push(hub: FakeHub, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "push_to_hub.py"), *args], cwd=tmp_path, env=_hub_env(hub, tmp_path),
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, str(REPO / "push_to_hub.py"), *args],
+        cwd=tmp_path,
+        env=_hub_env(hub, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def _hub_env(hub: FakeHub, tmp_path: Path) -> dict[str, str]:
     """The environment of a process that talks to the stand-in Hub (basic LFS transfers: it speaks no Xet)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and k != "HUGGING_FACE_HUB_TOKEN"}
-    env.update({"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "hf_standin",
-                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+    env.update(
+        {
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HOME": str(tmp_path / "hf_home"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_TOKEN": "hf_standin",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
     return env
 
 
@@ -426,12 +538,25 @@ def test_push_folder_failure_raises_upload_error_and_cleans_up(judge_dir, monkey
 
 def test_push_uploads_judge_and_dataset_with_cards(fake_hub, tmp_path, judge_dir, dataset_dir):
     before = _snapshot(judge_dir), _snapshot(dataset_dir)
-    proc = _push(fake_hub, tmp_path, "--judge_dir", str(judge_dir), "--judge_repo", "me/selfj-judge",
-                 "--dataset_dir", str(dataset_dir), "--dataset_repo", "me/selfj-labels", "--private")
+    proc = _push(
+        fake_hub,
+        tmp_path,
+        "--judge_dir",
+        str(judge_dir),
+        "--judge_repo",
+        "me/selfj-judge",
+        "--dataset_dir",
+        str(dataset_dir),
+        "--dataset_repo",
+        "me/selfj-labels",
+        "--private",
+    )
     assert proc.returncode == 0, proc.stderr
     assert not fake_hub.unknown, fake_hub.unknown
-    assert fake_hub.repos["model:me/selfj-judge"].get("visibility") == "private" or \
-        fake_hub.repos["model:me/selfj-judge"].get("private") is True
+    assert (
+        fake_hub.repos["model:me/selfj-judge"].get("visibility") == "private"
+        or fake_hub.repos["model:me/selfj-judge"].get("private") is True
+    )
 
     judge = fake_hub.stored("models", "me/selfj-judge")
     for name in ("model.safetensors", "config.json", "tokenizer.json", "selfj.json"):
@@ -457,8 +582,19 @@ def test_push_uploads_judge_and_dataset_with_cards(fake_hub, tmp_path, judge_dir
 
 
 def test_push_dry_run_uploads_nothing(fake_hub, tmp_path, judge_dir, dataset_dir):
-    proc = _push(fake_hub, tmp_path, "--judge_dir", str(judge_dir), "--judge_repo", "me/judge",
-                 "--dataset_dir", str(dataset_dir), "--dataset_repo", "me/labels", "--dry_run")
+    proc = _push(
+        fake_hub,
+        tmp_path,
+        "--judge_dir",
+        str(judge_dir),
+        "--judge_repo",
+        "me/judge",
+        "--dataset_dir",
+        str(dataset_dir),
+        "--dataset_repo",
+        "me/labels",
+        "--dry_run",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "[dry run]" in proc.stdout and "model.safetensors" in proc.stdout and "README.md" in proc.stdout
     assert fake_hub.requests == []
@@ -485,15 +621,17 @@ def test_failed_upload_keeps_local_files_and_retry_succeeds(fake_hub, tmp_path, 
 
     retry = _push(fake_hub, tmp_path, "--judge_dir", str(judge_dir), "--judge_repo", "me/judge")
     assert retry.returncode == 0, retry.stderr
-    assert (fake_hub.stored("models", "me/judge") / "model.safetensors").read_bytes() == \
-        (judge_dir / "model.safetensors").read_bytes()
+    assert (fake_hub.stored("models", "me/judge") / "model.safetensors").read_bytes() == (
+        judge_dir / "model.safetensors"
+    ).read_bytes()
 
 
 def test_push_input_errors_are_one_line(fake_hub, tmp_path, judge_dir):
     proc = _push(fake_hub, tmp_path, "--judge_dir", str(tmp_path / "missing"), "--judge_repo", "me/judge")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--judge_dir" in proc.stderr
-    proc = _push(fake_hub, tmp_path, "--judge_dir", str(judge_dir), "--judge_repo", "me/judge",
-                 "--dataset_dir", str(judge_dir))
+    proc = _push(
+        fake_hub, tmp_path, "--judge_dir", str(judge_dir), "--judge_repo", "me/judge", "--dataset_dir", str(judge_dir)
+    )
     assert proc.returncode == 2 and "--dataset_repo" in proc.stderr
     proc = _push(fake_hub, tmp_path, "--judge_dir", str(judge_dir), "--judge_repo", "not a repo id")
     assert proc.returncode == 2 and "user-or-org/name" in proc.stderr
@@ -549,8 +687,15 @@ def _front_matter(text: str) -> dict:
     return data
 
 
-@pytest.mark.parametrize("base, license_id", [("gemma-3-270m", "gemma"), ("smollm2-135m-instruct", "apache-2.0"),
-                                              ("all-minilm-l6-v2", "apache-2.0"), ("/data/my-model", "other")])
+@pytest.mark.parametrize(
+    "base, license_id",
+    [
+        ("gemma-3-270m", "gemma"),
+        ("smollm2-135m-instruct", "apache-2.0"),
+        ("all-minilm-l6-v2", "apache-2.0"),
+        ("/data/my-model", "other"),
+    ],
+)
 def test_judge_card_front_matter_license_base_model_tags(base, license_id):
     data = _front_matter(str(judge_card({"selfj": _selfj(base_model=base), "repo": "me/judge"})))
     assert data["license"] == license_id
@@ -561,24 +706,43 @@ def test_judge_card_front_matter_license_base_model_tags(base, license_id):
 
 
 def test_judge_card_model_index_holds_only_held_out_results_under_their_real_split():
-    held_out = [{"dataset": "tatsu-lab/alpaca_eval", "config": "alpaca_eval_gpt4_baseline", "split": "eval",
-                 "metric": "spearmanr", "metric_name": "Spearman with GPT-4", "value": 0.31}]
-    text = str(judge_card({"selfj": _selfj(), "repo": "me/judge", "results": {"eval_loss": 0.2},
-                           "held_out": held_out}))
+    held_out = [
+        {
+            "dataset": "tatsu-lab/alpaca_eval",
+            "config": "alpaca_eval_gpt4_baseline",
+            "split": "eval",
+            "metric": "spearmanr",
+            "metric_name": "Spearman with GPT-4",
+            "value": 0.31,
+        }
+    ]
+    text = str(
+        judge_card({"selfj": _selfj(), "repo": "me/judge", "results": {"eval_loss": 0.2}, "held_out": held_out})
+    )
     data = _front_matter(text)
     (entry,) = data["model-index"][0]["results"]
-    assert entry["dataset"] == {"type": "tatsu-lab/alpaca_eval", "name": "tatsu-lab/alpaca_eval",
-                                "config": "alpaca_eval_gpt4_baseline", "split": "eval"}
+    assert entry["dataset"] == {
+        "type": "tatsu-lab/alpaca_eval",
+        "name": "tatsu-lab/alpaca_eval",
+        "config": "alpaca_eval_gpt4_baseline",
+        "split": "eval",
+    }
     assert entry["metrics"] == [{"type": "spearmanr", "value": 0.31, "name": "Spearman with GPT-4"}]
     assert data["metrics"] == ["spearmanr"] and "test" not in str(data["model-index"])  # the loss stays in the text
     with pytest.raises(Exception, match="Hub dataset id, a split"):
         judge_card({"selfj": _selfj(), "held_out": [{"dataset": "/local/set", "metric": "x", "value": 1.0}]})
 
 
-@pytest.mark.parametrize("source, license_id", [
-    ("../shared/data/alpaca_eval_gpt4/instructions.jsonl", "cc-by-nc-4.0"), ("tatsu-lab/alpaca_eval", "cc-by-nc-4.0"),
-    ("../shared/data/self_instruct_seed/seed_tasks.jsonl", "apache-2.0"),
-    ("selfj_trl/data/instructions.jsonl", "apache-2.0"), ("me/my-prompts", "other")])
+@pytest.mark.parametrize(
+    "source, license_id",
+    [
+        ("../shared/data/alpaca_eval_gpt4/instructions.jsonl", "cc-by-nc-4.0"),
+        ("tatsu-lab/alpaca_eval", "cc-by-nc-4.0"),
+        ("../shared/data/self_instruct_seed/seed_tasks.jsonl", "apache-2.0"),
+        ("selfj_trl/data/instructions.jsonl", "apache-2.0"),
+        ("me/my-prompts", "other"),
+    ],
+)
 def test_dataset_card_front_matter_license_and_tags(source, license_id):
     text = str(dataset_card({"source": source, "num_rows": 4}, repo_id="me/labels"))
     data = DatasetCard(text).data.to_dict()
@@ -618,8 +782,14 @@ def test_config_selfj_records_the_hub_id_not_the_local_path(tmp_path, monkeypatc
     assert section["base_model"] == "org/model"
     section = judge_config_section(tok, args, base_model="/data/mine", dataset=None, max_length=64, lora=None)
     assert section["base_model"] == "/data/mine"  # no Hub id known: the name it was given
-    card = judge_card({"selfj": judge_config_section(tok, args, base_model=str(local), dataset="me/labels",
-                                                     max_length=64, lora=None), "repo": "me/judge"})
+    card = judge_card(
+        {
+            "selfj": judge_config_section(
+                tok, args, base_model=str(local), dataset="me/labels", max_length=64, lora=None
+            ),
+            "repo": "me/judge",
+        }
+    )
     assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and str(local) not in str(card)
 
 
@@ -648,8 +818,14 @@ def test_label_push_keeps_the_metadata_dataset_push_to_hub_wrote(fake_hub, tmp_p
         "push_labeled_dataset(Dataset.from_list(rows), info, 'me/labels')\n"
     )
     info = dict(FULL_INFO, source="../shared/data/alpaca_eval_gpt4/instructions.jsonl")
-    proc = subprocess.run([sys.executable, "-c", script, json.dumps(_rows()), json.dumps(info)],
-                          env=_hub_env(fake_hub, tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(_rows()), json.dumps(info)],
+        env=_hub_env(fake_hub, tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not fake_hub.unknown, fake_hub.unknown
     stored = fake_hub.stored("datasets", "me/labels")

@@ -60,16 +60,19 @@ def test_an_unreadable_marker_is_a_problem_not_an_exception(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # Reading tables: a file that holds no table is refused in one line naming it (and the line at fault)
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, text, words", [
-    ("empty.jsonl", "", ["is empty"]),
-    ("empty.json", "[]", ["empty JSON list"]),
-    ("object.json", "{}", ["empty JSON object"]),
-    ("blank.jsonl", "\n \n\t\n", ["blank"]),
-    ("torn.jsonl", '{"a": 1}\n\n{"a": 2\n', ["line 3", "not valid JSON"]),
-    ("scalar.jsonl", '{"a": 1}\n7\n', ["line 2", "JSON object"]),
-    ("header.csv", "a,b\n", ["no rows"]),
-    ("torn.parquet", "PAR1xx", ["cannot be read as parquet"]),
-])
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("empty.jsonl", "", ["is empty"]),
+        ("empty.json", "[]", ["empty JSON list"]),
+        ("object.json", "{}", ["empty JSON object"]),
+        ("blank.jsonl", "\n \n\t\n", ["blank"]),
+        ("torn.jsonl", '{"a": 1}\n\n{"a": 2\n', ["line 3", "not valid JSON"]),
+        ("scalar.jsonl", '{"a": 1}\n7\n', ["line 2", "JSON object"]),
+        ("header.csv", "a,b\n", ["no rows"]),
+        ("torn.parquet", "PAR1xx", ["cannot be read as parquet"]),
+    ],
+)
 def test_load_table_refuses_a_file_without_rows(tmp_path, name, text, words):
     path = tmp_path / name
     path.write_text(text)
@@ -87,9 +90,15 @@ def test_load_table_reads_good_files_unchanged(tmp_path):
     assert load_table(str(tmp_path / "rows.json"))["a"] == [1, 2]
 
 
-@pytest.mark.parametrize("text, words", [("", ["no rows"]), ("\n\n", ["no rows"]),
-                                         ('{"a": 1}\n{"a": \n', ["line 2", "not valid JSON"]),
-                                         ('{"a": 1}\n[1]\n', ["line 2", "JSON object"])])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", ["no rows"]),
+        ("\n\n", ["no rows"]),
+        ('{"a": 1}\n{"a": \n', ["line 2", "not valid JSON"]),
+        ('{"a": 1}\n[1]\n', ["line 2", "JSON object"]),
+    ],
+)
 def test_read_jsonl_names_the_file_and_line(tmp_path, text, words):
     path = tmp_path / "rows.jsonl"
     path.write_text(text)
@@ -110,16 +119,20 @@ def test_read_jsonl_skips_blank_lines(tmp_path):
 def _half_written_table(tmp_path):
     """A best-of-n-like table folder: stamped and written in place, its marker not yet there (a killed run)."""
     folder = open_for_writing(tmp_path / "table", "best-of-n table", "selfj-trl best-of-n")
-    Dataset.from_list([{"instruction": f"q{i}", "response": "a", "prompt": f"q{i}", "score": 0.5 + i}
-                       for i in range(3)]).save_to_disk(str(folder))
+    Dataset.from_list(
+        [{"instruction": f"q{i}", "response": "a", "prompt": f"q{i}", "score": 0.5 + i} for i in range(3)]
+    ).save_to_disk(str(folder))
     return folder
 
 
-@pytest.mark.parametrize("reader", [
-    lambda f: load_table(str(f)),
-    lambda f: load_custom_set(str(f), "score", split="train"),
-    lambda f: prompt_dataset(str(f), make_tokenizer(chat=False), prompt_column="prompt"),
-])
+@pytest.mark.parametrize(
+    "reader",
+    [
+        lambda f: load_table(str(f)),
+        lambda f: load_custom_set(str(f), "score", split="train"),
+        lambda f: prompt_dataset(str(f), make_tokenizer(chat=False), prompt_column="prompt"),
+    ],
+)
 def test_every_table_reader_refuses_a_half_written_folder_and_reads_it_once_marked(tmp_path, reader):
     folder = _half_written_table(tmp_path)
     with pytest.raises(SelfJInputError) as err:

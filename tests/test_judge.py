@@ -107,7 +107,8 @@ def test_score_texts_matches_score_and_keeps_the_start_of_long_texts(tiny_judge,
     assert short.score_texts(texts[:1])[0] == pytest.approx(_raw_logit(raw, texts[0], max_length=6), abs=1e-5)
     start = tokenizer(texts[0], add_special_tokens=False)["input_ids"][:6]
     assert short.score_texts(texts[:1])[0] == pytest.approx(
-        raw[0](input_ids=torch.tensor([start])).logits[0, 0].item(), abs=1e-5)
+        raw[0](input_ids=torch.tensor([start])).logits[0, 0].item(), abs=1e-5
+    )
     assert judge.max_length == 512  # no recorded max_length: the tiny Llama's max_position_embeddings
 
 
@@ -148,8 +149,7 @@ def test_the_recorded_training_length_is_the_length_every_entry_point_uses(tmp_p
     else:
         got = reward([PLAIN_PROMPT_TEMPLATE.format(instruction=INSTRUCTIONS[0])], [long])
         # a formatted plain text (OpenRLHF's query, the server's teacher view) is split and cut by the same rule
-        assert judge.score_texts([judge.format(INSTRUCTIONS[0], long, ref)])[0] == pytest.approx(
-            with_ref, abs=1e-5)
+        assert judge.score_texts([judge.format(INSTRUCTIONS[0], long, ref)])[0] == pytest.approx(with_ref, abs=1e-5)
     assert got[0] == pytest.approx(logit(views.student), abs=1e-5)
     assert SelfJudge.from_pretrained(judge.model.config._name_or_path, max_length=24).max_length == 24
 
@@ -217,7 +217,8 @@ def test_reward_func_matches_score_for_every_prompt_shape(judge, plain_judge_pat
     conversational = reward(
         prompts=[[{"role": "user", "content": i}] for i in INSTRUCTIONS],
         completions=[[{"role": "assistant", "content": r}] for r in RESPONSES],
-        completion_ids=None, trainer_state=None,
+        completion_ids=None,
+        trainer_state=None,
     )
     assert conversational == pytest.approx(expected, abs=1e-5)
     plain_template = reward([PLAIN_PROMPT_TEMPLATE.format(instruction=i) for i in INSTRUCTIONS], RESPONSES)
@@ -237,7 +238,9 @@ def test_reward_func_matches_score_for_every_prompt_shape(judge, plain_judge_pat
 def test_decide_and_follow(judge):
     (score,) = judge.score(["hello world"], ["good"])
     assert judge.decide("hello world", "good", score - 1e-3) == {
-        "decision": "answer", "score": pytest.approx(score, abs=1e-6), "threshold": score - 1e-3
+        "decision": "answer",
+        "score": pytest.approx(score, abs=1e-6),
+        "threshold": score - 1e-3,
     }
     assert judge.decide("hello world", "good", score + 1e-3)["decision"] == "decline"
     assert judge.follow("hello world", "good", score - 1e-3) == "good"
@@ -312,8 +315,11 @@ def _save_tiny_judge(stage, selfj_extra=None):
 
     made = make_tiny_llama(stage, kind="seqcls", chat=True, seed=2)
     config = AutoConfig.from_pretrained(made)
-    selfj = judge_format_config(AutoTokenizer.from_pretrained(made)) | {"base_model": "tiny", "lora": None,
-                                                                       **(selfj_extra or {})}
+    selfj = judge_format_config(AutoTokenizer.from_pretrained(made)) | {
+        "base_model": "tiny",
+        "lora": None,
+        **(selfj_extra or {}),
+    }
     config.selfj = selfj
     config.save_pretrained(made)
     write_judge_files(made, selfj, judge_repo=None)

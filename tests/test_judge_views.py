@@ -92,7 +92,9 @@ def test_plain_views_parse_back_into_their_parts():
 
 def test_recorded_view_settings_are_used_and_old_judges_get_the_defaults():
     assert view_settings({"views": {"reference_share": 0.5, "instruction_share": 0.25}}) == {
-        "reference_share": 0.5, "instruction_share": 0.25}
+        "reference_share": 0.5,
+        "instruction_share": 0.25,
+    }
     assert view_settings({}) == view_settings(None) == {"reference_share": 0.25, "instruction_share": 0.5}
 
 

@@ -29,15 +29,27 @@ GIVEN = [  # two instructions, answered by three "models" (one answer empty)
 
 def _write(tmp_path) -> Path:
     path = tmp_path / "given.jsonl"
-    path.write_text("".join(json.dumps({"instruction": i, "reference": r, "response": a, "model": m}) + "\n"
-                            for i, r, a, m in GIVEN))
+    path.write_text(
+        "".join(
+            json.dumps({"instruction": i, "reference": r, "response": a, "model": m}) + "\n" for i, r, a, m in GIVEN
+        )
+    )
     return path
 
 
 def _config(tmp_path, policy, out="out", **kw) -> LabelingConfig:
-    return LabelingConfig(dataset_name=str(_write(tmp_path)), output_dir=str(tmp_path / out), policy=policy,
-                          embedder=str(make_tiny_embedder(tmp_path.parent / "tiny_embedder")), max_new_tokens=6,
-                          chunk_size=1, generation_batch_size=2, max_length=400, response_column="response", **kw)
+    return LabelingConfig(
+        dataset_name=str(_write(tmp_path)),
+        output_dir=str(tmp_path / out),
+        policy=policy,
+        embedder=str(make_tiny_embedder(tmp_path.parent / "tiny_embedder")),
+        max_new_tokens=6,
+        chunk_size=1,
+        generation_batch_size=2,
+        max_length=400,
+        response_column="response",
+        **kw,
+    )
 
 
 def test_given_responses_are_labeled_without_sampling(tmp_path, tiny_policy, monkeypatch):
@@ -49,11 +61,15 @@ def test_given_responses_are_labeled_without_sampling(tmp_path, tiny_policy, mon
     table = label_dataset(cfg)
     rows = table.to_list()
     assert [(r["instruction_id"], r["sample_index"], r["response"], r["model"], r["source"]) for r in rows] == [
-        (0, 0, "four", "good-model", "given"), (0, 1, "five", "bad-model", "given"),
-        (0, 2, "the answer is four", "copy-model", "given"), (2, 0, "hello", "good-model", "given")]
+        (0, 0, "four", "good-model", "given"),
+        (0, 1, "five", "bad-model", "given"),
+        (0, 2, "the answer is four", "copy-model", "given"),
+        (2, 0, "hello", "good-model", "given"),
+    ]
     # the very same signals as any row: scored here directly, row by row
-    s, s0, c = score_signals(cfg, ModelSet(cfg.policy, cfg.embedder), table["instruction"], table["response"],
-                             table["reference"])
+    s, s0, c = score_signals(
+        cfg, ModelSet(cfg.policy, cfg.embedder), table["instruction"], table["response"], table["reference"]
+    )
     assert table["self_eval_score"] == pytest.approx(s, abs=1e-5)
     assert table["self_eval_noref_score"] == pytest.approx(s0, abs=1e-5)
     assert table["cosine_similarity"] == pytest.approx(c, abs=1e-5)
@@ -69,8 +85,9 @@ def test_given_and_sampled_rows_in_one_dataset_resume(tmp_path, tiny_policy):
     assert len(by_source["given"]) == 4 and 1 <= len(by_source["policy"]) <= 4  # 2 instructions x 2 samples
     assert all(r["model"] is None for r in by_source["given"])  # no model column named
     n_given = {0: 3, 2: 1}
-    assert all(r["model"] == tiny_policy and r["sample_index"] >= n_given[r["instruction_id"]]
-               for r in by_source["policy"])
+    assert all(
+        r["model"] == tiny_policy and r["sample_index"] >= n_given[r["instruction_id"]] for r in by_source["policy"]
+    )
     card = (Path(cfg.output_dir) / "README.md").read_text()
     assert f"| rows by source | 4 given responses, {len(by_source['policy'])} policy samples |" in card
     shards = sorted((Path(cfg.output_dir) / "shards").glob("chunk-*.jsonl"))
@@ -85,8 +102,17 @@ def test_given_response_flags_parse_and_refuse_nonsense():
     from trl import TrlParser
 
     (cfg,) = TrlParser(LabelingConfig).parse_args_and_config(
-        ["--dataset_name", "x", "--response_column", "answer", "--response_model_column", "model",
-         "--num_samples", "2"])
+        [
+            "--dataset_name",
+            "x",
+            "--response_column",
+            "answer",
+            "--response_model_column",
+            "model",
+            "--num_samples",
+            "2",
+        ]
+    )
     assert (cfg.response_column, cfg.response_model_column, cfg.num_samples) == ("answer", "model", 2)
     assert LabelingConfig(dataset_name="x").num_samples == 2  # without given responses: sampling as before
     with pytest.raises(SelfJInputError, match="num_samples must be >= 1"):
@@ -100,23 +126,37 @@ def test_given_response_flags_parse_and_refuse_nonsense():
 def test_max_instructions_counts_instructions_not_responses(tmp_path):
     from datasets import Dataset
 
-    rows, skipped = prepare_rows(Dataset.from_list([{"instruction": i, "reference": r, "response": a}
-                                                    for i, r, a, _ in GIVEN]),
-                                 LabelingConfig(dataset_name="x", response_column="response", max_instructions=1))
+    rows, skipped = prepare_rows(
+        Dataset.from_list([{"instruction": i, "reference": r, "response": a} for i, r, a, _ in GIVEN]),
+        LabelingConfig(dataset_name="x", response_column="response", max_instructions=1),
+    )
     assert len(rows) == 1 and [g["response"] for g in rows[0]["given"]] == ["four", "five", "the answer is four"]
     with pytest.raises(SelfJInputError, match=r"missing column\(s\) \['answer'\]"):
-        prepare_rows(Dataset.from_list([{"instruction": "a", "reference": "b"}]),
-                     LabelingConfig(dataset_name="x", response_column="answer"))
+        prepare_rows(
+            Dataset.from_list([{"instruction": "a", "reference": "b"}]),
+            LabelingConfig(dataset_name="x", response_column="answer"),
+        )
 
 
 def _alpaca_folder(tmp_path) -> Path:
     folder = tmp_path / "alpaca"
     folder.mkdir()
-    instructions = [{"id": i, "instruction": f"what is {w} ?", "reference": f"the answer is {w} .", "subset": "s",
-                     "split": "train" if i < 2 else "test"} for i, w in enumerate(["two", "four", "five"])]
+    instructions = [
+        {
+            "id": i,
+            "instruction": f"what is {w} ?",
+            "reference": f"the answer is {w} .",
+            "subset": "s",
+            "split": "train" if i < 2 else "test",
+        }
+        for i, w in enumerate(["two", "four", "five"])
+    ]
     (folder / "instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in instructions))
-    responses = [{"id": r["id"], "model": m, "response": f"{m} says {r['id']}", "gpt4_win_prob": 0.5}
-                 for r in instructions for m in ("b-model", "a-model")]
+    responses = [
+        {"id": r["id"], "model": m, "response": f"{m} says {r['id']}", "gpt4_win_prob": 0.5}
+        for r in instructions
+        for m in ("b-model", "a-model")
+    ]
     (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in responses))
     return folder
 
@@ -125,10 +165,19 @@ def test_alpaca_folder_gives_its_train_pool_and_never_the_grades(tmp_path, tiny_
     pool = load_alpaca_train_pool(_alpaca_folder(tmp_path))
     assert "gpt4_win_prob" not in pool.column_names
     assert [(r["id"], r["model"]) for r in pool] == [(0, "a-model"), (0, "b-model"), (1, "a-model"), (1, "b-model")]
-    cfg = LabelingConfig(dataset_name=str(tmp_path / "alpaca"), output_dir=str(tmp_path / "out"), policy=tiny_policy,
-                         embedder=str(make_tiny_embedder(tmp_path.parent / "tiny_embedder")), chunk_size=2,
-                         max_length=400, response_column="response", response_model_column="model",
-                         self_eval_method="likelihood", likelihood_method="reference_gain", cosine_weight=0.25)
+    cfg = LabelingConfig(
+        dataset_name=str(tmp_path / "alpaca"),
+        output_dir=str(tmp_path / "out"),
+        policy=tiny_policy,
+        embedder=str(make_tiny_embedder(tmp_path.parent / "tiny_embedder")),
+        chunk_size=2,
+        max_length=400,
+        response_column="response",
+        response_model_column="model",
+        self_eval_method="likelihood",
+        likelihood_method="reference_gain",
+        cosine_weight=0.25,
+    )
     table = label_dataset(cfg)
     assert len(table) == 4 and set(table["model"]) == {"a-model", "b-model"}
     assert not any("five" in t for t in table["instruction"])  # no test instruction reaches a label

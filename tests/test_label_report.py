@@ -50,8 +50,11 @@ def _embedder_dir(root: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.txt").write_text("\n".join(vocab))
     tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
-    bert = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=32))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+    )
     bert.save_pretrained(path / "bert")
     tok.save_pretrained(path / "bert")
     SentenceTransformer(modules=[Transformer(str(path / "bert")), Pooling(16)]).save(str(path))
@@ -64,8 +67,12 @@ def _embedder_dir(root: Path) -> Path:
 def test_default_prompt_puts_the_rating_next_and_styles_differ(tiny_plain_policy):
     _, tok = load_policy(tiny_plain_policy)
     no_lead = P.build_judge_prompt(tok, "hello", "world", "good", prompt_style="zero_shot").text  # the old name
-    assert no_lead == P.JUDGE_PROMPT_TEMPLATE.format(instruction="hello", response="world", ref_hint=P.digit_prompt_parts()[6],
-                                                     reference_block=P.digit_prompt_parts()[5].format(reference="good"))
+    assert no_lead == P.JUDGE_PROMPT_TEMPLATE.format(
+        instruction="hello",
+        response="world",
+        ref_hint=P.digit_prompt_parts()[6],
+        reference_block=P.digit_prompt_parts()[5].format(reference="good"),
+    )
     lead = P.build_judge_prompt(tok, "hello", "world", "good", prompt_style="zero_shot_lead").text
     assert lead == no_lead + P.RATING_LEAD["plain"]
     assert P.build_judge_prompt(tok, "hello", "world", "good").text == lead  # the default: the digit is next
@@ -110,8 +117,15 @@ def _plain_digit_score(model, tok, text: str, style: str, chat: bool) -> float:
     return sum(d * p for d, p in enumerate(per_digit)) / sum(per_digit) * 9.0 / (hi - lo)
 
 
-@pytest.mark.parametrize(("policy_fixture", "style"), [("tiny_policy", "few_shot"), ("tiny_plain_policy", "few_shot"),
-                                                      ("tiny_policy", "zero_shot"), ("tiny_plain_policy", "scale_1_5")])
+@pytest.mark.parametrize(
+    ("policy_fixture", "style"),
+    [
+        ("tiny_policy", "few_shot"),
+        ("tiny_plain_policy", "few_shot"),
+        ("tiny_policy", "zero_shot"),
+        ("tiny_plain_policy", "scale_1_5"),
+    ],
+)
 def test_digit_logprobs_match_a_plain_forward_pass(policy_fixture, style, request):
     model, tok = load_policy(request.getfixturevalue(policy_fixture))
     chat = P.has_chat_template(tok)
@@ -120,8 +134,9 @@ def test_digit_logprobs_match_a_plain_forward_pass(policy_fixture, style, reques
         records = digit_logprobs(model, tok, ins, resp, references, groups=GROUP, prompt_style=style, max_length=800)
         ours = [digit_score(r, style) for r in records]
         for i, score in enumerate(ours):
-            text = P.build_judge_prompt(tok, ins[i], resp[i], references[i] if references else None,
-                                        max_length=800, prompt_style=style).text
+            text = P.build_judge_prompt(
+                tok, ins[i], resp[i], references[i] if references else None, max_length=800, prompt_style=style
+            ).text
             assert score == pytest.approx(_plain_digit_score(model, tok, text, style, chat), abs=1e-3)
         assert all(0.0 <= s <= 9.0 for s in ours)
         assert all(0.0 < r["mass"] <= 1.0 + 1e-6 for r in records)
@@ -177,8 +192,9 @@ def test_likelihood_gain_matches_hand_computation(policy_fixture, method, reques
 def test_likelihood_respects_max_length(tiny_policy):
     model, tok = load_policy(tiny_policy)
     long = " ".join(["the sea is blue and deep"] * 80)
-    got = likelihood_gains(model, tok, ["hello world"], [long], [long], method="response_gain", max_length=120,
-                           max_target_tokens=40)
+    got = likelihood_gains(
+        model, tok, ["hello world"], [long], [long], method="response_gain", max_length=120, max_target_tokens=40
+    )
     assert got[0]["n_tokens"] == 40 and math.isfinite(got[0]["gain"])
     assert gain_to_score(0.0) == pytest.approx(4.5) and 0.0 <= gain_to_score(-50.0) < gain_to_score(50.0) <= 9.0
 
@@ -190,9 +206,17 @@ def test_labeling_likelihood_branch_calls_signal(tiny_policy, tmp_path):
 
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in tiny_instruction_rows(2)))
-    config = LabelingConfig(dataset_name=str(path), output_dir=str(tmp_path / "out"), policy=tiny_policy,
-                            embedder=str(_embedder_dir(tmp_path)), num_samples=2, max_new_tokens=5, chunk_size=2,
-                            max_length=300, self_eval_method="likelihood")
+    config = LabelingConfig(
+        dataset_name=str(path),
+        output_dir=str(tmp_path / "out"),
+        policy=tiny_policy,
+        embedder=str(_embedder_dir(tmp_path)),
+        num_samples=2,
+        max_new_tokens=5,
+        chunk_size=2,
+        max_length=300,
+        self_eval_method="likelihood",
+    )
     table = label_dataset(config)
     assert len(table) > 0 and all(0.0 <= s <= 9.0 for s in table["self_eval_score"])
 
@@ -204,8 +228,9 @@ def test_correlation_summary_and_cluster_bootstrap():
     rng = np.random.default_rng(0)
     quality = rng.random(60)
     clusters = [i // 6 for i in range(60)]
-    s = correlation_summary(list(quality + 0.1 * rng.random(60)), list(quality), clusters, n_bootstrap=200,
-                            honest=[True] * 60)
+    s = correlation_summary(
+        list(quality + 0.1 * rng.random(60)), list(quality), clusters, n_bootstrap=200, honest=[True] * 60
+    )
     assert s["spearman"] > 0.9 and s["spearman_ci"][0] <= s["spearman"] <= s["spearman_ci"][1]
     assert s["pearson_ci"][0] > 0.8 and s["within_instruction_spearman"] > 0.5 and s["n"] == 60
     noise = correlation_summary(list(rng.random(60)), list(quality), clusters, n_bootstrap=200)
@@ -227,8 +252,13 @@ def test_fitted_combination_is_cross_fitted():
     s, c, q = list(9 * rng.random(n)), list(rng.random(n)), list(rng.random(n))
     folds = [i % 2 for i in range(n)]
     labels, weights = combined_labels(s, c, q, folds, cosine_weights=[0.0, 0.5], n_folds=2)
-    assert set(labels) == {"weighted_mean/w=0", "weighted_mean/w=0.5", "rank_mean/w=0", "rank_mean/w=0.5",
-                           "fitted/cross-fitted"}
+    assert set(labels) == {
+        "weighted_mean/w=0",
+        "weighted_mean/w=0.5",
+        "rank_mean/w=0",
+        "rank_mean/w=0.5",
+        "fitted/cross-fitted",
+    }
     other = [i for i in range(n) if folds[i] == 1]
     w1 = fit_combination([s[i] for i in other], [c[i] for i in other], [q[i] for i in other])
     fold0 = [i for i in range(n) if folds[i] == 0]
@@ -239,7 +269,9 @@ def test_fitted_combination_is_cross_fitted():
     mask = [i % 4 != 0 for i in range(n)]
     labels_m, weights_m = combined_labels(s, c, q, folds, cosine_weights=[0.5], n_folds=2, fit_mask=mask)
     kept = [i for i in range(n) if mask[i]]
-    assert weights_m == pytest.approx(fit_combination([s[i] for i in kept], [c[i] for i in kept], [q[i] for i in kept]))
+    assert weights_m == pytest.approx(
+        fit_combination([s[i] for i in kept], [c[i] for i in kept], [q[i] for i in kept])
+    )
     assert all(math.isfinite(v) for v in labels_m["fitted/cross-fitted"])  # every row is still labeled
 
 
@@ -259,15 +291,20 @@ def _fake_alpaca(root: Path) -> Path:
     folder = root / "alpaca"
     folder.mkdir()
     instructions, responses = [], []
-    for k, (ins, ref) in enumerate(zip(INS + ["hello world", "one two three"], REF + ["good hello world", "four"], strict=False)):
-        instructions.append({"id": f"train{k}", "instruction": ins, "reference": ref, "split": "train",
-                             "subset": "oasst"})
-    instructions.append({"id": "test0", "instruction": "TEST INSTRUCTION", "reference": "TEST", "split": "test",
-                         "subset": "koala"})
+    for k, (ins, ref) in enumerate(
+        zip(INS + ["hello world", "one two three"], REF + ["good hello world", "four"], strict=False)
+    ):
+        instructions.append(
+            {"id": f"train{k}", "instruction": ins, "reference": ref, "split": "train", "subset": "oasst"}
+        )
+    instructions.append(
+        {"id": "test0", "instruction": "TEST INSTRUCTION", "reference": "TEST", "split": "test", "subset": "koala"}
+    )
     for ex in instructions:
         for m, resp in enumerate([ex["reference"], "bad bad", "the sea"]):
-            responses.append({"id": ex["id"], "model": f"model{m}", "response": resp,
-                              "gpt4_win_prob": [0.9, 0.1, 0.4][m]})
+            responses.append(
+                {"id": ex["id"], "model": f"model{m}", "response": resp, "gpt4_win_prob": [0.9, 0.1, 0.4][m]}
+            )
     (folder / "instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in instructions))
     (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in responses))
     return folder
@@ -277,16 +314,31 @@ def test_report_end_to_end_never_uses_test_rows(tiny_policy, tmp_path, monkeypat
     data = _fake_alpaca(tmp_path)
     rows = load_train_rows(data, n_instructions=100)
     assert {r["split"] for r in rows} == {"train"} and not any(r["id"].startswith("test") for r in rows)
-    kwargs = {"policy": tiny_policy, "embedder": str(_embedder_dir(tmp_path)), "n_instructions": 2, "seed": 3,
-              "output_dir": str(tmp_path / "out"), "data_dir": str(data), "max_length": 700, "n_bootstrap": 30,
-              "digit_variants": ["few_shot:noref"], "likelihood_methods": ["response_gain"]}
+    kwargs = {
+        "policy": tiny_policy,
+        "embedder": str(_embedder_dir(tmp_path)),
+        "n_instructions": 2,
+        "seed": 3,
+        "output_dir": str(tmp_path / "out"),
+        "data_dir": str(data),
+        "max_length": 700,
+        "n_bootstrap": 30,
+        "digit_variants": ["few_shot:noref"],
+        "likelihood_methods": ["response_gain"],
+    }
     report = label_report(**kwargs)
     out = tmp_path / "out"
     assert (out / "signal_report.json").exists() and (out / "signal_report.md").exists()
     assert report["data"]["n_rows"] == 6 and report["data"]["splits_used"] == ["train"]
     assert all(i.startswith("train") for i in report["data"]["instruction_ids"])
-    for name in ["digits/few_shot/noref/L700/expected", "digits/few_shot/noref/L700/argmax", "cosine", "length_words",
-                 "likelihood/response_gain/L700/score", "likelihood/response_loglik"]:
+    for name in [
+        "digits/few_shot/noref/L700/expected",
+        "digits/few_shot/noref/L700/argmax",
+        "cosine",
+        "length_words",
+        "likelihood/response_gain/L700/score",
+        "likelihood/response_loglik",
+    ]:
         assert report["components"][name]["n"] == 6, name
     assert any(k.endswith("| weighted_mean/w=0.5") for k in report["combined"])  # likelihood + cosine
     assert "| component |" in (out / "signal_report.md").read_text()
@@ -299,7 +351,8 @@ def test_report_end_to_end_never_uses_test_rows(tiny_policy, tmp_path, monkeypat
     monkeypatch.setattr(models, "load_policy", lambda *a, **k: pytest.fail("policy reloaded despite the cache"))
     again = label_report(**kwargs)
     assert again["components"]["digits/few_shot/noref/L700/expected"]["spearman"] == pytest.approx(
-        report["components"]["digits/few_shot/noref/L700/expected"]["spearman"], nan_ok=True)
+        report["components"]["digits/few_shot/noref/L700/expected"]["spearman"], nan_ok=True
+    )
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
@@ -316,12 +369,24 @@ def _real_data() -> Path | None:
 @pytest.mark.skipif(_real_data() is None, reason="../shared/data/alpaca_eval_gpt4 is not available on this machine")
 def test_report_on_real_train_slice(tiny_policy, tmp_path):
     data = _real_data()
-    train_ids = {json.loads(line)["id"] for line in (data / "instructions.jsonl").read_text().splitlines()
-                 if json.loads(line)["split"] == "train"}
+    train_ids = {
+        json.loads(line)["id"]
+        for line in (data / "instructions.jsonl").read_text().splitlines()
+        if json.loads(line)["split"] == "train"
+    }
     models = ["alpaca-7b", "claude-2", "NullModel"]
-    report = label_report(policy=tiny_policy, embedder=str(_embedder_dir(tmp_path)), n_instructions=2,
-                           models=models, output_dir=str(tmp_path / "out"), max_length=480, max_target_tokens=48,
-                           n_bootstrap=20, digit_variants=["zero_shot_lead:ref"], likelihood_methods=["reference_gain"])
+    report = label_report(
+        policy=tiny_policy,
+        embedder=str(_embedder_dir(tmp_path)),
+        n_instructions=2,
+        models=models,
+        output_dir=str(tmp_path / "out"),
+        max_length=480,
+        max_target_tokens=48,
+        n_bootstrap=20,
+        digit_variants=["zero_shot_lead:ref"],
+        likelihood_methods=["reference_gain"],
+    )
     assert set(report["data"]["instruction_ids"]) <= train_ids
     assert report["data"]["n_rows"] == 6 and set(report["data"]["models"]) == set(models)
     assert (tmp_path / "out" / "signal_report.md").exists()
@@ -333,25 +398,37 @@ def test_recommended_settings_pick_the_best_fixed_weight_label_on_honest_and_wit
     from selfj_trl.label_report import recommended_settings
 
     def entry(se, label, honest, within, all_rows=0.0):
-        return {"self_eval": se, "label": label, "spearman_honest": honest, "within_instruction_spearman": within,
-                "spearman": all_rows, "spearman_ci": [all_rows - 0.1, all_rows + 0.1]}
+        return {
+            "self_eval": se,
+            "label": label,
+            "spearman_honest": honest,
+            "within_instruction_spearman": within,
+            "spearman": all_rows,
+            "spearman_ci": [all_rows - 0.1, all_rows + 0.1],
+        }
 
     lik, dig = "likelihood/reference_gain/L768/score", "digits/few_shot/ref/L768/expected"
     report = {
-        "components": {lik: {"kind": "likelihood", "method": "reference_gain"},
-                       dig: {"kind": "digits", "style": "few_shot"}},
+        "components": {
+            lik: {"kind": "likelihood", "method": "reference_gain"},
+            dig: {"kind": "digits", "style": "few_shot"},
+        },
         "combined": {
             "a": entry(dig, "weighted_mean/w=0.5", 0.20, 0.10, all_rows=0.9),  # all rows do not count
-            "b": entry(lik, "rank_mean/w=0.25", 0.31, 0.25),                   # mean 0.28: the best
-            "c": entry(lik, "weighted_mean/w=0", 0.40, 0.05),                  # best honest, poor within: 0.225
-            "d": entry(lik, "fitted/cross-fitted", 0.50, 0.50),                # needs dev data: skipped
+            "b": entry(lik, "rank_mean/w=0.25", 0.31, 0.25),  # mean 0.28: the best
+            "c": entry(lik, "weighted_mean/w=0", 0.40, 0.05),  # best honest, poor within: 0.225
+            "d": entry(lik, "fitted/cross-fitted", 0.50, 0.50),  # needs dev data: skipped
             "e": entry(dig, "weighted_mean/w=0", float("nan"), 0.9),
         },
     }
     rec = recommended_settings(report)
     assert rec["label"] == "b" and rec["criterion"] == pytest.approx(0.28)
-    assert rec["settings"] == {"self_eval_method": "likelihood", "likelihood_method": "reference_gain",
-                               "cosine_weight": 0.25, "combination": "rank_mean"}
+    assert rec["settings"] == {
+        "self_eval_method": "likelihood",
+        "likelihood_method": "reference_gain",
+        "cosine_weight": 0.25,
+        "combination": "rank_mean",
+    }
     config = LabelingConfig(policy="x", **rec["settings"])  # the settings are valid labeling flags
     assert all(getattr(config, k) == v for k, v in rec["settings"].items())
     report["combined"] = {"e": report["combined"]["e"]}

@@ -100,22 +100,30 @@ def test_label_formula_and_ranges():
 
 
 def test_column_mapping_alpaca_and_messages():
-    alpaca = Dataset.from_list([
-        {"instruction": "add", "input": "2 and 2", "output": "4"},
-        {"instruction": "say hi", "input": "", "output": "hi"},
-        {"instruction": "", "input": "", "output": "skip me"},
-        {"instruction": "no ref", "input": "", "output": None},
-    ])
+    alpaca = Dataset.from_list(
+        [
+            {"instruction": "add", "input": "2 and 2", "output": "4"},
+            {"instruction": "say hi", "input": "", "output": "hi"},
+            {"instruction": "", "input": "", "output": "skip me"},
+            {"instruction": "no ref", "input": "", "output": None},
+        ]
+    )
     rows, skipped = prepare_rows(alpaca, LabelingConfig(input_column="input", reference_column="output"))
     assert [r["instruction"] for r in rows] == ["add\n\n2 and 2", "say hi"]
     assert [r["reference"] for r in rows] == ["4", "hi"]
     assert skipped == Counter({"empty_instruction": 1, "empty_reference": 1})
 
-    chat = Dataset.from_list([{"messages": [
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": "what is 2+2?"},
-        {"role": "assistant", "content": "4"},
-    ]}])
+    chat = Dataset.from_list(
+        [
+            {
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "what is 2+2?"},
+                    {"role": "assistant", "content": "4"},
+                ]
+            }
+        ]
+    )
     rows, _ = prepare_rows(chat, LabelingConfig(messages_column="messages"))
     assert rows == [{"instruction_id": 0, "instruction": "what is 2+2?", "reference": "4"}]
 
@@ -142,9 +150,17 @@ def test_judge_prompt_truncates_response_then_reference_never_instruction(tiny_p
 
 def _config(tmp_path, policy, **kw) -> LabelingConfig:
     return LabelingConfig(
-        dataset_name=str(tmp_path / "rows.jsonl"), output_dir=str(tmp_path / "out"), policy=policy,
-        embedder=str(_embedder_dir(tmp_path)), num_samples=2, max_new_tokens=6, chunk_size=2,
-        generation_batch_size=2, judge_batch_size=4, max_length=400, **kw,
+        dataset_name=str(tmp_path / "rows.jsonl"),
+        output_dir=str(tmp_path / "out"),
+        policy=policy,
+        embedder=str(_embedder_dir(tmp_path)),
+        num_samples=2,
+        max_new_tokens=6,
+        chunk_size=2,
+        generation_batch_size=2,
+        judge_batch_size=4,
+        max_length=400,
+        **kw,
     )
 
 
@@ -169,8 +185,17 @@ def test_label_dataset_end_to_end_and_resume(tmp_path, tiny_policy):
     table = label_dataset(cfg)
     out = Path(cfg.output_dir)
     assert len(table) >= 8  # 5 instructions x 2 samples, minus any empty sample
-    for col in ["instruction", "reference", "response", "self_eval_score", "self_eval_noref_score",
-                "cosine_similarity", "label", "sample_index", "instruction_id"]:
+    for col in [
+        "instruction",
+        "reference",
+        "response",
+        "self_eval_score",
+        "self_eval_noref_score",
+        "cosine_similarity",
+        "label",
+        "sample_index",
+        "instruction_id",
+    ]:
         assert col in table.column_names
     assert all(0 <= x <= 9 for x in table["label"]) and all(-1 <= x <= 1 for x in table["cosine_similarity"])
     card = (out / "README.md").read_text()
@@ -195,11 +220,40 @@ def test_resume_refuses_changed_settings(tmp_path, tiny_policy):
 
 
 def _launch(tmp_path, policy, out, nproc):
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(nproc),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "selfj_trl.labeling", "--dataset_name", str(tmp_path / "rows.jsonl"), "--output_dir", str(out),
-           "--policy", policy, "--embedder", str(_embedder_dir(tmp_path)), "--num_samples", "2",
-           "--max_new_tokens", "6", "--chunk_size", "2", "--generation_batch_size", "2", "--max_length", "400"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        str(nproc),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "selfj_trl.labeling",
+        "--dataset_name",
+        str(tmp_path / "rows.jsonl"),
+        "--output_dir",
+        str(out),
+        "--policy",
+        policy,
+        "--embedder",
+        str(_embedder_dir(tmp_path)),
+        "--num_samples",
+        "2",
+        "--max_new_tokens",
+        "6",
+        "--chunk_size",
+        "2",
+        "--generation_batch_size",
+        "2",
+        "--max_length",
+        "400",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -211,17 +265,33 @@ def test_two_processes_give_the_same_rows_as_one(tmp_path, tiny_policy):
     _launch(tmp_path, tiny_policy, tmp_path / "two", 2)
     one, two = _rows_of(tmp_path / "one"), _rows_of(tmp_path / "two")
     assert len(one) > 0
-    assert [(r["instruction_id"], r["sample_index"], r["response"]) for r in one] == \
-        [(r["instruction_id"], r["sample_index"], r["response"]) for r in two]
+    assert [(r["instruction_id"], r["sample_index"], r["response"]) for r in one] == [
+        (r["instruction_id"], r["sample_index"], r["response"]) for r in two
+    ]
     for a, b in zip(one, two, strict=False):
         assert a["label"] == pytest.approx(b["label"], abs=1e-4)
 
 
 def test_cli_bad_input_is_one_line(tmp_path, tiny_policy):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "x", "answer": "y"}) + "\n")
-    res = subprocess.run([sys.executable, "-m", "selfj_trl.cli", "label", "--dataset_name", str(tmp_path / "bad.jsonl"),
-                          "--policy", tiny_policy, "--output_dir", str(tmp_path / "o")],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "selfj_trl.cli",
+            "label",
+            "--dataset_name",
+            str(tmp_path / "bad.jsonl"),
+            "--policy",
+            tiny_policy,
+            "--output_dir",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert "missing column(s)" in res.stderr and "--instruction_column" in res.stderr
@@ -237,8 +307,13 @@ def test_real_offline_models_label_four_instructions(tmp_path):
         {"instruction": "Write one sentence about the sea.", "reference": "The sea is vast, deep and full of life."},
     ]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = LabelingConfig(dataset_name=str(tmp_path / "rows.jsonl"), output_dir=str(tmp_path / "out"),
-                         num_samples=1, max_new_tokens=32, chunk_size=4)
+    cfg = LabelingConfig(
+        dataset_name=str(tmp_path / "rows.jsonl"),
+        output_dir=str(tmp_path / "out"),
+        num_samples=1,
+        max_new_tokens=32,
+        chunk_size=4,
+    )
     table = label_dataset(cfg)
     assert len(table) == 4
     assert all(0 <= x <= 9 for x in table["self_eval_score"])
@@ -253,8 +328,11 @@ def test_growing_max_instructions_reuses_finished_chunks(tmp_path, tiny_policy, 
     import selfj_trl.labeling.pipeline as pipeline
 
     real = pipeline.label_chunk
-    monkeypatch.setattr(pipeline, "label_chunk", lambda rows, chunk, *a, **k: calls.append((chunk, len(rows)))
-                        or real(rows, chunk, *a, **k))
+    monkeypatch.setattr(
+        pipeline,
+        "label_chunk",
+        lambda rows, chunk, *a, **k: calls.append((chunk, len(rows))) or real(rows, chunk, *a, **k),
+    )
     big = label_dataset(_config(tmp_path, tiny_policy, max_instructions=5))  # chunks [2, 2, 1]
     assert calls == [(1, 2), (2, 1)]  # chunk 0 reused; the resized chunk 1 and the new chunk 2 labeled
     first = [r for r in small.to_list() if r["instruction_id"] < 2]
@@ -281,8 +359,13 @@ def test_unset_self_eval_settings_resolve_per_policy():
         assert cfg.defaults_source.startswith(f"measured for {alias}")
         mixed = LabelingConfig(policy=alias, cosine_weight=0.9)
         assert mixed.cosine_weight == 0.9 and "except what the user set" in mixed.defaults_source
-    explicit = LabelingConfig(policy="x", self_eval_method="likelihood", likelihood_method="response_gain",
-                              prompt_style="few_shot", cosine_weight=0.25)
+    explicit = LabelingConfig(
+        policy="x",
+        self_eval_method="likelihood",
+        likelihood_method="response_gain",
+        prompt_style="few_shot",
+        cosine_weight=0.25,
+    )
     assert explicit.defaults_source == "set by the user" and explicit.likelihood_method == "response_gain"
 
 
@@ -300,7 +383,10 @@ def _write_dev(tmp_path, quality_values) -> Path:
 
     rows = tiny_instruction_rows(len(quality_values))
     responses = ["the sea is blue", "four", "good", "bad answer", "hello world", "the answer is four"]
-    dev = [{**r, "response": responses[i % len(responses)], "quality": q} for i, (r, q) in enumerate(zip(rows, quality_values, strict=False))]
+    dev = [
+        {**r, "response": responses[i % len(responses)], "quality": q}
+        for i, (r, q) in enumerate(zip(rows, quality_values, strict=False))
+    ]
     path = tmp_path / "dev.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in dev))
     return path
@@ -315,9 +401,14 @@ def test_fitted_combination_learns_weights_on_a_dev_slice(tmp_path, tiny_policy,
     fit_file = next((out / "shards").glob("fit-*.jsonl"))
     dev_rows = [json.loads(line) for line in fit_file.read_text().splitlines()]
     assert len(dev_rows) == 6 and {"self_eval_score", "cosine_similarity", "quality"} <= set(dev_rows[0])
-    weights = fit_combination([r["self_eval_score"] for r in dev_rows], [r["cosine_similarity"] for r in dev_rows],
-                              [r["quality"] for r in dev_rows])
-    expect = combine_labels(table["self_eval_score"], table["cosine_similarity"], combination="fitted", weights=weights)
+    weights = fit_combination(
+        [r["self_eval_score"] for r in dev_rows],
+        [r["cosine_similarity"] for r in dev_rows],
+        [r["quality"] for r in dev_rows],
+    )
+    expect = combine_labels(
+        table["self_eval_score"], table["cosine_similarity"], combination="fitted", weights=weights
+    )
     assert table["label"] == pytest.approx(expect)
     card = (out / "README.md").read_text()
     assert "fitted weights" in card and str(dev) in card and "6 dev rows" in card
@@ -334,8 +425,11 @@ def test_fitted_combination_with_given_weights_and_bad_dev_data(tmp_path, tiny_p
     _write_rows(tmp_path, 2)
     cfg = _config(tmp_path, tiny_policy, combination="fitted", fit_weights=[0.1, 0.5, 0.3])
     table = label_dataset(cfg)
-    assert table["label"] == pytest.approx(combine_labels(table["self_eval_score"], table["cosine_similarity"],
-                                                          combination="fitted", weights=(0.1, 0.5, 0.3)))
+    assert table["label"] == pytest.approx(
+        combine_labels(
+            table["self_eval_score"], table["cosine_similarity"], combination="fitted", weights=(0.1, 0.5, 0.3)
+        )
+    )
     assert "given (--fit_weights)" in (Path(cfg.output_dir) / "README.md").read_text()
 
     bad = tmp_path / "bad_dev.jsonl"
@@ -357,11 +451,21 @@ def _fit_cfg(tmp_path, policy, dev, name) -> LabelingConfig:
 def test_fit_on_an_alpaca_style_folder_reads_train_rows_of_honest_models_only(tmp_path, tiny_policy):
     folder = tmp_path / "alpaca"
     folder.mkdir()
-    instructions = [{"id": i, "instruction": f"what is {w} ?", "reference": f"the answer is {w} .",
-                     "split": "train" if i < 3 else "test"} for i, w in enumerate(["two", "four", "one", "five"])]
+    instructions = [
+        {
+            "id": i,
+            "instruction": f"what is {w} ?",
+            "reference": f"the answer is {w} .",
+            "split": "train" if i < 3 else "test",
+        }
+        for i, w in enumerate(["two", "four", "one", "five"])
+    ]
     (folder / "instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in instructions))
-    responses = [{"id": r["id"], "model": m, "response": f"{m} says {r['instruction']}", "gpt4_win_prob": q}
-                 for r in instructions for m, q in (("good", 0.8), ("bad", 0.1), ("NullModel", 0.9))]
+    responses = [
+        {"id": r["id"], "model": m, "response": f"{m} says {r['instruction']}", "gpt4_win_prob": q}
+        for r in instructions
+        for m, q in (("good", 0.8), ("bad", 0.1), ("NullModel", 0.9))
+    ]
     (folder / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in responses))
     _write_rows(tmp_path, 2)
     cfg = _config(tmp_path, tiny_policy, combination="fitted", fit_dataset=str(folder), fit_max_instructions=10)
@@ -372,8 +476,9 @@ def test_fit_on_an_alpaca_style_folder_reads_train_rows_of_honest_models_only(tm
     assert not any("five" in r["instruction"] or "NullModel" in r["response"] for r in used)
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*/label/config_*.yaml")),
-                         ids=lambda p: f"{p.parts[-3]}/{p.name}")
+@pytest.mark.parametrize(
+    "recipe", sorted((REPO / "recipes").glob("*/label/config_*.yaml")), ids=lambda p: f"{p.parts[-3]}/{p.name}"
+)
 def test_label_recipes_parse_and_point_at_real_files(recipe):
     from trl import TrlParser
 
@@ -419,7 +524,10 @@ def test_card_says_how_the_measured_defaults_measured_beside_length():
         length = " / ".join(f"{v:+.2f}" for v in quality["length"])
         assert f"this label {label}; response length {length}" in card
     # settings the user changed were never measured: no figures claimed for them
-    for cfg in (LabelingConfig(policy=alias, cosine_weight=0.9), LabelingConfig(policy=alias, combination="rank_mean"),
-                LabelingConfig(policy="my-org/my-7b")):
+    for cfg in (
+        LabelingConfig(policy=alias, cosine_weight=0.9),
+        LabelingConfig(policy=alias, combination="rank_mean"),
+        LabelingConfig(policy="my-org/my-7b"),
+    ):
         info = card_info(table, cfg, skipped=Counter(), stats=Counter(), num_instructions=1)
         assert info["measured_quality"] is None and "how good these settings measured" not in str(dataset_card(info))

@@ -24,9 +24,19 @@ REPO = Path(__file__).resolve().parents[1]
 def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys):
     judge_base = str(make_tiny_llama(tmp_path / "judge_base", kind="seqcls", chat=True))
     cfg = QuickstartConfig(
-        output_dir=str(tmp_path / "qs"), policy=tiny_policy, embedder=tiny_embedder, judge_base=judge_base,
-        n_train_instructions=4, n_seed_tasks=2, num_samples=2, max_new_tokens=6, num_train_epochs=1,
-        eval_max_instructions=2, bon_prompts=2, bon_n=3, tiny=True,
+        output_dir=str(tmp_path / "qs"),
+        policy=tiny_policy,
+        embedder=tiny_embedder,
+        judge_base=judge_base,
+        n_train_instructions=4,
+        n_seed_tasks=2,
+        num_samples=2,
+        max_new_tokens=6,
+        num_train_epochs=1,
+        eval_max_instructions=2,
+        bon_prompts=2,
+        bon_n=3,
+        tiny=True,
     )
     results = run_quickstart(cfg)
     out = Path(cfg.output_dir)
@@ -43,9 +53,25 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
     train_summary = next(r.summary for r in results if r.name.startswith("2."))
     assert re.search(r"judge trained: [1-9]\d* steps", train_summary) and "mean training loss" in train_summary
     # laid out as on the Hub: push_to_hub.py's dry run accepts both folders and lists the files it would upload
-    dry = subprocess.run([sys.executable, str(REPO / "push_to_hub.py"), "--judge_dir", str(judge), "--judge_repo",
-                          "me/selfj-judge", "--dataset_dir", str(out / "labeled"), "--dataset_repo", "me/selfj-labels",
-                          "--dry_run"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    dry = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "push_to_hub.py"),
+            "--judge_dir",
+            str(judge),
+            "--judge_repo",
+            "me/selfj-judge",
+            "--dataset_dir",
+            str(out / "labeled"),
+            "--dataset_repo",
+            "me/selfj-labels",
+            "--dry_run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert dry.returncode == 0, dry.stderr[-2000:]
     for name in ("model.safetensors", "config.json", "README.md", "data/train-00000-of-00001.parquet"):
         assert name in dry.stdout
@@ -94,10 +120,19 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
 def test_best_of_n_is_graded_independently_or_not_at_all():
     assert "no independent grader is available" in pick_line(None) and "gain" in pick_line(None)
     pick = {"pick": 0.3, "random": 0.1, "oracle": 0.6, "k_min": 15, "k_max": 15}
-    metrics = {"config": {"max_instructions": 12}, "eval_sets": {"alpaca_eval": {
-        "n": 204, "best_of_k": pick, "scorers": {
-            "judge": {"correlation": {"spearman": 0.1}, "best_of_k": pick},
-            "length": {"correlation": {"spearman": 0.2}, "best_of_k": {**pick, "pick": 0.44}}}}}}
+    metrics = {
+        "config": {"max_instructions": 12},
+        "eval_sets": {
+            "alpaca_eval": {
+                "n": 204,
+                "best_of_k": pick,
+                "scorers": {
+                    "judge": {"correlation": {"spearman": 0.1}, "best_of_k": pick},
+                    "length": {"correlation": {"spearman": 0.2}, "best_of_k": {**pick, "pick": 0.44}},
+                },
+            }
+        },
+    }
     line = pick_line(metrics)
     assert line.startswith("best-of-15 pick graded by GPT-4") and "judge 0.30, length 0.44" in line
     assert "random pick 0.10, oracle 0.60" in line
@@ -114,7 +149,8 @@ def test_quickstart_recipe_is_the_defaults_written_out():
     from trl import TrlParser
 
     (parsed,) = TrlParser(QuickstartConfig).parse_args_and_config(
-        ["--config", str(REPO / "recipes" / "quickstart" / "quickstart.yaml")])
+        ["--config", str(REPO / "recipes" / "quickstart" / "quickstart.yaml")]
+    )
     assert asdict(parsed) == asdict(QuickstartConfig())
 
 
@@ -146,6 +182,9 @@ def test_quickstart_trains_its_judge_with_the_recipe_loss_weights(tmp_path):
     for key in ("teacher_weight", "student_weight", "distill_weight", "distill_warmup_ratio"):
         assert getattr(args, key) == float(recipe[key]), key
     assert args.distill_weight != SelfJRewardConfig(output_dir=str(tmp_path)).distill_weight  # the recipe's choice
-    assert judge_training_args(QuickstartConfig(judge_base=MINILM_ALIAS, distill_weight=1.5), tmp_path).distill_weight == 1.5
+    assert (
+        judge_training_args(QuickstartConfig(judge_base=MINILM_ALIAS, distill_weight=1.5), tmp_path).distill_weight
+        == 1.5
+    )
     own = judge_training_args(QuickstartConfig(judge_base=str(tmp_path / "my_judge")), tmp_path)
     assert own.distill_weight == SelfJRewardConfig(output_dir=str(tmp_path)).distill_weight

@@ -34,10 +34,34 @@ from selfj_trl.testing import make_tiny_llama, tiny_instruction_rows
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-CPU_FLAGS = ["--use_cpu", "true", "--bf16", "false", "--activation_checkpointing", "false", "--report_to", "none",
-             "--save_strategy", "no", "--logging_steps", "1", "--max_steps", "1", "--seed", "0"]
-ONLINE_FLAGS = ["--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "4",
-                "--max_prompts", "4"]
+CPU_FLAGS = [
+    "--use_cpu",
+    "true",
+    "--bf16",
+    "false",
+    "--activation_checkpointing",
+    "false",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--logging_steps",
+    "1",
+    "--max_steps",
+    "1",
+    "--seed",
+    "0",
+]
+ONLINE_FLAGS = [
+    "--per_device_train_batch_size",
+    "2",
+    "--num_generations",
+    "2",
+    "--max_completion_length",
+    "4",
+    "--max_prompts",
+    "4",
+]
 
 
 def load_recipe(name: str):
@@ -114,16 +138,29 @@ def assert_rewards_match_selfjudge(seen, judge_path):
 # GRPO: the reward TRL computes with the judge given by path equals SelfJudge.score (plain and conversational)
 # ------------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", ["conversational", "plain"])
-def test_grpo_reward_equals_selfjudge_score(shape, tiny_policy, tiny_plain_policy, tiny_judge, plain_judge,
-                                            prompts_file, tmp_path):
+def test_grpo_reward_equals_selfjudge_score(
+    shape, tiny_policy, tiny_plain_policy, tiny_judge, plain_judge, prompts_file, tmp_path
+):
     from trl import GRPOConfig
 
     grpo = load_recipe("grpo")
     policy, judge = (tiny_policy, tiny_judge) if shape == "conversational" else (tiny_plain_policy, plain_judge)
-    script_args, training_args = parse("grpo", (JudgeRecipeArguments, GRPOConfig), [
-        "--policy", policy, "--judge", judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
-        *CPU_FLAGS, *ONLINE_FLAGS,
-    ])
+    script_args, training_args = parse(
+        "grpo",
+        (JudgeRecipeArguments, GRPOConfig),
+        [
+            "--policy",
+            policy,
+            "--judge",
+            judge,
+            "--dataset",
+            prompts_file,
+            "--output_dir",
+            str(tmp_path),
+            *CPU_FLAGS,
+            *ONLINE_FLAGS,
+        ],
+    )
     assert script_args.judge_as == "auto"  # a rotary (Llama) judge has no position table: TRL may load it by path
     trainer = grpo.build_trainer(script_args, training_args)
     assert isinstance(trainer.reward_funcs[0], torch.nn.Module)  # TRL loaded the judge itself
@@ -136,13 +173,24 @@ def test_grpo_reward_equals_selfjudge_score(shape, tiny_policy, tiny_plain_polic
         assert isinstance(seen[0][0][0], str)
 
 
-def test_grpo_refuses_a_judge_in_the_wrong_format_unless_reformatting(tiny_plain_policy, tiny_judge, prompts_file,
-                                                                     tmp_path):
+def test_grpo_refuses_a_judge_in_the_wrong_format_unless_reformatting(
+    tiny_plain_policy, tiny_judge, prompts_file, tmp_path
+):
     from trl import GRPOConfig
 
     grpo = load_recipe("grpo")
-    argv = ["--policy", tiny_plain_policy, "--judge", tiny_judge, "--dataset", prompts_file,
-            "--output_dir", str(tmp_path), *CPU_FLAGS, *ONLINE_FLAGS]
+    argv = [
+        "--policy",
+        tiny_plain_policy,
+        "--judge",
+        tiny_judge,
+        "--dataset",
+        prompts_file,
+        "--output_dir",
+        str(tmp_path),
+        *CPU_FLAGS,
+        *ONLINE_FLAGS,
+    ]
     script_args, training_args = parse("grpo", (JudgeRecipeArguments, GRPOConfig), argv)
     with pytest.raises(SelfJInputError, match="judge_as callable"):
         grpo.build_trainer(script_args, training_args)
@@ -157,8 +205,20 @@ def test_grpo_refuses_a_judge_in_the_wrong_format_unless_reformatting(tiny_plain
 
 def test_grpo_recipe_main_trains_and_saves(tiny_policy, tiny_judge, prompts_file, tmp_path):
     grpo = load_recipe("grpo")
-    argv = ["--config", str(RECIPES / "grpo" / "grpo.yaml"), "--policy", tiny_policy, "--judge", tiny_judge,
-            "--dataset", prompts_file, "--output_dir", str(tmp_path / "out"), *CPU_FLAGS, *ONLINE_FLAGS]
+    argv = [
+        "--config",
+        str(RECIPES / "grpo" / "grpo.yaml"),
+        "--policy",
+        tiny_policy,
+        "--judge",
+        tiny_judge,
+        "--dataset",
+        prompts_file,
+        "--output_dir",
+        str(tmp_path / "out"),
+        *CPU_FLAGS,
+        *ONLINE_FLAGS,
+    ]
     assert grpo.main(argv) == 0
     assert (tmp_path / "out" / "model.safetensors").exists()
 
@@ -173,13 +233,37 @@ def encoder_judge(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("encoder_judge")
     words = {w for row in tiny_instruction_rows(6) for w in (row["instruction"] + " " + row["reference"]).split()}
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "#", ":", ".", "?", "instruction", "response", "reference",
-             "answer", "deep", "blue", *sorted(words - {"#", ":", ".", "?"})]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "#",
+        ":",
+        ".",
+        "?",
+        "instruction",
+        "response",
+        "reference",
+        "answer",
+        "deep",
+        "blue",
+        *sorted(words - {"#", ":", ".", "?"}),
+    ]
     (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)))
     tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
     tokenizer.save_pretrained(path)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64, num_labels=1, pad_token_id=0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=1,
+        pad_token_id=0,
+    )
     torch.manual_seed(0)
     model = BertForSequenceClassification(config)
     model.config.selfj = judge_format_config(tokenizer, chat=False) | {"max_length": 64}
@@ -192,14 +276,25 @@ LONG_COMPLETION = " ".join(["the sea is blue and deep ."] * 300)  # 2,100 words 
 
 
 def test_grpo_with_an_encoder_judge_refuses_the_path_and_scores_long_completions_as_callable(
-        tiny_plain_policy, encoder_judge, prompts_file, tmp_path):
+    tiny_plain_policy, encoder_judge, prompts_file, tmp_path
+):
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     grpo = load_recipe("grpo")
     types = (JudgeRecipeArguments, GRPOConfig)
-    argv = ["--policy", tiny_plain_policy, "--judge", encoder_judge, "--dataset", prompts_file,
-            "--output_dir", str(tmp_path), *CPU_FLAGS, *ONLINE_FLAGS]
+    argv = [
+        "--policy",
+        tiny_plain_policy,
+        "--judge",
+        encoder_judge,
+        "--dataset",
+        prompts_file,
+        "--output_dir",
+        str(tmp_path),
+        *CPU_FLAGS,
+        *ONLINE_FLAGS,
+    ]
     assert len(AutoTokenizer.from_pretrained(encoder_judge)(LONG_COMPLETION)["input_ids"]) > 2000
 
     def long_completions(trainer, seen):
@@ -245,10 +340,22 @@ def test_rloo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_path):
     from trl import RLOOConfig
 
     rloo = load_recipe("rloo")
-    script_args, training_args = parse("rloo", (JudgeRecipeArguments, RLOOConfig), [
-        "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
-        *CPU_FLAGS, *ONLINE_FLAGS,
-    ])
+    script_args, training_args = parse(
+        "rloo",
+        (JudgeRecipeArguments, RLOOConfig),
+        [
+            "--policy",
+            tiny_policy,
+            "--judge",
+            tiny_judge,
+            "--dataset",
+            prompts_file,
+            "--output_dir",
+            str(tmp_path),
+            *CPU_FLAGS,
+            *ONLINE_FLAGS,
+        ],
+    )
     trainer = rloo.build_trainer(script_args, training_args)
     seen = capture(trainer, "_calculate_rewards")
     trainer.train()
@@ -260,10 +367,27 @@ def test_online_dpo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_p
     from trl.experimental.online_dpo import OnlineDPOConfig
 
     online_dpo = load_recipe("online_dpo")
-    script_args, training_args = parse("online_dpo", (JudgeRecipeArguments, OnlineDPOConfig), [
-        "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
-        "--per_device_train_batch_size", "2", "--max_new_tokens", "4", "--max_prompts", "4", *CPU_FLAGS,
-    ])
+    script_args, training_args = parse(
+        "online_dpo",
+        (JudgeRecipeArguments, OnlineDPOConfig),
+        [
+            "--policy",
+            tiny_policy,
+            "--judge",
+            tiny_judge,
+            "--dataset",
+            prompts_file,
+            "--output_dir",
+            str(tmp_path),
+            "--per_device_train_batch_size",
+            "2",
+            "--max_new_tokens",
+            "4",
+            "--max_prompts",
+            "4",
+            *CPU_FLAGS,
+        ],
+    )
     trainer = online_dpo.build_trainer(script_args, training_args)
     seen = capture(trainer, "_calculate_rewards_from_functions")
     trainer.train()
@@ -278,11 +402,33 @@ def test_dpo_recipe_builds_pairs_with_the_judge_and_trains(tiny_policy, tiny_jud
     from trl import DPOConfig
 
     dpo = load_recipe("dpo")
-    script_args, training_args = parse("dpo", (dpo.DPORecipeArguments, DPOConfig), [
-        "--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path),
-        "--n", "3", "--max_new_tokens", "4", "--max_prompts", "4", "--min_gap", "0.0",
-        "--per_device_train_batch_size", "2", "--max_length", "64", *CPU_FLAGS,
-    ])
+    script_args, training_args = parse(
+        "dpo",
+        (dpo.DPORecipeArguments, DPOConfig),
+        [
+            "--policy",
+            tiny_policy,
+            "--judge",
+            tiny_judge,
+            "--dataset",
+            prompts_file,
+            "--output_dir",
+            str(tmp_path),
+            "--n",
+            "3",
+            "--max_new_tokens",
+            "4",
+            "--max_prompts",
+            "4",
+            "--min_gap",
+            "0.0",
+            "--per_device_train_batch_size",
+            "2",
+            "--max_length",
+            "64",
+            *CPU_FLAGS,
+        ],
+    )
     trainer = dpo.build_trainer(script_args, training_args)
     table = load_from_disk(str(tmp_path / "best_of_n"))
     pairs = load_from_disk(str(tmp_path / "pairs"))
@@ -297,10 +443,30 @@ def test_dpo_recipe_builds_pairs_with_the_judge_and_trains(tiny_policy, tiny_jud
 
 def test_best_of_n_recipe(tiny_policy, tiny_judge, prompts_file, tmp_path, capsys):
     recipe = load_recipe("best_of_n")
-    argv = ["--config", str(RECIPES / "best_of_n" / "best_of_n.yaml"), "--policy", tiny_policy, "--judge",
-            tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path / "bon"), "--n", "2",
-            "--max_new_tokens", "4", "--max_prompts", "3", "--device", "cpu",
-            "--dpo_pairs_dir", str(tmp_path / "pairs"), "--min_gap", "0.0"]
+    argv = [
+        "--config",
+        str(RECIPES / "best_of_n" / "best_of_n.yaml"),
+        "--policy",
+        tiny_policy,
+        "--judge",
+        tiny_judge,
+        "--dataset",
+        prompts_file,
+        "--output_dir",
+        str(tmp_path / "bon"),
+        "--n",
+        "2",
+        "--max_new_tokens",
+        "4",
+        "--max_prompts",
+        "3",
+        "--device",
+        "cpu",
+        "--dpo_pairs_dir",
+        str(tmp_path / "pairs"),
+        "--min_gap",
+        "0.0",
+    ]
     assert recipe.main(argv) == 0
     summary = json.loads((tmp_path / "bon" / "summary.json").read_text())
     assert summary["prompts"] == 3 and summary["n"] == 2
@@ -330,11 +496,17 @@ def test_recipe_parsing_takes_precision_and_device_from_the_machine(tmp_path, mo
     assert on_gpu["bf16"] == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
-
-@pytest.mark.parametrize("name, flag, value", [
-    ("grpo", "--temperature", "-1"), ("rloo", "--learning_rate", "nan"), ("online_dpo", "--max_prompts", "0"),
-    ("dpo", "--seed", "-3"), ("grpo", "--judge", ""), ("rloo", "--num_train_epochs", "many"),
-])
+@pytest.mark.parametrize(
+    "name, flag, value",
+    [
+        ("grpo", "--temperature", "-1"),
+        ("rloo", "--learning_rate", "nan"),
+        ("online_dpo", "--max_prompts", "0"),
+        ("dpo", "--seed", "-3"),
+        ("grpo", "--judge", ""),
+        ("rloo", "--num_train_epochs", "many"),
+    ],
+)
 def test_loop_recipes_refuse_a_bad_flag_in_one_line_with_exit_2(name, flag, value, tmp_path, capsys):
     """The recipes parse through selfj_trl.flags as the commands do: a bad value never reaches a traceback."""
     from selfj_trl.cli import run_main
@@ -358,22 +530,33 @@ def recipe_data(tmp_path_factory):
     alpaca = root / "instructions.jsonl"
     alpaca.write_text("".join(json.dumps({**r, "split": "train"}) + "\n" for r in rows))
     seed = root / "seed_tasks.jsonl"
-    seed.write_text("".join(json.dumps({"instruction": r["instruction"],
-                                        "instances": [{"input": "", "output": r["reference"]}]}) + "\n"
-                            for r in rows))
+    seed.write_text(
+        "".join(
+            json.dumps({"instruction": r["instruction"], "instances": [{"input": "", "output": r["reference"]}]})
+            + "\n"
+            for r in rows
+        )
+    )
     from selfj_trl.testing import make_tiny_embedder
 
     embedder = make_tiny_embedder(root / "embedder")
-    return {"root": root, "alpaca": str(alpaca), "seed": str(seed), "embedder": str(embedder),
-            "policy": str(make_tiny_llama(root / "policy", kind="causal", chat=True)),
-            "bert": str(embedder / "bert")}
+    return {
+        "root": root,
+        "alpaca": str(alpaca),
+        "seed": str(seed),
+        "embedder": str(embedder),
+        "policy": str(make_tiny_llama(root / "policy", kind="causal", chat=True)),
+        "bert": str(embedder / "bert"),
+    }
 
 
 #: The label recipes that read one file (the pool and fitted ones read the AlpacaEval folder of ../shared/data);
 #: the seed-tasks recipes differ only in their policy, so one of them stands for both.
-LABEL_RECIPES = [("gemma-3-270m", "config_alpaca_train", "alpaca"),
-                 ("smollm2-135m-instruct", "config_alpaca_train", "alpaca"),
-                 ("gemma-3-270m", "config_seed_tasks", "seed")]
+LABEL_RECIPES = [
+    ("gemma-3-270m", "config_alpaca_train", "alpaca"),
+    ("smollm2-135m-instruct", "config_alpaca_train", "alpaca"),
+    ("gemma-3-270m", "config_seed_tasks", "seed"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -384,9 +567,23 @@ def labeled(recipe_data):
     out = {}
     for model, name, data in LABEL_RECIPES:
         folder = recipe_data["root"] / "labeled" / f"{model}-{name}"
-        assert label_main(["--config", str(RECIPES / model / "label" / f"{name}.yaml"),
-                           "--dataset_name", recipe_data[data], "--policy", recipe_data["policy"],
-                           "--embedder", recipe_data["embedder"], "--output_dir", str(folder)]) == 0
+        assert (
+            label_main(
+                [
+                    "--config",
+                    str(RECIPES / model / "label" / f"{name}.yaml"),
+                    "--dataset_name",
+                    recipe_data[data],
+                    "--policy",
+                    recipe_data["policy"],
+                    "--embedder",
+                    recipe_data["embedder"],
+                    "--output_dir",
+                    str(folder),
+                ]
+            )
+            == 0
+        )
         out[(model, name)] = folder
     return out
 
@@ -403,15 +600,31 @@ def trained_judges(recipe_data, labeled):
     """The three train recipes, one optimizer step each, on the labels of the matching label recipe."""
     from selfj_trl.trainer.script import main as train_main
 
-    bases = {"all-minilm-l6-v2": recipe_data["bert"], "gemma-3-270m": recipe_data["policy"],
-             "smollm2-135m-instruct": recipe_data["policy"]}
+    bases = {
+        "all-minilm-l6-v2": recipe_data["bert"],
+        "gemma-3-270m": recipe_data["policy"],
+        "smollm2-135m-instruct": recipe_data["policy"],
+    }
     judges = {}
     for model, base in bases.items():
         data = labeled[("smollm2-135m-instruct" if model == "all-minilm-l6-v2" else model, "config_alpaca_train")]
         out = recipe_data["root"] / "judges" / model
-        assert train_main(["--config", str(RECIPES / model / "train" / "config_judge.yaml"),
-                           "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
-                           *STEPS]) == 0
+        assert (
+            train_main(
+                [
+                    "--config",
+                    str(RECIPES / model / "train" / "config_judge.yaml"),
+                    "--model_name_or_path",
+                    base,
+                    "--dataset_name",
+                    str(data),
+                    "--output_dir",
+                    str(out),
+                    *STEPS,
+                ]
+            )
+            == 0
+        )
         judges[model] = str(out)
     return judges
 
@@ -428,18 +641,39 @@ def test_train_recipes_run_with_their_yaml_defaults(trained_judges):
 def test_loop_recipes_run_with_their_yaml_defaults(name, recipe_data, trained_judges, tmp_path):
     """The chat policy of the recipes (SmolLM2's stand-in) with the chat judge its train recipe wrote."""
     recipe = load_recipe(name)
-    argv = ["--config", str(RECIPES / name / f"{name}.yaml"), "--policy", recipe_data["policy"],
-            "--judge", trained_judges["smollm2-135m-instruct"], "--dataset", recipe_data["alpaca"],
-            "--output_dir", str(tmp_path / "out"), *STEPS]
+    argv = [
+        "--config",
+        str(RECIPES / name / f"{name}.yaml"),
+        "--policy",
+        recipe_data["policy"],
+        "--judge",
+        trained_judges["smollm2-135m-instruct"],
+        "--dataset",
+        recipe_data["alpaca"],
+        "--output_dir",
+        str(tmp_path / "out"),
+        *STEPS,
+    ]
     assert recipe.main(argv) == 0
     assert (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_best_of_n_recipe_runs_with_its_yaml_defaults(recipe_data, trained_judges, tmp_path):
     recipe = load_recipe("best_of_n")
-    argv = ["--config", str(RECIPES / "best_of_n" / "best_of_n.yaml"), "--policy", recipe_data["policy"],
-            "--judge", trained_judges["smollm2-135m-instruct"], "--dataset", recipe_data["alpaca"],
-            "--output_dir", str(tmp_path / "bon"), "--dpo_pairs_dir", str(tmp_path / "pairs")]
+    argv = [
+        "--config",
+        str(RECIPES / "best_of_n" / "best_of_n.yaml"),
+        "--policy",
+        recipe_data["policy"],
+        "--judge",
+        trained_judges["smollm2-135m-instruct"],
+        "--dataset",
+        recipe_data["alpaca"],
+        "--output_dir",
+        str(tmp_path / "bon"),
+        "--dpo_pairs_dir",
+        str(tmp_path / "pairs"),
+    ]
     assert recipe.main(argv) == 0
     summary = json.loads((tmp_path / "bon" / "summary.json").read_text())
     assert summary["prompts"] == 6 and summary["n"] == 8  # the YAML's n

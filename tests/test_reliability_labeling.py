@@ -24,9 +24,29 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cmd(rows: Path, out: Path, policy: str, embedder: str) -> list[str]:
-    return [sys.executable, "-m", "selfj_trl.labeling", "--dataset_name", str(rows), "--output_dir", str(out),
-            "--policy", policy, "--embedder", embedder, "--num_samples", "2", "--max_new_tokens", "6",
-            "--chunk_size", "1", "--generation_batch_size", "1", "--max_length", "400"]
+    return [
+        sys.executable,
+        "-m",
+        "selfj_trl.labeling",
+        "--dataset_name",
+        str(rows),
+        "--output_dir",
+        str(out),
+        "--policy",
+        policy,
+        "--embedder",
+        embedder,
+        "--num_samples",
+        "2",
+        "--max_new_tokens",
+        "6",
+        "--chunk_size",
+        "1",
+        "--generation_batch_size",
+        "1",
+        "--max_length",
+        "400",
+    ]
 
 
 def _key(rows: list[dict]) -> list[tuple]:
@@ -47,8 +67,13 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, tiny_po
     rng = random.Random(0)
     kills = 0
     for target_shards in sorted(rng.sample(range(1, 6), 3)):  # kill once 1..5 shards exist, three times
-        proc = subprocess.Popen(_cmd(rows, out, tiny_policy, embedder), env=env, cwd=REPO,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _cmd(rows, out, tiny_policy, embedder),
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
             if len(list((out / "shards").glob("chunk-*.jsonl"))) >= target_shards:

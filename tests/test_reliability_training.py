@@ -15,8 +15,18 @@ from selfj_trl.trainer import SelfJRewardConfig, SelfJRewardTrainer
 
 
 def _args(out: Path, **kw) -> SelfJRewardConfig:
-    base = dict(output_dir=str(out), per_device_train_batch_size=4, learning_rate=3e-3, max_steps=6, logging_steps=1,
-                save_strategy="steps", save_steps=3, report_to="none", seed=0, disable_tqdm=True)
+    base = dict(
+        output_dir=str(out),
+        per_device_train_batch_size=4,
+        learning_rate=3e-3,
+        max_steps=6,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=3,
+        report_to="none",
+        seed=0,
+        disable_tqdm=True,
+    )
     return SelfJRewardConfig(**{**base, **kw})
 
 
@@ -77,9 +87,31 @@ def test_cli_hub_token_never_reaches_the_run_folder(tmp_path, capfd):
     data = tmp_path / "labeled"
     Dataset.from_list(labeled_rows()).save_to_disk(str(data))
     out = tmp_path / "judge"
-    code = cli(["train", "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
-                "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--per_device_train_batch_size",
-                "4", "--report_to", "none", "--hub_token", secret, "--disable_tqdm", "true"])
+    code = cli(
+        [
+            "train",
+            "--model_name_or_path",
+            base,
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "4",
+            "--report_to",
+            "none",
+            "--hub_token",
+            secret,
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     printed = capfd.readouterr()
     assert code == 0, printed.err[-2000:]
     assert (out / "checkpoint-2" / "training_args.bin").exists() and (out / "model.safetensors").exists()

@@ -21,11 +21,29 @@ def judge(tiny_judge):
 
 def test_score_cli_writes_scores_with_mapped_columns(tiny_judge, judge, tmp_path):
     data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps({"q": i, "a": r, "id": n}) + "\n"
-                            for n, (i, r) in enumerate(zip(INSTRUCTIONS, RESPONSES, strict=True))))
+    data.write_text(
+        "".join(
+            json.dumps({"q": i, "a": r, "id": n}) + "\n"
+            for n, (i, r) in enumerate(zip(INSTRUCTIONS, RESPONSES, strict=True))
+        )
+    )
     out = tmp_path / "out" / "scores.jsonl"
-    argv = ["--judge", tiny_judge, "--dataset", str(data), "--output_file", str(out),
-            "--instruction_column", "q", "--response_column", "a", "--device", "cpu", "--batch_size", "3"]
+    argv = [
+        "--judge",
+        tiny_judge,
+        "--dataset",
+        str(data),
+        "--output_file",
+        str(out),
+        "--instruction_column",
+        "q",
+        "--response_column",
+        "a",
+        "--device",
+        "cpu",
+        "--batch_size",
+        "3",
+    ]
     assert main(argv) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == list(range(len(INSTRUCTIONS)))
@@ -47,11 +65,27 @@ def test_score_cli_reports_missing_columns_in_one_line(tiny_judge, tmp_path, cap
 def test_score_cli_scores_the_teacher_view_with_a_reference_column(tiny_judge, judge, tmp_path):
     data = tmp_path / "rows.jsonl"
     refs = ["the sea is blue"] * len(INSTRUCTIONS)
-    data.write_text("".join(json.dumps({"instruction": i, "response": r, "reference": ref, "score": 0.0}) + "\n"
-                            for i, r, ref in zip(INSTRUCTIONS, RESPONSES, refs, strict=True)))
+    data.write_text(
+        "".join(
+            json.dumps({"instruction": i, "response": r, "reference": ref, "score": 0.0}) + "\n"
+            for i, r, ref in zip(INSTRUCTIONS, RESPONSES, refs, strict=True)
+        )
+    )
     out = tmp_path / "scores.jsonl"
-    argv = ["--judge", tiny_judge, "--dataset", str(data), "--output_file", str(out), "--reference_column",
-            "reference", "--device", "cpu", "--max_rows", "3"]
+    argv = [
+        "--judge",
+        tiny_judge,
+        "--dataset",
+        str(data),
+        "--output_file",
+        str(out),
+        "--reference_column",
+        "reference",
+        "--device",
+        "cpu",
+        "--max_rows",
+        "3",
+    ]
     assert main(argv) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     expected = judge.score(INSTRUCTIONS[:3], RESPONSES[:3], references=refs[:3])
@@ -60,8 +94,9 @@ def test_score_cli_scores_the_teacher_view_with_a_reference_column(tiny_judge, j
 
 
 def _many_rows(path, n=40):
-    path.write_text("".join(json.dumps({"instruction": f"question {i}", "response": "word " * (i % 7)}) + "\n"
-                            for i in range(n)))
+    path.write_text(
+        "".join(json.dumps({"instruction": f"question {i}", "response": "word " * (i % 7)}) + "\n" for i in range(n))
+    )
     return path
 
 

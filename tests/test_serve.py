@@ -177,8 +177,9 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize("name,body,status,field", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
 def test_bad_request_gets_4xx_and_server_keeps_serving(judge, name, body, status, field):
-    with make_client(judge, max_texts_per_request=4, max_chars_per_text=100, max_request_bytes=4096,
-                     max_pending_texts=64) as client:
+    with make_client(
+        judge, max_texts_per_request=4, max_chars_per_text=100, max_request_bytes=4096, max_pending_texts=64
+    ) as client:
         r = client.post("/get_reward", content=body, headers={"content-type": "application/json"})
         assert r.status_code == status, r.text
         error = r.json()
@@ -188,11 +189,15 @@ def test_bad_request_gets_4xx_and_server_keeps_serving(judge, name, body, status
         assert ok.status_code == 200
 
 
-@pytest.mark.parametrize("name, body", [
-    ("deep nesting", b"[" * 100_000),
-    ("deep nesting inside query", b'{"query": ' + b"[" * 100_000),
-    ("huge integer", b'{"query": ["a"], "labels": [' + b"1" * 100_000 + b"]}"),
-], ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    "name, body",
+    [
+        ("deep nesting", b"[" * 100_000),
+        ("deep nesting inside query", b'{"query": ' + b"[" * 100_000),
+        ("huge integer", b'{"query": ["a"], "labels": [' + b"1" * 100_000 + b"]}"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
 def test_body_the_json_parser_chokes_on_is_a_json_400(judge, name, body):
     with make_client(judge) as client:
         r = client.post("/get_reward", content=body, headers={"content-type": "application/json"})
@@ -264,7 +269,9 @@ def test_token_enforced_when_set(judge, monkeypatch):
         assert client.post("/get_reward", json=payload).status_code == 401
         wrong = client.post("/get_reward", json=payload, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and TOKEN not in wrong.text
-        assert client.post("/get_reward", json=payload, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        assert (
+            client.post("/get_reward", json=payload, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        )
         # OpenRLHF's clients cannot add headers, but send URL credentials (http://user:TOKEN@host/...) as Basic auth.
         basic = base64.b64encode(f"openrlhf:{TOKEN}".encode()).decode()
         assert client.post("/get_reward", json=payload, headers={"Authorization": f"Basic {basic}"}).status_code == 200
@@ -349,8 +356,9 @@ def test_full_queue_answers_503_then_recovers(judge):
 
 def test_batcher_stop_fails_queued_work_and_joins():
     gate = threading.Event()
-    batcher = MicroBatcher(lambda texts: gate.wait(5) and [0.0] * len(texts), max_batch_size=1, max_wait_s=0,
-                           max_pending_texts=10)
+    batcher = MicroBatcher(
+        lambda texts: gate.wait(5) and [0.0] * len(texts), max_batch_size=1, max_wait_s=0, max_pending_texts=10
+    )
     batcher.start()
     running = batcher.submit(["a"])
     time.sleep(0.05)
@@ -375,8 +383,20 @@ def _free_port() -> int:
 def test_cli_server_round_trip_and_sigterm(tiny_judge, judge):
     port = _free_port()
     env = {**os.environ, "SELFJ_SERVE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "selfj_trl.cli", "serve", "--judge", tiny_judge, "--port", str(port),
-           "--max_wait_ms", "5", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "selfj_trl.cli",
+        "serve",
+        "--judge",
+        tiny_judge,
+        "--port",
+        str(port),
+        "--max_wait_ms",
+        "5",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -401,14 +421,17 @@ def test_cli_server_round_trip_and_sigterm(tiny_judge, judge):
         except ImportError:
             requests = None
         if requests is not None:
-            legacy = requests.post(f"http://openrlhf:{TOKEN}@127.0.0.1:{port}/get_reward",
-                                   json={"query": QUERIES[:2]}, timeout=30)
+            legacy = requests.post(
+                f"http://openrlhf:{TOKEN}@127.0.0.1:{port}/get_reward", json={"query": QUERIES[:2]}, timeout=30
+            )
             assert legacy.status_code == 200 and len(legacy.json()["rewards"]) == 2
         aiohttp = _maybe_aiohttp()
         if aiohttp is not None:  # OpenRLHF >= 0.10 posts with aiohttp, one sample per request
-            assert _aiohttp_post(aiohttp, f"http://openrlhf:{TOKEN}@127.0.0.1:{port}/get_reward",
-                                 {"query": QUERIES[:1], "prompts": ["p"], "labels": ["l"]})["rewards"] == \
-                pytest.approx(judge.score_texts(QUERIES[:1]), abs=1e-5)
+            assert _aiohttp_post(
+                aiohttp,
+                f"http://openrlhf:{TOKEN}@127.0.0.1:{port}/get_reward",
+                {"query": QUERIES[:1], "prompts": ["p"], "labels": ["l"]},
+            )["rewards"] == pytest.approx(judge.score_texts(QUERIES[:1]), abs=1e-5)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         # uvicorn shuts down gracefully, then re-raises the signal so the parent sees "terminated by SIGTERM".

@@ -17,8 +17,10 @@ def test_builtin_signals_are_registered_with_their_settings_and_fingerprints():
     assert set(self_eval_methods()) >= {"digits", "likelihood"} and "cosine" not in self_eval_methods()
     assert get_signal("digits").settings == ("prompt_style",)
     assert get_signal("likelihood").settings == ("likelihood_method",)
-    assert len(get_signal("digits").fingerprint()) == 8 and get_signal("digits").fingerprint() != \
-        get_signal("likelihood").fingerprint()
+    assert (
+        len(get_signal("digits").fingerprint()) == 8
+        and get_signal("digits").fingerprint() != get_signal("likelihood").fingerprint()
+    )
     with pytest.raises(SelfJInputError, match="unknown signal"):
         get_signal("telepathy")
 
@@ -38,10 +40,18 @@ def word_count_signal():
 def test_a_signal_registered_in_a_test_labels_a_dataset(word_count_signal, tmp_path, tiny_policy):
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in tiny_instruction_rows(3)))
-    config = LabelingConfig(dataset_name=str(path), output_dir=str(tmp_path / "out"), policy=tiny_policy,
-                            embedder=str(make_tiny_embedder(tmp_path / "embedder")), num_samples=2,
-                            max_new_tokens=6, chunk_size=2, max_length=400, self_eval_method="word_count",
-                            cosine_weight=0.0)
+    config = LabelingConfig(
+        dataset_name=str(path),
+        output_dir=str(tmp_path / "out"),
+        policy=tiny_policy,
+        embedder=str(make_tiny_embedder(tmp_path / "embedder")),
+        num_samples=2,
+        max_new_tokens=6,
+        chunk_size=2,
+        max_length=400,
+        self_eval_method="word_count",
+        cosine_weight=0.0,
+    )
     table = label_dataset(config)
     assert len(table) > 0
     assert table["self_eval_score"] == [float(min(len(r.split()), 9)) for r in table["response"]]
@@ -81,9 +91,12 @@ def test_plain_policy_samples_stop_at_the_next_turn_and_leaks_are_cut(tiny_plain
     from selfj_trl.prompts import PLAIN_TURN_MARKER
 
     model, tok = load_policy(tiny_plain_policy)
-    leaked = ["Paris.\n\n### Instruction:\nName the capital of Spain.\n\n### Response:\nMadrid.",
-              "### Instruction: write more", "Two tips:\n1. sleep\n2. rest\n### Response:\nagain",
-              "a clean answer"]
+    leaked = [
+        "Paris.\n\n### Instruction:\nName the capital of Spain.\n\n### Response:\nMadrid.",
+        "### Instruction: write more",
+        "Two tips:\n1. sleep\n2. rest\n### Response:\nagain",
+        "a clean answer",
+    ]
     calls = _forced_generate(model, tok, leaked, monkeypatch)
     _, responses = sample_responses(model, tok, ["a", "b"], 2, {"max_new_tokens": 4})
     assert responses == [["Paris.", ""], ["Two tips:\n1. sleep\n2. rest", "a clean answer"]]
@@ -181,11 +194,20 @@ def test_likelihood_fingerprint_changed_with_the_baseline_so_old_scores_and_shar
     from selfj_trl.io import content_hash
     from selfj_trl.signals.likelihood import MAX_TARGET_TOKENS
 
-    before = content_hash(prompts.LIKELIHOOD_REFERENCE_CONTEXT, prompts.LIKELIHOOD_DRAFT_CONTEXT,
-                          prompts.PLAIN_PROMPT_TEMPLATE, MAX_TARGET_TOKENS)  # the key the old baseline wrote under
+    before = content_hash(
+        prompts.LIKELIHOOD_REFERENCE_CONTEXT,
+        prompts.LIKELIHOOD_DRAFT_CONTEXT,
+        prompts.PLAIN_PROMPT_TEMPLATE,
+        MAX_TARGET_TOKENS,
+    )  # the key the old baseline wrote under
     assert get_signal("likelihood").fingerprint() != before
-    config = LabelingConfig(dataset_name="x", self_eval_method="likelihood", likelihood_method="reference_gain",
-                            prompt_style="few_shot", cosine_weight=0.25)
+    config = LabelingConfig(
+        dataset_name="x",
+        self_eval_method="likelihood",
+        likelihood_method="reference_gain",
+        prompt_style="few_shot",
+        cosine_weight=0.25,
+    )
     shards = config.fingerprint()
     monkeypatch.setattr(prompts, "LIKELIHOOD_BASELINE", "another baseline")
     assert config.fingerprint() != shards  # the shard manifest follows the texts the policy reads
@@ -234,8 +256,13 @@ def test_cosine_with_shared_references_equals_one_reference_per_row(tmp_path):
 
     embedder = SentenceTransformer(str(make_tiny_embedder(tmp_path / "embedder")), device="cpu")
     responses = ["the sea is blue", "four", "hello world good", "bad", "the answer is four"]
-    references = ["the sea is blue and deep", "the answer is four", "the sea is blue and deep", "the answer is four",
-                  "the answer is four"]
+    references = [
+        "the sea is blue and deep",
+        "the answer is four",
+        "the sea is blue and deep",
+        "the answer is four",
+        "the answer is four",
+    ]
     kw = {"normalize_embeddings": True, "convert_to_tensor": True, "show_progress_bar": False}
     before = (embedder.encode(responses, **kw) * embedder.encode(references, **kw)).sum(-1).clamp(-1, 1).tolist()
     assert cosine_similarities(embedder, responses, references) == pytest.approx(before, abs=1e-5)

@@ -36,6 +36,7 @@ from selfj_trl.trainer import (
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> str:
     """A fresh one-label tiny Llama with a chat template (the judge's base model)."""
@@ -53,8 +54,17 @@ def dataset() -> Dataset:
 
 
 def make_args(tmp_path, **kw) -> SelfJRewardConfig:
-    defaults = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, learning_rate=3e-3,
-                    max_steps=6, logging_steps=1, save_strategy="no", report_to="none", seed=0, disable_tqdm=True)
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        learning_rate=3e-3,
+        max_steps=6,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        disable_tqdm=True,
+    )
     return SelfJRewardConfig(**{**defaults, **kw})
 
 
@@ -74,8 +84,11 @@ def student_text(tokenizer, row, chat=True) -> str:
 
 
 def teacher_text(tokenizer, row) -> str:
-    messages = [{"role": "system", "content": TEACHER_PREAMBLE.format(reference=row["reference"])},
-                {"role": "user", "content": row["instruction"]}, {"role": "assistant", "content": row["response"]}]
+    messages = [
+        {"role": "system", "content": TEACHER_PREAMBLE.format(reference=row["reference"])},
+        {"role": "user", "content": row["instruction"]},
+        {"role": "assistant", "content": row["response"]},
+    ]
     return tokenizer.apply_chat_template(messages, tokenize=False)
 
 
@@ -96,22 +109,37 @@ def test_cpu_defaults_and_no_deprecation_warnings(tmp_path):
 
 def test_old_config_name_is_an_alias_and_script_fields_moved(tmp_path):
     assert SelfJConfig is SelfJRewardConfig
-    with pytest.raises(SelfJInputError, match="dataset_name, hub_dataset_id moved from SelfJConfig to SelfJScriptArguments"):
+    with pytest.raises(
+        SelfJInputError, match="dataset_name, hub_dataset_id moved from SelfJConfig to SelfJScriptArguments"
+    ):
         SelfJConfig(output_dir=str(tmp_path), dataset_name="labeled", hub_dataset_id="someone/labels")
 
 
-@pytest.mark.parametrize("kw, field", [({"loss_type": "listwise"}, "loss_type"), ({"distill_weight": -1.0}, "distill_weight"),
-                                       ({"label_max": 0.0}, "label_max"), ({"use_margin": True}, "use_margin")])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"loss_type": "listwise"}, "loss_type"),
+        ({"distill_weight": -1.0}, "distill_weight"),
+        ({"label_max": 0.0}, "label_max"),
+        ({"use_margin": True}, "use_margin"),
+    ],
+)
 def test_config_rejects_bad_values(tmp_path, kw, field):
     with pytest.raises(SelfJInputError, match=field):
         SelfJRewardConfig(output_dir=str(tmp_path), **kw)
 
 
-@pytest.mark.parametrize("kw, flag", [
-    ({"num_train_epochs": -1}, "num_train_epochs"), ({"num_train_epochs": 0}, "num_train_epochs"),
-    ({"num_train_epochs": math.nan}, "num_train_epochs"), ({"num_train_epochs": math.inf}, "num_train_epochs"),
-    ({"max_steps": 0}, "max_steps"), ({"max_steps": 2.5}, "max_steps"),
-])
+@pytest.mark.parametrize(
+    "kw, flag",
+    [
+        ({"num_train_epochs": -1}, "num_train_epochs"),
+        ({"num_train_epochs": 0}, "num_train_epochs"),
+        ({"num_train_epochs": math.nan}, "num_train_epochs"),
+        ({"num_train_epochs": math.inf}, "num_train_epochs"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"max_steps": 2.5}, "max_steps"),
+    ],
+)
 def test_flags_that_mean_no_training_are_refused_at_parse_time(tmp_path, kw, flag):
     with pytest.raises(SelfJInputError, match=f"--{flag}") as err:
         SelfJRewardConfig(output_dir=str(tmp_path), report_to="none", **kw)
@@ -153,8 +181,17 @@ def test_every_numeric_flag_is_checked_at_parse_time(tmp_path, name, value):
 
 
 def test_numeric_flags_accept_their_boundaries(tmp_path):
-    args = SelfJRewardConfig(output_dir=str(tmp_path), report_to="none", max_length=None, max_steps=-1,
-                             num_train_epochs=0.5, weight_decay=0, max_grad_norm=0, student_weight=0, min_label_gap=0)
+    args = SelfJRewardConfig(
+        output_dir=str(tmp_path),
+        report_to="none",
+        max_length=None,
+        max_steps=-1,
+        num_train_epochs=0.5,
+        weight_decay=0,
+        max_grad_norm=0,
+        student_weight=0,
+        min_label_gap=0,
+    )
     assert args.max_length is None and args.max_steps == -1
     assert SelfJRewardConfig(output_dir=str(tmp_path), report_to="none", max_steps=3).max_steps == 3
 
@@ -166,8 +203,21 @@ def test_cli_refuses_negative_epochs_before_training(tmp_path, base, dataset, ca
     dataset.save_to_disk(str(data))
     out = tmp_path / "judge"
     capsys.readouterr()
-    code = cli(["train", "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
-                "--num_train_epochs", "-1", "--report_to", "none"])
+    code = cli(
+        [
+            "train",
+            "--model_name_or_path",
+            base,
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "-1",
+            "--report_to",
+            "none",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err[-2000:]
     assert err.strip().startswith("selfj-trl train: error: `--num_train_epochs` must be") and "\n" not in err.strip()
@@ -202,26 +252,49 @@ def test_drop_last_with_fewer_rows_than_a_batch_is_an_input_error(tmp_path, base
     dataset.save_to_disk(str(data))
     out = tmp_path / "judge"
     capsys.readouterr()
-    code = cli(["train", "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
-                "--per_device_train_batch_size", str(len(dataset) + 1), "--dataloader_drop_last", "true",
-                "--max_steps", "2", "--report_to", "none", "--save_strategy", "no"])
+    code = cli(
+        [
+            "train",
+            "--model_name_or_path",
+            base,
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--per_device_train_batch_size",
+            str(len(dataset) + 1),
+            "--dataloader_drop_last",
+            "true",
+            "--max_steps",
+            "2",
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err[-2000:]
-    assert err.strip().splitlines()[-1].startswith("selfj-trl train: error: `--dataloader_drop_last` drops every batch")
+    assert (
+        err.strip().splitlines()[-1].startswith("selfj-trl train: error: `--dataloader_drop_last` drops every batch")
+    )
     assert not (out / "model.safetensors").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Input validation
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("column, value, match", [
-    ("response", None, "row 2: `response` is None"),
-    ("instruction", "   ", "row 2: `instruction` is empty"),
-    ("label", float("nan"), "row 2: `label`"),
-    ("label", float("inf"), "row 2: `label`"),
-    ("label", 9.5, r"row 2: `label`=9.5 is outside \[0, 9\]"),
-    ("label", -1.0, "outside"),
-])
+@pytest.mark.parametrize(
+    "column, value, match",
+    [
+        ("response", None, "row 2: `response` is None"),
+        ("instruction", "   ", "row 2: `instruction` is empty"),
+        ("label", float("nan"), "row 2: `label`"),
+        ("label", float("inf"), "row 2: `label`"),
+        ("label", 9.5, r"row 2: `label`=9.5 is outside \[0, 9\]"),
+        ("label", -1.0, "outside"),
+    ],
+)
 def test_bad_rows_are_named(tmp_path, base, column, value, match):
     rows = labeled_rows()
     rows[2][column] = value
@@ -279,8 +352,12 @@ def test_each_loss_term_recomputed_by_hand(tmp_path, base, dataset):
     s = scores_of(trainer.model, tok, [student_text(tok, r) for r in rows])
     t = scores_of(trainer.model, tok, [teacher_text(tok, r) for r in rows])
     y = torch.tensor([r["label"] / 9.0 for r in rows])
-    by_hand = {"loss_teacher": ((t - y) ** 2).mean().item(), "loss_student": ((s - y) ** 2).mean().item(),
-               "loss_distill": ((s - t) ** 2).mean().item(), "student_teacher_gap": (s - t).abs().mean().item()}
+    by_hand = {
+        "loss_teacher": ((t - y) ** 2).mean().item(),
+        "loss_student": ((s - y) ** 2).mean().item(),
+        "loss_distill": ((s - t) ** 2).mean().item(),
+        "student_teacher_gap": (s - t).abs().mean().item(),
+    }
     total = 1.0 * by_hand["loss_teacher"] + 0.3 * by_hand["loss_student"] + 2.0 * by_hand["loss_distill"]
     assert loss.item() == pytest.approx(total, rel=1e-4, abs=1e-7)
     for name, value in by_hand.items():
@@ -288,8 +365,9 @@ def test_each_loss_term_recomputed_by_hand(tmp_path, base, dataset):
 
 
 def test_loss_goes_down(tmp_path, base, dataset):
-    trainer = SelfJRewardTrainer(base, args=make_args(tmp_path, max_steps=6), train_dataset=dataset,
-                                 eval_dataset=dataset)
+    trainer = SelfJRewardTrainer(
+        base, args=make_args(tmp_path, max_steps=6), train_dataset=dataset, eval_dataset=dataset
+    )
     before = trainer.evaluate()["eval_loss"]
     trainer.train()
     after = trainer.evaluate()
@@ -319,7 +397,10 @@ def test_distill_weight_zero_is_two_independent_views(tmp_path, base, dataset):
         combined = _grads(model)
         # The same model trained on each view on its own: two forwards, two label losses, no coupling.
         model.zero_grad()
-        for texts, weight in (([teacher_text(tok, r) for r in rows], 1.0), ([student_text(tok, r) for r in rows], 0.3)):
+        for texts, weight in (
+            ([teacher_text(tok, r) for r in rows], 1.0),
+            ([student_text(tok, r) for r in rows], 0.3),
+        ):
             enc = tok(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
             (weight * F.mse_loss(model(**enc).logits[:, 0], y)).backward()
         separate = _grads(model)
@@ -410,8 +491,13 @@ def test_preference_distillation_by_hand_and_blind_to_a_shared_shift(tmp_path, b
     assert len(logged) == 2 and all(v >= -1e-6 for v in logged) and logged[-1] > 0
 
 
-@pytest.mark.parametrize("kw, match", [({"distill_loss": "preference"}, "needs `loss_type=pairwise`"),
-                                       ({"distill_loss": "kl", "loss_type": "pairwise"}, "distill_loss")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"distill_loss": "preference"}, "needs `loss_type=pairwise`"),
+        ({"distill_loss": "kl", "loss_type": "pairwise"}, "distill_loss"),
+    ],
+)
 def test_distill_loss_is_checked(tmp_path, kw, match):
     with pytest.raises(SelfJInputError, match=match):
         SelfJRewardConfig(output_dir=str(tmp_path), **kw)
@@ -419,24 +505,36 @@ def test_distill_loss_is_checked(tmp_path, kw, match):
 
 def test_pairs_per_row_sets_the_steps_from_the_labeled_rows(tmp_path, base, dataset):
     """One recipe for any label count: the steps follow the rows (12 rows, 12 pairs here), not a fixed max_steps."""
-    args = make_args(tmp_path, loss_type="pairwise", max_steps=-1, pairs_per_row=1.0, gradient_accumulation_steps=2,
-                     per_device_train_batch_size=2)
+    args = make_args(
+        tmp_path,
+        loss_type="pairwise",
+        max_steps=-1,
+        pairs_per_row=1.0,
+        gradient_accumulation_steps=2,
+        per_device_train_batch_size=2,
+    )
     trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
     trainer.train()
     assert trainer.state.global_step == 3 and args.max_steps == -1  # 12 rows x 1.0 / (2 x 2); the caller's args kept
     assert trainer.judge_config()["pairs_per_row"] == 1.0
-    half = SelfJRewardTrainer(base, args=make_args(tmp_path / "half", loss_type="pairwise", max_steps=-1,
-                                                   pairs_per_row=0.5), train_dataset=dataset)
+    half = SelfJRewardTrainer(
+        base,
+        args=make_args(tmp_path / "half", loss_type="pairwise", max_steps=-1, pairs_per_row=0.5),
+        train_dataset=dataset,
+    )
     assert half.args.max_steps == 2  # ceil(12 x 0.5 / 4)
     smoke = make_args(tmp_path / "smoke", loss_type="pairwise", max_steps=1, pairs_per_row=1.0)
     assert smoke.pairs_per_row == 0  # a positive max_steps overrides it, as it overrides num_train_epochs
     assert SelfJRewardTrainer(base, args=smoke, train_dataset=dataset).args.max_steps == 1
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"loss_type": "pointwise", "max_steps": -1}, "only applies to `loss_type=pairwise`"),
-    ({"loss_type": "pairwise", "max_steps": -1, "pairs_per_row": -1.0}, "pairs_per_row"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"loss_type": "pointwise", "max_steps": -1}, "only applies to `loss_type=pairwise`"),
+        ({"loss_type": "pairwise", "max_steps": -1, "pairs_per_row": -1.0}, "pairs_per_row"),
+    ],
+)
 def test_pairs_per_row_is_refused_where_it_means_nothing(tmp_path, kw, match):
     with pytest.raises(SelfJInputError, match=match):
         make_args(tmp_path, **{"pairs_per_row": 1.0, **kw})
@@ -502,8 +600,9 @@ def test_saved_judge_reloads_and_scores_identically(tmp_path, base, dataset):
 def test_lora_judge_with_and_without_merge(tmp_path, plain_base, dataset, merge):
     from peft import LoraConfig
 
-    peft_config = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
-                             target_modules=["q_proj", "v_proj"])
+    peft_config = LoraConfig(
+        task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]
+    )
     args = make_args(tmp_path, max_steps=4, learning_rate=1e-2, merge_adapter_on_save=merge)
     trainer = SelfJRewardTrainer(plain_base, args=args, train_dataset=dataset, peft_config=peft_config)
     trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
@@ -540,7 +639,11 @@ TRAIN_RECIPES = sorted((REPO / "recipes").glob("*/train/config_*.yaml"))
 
 
 def test_train_recipes_live_with_their_model():
-    assert {p.parent.parent.name for p in TRAIN_RECIPES} == {"all-minilm-l6-v2", "gemma-3-270m", "smollm2-135m-instruct"}
+    assert {p.parent.parent.name for p in TRAIN_RECIPES} == {
+        "all-minilm-l6-v2",
+        "gemma-3-270m",
+        "smollm2-135m-instruct",
+    }
 
 
 @pytest.mark.parametrize("recipe", TRAIN_RECIPES, ids=lambda p: p.parent.parent.name)
@@ -569,16 +672,39 @@ def test_two_process_accelerate_launch(tmp_path, base, dataset):
     dataset.to_json(str(data))
     out = tmp_path / "judge"
     accelerate = Path(sys.executable).with_name("accelerate")
-    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate_configs/multi_cpu_2proc.yaml"),
-           "--main_process_port", str(_free_port()), "-m", "selfj_trl.trainer",
-           "--model_name_or_path", base, "--dataset_name", str(data), "--output_dir", str(out),
-           "--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1",
-           "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+    cmd = [
+        str(accelerate),
+        "launch",
+        "--config_file",
+        str(REPO / "recipes/accelerate_configs/multi_cpu_2proc.yaml"),
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "selfj_trl.trainer",
+        "--model_name_or_path",
+        base,
+        "--dataset_name",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--logging_steps",
+        "1",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("judge saved to") == 1  # only the main process reports
-    logs = [ast.literal_eval(line[line.index("{"):]) for line in proc.stdout.splitlines() if "'loss_distill'" in line]
+    logs = [ast.literal_eval(line[line.index("{") :]) for line in proc.stdout.splitlines() if "'loss_distill'" in line]
     # 12 rows, 2 per process per step: one step covers 4 rows, a third of an epoch, only if both processes train.
     assert float(logs[0]["epoch"]) == pytest.approx(1 / 3, abs=0.01)
     reloaded = AutoModelForSequenceClassification.from_pretrained(out)
@@ -591,8 +717,23 @@ def test_minilm_recipe_trains(tmp_path, dataset):
     data = tmp_path / "labeled.jsonl"
     dataset.to_json(str(data))
     out = tmp_path / "judge"
-    assert main(["--config", str(REPO / "recipes/all-minilm-l6-v2/train/config_judge.yaml"), "--dataset_name", str(data),
-                 "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4"]) == 0
+    assert (
+        main(
+            [
+                "--config",
+                str(REPO / "recipes/all-minilm-l6-v2/train/config_judge.yaml"),
+                "--dataset_name",
+                str(data),
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "2",
+                "--per_device_train_batch_size",
+                "4",
+            ]
+        )
+        == 0
+    )
     reloaded = AutoModelForSequenceClassification.from_pretrained(out)
     assert reloaded.config.model_type == "bert" and reloaded.config.selfj["format"] == "plain"
     assert reloaded.config.selfj["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -616,15 +757,27 @@ def test_minilm_teacher_views_of_real_rows_keep_reference_opening_and_whole_inst
     Before the fix the views kept their END: most teacher views lost the reference's opening, and position 0 (what
     BERT's pooler reads; TRL adds no [CLS]) was whatever token happened to be there.
     """
-    instructions = {r["id"]: r for r in map(json.loads, (ALPACA / "instructions.jsonl").open()) if r["split"] == "train"}
+    instructions = {
+        r["id"]: r for r in map(json.loads, (ALPACA / "instructions.jsonl").open()) if r["split"] == "train"
+    }
     longest: dict = {}
     for r in map(json.loads, (ALPACA / "responses.jsonl").open()):
         if r["id"] in instructions and len(r["response"]) > len(longest.get(r["id"], {}).get("response", "")):
             longest[r["id"]] = r
-    rows = [{"instruction": instructions[i]["instruction"], "reference": instructions[i]["reference"],
-             "response": r["response"], "label": 4.5} for i, r in sorted(longest.items())]
-    trainer = SelfJRewardTrainer("all-minilm-l6-v2", args=make_args(tmp_path, max_length=384, judge_format="plain"),
-                                 train_dataset=Dataset.from_list(rows))
+    rows = [
+        {
+            "instruction": instructions[i]["instruction"],
+            "reference": instructions[i]["reference"],
+            "response": r["response"],
+            "label": 4.5,
+        }
+        for i, r in sorted(longest.items())
+    ]
+    trainer = SelfJRewardTrainer(
+        "all-minilm-l6-v2",
+        args=make_args(tmp_path, max_length=384, judge_format="plain"),
+        train_dataset=Dataset.from_list(rows),
+    )
     tok = trainer.processing_class
     prepared = trainer.train_dataset
     students, teachers = prepared["student_ids"], prepared["teacher_ids"]
@@ -646,8 +799,9 @@ def test_minilm_teacher_views_of_real_rows_keep_reference_opening_and_whole_inst
     assert cuts["rows"] == len(rows) and cuts["reference_cut"] > 0.5 * len(rows) and cuts["response_cut"] > 0
 
 
-def test_view_cuts_are_logged_and_recorded_and_the_judge_scores_at_its_training_length(tmp_path, base, dataset,
-                                                                                    caplog):
+def test_view_cuts_are_logged_and_recorded_and_the_judge_scores_at_its_training_length(
+    tmp_path, base, dataset, caplog
+):
     """One max_length: recorded at training, used by SelfJudge (before the fix it used the 512 position limit)."""
     from transformers.utils import logging as hf_logging
 
@@ -656,8 +810,9 @@ def test_view_cuts_are_logged_and_recorded_and_the_judge_scores_at_its_training_
     rows = [{**r, "response": " ".join([r["response"]] * 12)} for r in labeled_rows()]
     hf_logging.enable_propagation()
     with caplog.at_level("WARNING"):
-        trainer = SelfJRewardTrainer(base, args=make_args(tmp_path, max_steps=1, max_length=48),
-                                     train_dataset=Dataset.from_list(rows))
+        trainer = SelfJRewardTrainer(
+            base, args=make_args(tmp_path, max_steps=1, max_length=48), train_dataset=Dataset.from_list(rows)
+        )
     assert "responses" in caplog.text and "references" in caplog.text and "max_length=48" in caplog.text
     trainer.train()
     out = trainer.save_judge(tmp_path / "judge")

@@ -36,11 +36,12 @@ class DPORecipeArguments:
     """Where the pairs come from: existing ones, or best-of-n sampling with the judge."""
 
     policy: str = field(default="smollm2-135m-instruct", metadata={"help": "Policy folder, Hub id or offline alias."})
-    judge: str = field(default="outputs/judges/minilm", metadata={"help": "Judge folder (stage 2 writes outputs/judges/minilm) or Hub id."})
-    pairs: str | None = field(default=None, metadata={"help": "Existing pairs or best-of-n table (skips sampling)."})
-    dataset: str = field(
-        default="selfj_trl/data/instructions.jsonl", metadata={"help": "Prompts for best-of-n."}
+    judge: str = field(
+        default="outputs/judges/minilm",
+        metadata={"help": "Judge folder (stage 2 writes outputs/judges/minilm) or Hub id."},
     )
+    pairs: str | None = field(default=None, metadata={"help": "Existing pairs or best-of-n table (skips sampling)."})
+    dataset: str = field(default="selfj_trl/data/instructions.jsonl", metadata={"help": "Prompts for best-of-n."})
     split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict folder."})
     prompt_column: str = field(default="instruction", metadata={"help": "Column holding the instructions."})
     max_prompts: int | None = field(default=None, metadata={"help": "Use only the first N prompts."})
@@ -62,13 +63,23 @@ def make_pairs(script_args: DPORecipeArguments, seed: int, output_dir: str) -> D
     pairs_dir = Path(output_dir) / "pairs"
     if state.is_main_process:
         prompts_table = load_table(script_args.dataset, script_args.split)
-        require_columns(prompts_table, [script_args.prompt_column], "prompt dataset", "Map yours with --prompt_column.")
+        require_columns(
+            prompts_table, [script_args.prompt_column], "prompt dataset", "Map yours with --prompt_column."
+        )
         prompts = prompts_table[script_args.prompt_column][: script_args.max_prompts]
         policy, tokenizer = load_policy(script_args.policy)
         judge = SelfJudge.from_pretrained(script_args.judge)
         generation = {"max_new_tokens": script_args.max_new_tokens, "temperature": script_args.sampling_temperature}
-        table = best_of_n(policy, tokenizer, judge, prompts, script_args.n, generation,
-                          batch_size=script_args.sampling_batch_size, seed=seed)
+        table = best_of_n(
+            policy,
+            tokenizer,
+            judge,
+            prompts,
+            script_args.n,
+            generation,
+            batch_size=script_args.sampling_batch_size,
+            seed=seed,
+        )
         table.save_to_disk(str(Path(output_dir) / "best_of_n"))
         build_dpo_pairs(table, script_args.min_gap).save_to_disk(str(pairs_dir))
         del policy, judge  # free the sampling copies before training

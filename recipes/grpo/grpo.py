@@ -36,8 +36,12 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: GRPOConfig) 
     tokenizer = AutoTokenizer.from_pretrained(policy)
     conversational = has_chat_template(tokenizer)
     dataset = prompt_dataset(
-        script_args.dataset, tokenizer, prompt_column=script_args.prompt_column, split=script_args.split,
-        conversational=conversational, max_prompts=script_args.max_prompts,
+        script_args.dataset,
+        tokenizer,
+        prompt_column=script_args.prompt_column,
+        split=script_args.split,
+        conversational=conversational,
+        max_prompts=script_args.max_prompts,
     )
     reward_funcs = judge_reward_funcs(script_args.judge, conversational=conversational, judge_as=script_args.judge_as)
     return GRPOTrainer(

@@ -34,8 +34,12 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: OnlineDPOCon
         tokenizer.pad_token = tokenizer.eos_token
     conversational = has_chat_template(tokenizer)
     dataset = prompt_dataset(
-        script_args.dataset, tokenizer, prompt_column=script_args.prompt_column, split=script_args.split,
-        conversational=conversational, max_prompts=script_args.max_prompts,
+        script_args.dataset,
+        tokenizer,
+        prompt_column=script_args.prompt_column,
+        split=script_args.split,
+        conversational=conversational,
+        max_prompts=script_args.max_prompts,
     )
     reward_funcs = judge_reward_funcs(script_args.judge, conversational=conversational, judge_as=script_args.judge_as)
     # Loaded here rather than by path: the trainer would default to device_map="auto", which fights

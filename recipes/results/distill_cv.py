@@ -36,8 +36,16 @@ from selfj_trl.stats import mean_within_group_spearman, spearman
 
 
 #: The paper's pointwise loss, by epochs (``--num_train_epochs`` in ``--train_flags``), whatever the recipe's loss.
-POINTWISE = ["--loss_type", "pointwise", "--per_device_train_batch_size", "16", "--max_steps", "-1",
-             "--pairs_per_row", "0"]
+POINTWISE = [
+    "--loss_type",
+    "pointwise",
+    "--per_device_train_batch_size",
+    "16",
+    "--max_steps",
+    "-1",
+    "--pairs_per_row",
+    "0",
+]
 #: Bradley-Terry on pairs of answers to one instruction: only the within-instruction order of the labels is learnt
 #: (the label's per-instruction offset needs the reference; see label_probe.py --targets centered). 8 pairs a step
 #: are 32 forwards like 16 pointwise rows; one pair per labeled row matches the forwards of two pointwise epochs.
@@ -82,8 +90,16 @@ def dev_rows(data_dir: Path, instructions: set[str]) -> list[dict]:
         ins = train.get(r["id"])
         if ins is None or ins["instruction"] not in instructions or r["model"] in ADVERSARIAL:
             continue
-        rows.append({"question_id": str(r["id"]), "instruction": ins["instruction"], "reference": ins["reference"],
-                     "response": r["response"] or "", "model": r["model"], "gpt4_win_prob": r["gpt4_win_prob"]})
+        rows.append(
+            {
+                "question_id": str(r["id"]),
+                "instruction": ins["instruction"],
+                "reference": ins["reference"],
+                "response": r["response"] or "",
+                "model": r["model"],
+                "gpt4_win_prob": r["gpt4_win_prob"],
+            }
+        )
     return rows
 
 
@@ -93,14 +109,17 @@ def labels_so_far(run_dir: Path, cosine_weight: float) -> Dataset:
     rows = [r for shard in sorted((run_dir / "shards").glob("chunk-*.jsonl")) for r in read_jsonl(shard)]
     if not rows:
         raise SystemExit(f"{run_dir}/shards holds no finished shard yet.")
-    values = combine_labels([r["self_eval_score"] for r in rows], [r["cosine_similarity"] for r in rows],
-                            cosine_weight=cosine_weight)
+    values = combine_labels(
+        [r["self_eval_score"] for r in rows], [r["cosine_similarity"] for r in rows], cosine_weight=cosine_weight
+    )
     return Dataset.from_list([{**r, "label": float(v)} for r, v in zip(rows, values, strict=True)])
 
 
 def training_rows(labeled: Dataset, folds: dict[str, int], k: int) -> Dataset:
     """The labels a judge scored on fold ``k`` trains on: every other fold's."""
-    return labeled.filter(lambda r: folds[r["instruction"]] != k, keep_in_memory=True)  # no cache in the labels' folder
+    return labeled.filter(
+        lambda r: folds[r["instruction"]] != k, keep_in_memory=True
+    )  # no cache in the labels' folder
 
 
 def save_training_rows(rows: Dataset, folder: Path) -> None:
@@ -119,8 +138,20 @@ def rows_key(rows: Dataset) -> str:
 def train_judge(train_folder: Path, judge_dir: Path, flags: list[str], train_flags: list[str]) -> None:
     if judge_dir.exists() and not check_complete(judge_dir, "judge"):
         return
-    cmd = [sys.executable, "-m", "selfj_trl.cli", "train", "--config", "recipes/all-minilm-l6-v2/train/config_judge.yaml",
-           "--dataset_name", str(train_folder), "--output_dir", str(judge_dir), *train_flags, *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "selfj_trl.cli",
+        "train",
+        "--config",
+        "recipes/all-minilm-l6-v2/train/config_judge.yaml",
+        "--dataset_name",
+        str(train_folder),
+        "--output_dir",
+        str(judge_dir),
+        *train_flags,
+        *flags,
+    ]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -152,29 +183,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--train_flags", default="", help="extra flags for every judge, e.g. '--max_length 384'")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--from_shards", action="store_true",
-                        help="--labeled is a labeling run still in progress: use its finished shards")
+    parser.add_argument(
+        "--from_shards",
+        action="store_true",
+        help="--labeled is a labeling run still in progress: use its finished shards",
+    )
     parser.add_argument("--cosine_weight", type=float, default=0.25, help="with --from_shards: the run's weight")
     args = parser.parse_args(argv)
     out, data_dir = Path(args.out), Path(args.data_dir)
-    labeled = labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_from_disk(args.labeled)
+    labeled = (
+        labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_from_disk(args.labeled)
+    )
     instructions = sorted(set(labeled["instruction"]))
     folds = {ins: fold_of(ins, args.folds) for ins in instructions}
     if len(filled := set(folds.values())) < args.folds:  # a fold with no instruction leaves another with no training
-        print(f"distill_cv: the {len(instructions)} labeled instructions fill {len(filled)} of {args.folds} folds; "
-              "label more instructions (folds are drawn by a hash of the instruction's text).", file=sys.stderr)
+        print(
+            f"distill_cv: the {len(instructions)} labeled instructions fill {len(filled)} of {args.folds} folds; "
+            "label more instructions (folds are drawn by a hash of the instruction's text).",
+            file=sys.stderr,
+        )
         return 2
     for k in range(args.folds):  # a fold's judges were trained on its saved rows: other labels must not reuse them
         saved = out / f"fold{k}" / "train"
         if saved.exists() and rows_key(load_from_disk(str(saved))) != rows_key(training_rows(labeled, folds, k)):
-            print(f"distill_cv: {saved} (and the judges beside it) came from other labels than {args.labeled}; "
-                  "use another --out.", file=sys.stderr)
+            print(
+                f"distill_cv: {saved} (and the judges beside it) came from other labels than {args.labeled}; "
+                "use another --out.",
+                file=sys.stderr,
+            )
             return 2
     print(f"{len(labeled)} labeled rows, {len(instructions)} train instructions, {args.folds} folds", flush=True)
     results: dict[str, dict] = {}
     for name in args.settings:
-        per_fold = [row for k in range(args.folds)
-                    if (row := run_fold(args, labeled, folds, k, name, out / f"fold{k}", data_dir)) is not None]
+        per_fold = [
+            row
+            for k in range(args.folds)
+            if (row := run_fold(args, labeled, folds, k, name, out / f"fold{k}", data_dir)) is not None
+        ]
         results[name] = {"folds": per_fold}
         atomic_write_json(out / "results.json", results)
         atomic_write_text(out / "results.md", table(results))
@@ -182,8 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], k: int, name: str, fold_dir: Path,
-             data_dir: Path) -> dict | None:
+def run_fold(
+    args: argparse.Namespace,
+    labeled: Dataset,
+    folds: dict[str, int],
+    k: int,
+    name: str,
+    fold_dir: Path,
+    data_dir: Path,
+) -> dict | None:
     """Train (or reuse) one setting's judge without fold ``k`` and score fold ``k``'s GPT-4-graded answers."""
     from selfj_trl.judge import SelfJudge
 
@@ -196,8 +248,10 @@ def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], 
     ds = load_custom_set(Dataset.from_list(dev), "gpt4_win_prob", name=f"dev{k}")
     labels = {(r["instruction"], r["response"]): r for r in labeled if folds[r["instruction"]] == k}
     keys = [(r["instruction"], r["response"]) for r in dev]
-    scores = {b: np.array([labels.get(key, {}).get(column, math.nan) for key in keys], dtype=float)
-              for b, column in (("label", "label"), ("self_eval", "self_eval_score"), ("cosine", "cosine_similarity"))}
+    scores = {
+        b: np.array([labels.get(key, {}).get(column, math.nan) for key in keys], dtype=float)
+        for b, column in (("label", "label"), ("self_eval", "self_eval_score"), ("cosine", "cosine_similarity"))
+    }
     scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
     scores["random"] = np.random.default_rng(0).random(len(dev))
     judge_dir = fold_dir / name
@@ -207,8 +261,9 @@ def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], 
     for view, view_refs in (("student", None), ("teacher", refs)):
         path = fold_dir / f"{name}.{view}.json"
         if not path.exists():
-            atomic_write_json(path, judge.score(ins, resp, references=view_refs, batch_size=args.batch_size),
-                              indent=None)
+            atomic_write_json(
+                path, judge.score(ins, resp, references=view_refs, batch_size=args.batch_size), indent=None
+            )
         scores[view] = np.array(json.loads(path.read_text()), dtype=float)
     row: dict = {view: headline(evaluate_pointwise(ds, s, None)) for view, s in scores.items()}
     # How much of its label each view learned, on instructions it never saw: the label is what it was trained on.
@@ -222,16 +277,20 @@ def run_fold(args: argparse.Namespace, labeled: Dataset, folds: dict[str, int], 
 
 def table(results: dict) -> str:
     """Mean over folds of each figure (intervals are per fold; the mean's spread is the folds')."""
-    lines = ["| setting | view | Spearman | within | best-of-15 pick | ranking, 15 models | vs its label (all / within) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| setting | view | Spearman | within | best-of-15 pick | ranking, 15 models | vs its label (all / within) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     seen_baselines = False
     for name, res in results.items():
         folds = res["folds"]
         views = ["student", "teacher"] + ([] if seen_baselines else BASELINES)
         seen_baselines = True
         for view in views:
-            cells = [np.nanmean([f[view].get(m, math.nan) for f in folds]) for m in ("spearman", "within", "pick",
-                                                                                       "ranking")]
+            cells = [
+                np.nanmean([f[view].get(m, math.nan) for f in folds])
+                for m in ("spearman", "within", "pick", "ranking")
+            ]
             learned = [np.nanmean([f[view].get(m, math.nan) for f in folds]) for m in ("vs_label", "vs_label_within")]
             label = name if view in ("student", "teacher") else "-"
             fit = " / ".join(f"{c:+.3f}" for c in learned) if view in ("student", "teacher") else ""

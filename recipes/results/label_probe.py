@@ -50,13 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 10.0, 100.0])
     parser.add_argument("--cosine_weight", type=float, default=0.25)
-    parser.add_argument("--targets", nargs="+", default=["label"], choices=["label", "centered"],
-                        help="what the probe is fitted to: the label, or the label minus its instruction's mean (the "
-                             "part a pairwise loss within an instruction learns; the rest needs the reference)")
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        default=["label"],
+        choices=["label", "centered"],
+        help="what the probe is fitted to: the label, or the label minus its instruction's mean (the "
+        "part a pairwise loss within an instruction learns; the rest needs the reference)",
+    )
     parser.add_argument("--out", default=None, help="write the figures here as JSON")
     args = parser.parse_args(argv)
-    labeled = (cv.labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards
-               else load_from_disk(args.labeled))
+    labeled = (
+        cv.labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_from_disk(args.labeled)
+    )
     rows = list(labeled)
     folds = {ins: cv.fold_of(ins, args.folds) for ins in {r["instruction"] for r in rows}}
     embedder = load_embedder("all-minilm-l6-v2")
@@ -73,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list] = {}
     for k in range(args.folds):
         train = np.array([folds[r["instruction"]] != k for r in rows])
-        dev = [d for d in cv.dev_rows(Path(args.data_dir), {i for i, f in folds.items() if f == k})
-               if (d["instruction"], d["response"]) in index]
+        dev = [
+            d
+            for d in cv.dev_rows(Path(args.data_dir), {i for i, f in folds.items() if f == k})
+            if (d["instruction"], d["response"]) in index
+        ]
         at = np.array([index[(d["instruction"], d["response"])] for d in dev])
         ds = load_custom_set(Dataset.from_list(dev), "gpt4_win_prob", name=f"dev{k}")
         groups = [d["question_id"] for d in dev]
@@ -88,17 +97,24 @@ def main(argv: list[str] | None = None) -> int:
         for name, s in candidates.items():
             # Graded by the same harness as the judges in distill_cv.py, so the rows compare.
             figures = cv.headline(evaluate_pointwise(ds, s, None))
-            results.setdefault(name, []).append({
-                "spearman": figures["spearman"], "within": figures["within"], "pick": figures["pick"],
-                "vs_label": spearman(s, labels[at]), "n_dev_rows": len(dev),
-                "vs_label_within": mean_within_group_spearman(s, labels[at], groups),
-            })
+            results.setdefault(name, []).append(
+                {
+                    "spearman": figures["spearman"],
+                    "within": figures["within"],
+                    "pick": figures["pick"],
+                    "vs_label": spearman(s, labels[at]),
+                    "n_dev_rows": len(dev),
+                    "vs_label_within": mean_within_group_spearman(s, labels[at], groups),
+                }
+            )
     print("| scorer | Spearman | within | best-of-15 pick | vs the label (all / within) |")
     print("|---|---|---|---|---|")
     for name, per_fold in results.items():
         m = {key: np.nanmean([f[key] for f in per_fold]) for key in per_fold[0] if key != "n_dev_rows"}
-        print(f"| {name} | {m['spearman']:+.3f} | {m['within']:+.3f} | {m['pick']:.3f} | "
-              f"{m['vs_label']:+.3f} / {m['vs_label_within']:+.3f} |")
+        print(
+            f"| {name} | {m['spearman']:+.3f} | {m['within']:+.3f} | {m['pick']:.3f} | "
+            f"{m['vs_label']:+.3f} / {m['vs_label_within']:+.3f} |"
+        )
     if args.out:
         atomic_write_json(Path(args.out), results)
     return 0

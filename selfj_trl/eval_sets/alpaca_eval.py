@@ -31,9 +31,11 @@ ADVERSARIAL_MODELS = ("NullModel", "gpt4_gamed")
 
 def _tables(data_dir: str | Path | None) -> tuple[list[dict], list[dict], list[dict]]:
     root = data_root(data_dir)
-    return (list(load_table(str(data_file(root, f"{FOLDER}/instructions.jsonl")))),
-            list(load_table(str(data_file(root, f"{FOLDER}/responses.jsonl")))),
-            list(load_table(str(data_file(root, f"{FOLDER}/leaderboard.csv")))))
+    return (
+        list(load_table(str(data_file(root, f"{FOLDER}/instructions.jsonl")))),
+        list(load_table(str(data_file(root, f"{FOLDER}/responses.jsonl")))),
+        list(load_table(str(data_file(root, f"{FOLDER}/leaderboard.csv")))),
+    )
 
 
 @register(ALPACA_EVAL, aliases=("alpaca_eval_gpt4", "alpacaeval"), public=ALPACA_EVAL_SOURCE)
@@ -57,13 +59,16 @@ def load_alpaca_eval(
     ds = _alpaca_set(tables, split, max_instructions, seed)
     ds.calibration = calibration
     if calibration is None:
-        ds.notes.append(f"split={split!r} has no separate calibration split: selective-following thresholds are not "
-                        "calibrated here.")
+        ds.notes.append(
+            f"split={split!r} has no separate calibration split: selective-following thresholds are not "
+            "calibrated here."
+        )
     return ds
 
 
-def _alpaca_set(tables: tuple[list[dict], list[dict], list[dict]], split: str, max_instructions: int | None,
-                seed: int) -> PointwiseSet:
+def _alpaca_set(
+    tables: tuple[list[dict], list[dict], list[dict]], split: str, max_instructions: int | None, seed: int
+) -> PointwiseSet:
     instructions, responses, board = tables
     by_id = {row["id"]: row for row in instructions if split == "all" or row["split"] == split}
     rows = sorted((r for r in responses if r["id"] in by_id), key=lambda r: (r["id"], r["model"]))
@@ -94,8 +99,9 @@ def _alpaca_set(tables: tuple[list[dict], list[dict], list[dict]], split: str, m
         reference_win_threshold=0.5,
         leaderboard={row["model"]: float(row["win_rate"]) for row in board},
         leaderboard_name="AlpacaEval 2.0 win rate (%)",
-        other_leaderboards={"length_controlled_win_rate": {row["model"]: float(row["length_controlled_win_rate"])
-                                                           for row in board}},
+        other_leaderboards={
+            "length_controlled_win_rate": {row["model"]: float(row["length_controlled_win_rate"]) for row in board}
+        },
         adversarial=ADVERSARIAL_MODELS,
         pick_models=tuple(sorted(set(models) - set(ADVERSARIAL_MODELS))),
         split=split,
@@ -104,7 +110,11 @@ def _alpaca_set(tables: tuple[list[dict], list[dict], list[dict]], split: str, m
 
 
 def load_alpaca_train_rows(
-    data_dir: str | Path | None = None, n_instructions: int = 24, *, models: list[str] | None = None, seed: int = 0,
+    data_dir: str | Path | None = None,
+    n_instructions: int = 24,
+    *,
+    models: list[str] | None = None,
+    seed: int = 0,
     max_instruction_chars: int | None = 1000,
 ) -> list[dict[str, Any]]:
     """A seeded sample of ``split == "train"`` instructions, each with every (kept) model's response and GPT-4's
@@ -124,8 +134,9 @@ def load_alpaca_train_rows(
             "gpt4_win_prob)."
         )
     train = {r["id"]: r for r in read_jsonl(folder / "instructions.jsonl") if r.get("split") == "train"}
-    eligible = sorted(i for i, r in train.items()
-                      if max_instruction_chars is None or len(r["instruction"]) <= max_instruction_chars)
+    eligible = sorted(
+        i for i, r in train.items() if max_instruction_chars is None or len(r["instruction"]) <= max_instruction_chars
+    )
     if len(eligible) < 2:
         raise SelfJInputError(f"{folder}: fewer than 2 usable train instructions; check the split column.")
     random.Random(seed).shuffle(eligible)
@@ -139,12 +150,20 @@ def load_alpaca_train_rows(
         if r.get("gpt4_win_prob") is None or not isinstance(r.get("response"), str):
             continue
         instruction = train[r["id"]]
-        rows.append({"id": r["id"], "model": r["model"], "instruction": instruction["instruction"],
-                     "reference": instruction["reference"], "response": r["response"],
-                     "gpt4_win_prob": float(r["gpt4_win_prob"]), "split": instruction["split"],
-                     "subset": instruction.get("subset"), "instruction_rank": rank[r["id"]]})
+        rows.append(
+            {
+                "id": r["id"],
+                "model": r["model"],
+                "instruction": instruction["instruction"],
+                "reference": instruction["reference"],
+                "response": r["response"],
+                "gpt4_win_prob": float(r["gpt4_win_prob"]),
+                "split": instruction["split"],
+                "subset": instruction.get("subset"),
+                "instruction_rank": rank[r["id"]],
+            }
+        )
     if keep_models is not None and not {r["model"] for r in rows}:
         raise SelfJInputError(f"none of --models {sorted(keep_models)} has responses in {folder}.")
     rows.sort(key=lambda r: (r["instruction_rank"], r["model"]))
     return rows
-

@@ -98,7 +98,8 @@ def data_root(data_dir: str | Path | None = None) -> Path:
         root = Path(data_dir)
         if not root.is_dir():
             raise SelfJInputError(
-                f"data_dir {str(root)!r} is not a folder; pass the folder that holds alpaca_eval_gpt4/.")
+                f"data_dir {str(root)!r} is not a folder; pass the folder that holds alpaca_eval_gpt4/."
+            )
         return root
     root = shared_data_dir()
     if root is None:
@@ -144,8 +145,9 @@ def masked(values: list[Any], mask: np.ndarray) -> list[Any]:
 # ---------------------------------------------------------------------------------------------------------------
 # Building blocks of loaders
 # ---------------------------------------------------------------------------------------------------------------
-def graded_set(name: str, title: str, table: Dataset, groups: list[str], max_instructions: int | None, seed: int,
-               note: str) -> PointwiseSet:
+def graded_set(
+    name: str, title: str, table: Dataset, groups: list[str], max_instructions: int | None, seed: int, note: str
+) -> PointwiseSet:
     """A pointwise set from a table of instruction, response, label (a grade), model and optional reference and
     category columns, sliced by question."""
     require_columns(table, ["instruction", "response", "label", "model"], title)
@@ -171,11 +173,21 @@ def graded_set(name: str, title: str, table: Dataset, groups: list[str], max_ins
     )
 
 
-def pairwise_from_table(name: str, title: str, table: Dataset, max_instructions: int | None, seed: int,
-                        subset_totals: dict[str, tuple[str, ...]] | None = None) -> PairwiseSet:
+def pairwise_from_table(
+    name: str,
+    title: str,
+    table: Dataset,
+    max_instructions: int | None,
+    seed: int,
+    subset_totals: dict[str, tuple[str, ...]] | None = None,
+) -> PairwiseSet:
     """A pairwise set from a table of instruction, response_a, response_b and label ('A', 'B' or 'tie')."""
-    require_columns(table, ["instruction", "response_a", "response_b", "label"], title,
-                    "A pairwise set needs label 'A', 'B' or 'tie' per row.")
+    require_columns(
+        table,
+        ["instruction", "response_a", "response_b", "label"],
+        title,
+        "A pairwise set needs label 'A', 'B' or 'tie' per row.",
+    )
     rows = list(table)
     bad = sorted({str(r["label"]) for r in rows} - {"A", "B", "tie"})
     if bad:

@@ -40,8 +40,12 @@ def load_custom_set(
                 f"{display} has no quality column (tried {list(QUALITY_CANDIDATES)}); it has {table.column_names}. "
                 "Pass --quality_column NAME."
             )
-    require_columns(table, ["instruction", "response", quality_column], display,
-                    "Rename columns with Dataset.rename_column or pass --quality_column.")
+    require_columns(
+        table,
+        ["instruction", "response", quality_column],
+        display,
+        "Rename columns with Dataset.rename_column or pass --quality_column.",
+    )
     quality = numeric_column(table[quality_column], quality_column, display)
     if not np.isfinite(quality).any():
         raise SelfJInputError(f"{display}: column {quality_column!r} holds no finite number.")

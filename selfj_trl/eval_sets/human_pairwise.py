@@ -22,9 +22,11 @@ SUBSET_TOTALS = {"llmbar_adversarial (all 4)": LLMBAR_ADVERSARIAL}
 
 
 @register(HUMAN_PAIRWISE, aliases=("human",), public=HUMAN_PAIRWISE_SOURCE)
-def load_human_pairwise(data_dir: str | Path | None = None, max_instructions: int | None = None,
-                        seed: int = 0) -> PairwiseSet:
+def load_human_pairwise(
+    data_dir: str | Path | None = None, max_instructions: int | None = None, seed: int = 0
+) -> PairwiseSet:
     """1,884 human preferences (LLMBar Natural/Adversarial, MT-Bench experts, FairEval, LLMEval2, PandaLM)."""
     table = load_shared_table(data_dir, "human_pairwise/human_pairwise_llmbar_mtbench_pandalm.jsonl")
-    return pairwise_from_table(HUMAN_PAIRWISE, "Human pairwise preferences", table, max_instructions, seed,
-                               subset_totals=SUBSET_TOTALS)
+    return pairwise_from_table(
+        HUMAN_PAIRWISE, "Human pairwise preferences", table, max_instructions, seed, subset_totals=SUBSET_TOTALS
+    )

@@ -53,8 +53,11 @@ _REGISTRY: dict[str, RegisteredSet] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register(name: str, aliases: tuple[str, ...] = (), public: PublicSource | None = None,
-             ) -> Callable[[Callable[..., EvalSet]], Callable[..., EvalSet]]:
+def register(
+    name: str,
+    aliases: tuple[str, ...] = (),
+    public: PublicSource | None = None,
+) -> Callable[[Callable[..., EvalSet]], Callable[..., EvalSet]]:
     """Decorator registering a loader under ``name`` (and ``aliases``, matched case-insensitively); ``public`` says
     how to rebuild the set's files from where they were published, for machines without the data folder."""
 

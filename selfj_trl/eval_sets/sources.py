@@ -58,9 +58,23 @@ FETCH_COMMAND = "python -m selfj_trl.eval_sets"
 
 ALPACA_EVAL = ("tatsu-lab/alpaca_eval", "cd543a149df89434d8a54582c0151c0b945c3d20")
 ALPACA_MODELS = (
-    "oasst-sft-pythia-12b", "falcon-7b-instruct", "alpaca-7b", "gemma-2b-it", "phi-2-sft", "vicuna-7b-v1.3",
-    "oasst-sft-llama-33b", "vicuna-13b", "wizardlm-13b", "vicuna-13b-v1.5", "gemma-7b-it", "gpt-3.5-turbo-0301",
-    "OpenHermes-2.5-Mistral-7B", "claude-2", "FuseChat-Llama-3.1-8B-Instruct", "NullModel", "gpt4_gamed",
+    "oasst-sft-pythia-12b",
+    "falcon-7b-instruct",
+    "alpaca-7b",
+    "gemma-2b-it",
+    "phi-2-sft",
+    "vicuna-7b-v1.3",
+    "oasst-sft-llama-33b",
+    "vicuna-13b",
+    "wizardlm-13b",
+    "vicuna-13b-v1.5",
+    "gemma-7b-it",
+    "gpt-3.5-turbo-0301",
+    "OpenHermes-2.5-Mistral-7B",
+    "claude-2",
+    "FuseChat-Llama-3.1-8B-Instruct",
+    "NullModel",
+    "gpt4_gamed",
 )
 ALPACA_TRAIN_SUBSETS = ("oasst", "helpful_base")  # the rest (koala, vicuna, selfinstruct) is the held-out test split
 ALPACA_LEADERBOARD = "src/alpaca_eval/leaderboards/data_AlpacaEval_2/weighted_alpaca_eval_gpt4_turbo_leaderboard.csv"
@@ -68,8 +82,10 @@ FASTCHAT = ("lm-sys/FastChat", "0e6d3e4")
 MTBENCH_SPACE = "lmsys/mt-bench"  # a Space, unpinned (main): its data files have not changed since 2023
 MTBENCH_JUDGMENTS = "data/mt_bench/model_judgment/gpt-4_single.jsonl"
 PROMETHEUS = ("prometheus-eval/prometheus-eval", "dcfb442")
-PROMETHEUS_FILES = (("mt_bench", "eval/benchmark/data/mt_bench_eval.json"),
-                    ("vicuna_bench", "eval/benchmark/data/vicuna_eval.json"))
+PROMETHEUS_FILES = (
+    ("mt_bench", "eval/benchmark/data/mt_bench_eval.json"),
+    ("vicuna_bench", "eval/benchmark/data/vicuna_eval.json"),
+)
 LLMBAR = ("princeton-nlp/LLMBar", "900616b")
 LLMBAR_SUBSETS = (  # (subset, file, who labelled it)
     ("llmbar_natural", "Dataset/LLMBar/Natural/dataset.json", "curated (authors) - objective instruction following"),
@@ -77,7 +93,11 @@ LLMBAR_SUBSETS = (  # (subset, file, who labelled it)
     ("llmbar_adv_gptinst", "Dataset/LLMBar/Adversarial/GPTInst/dataset.json", "curated (authors)"),
     ("llmbar_adv_gptout", "Dataset/LLMBar/Adversarial/GPTOut/dataset.json", "curated (authors)"),
     ("llmbar_adv_manual", "Dataset/LLMBar/Adversarial/Manual/dataset.json", "curated (authors)"),
-    ("mtbench_human", "Dataset/Processed/MT-Bench/dataset.json", "MT-Bench expert human votes, majority, ties removed"),
+    (
+        "mtbench_human",
+        "Dataset/Processed/MT-Bench/dataset.json",
+        "MT-Bench expert human votes, majority, ties removed",
+    ),
     ("faireval", "Dataset/Processed/FairEval/dataset.json", "human annotators (FairEval)"),
     ("llmeval2", "Dataset/Processed/LLMEval^2/dataset.json", "human annotators (LLMEval^2)"),
 )
@@ -142,8 +162,15 @@ class Fetcher:
             tmp.unlink(missing_ok=True)
         return target
 
-    def hub(self, repo_id: str, filename: str, what: str, repo_type: str = "dataset", revision: str | None = None,
-            required: bool = True) -> Path | None:
+    def hub(
+        self,
+        repo_id: str,
+        filename: str,
+        what: str,
+        repo_type: str = "dataset",
+        revision: str | None = None,
+        required: bool = True,
+    ) -> Path | None:
         """A Hub file through ``hf_hub_download`` (its own cache, offline mode and ``HF_ENDPOINT``)."""
         endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
         try:
@@ -168,14 +195,18 @@ class PublicSource:
 
     def notes(self, missing: list) -> list[str]:
         """What a report of the rebuilt set must say about it: where it came from, how it differs, what is missing."""
-        notes = [f"read from its public files ({self.origin}), not the project's data folder"
-                 + (f"; differs: {self.differs}" if self.differs else "; the same data")]
+        notes = [
+            f"read from its public files ({self.origin}), not the project's data folder"
+            + (f"; differs: {self.differs}" if self.differs else "; the same data")
+        ]
         by_reason: dict[str, list[str]] = {}
         for what, why in missing:
             by_reason.setdefault(why, []).append(what)
         if by_reason:
-            notes.append("could not fetch, left out: "
-                         + "; ".join(f"{', '.join(whats)} ({why})" for why, whats in by_reason.items()))
+            notes.append(
+                "could not fetch, left out: "
+                + "; ".join(f"{', '.join(whats)} ({why})" for why, whats in by_reason.items())
+            )
         return notes
 
     def ensure(self) -> tuple[Path, list[str]]:
@@ -227,18 +258,35 @@ def build_alpaca_eval(fetch: Fetcher) -> dict[str, str]:
     instructions: dict[str, dict] = {}
     responses: list[dict] = []
     for model in ALPACA_MODELS:
-        path = fetch.github(ALPACA_EVAL, f"results/{model}/weighted_alpaca_eval_gpt4_turbo/annotations.json",
-                            f"AlpacaEval annotations of {model}", required=False)
+        path = fetch.github(
+            ALPACA_EVAL,
+            f"results/{model}/weighted_alpaca_eval_gpt4_turbo/annotations.json",
+            f"AlpacaEval annotations of {model}",
+            required=False,
+        )
         for row in _read_json(path) if path else []:
             if row.get("preference") is None:
                 continue
             key = alpaca_id(row["instruction"])
-            instructions.setdefault(key, {
-                "id": key, "instruction": row["instruction"], "subset": row["dataset"], "reference": row["output_1"],
-                "reference_model": row["generator_1"],
-                "split": "train" if row["dataset"] in ALPACA_TRAIN_SUBSETS else "test"})
-            responses.append({"id": key, "model": model, "response": row["output_2"],
-                              "gpt4_win_prob": float(row["preference"]) - 1.0})  # preference is 1 + P(output_2 wins)
+            instructions.setdefault(
+                key,
+                {
+                    "id": key,
+                    "instruction": row["instruction"],
+                    "subset": row["dataset"],
+                    "reference": row["output_1"],
+                    "reference_model": row["generator_1"],
+                    "split": "train" if row["dataset"] in ALPACA_TRAIN_SUBSETS else "test",
+                },
+            )
+            responses.append(
+                {
+                    "id": key,
+                    "model": model,
+                    "response": row["output_2"],
+                    "gpt4_win_prob": float(row["preference"]) - 1.0,
+                }
+            )  # preference is 1 + P(output_2 wins)
     if not responses:
         raise PublicDataUnavailable("no model's AlpacaEval annotations: " + fetch.missing_text())
     fetched = {r["model"] for r in responses}
@@ -249,14 +297,19 @@ def build_alpaca_eval(fetch: Fetcher) -> dict[str, str]:
         name = row.get("") or row.get("name") or row.get("model")
         if name in fetched:
             writer.writerow([name, row["win_rate"], row["length_controlled_winrate"], row["avg_length"], row["mode"]])
-    return {"alpaca_eval_gpt4/instructions.jsonl": _jsonl(list(instructions.values())),
-            "alpaca_eval_gpt4/responses.jsonl": _jsonl(responses),
-            "alpaca_eval_gpt4/leaderboard.csv": out.getvalue()}
+    return {
+        "alpaca_eval_gpt4/instructions.jsonl": _jsonl(list(instructions.values())),
+        "alpaca_eval_gpt4/responses.jsonl": _jsonl(responses),
+        "alpaca_eval_gpt4/leaderboard.csv": out.getvalue(),
+    }
 
 
 ALPACA_EVAL_SOURCE = PublicSource(
-    "alpaca_eval", f"{ALPACA_EVAL[0]}@{ALPACA_EVAL[1][:7]}: results/<model>/weighted_alpaca_eval_gpt4_turbo, "
-    "AlpacaEval 2.0 leaderboard", build_alpaca_eval)
+    "alpaca_eval",
+    f"{ALPACA_EVAL[0]}@{ALPACA_EVAL[1][:7]}: results/<model>/weighted_alpaca_eval_gpt4_turbo, "
+    "AlpacaEval 2.0 leaderboard",
+    build_alpaca_eval,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,7 +318,7 @@ ALPACA_EVAL_SOURCE = PublicSource(
 def _between(text: str, start: str, end: str) -> str | None:
     i = text.find(start)
     j = text.find(end, i + len(start)) if i >= 0 else -1
-    return text[i + len(start):j] if j >= 0 else None
+    return text[i + len(start) : j] if j >= 0 else None
 
 
 def build_mtbench(fetch: Fetcher) -> dict[str, str]:
@@ -284,33 +337,52 @@ def build_mtbench(fetch: Fetcher) -> dict[str, str]:
             continue
         seen.add(key)
         question = by_id[key[0]]
-        rows.append({
-            "id": f"mtb1-{key[0]}-{key[1]}", "source": f"{MTBENCH_SPACE} (Space):{MTBENCH_JUDGMENTS}",
-            "question_id": key[0], "category": question["category"], "instruction": question["turns"][0],
-            "response": answer, "model": key[1], "label": float(j["score"]),
-            # the reference GPT-4 saw (math, reasoning, coding), cut from the prompt it was shown
-            "reference": _between(j["user_prompt"], "[The Start of Reference Answer]\n",
-                                  "\n[The End of Reference Answer]"),
-            "label_scale": f"GPT-4 single-answer grade 1-10 (FastChat MT-Bench prompt {prompt})",
-            "judge_prompt": prompt})
+        rows.append(
+            {
+                "id": f"mtb1-{key[0]}-{key[1]}",
+                "source": f"{MTBENCH_SPACE} (Space):{MTBENCH_JUDGMENTS}",
+                "question_id": key[0],
+                "category": question["category"],
+                "instruction": question["turns"][0],
+                "response": answer,
+                "model": key[1],
+                "label": float(j["score"]),
+                # the reference GPT-4 saw (math, reasoning, coding), cut from the prompt it was shown
+                "reference": _between(
+                    j["user_prompt"], "[The Start of Reference Answer]\n", "\n[The End of Reference Answer]"
+                ),
+                "label_scale": f"GPT-4 single-answer grade 1-10 (FastChat MT-Bench prompt {prompt})",
+                "judge_prompt": prompt,
+            }
+        )
     if not rows:
         raise PublicDataUnavailable("FastChat's judgment file holds no usable turn-1 grade")
     return {"mtbench_gpt4/mtbench_gpt4_single_turn1.jsonl": _jsonl(rows)}
 
 
 MTBENCH_SOURCE = PublicSource(
-    "mtbench", f"{FASTCHAT[0]}@{FASTCHAT[1]} questions, {MTBENCH_SPACE} Space {MTBENCH_JUDGMENTS}", build_mtbench,
+    "mtbench",
+    f"{FASTCHAT[0]}@{FASTCHAT[1]} questions, {MTBENCH_SPACE} Space {MTBENCH_JUDGMENTS}",
+    build_mtbench,
     differs="GPT-4 grades of FastChat's own models, not the 22 fork models of the project's file (same questions, "
-            "prompts and 1-10 scale)")
+    "prompts and 1-10 scale)",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Prometheus
 # ---------------------------------------------------------------------------------------------------------------
-PROMETHEUS_SECTIONS = ("###The instruction to evaluate:", "###Response to evaluate:", "###Reference Answer (Score 5):",
-                       "###Score Rubrics:", "###Feedback:")
-DIALOGUE_HEADER = ("Here is a previous dialogue between an assistant and an user. Generate a human preferable "
-                   "response by the assistant.")
+PROMETHEUS_SECTIONS = (
+    "###The instruction to evaluate:",
+    "###Response to evaluate:",
+    "###Reference Answer (Score 5):",
+    "###Score Rubrics:",
+    "###Feedback:",
+)
+DIALOGUE_HEADER = (
+    "Here is a previous dialogue between an assistant and an user. Generate a human preferable "
+    "response by the assistant."
+)
 
 
 def prometheus_sections(prompt: str) -> tuple[str, str, str, str] | None:
@@ -318,7 +390,7 @@ def prometheus_sections(prompt: str) -> tuple[str, str, str, str] | None:
     starts = [prompt.find(head) for head in PROMETHEUS_SECTIONS]
     if min(starts) < 0 or starts != sorted(starts):
         return None
-    parts = [prompt[s + len(h):e].strip() for s, h, e in zip(starts, PROMETHEUS_SECTIONS, starts[1:], strict=False)]
+    parts = [prompt[s + len(h) : e].strip() for s, h, e in zip(starts, PROMETHEUS_SECTIONS, starts[1:], strict=False)]
     instruction = parts[0].removeprefix(DIALOGUE_HEADER).strip()
     if instruction.endswith("Assistant:"):  # a dialogue ends with the turn to be answered
         instruction = instruction.removesuffix("Assistant:").rstrip()
@@ -335,21 +407,33 @@ def build_prometheus(fetch: Fetcher) -> dict[str, str]:
             if sections is None or not scores:
                 continue
             mean = round(sum(scores) / len(scores), 4)
-            rows.append({
-                "id": f"prometheus-{bench}-{i}", "source": f"prometheus-eval/{bench}", "benchmark": bench,
-                "question_id": record["idx"], "category": record.get("category"), "instruction": sections[0],
-                "response": sections[1], "reference": sections[2], "rubric": sections[3],
-                "model": record.get("response_source"), "label": mean,
-                "label_scale": "GPT-4 absolute score 1-5 (mean of 3 samples, Prometheus rubric prompt)",
-                "gpt4_scores": scores})
+            rows.append(
+                {
+                    "id": f"prometheus-{bench}-{i}",
+                    "source": f"prometheus-eval/{bench}",
+                    "benchmark": bench,
+                    "question_id": record["idx"],
+                    "category": record.get("category"),
+                    "instruction": sections[0],
+                    "response": sections[1],
+                    "reference": sections[2],
+                    "rubric": sections[3],
+                    "model": record.get("response_source"),
+                    "label": mean,
+                    "label_scale": "GPT-4 absolute score 1-5 (mean of 3 samples, Prometheus rubric prompt)",
+                    "gpt4_scores": scores,
+                }
+            )
     if not rows:
         raise PublicDataUnavailable("no Prometheus file: " + fetch.missing_text())
     return {"prometheus_gpt4/prometheus_gpt4_pointwise_mtbench_vicuna.jsonl": _jsonl(rows)}
 
 
 PROMETHEUS_SOURCE = PublicSource(
-    "prometheus", f"{PROMETHEUS[0]}@{PROMETHEUS[1]}: eval/benchmark/data mt_bench_eval.json, vicuna_eval.json",
-    build_prometheus)
+    "prometheus",
+    f"{PROMETHEUS[0]}@{PROMETHEUS[1]}: eval/benchmark/data mt_bench_eval.json, vicuna_eval.json",
+    build_prometheus,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -366,10 +450,21 @@ def build_human_pairwise(fetch: Fetcher) -> dict[str, str]:
     for subset, path, origin in LLMBAR_SUBSETS:
         found = fetch.github(LLMBAR, path, f"LLMBar {subset}", required=False)
         for i, pair in enumerate(_read_json(found) if found else []):
-            rows.append({
-                "id": f"{subset}-{i}", "source": f"{LLMBAR[0]}:{path}", "subset": subset, "instruction": pair["input"],
-                "response_a": pair["output_1"], "response_b": pair["output_2"], "reference": None, "model_a": None,
-                "model_b": None, "label": {1: "A", 2: "B"}[int(pair["label"])], "label_origin": origin})
+            rows.append(
+                {
+                    "id": f"{subset}-{i}",
+                    "source": f"{LLMBAR[0]}:{path}",
+                    "subset": subset,
+                    "instruction": pair["input"],
+                    "response_a": pair["output_1"],
+                    "response_b": pair["output_2"],
+                    "reference": None,
+                    "model_a": None,
+                    "model_b": None,
+                    "label": {1: "A", 2: "B"}[int(pair["label"])],
+                    "label_origin": origin,
+                }
+            )
     found = fetch.github(PANDALM, PANDALM_FILE, "PandaLM test set", required=False)
     kept = 0
     for pair in _read_json(found) if found else []:
@@ -379,12 +474,22 @@ def build_human_pairwise(fetch: Fetcher) -> dict[str, str]:
             continue
         extra = pair.get("input")
         models = str(pair.get("cmp_key", "")).split("_", 1)
-        rows.append({
-            "id": f"pandalm-{kept}", "source": f"{PANDALM[0]}:{PANDALM_FILE}", "subset": "pandalm_test",
-            "instruction": pair["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra.strip() else ""),
-            "response_a": pair["response1"], "response_b": pair["response2"], "reference": None,
-            "model_a": models[0] or None, "model_b": models[1] if len(models) == 2 else None, "label": majority[0],
-            "label_origin": f"3 human annotators, majority ({majority[1]}/3); raw votes {[str(v) for v in votes]}"})
+        rows.append(
+            {
+                "id": f"pandalm-{kept}",
+                "source": f"{PANDALM[0]}:{PANDALM_FILE}",
+                "subset": "pandalm_test",
+                "instruction": pair["instruction"]
+                + (f"\n\n{extra}" if isinstance(extra, str) and extra.strip() else ""),
+                "response_a": pair["response1"],
+                "response_b": pair["response2"],
+                "reference": None,
+                "model_a": models[0] or None,
+                "model_b": models[1] if len(models) == 2 else None,
+                "label": majority[0],
+                "label_origin": f"3 human annotators, majority ({majority[1]}/3); raw votes {[str(v) for v in votes]}",
+            }
+        )
         kept += 1
     if not rows:
         raise PublicDataUnavailable("no LLMBar or PandaLM file: " + fetch.missing_text())
@@ -392,5 +497,7 @@ def build_human_pairwise(fetch: Fetcher) -> dict[str, str]:
 
 
 HUMAN_PAIRWISE_SOURCE = PublicSource(
-    "human_pairwise", f"{LLMBAR[0]}@{LLMBAR[1]} Dataset/, {PANDALM[0]}@{PANDALM[1]} {PANDALM_FILE}",
-    build_human_pairwise)
+    "human_pairwise",
+    f"{LLMBAR[0]}@{LLMBAR[1]} Dataset/, {PANDALM[0]}@{PANDALM[1]} {PANDALM_FILE}",
+    build_human_pairwise,
+)

@@ -14,10 +14,19 @@ def main(argv: list[str] | None = None) -> int:
 
     (cfg,) = parse((EvaluationConfig,), argv, prog="selfj-trl evaluate")
     metrics = evaluate_judges(
-        cfg.judges, cfg.eval_sets, cfg.output_dir, baselines=cfg.baselines, split=cfg.split,
-        max_instructions=cfg.max_instructions, seed=cfg.seed, batch_size=cfg.batch_size,
-        quality_column=cfg.quality_column, data_dir=cfg.data_dir, embedder=cfg.embedder,
-        bootstrap_resamples=cfg.bootstrap_resamples, confidence_level=cfg.confidence_level,
+        cfg.judges,
+        cfg.eval_sets,
+        cfg.output_dir,
+        baselines=cfg.baselines,
+        split=cfg.split,
+        max_instructions=cfg.max_instructions,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        quality_column=cfg.quality_column,
+        data_dir=cfg.data_dir,
+        embedder=cfg.embedder,
+        bootstrap_resamples=cfg.bootstrap_resamples,
+        confidence_level=cfg.confidence_level,
         target_coverages=cfg.target_coverages,
     )
     print(summary(metrics))  # noqa: T201 - the command line reports here

@@ -27,8 +27,15 @@ def _figure(point: float, low: float, high: float) -> dict[str, Any]:
     return {"difference": float(point), "ci": [float(low), float(high)]}
 
 
-def paired_pointwise(ds: PointwiseSet, scores: np.ndarray, other: np.ndarray, *, n_resamples: int = 1000,
-                     confidence_level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+def paired_pointwise(
+    ds: PointwiseSet,
+    scores: np.ndarray,
+    other: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
     """``scores`` minus ``other`` on the honest rows: pooled Spearman, mean within-question Spearman and the best-of-k
     pick, each with a cluster-bootstrap interval over instructions. Rows or questions either scorer leaves unscored
     (a teacher view where a set has no reference) are left out for both, so both figures describe the same answers."""
@@ -41,8 +48,10 @@ def paired_pointwise(ds: PointwiseSet, scores: np.ndarray, other: np.ndarray, *,
     def per_group(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         within = per_group_correlations(s[honest], q[honest], honest_groups)
         picks = (best_of_k(ds, s) or {}).get("per_group", {})
-        return (np.array([within.get(g, (math.nan, math.nan))[1] for g in names], dtype=float),
-                np.array([picks.get(g, (math.nan,))[0] for g in names], dtype=float))
+        return (
+            np.array([within.get(g, (math.nan, math.nan))[1] for g in names], dtype=float),
+            np.array([picks.get(g, (math.nan,))[0] for g in names], dtype=float),
+        )
 
     (within_a, pick_a), (within_b, pick_b) = per_group(scores), per_group(other)
 
@@ -50,8 +59,9 @@ def paired_pointwise(ds: PointwiseSet, scores: np.ndarray, other: np.ndarray, *,
         rows = np.concatenate([group_rows[g] for g in groups])
         rows = rows[both[rows]]
         pooled = spearman(scores[rows], q[rows]) - spearman(other[rows], q[rows]) if len(rows) >= 3 else math.nan
-        return np.array([pooled, finite_mean(within_a[groups] - within_b[groups]),
-                         finite_mean(pick_a[groups] - pick_b[groups])])
+        return np.array(
+            [pooled, finite_mean(within_a[groups] - within_b[groups]), finite_mean(pick_a[groups] - pick_b[groups])]
+        )
 
     point = statistic(np.arange(len(names)))
     low, high = cluster_bootstrap(statistic, len(names), n_resamples, confidence_level, seed)
@@ -61,16 +71,25 @@ def paired_pointwise(ds: PointwiseSet, scores: np.ndarray, other: np.ndarray, *,
     return out
 
 
-def paired_pairwise(ds: PairwiseSet, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], *,
-                    n_resamples: int = 1000, confidence_level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+def paired_pairwise(
+    ds: PairwiseSet,
+    a: tuple[np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray],
+    *,
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Accuracy of scorer ``a`` minus that of scorer ``b`` (each a pair of score arrays for answers A and B) on the
     non-tie pairs both scored, over all pairs and over each group of subsets the set reports together, resampling
     pairs."""
     labels, subsets = np.array(ds.labels), np.array(ds.subsets)
     a_wins = labels == "A"
     usable = (labels != "tie") & finite_mask(*a, *b)
-    groups = {"all": usable, **{name: usable & np.isin(subsets, members)
-                                for name, members in ds.subset_totals.items()}}
+    groups = {
+        "all": usable,
+        **{name: usable & np.isin(subsets, members) for name, members in ds.subset_totals.items()},
+    }
     out: dict[str, Any] = {}
     for name, mask in groups.items():
         rows = np.flatnonzero(mask)
@@ -79,8 +98,12 @@ def paired_pairwise(ds: PairwiseSet, a: tuple[np.ndarray, np.ndarray], b: tuple[
 
         def statistic(sample: np.ndarray, rows: np.ndarray = rows) -> np.ndarray:
             r = rows[sample]
-            return np.array([preference_accuracy(a[0][r], a[1][r], a_wins[r])["accuracy"]
-                             - preference_accuracy(b[0][r], b[1][r], a_wins[r])["accuracy"]])
+            return np.array(
+                [
+                    preference_accuracy(a[0][r], a[1][r], a_wins[r])["accuracy"]
+                    - preference_accuracy(b[0][r], b[1][r], a_wins[r])["accuracy"]
+                ]
+            )
 
         point = statistic(np.arange(len(rows)))[0]
         low, high = cluster_bootstrap(statistic, len(rows), n_resamples, confidence_level, seed)

@@ -46,24 +46,45 @@ class EvaluationConfig:
     """Options of ``selfj-trl evaluate`` (flags or ``--config evaluate.yaml``)."""
 
     output_dir: str = field(metadata={"help": "Folder for metrics.json, report.md, plots and the score cache."})
-    judges: list[str] = field(default_factory=list, metadata={
-        "help": "Judge folders or Hub ids (a judge trained with distill_weight=0 is just another path); add "
-                "':teacher' (PATH:teacher) to score the judge's teacher view, with the reference shown, where a set "
-                "has references."})
-    baselines: list[str] = field(default_factory=lambda: ["length", "random"], metadata={
-        "help": f"Baselines by name: {BASELINE_HELP}."})
-    eval_sets: list[str] = field(default_factory=lambda: list(BUILTIN_SETS), metadata={
-        "help": "alpaca_eval, mtbench, prometheus, human_pairwise (default: all four, every row), any registered set, "
-                "or a dataset path / Hub id with instruction, response and a quality column."})
-    split: str = field(default="test", metadata={
-        "help": "AlpacaEval split: 'test' is held out; 'train' only for in-domain checks (labelled as such)."})
-    max_instructions: int | None = field(default=None, metadata={
-        "help": "Smoke run: this many instructions (questions, pairs) per set, drawn with --seed (the report says it "
-                "is a slice). Default: every row."})
-    target_coverages: list[float] = field(default_factory=lambda: list(TARGET_COVERAGES), metadata={
-        "help": "Coverages at which a selective-following threshold is calibrated on the set's calibration split "
-                "(AlpacaEval: the train split's answers) and then applied to the evaluated rows; an empty list (config "
-                "file or Python) skips the calibration split and its scoring."})
+    judges: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Judge folders or Hub ids (a judge trained with distill_weight=0 is just another path); add "
+            "':teacher' (PATH:teacher) to score the judge's teacher view, with the reference shown, where a set "
+            "has references."
+        },
+    )
+    baselines: list[str] = field(
+        default_factory=lambda: ["length", "random"], metadata={"help": f"Baselines by name: {BASELINE_HELP}."}
+    )
+    eval_sets: list[str] = field(
+        default_factory=lambda: list(BUILTIN_SETS),
+        metadata={
+            "help": "alpaca_eval, mtbench, prometheus, human_pairwise (default: all four, every row), any registered set, "
+            "or a dataset path / Hub id with instruction, response and a quality column."
+        },
+    )
+    split: str = field(
+        default="test",
+        metadata={
+            "help": "AlpacaEval split: 'test' is held out; 'train' only for in-domain checks (labelled as such)."
+        },
+    )
+    max_instructions: int | None = field(
+        default=None,
+        metadata={
+            "help": "Smoke run: this many instructions (questions, pairs) per set, drawn with --seed (the report says it "
+            "is a slice). Default: every row."
+        },
+    )
+    target_coverages: list[float] = field(
+        default_factory=lambda: list(TARGET_COVERAGES),
+        metadata={
+            "help": "Coverages at which a selective-following threshold is calibrated on the set's calibration split "
+            "(AlpacaEval: the train split's answers) and then applied to the evaluated rows; an empty list (config "
+            "file or Python) skips the calibration split and its scoring."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed for slicing, the random baseline, ties and the bootstrap."})
     batch_size: int = field(default=16, metadata={"help": "Batch size passed to each scorer."})
     quality_column: str | None = field(default=None, metadata={"help": "Quality column of a custom eval set."})
@@ -119,8 +140,17 @@ def evaluate_judges(
     if any(not 0 < c <= 1 for c in target_coverages):
         raise SelfJInputError(f"target_coverages must be in (0, 1], got {list(target_coverages)}.")
     entries = resolve_scorers(specs, embedder=embedder, seed=seed)
-    sets = [load_eval_set(s, data_dir=data_dir, split=split, max_instructions=max_instructions, seed=seed,
-                          quality_column=quality_column) for s in eval_sets]
+    sets = [
+        load_eval_set(
+            s,
+            data_dir=data_dir,
+            split=split,
+            max_instructions=max_instructions,
+            seed=seed,
+            quality_column=quality_column,
+        )
+        for s in eval_sets
+    ]
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
         raise SelfJInputError(f"an eval set is listed twice: {names}.")
@@ -130,32 +160,46 @@ def evaluate_judges(
     bootstrap = BootstrapOptions(bootstrap_resamples, confidence_level, seed)
 
     metrics: dict[str, Any] = {
-        "config": {"split": split, "max_instructions": max_instructions, "seed": seed, "batch_size": batch_size,
-                   "bootstrap_resamples": bootstrap_resamples, "confidence_level": confidence_level,
-                   "embedder": embedder, "coverages": list(COVERAGES), "target_coverages": list(target_coverages)},
-        "scorers": {e.name: {"kind": e.kind, "cache_id": e.cache_id, "needs_reference": e.needs_reference}
-                    for e in entries},
+        "config": {
+            "split": split,
+            "max_instructions": max_instructions,
+            "seed": seed,
+            "batch_size": batch_size,
+            "bootstrap_resamples": bootstrap_resamples,
+            "confidence_level": confidence_level,
+            "embedder": embedder,
+            "coverages": list(COVERAGES),
+            "target_coverages": list(target_coverages),
+        },
+        "scorers": {
+            e.name: {"kind": e.kind, "cache_id": e.cache_id, "needs_reference": e.needs_reference} for e in entries
+        },
         "eval_sets": {},
     }
     for ds in sets:
-        metrics["eval_sets"][ds.name] = evaluate_set(ds, entries, cache, batch_size, bootstrap,
-                                                     target_coverages=target_coverages)
+        metrics["eval_sets"][ds.name] = evaluate_set(
+            ds, entries, cache, batch_size, bootstrap, target_coverages=target_coverages
+        )
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     open_for_writing(out_dir, REPORT_WHAT, REPORT_COMMAND)  # refused from here until its marker is written
     metrics["plots"] = write_plots(metrics, sets, out_dir) if plots else {}
-    atomic_write_text(out_dir / "metrics.json",
-                      json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out_dir / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     atomic_write_text(out_dir / "report.md", render_report(metrics))
     mark_complete(out_dir, report_files(metrics), REPORT_WHAT)
     return metrics
 
 
-def evaluate_set(ds: EvalSet, entries: list[ScorerEntry], cache: ScoreCache, batch_size: int,
-                 bootstrap: BootstrapOptions, *,
-                 target_coverages: Sequence[float] = TARGET_COVERAGES) -> dict[str, Any]:
+def evaluate_set(
+    ds: EvalSet,
+    entries: list[ScorerEntry],
+    cache: ScoreCache,
+    batch_size: int,
+    bootstrap: BootstrapOptions,
+    *,
+    target_coverages: Sequence[float] = TARGET_COVERAGES,
+) -> dict[str, Any]:
     """One set's part of ``metrics.json``: the set's own reference figures, then every scorer's metrics."""
-    result: dict[str, Any] = {"title": ds.title, "kind": ds.kind, "n": len(ds), "notes": list(ds.notes),
-                              "scorers": {}}
+    result: dict[str, Any] = {"title": ds.title, "kind": ds.kind, "n": len(ds), "notes": list(ds.notes), "scorers": {}}
     if isinstance(ds, PointwiseSet):
         result.update(_pointwise_reference_figures(ds, bootstrap))
     scores: dict[str, Any] = {}
@@ -171,8 +215,9 @@ def evaluate_set(ds: EvalSet, entries: list[ScorerEntry], cache: ScoreCache, bat
     return result
 
 
-def compare_with_baseline(ds: EvalSet, entries: list[ScorerEntry], scores: dict[str, Any],
-                          bootstrap: BootstrapOptions) -> dict[str, Any]:
+def compare_with_baseline(
+    ds: EvalSet, entries: list[ScorerEntry], scores: dict[str, Any], bootstrap: BootstrapOptions
+) -> dict[str, Any]:
     """Each judge minus the length baseline on the same resampled instructions, when both were evaluated
     (``scores``: each scorer's scores on the set, as :func:`score_and_evaluate` returned them)."""
     baseline = next((e for e in entries if e.name == COMPARED_WITH), None)
@@ -180,9 +225,10 @@ def compare_with_baseline(ds: EvalSet, entries: list[ScorerEntry], scores: dict[
     if baseline is None or not judges or bootstrap.n_resamples <= 0:
         return {}
     compare = paired_pointwise if isinstance(ds, PointwiseSet) else paired_pairwise
-    return {"against": baseline.name,
-            "judges": {e.name: compare(ds, scores[e.name], scores[baseline.name], **asdict(bootstrap))
-                       for e in judges}}
+    return {
+        "against": baseline.name,
+        "judges": {e.name: compare(ds, scores[e.name], scores[baseline.name], **asdict(bootstrap)) for e in judges},
+    }
 
 
 def _pointwise_reference_figures(ds: PointwiseSet, bootstrap: BootstrapOptions) -> dict[str, Any]:
@@ -191,9 +237,17 @@ def _pointwise_reference_figures(ds: PointwiseSet, bootstrap: BootstrapOptions) 
     out: dict[str, Any] = {"quality": ds.quality_name, "split": ds.split}
     out["best_of_k"] = pick_reference(ds, bootstrap.n_resamples, bootstrap.confidence_level, bootstrap.seed)
     calibration = ds.calibration
-    out["calibration"] = None if calibration is None else {
-        "title": calibration.title, "split": calibration.split, "n_rows": int(honest_mask(calibration).sum()),
-        "n_groups": len(set(calibration.groups)), "notes": list(calibration.notes)}
+    out["calibration"] = (
+        None
+        if calibration is None
+        else {
+            "title": calibration.title,
+            "split": calibration.split,
+            "n_rows": int(honest_mask(calibration).sum()),
+            "n_groups": len(set(calibration.groups)),
+            "notes": list(calibration.notes),
+        }
+    )
     tiebreak = np.random.default_rng(bootstrap.seed).random(len(ds))
     honest = honest_mask(ds)
     q = ds.quality[honest]
@@ -201,14 +255,17 @@ def _pointwise_reference_figures(ds: PointwiseSet, bootstrap: BootstrapOptions) 
     out["quality_rows"] = int(honest.sum())
     out["orderings"] = {
         "oracle": {"curve": oracle.tolist(), **curve_summary(oracle)},
-        "random (expected)": {"curve": [float(q.mean())] * len(COVERAGES),
-                              **curve_summary(np.full(len(COVERAGES), q.mean()))},
+        "random (expected)": {
+            "curve": [float(q.mean())] * len(COVERAGES),
+            **curve_summary(np.full(len(COVERAGES), q.mean())),
+        },
     }
     notes = list(ds.notes)
     if not honest.all():
         notes.append(
             f"quality metrics use the {int(honest.sum())} answers of honest models: the adversarial entries' "
-            "GPT-4 labels are the gamed ones (see the gaming check); all-row figures follow the table.")
+            "GPT-4 labels are the gamed ones (see the gaming check); all-row figures follow the table."
+        )
     out["notes"] = notes
     if all(m is not None for m in ds.models):
         annotator_means = per_model_means(ds.quality, ds.models)
@@ -222,27 +279,53 @@ def _pointwise_reference_figures(ds: PointwiseSet, bootstrap: BootstrapOptions) 
     return out
 
 
-def metrics_key(ds: EvalSet, entry: ScorerEntry, bootstrap: BootstrapOptions, *arrays: Any,
-                target_coverages: Sequence[float] = TARGET_COVERAGES) -> str:
+def metrics_key(
+    ds: EvalSet,
+    entry: ScorerEntry,
+    bootstrap: BootstrapOptions,
+    *arrays: Any,
+    target_coverages: Sequence[float] = TARGET_COVERAGES,
+) -> str:
     """Identity of one scorer's metrics on one set: the set, the scores and every option the metrics read."""
     pointwise = isinstance(ds, PointwiseSet)
     truth = ds.quality.tolist() if pointwise else ds.labels
-    digest = hashlib.sha1(json.dumps(
-        [METRICS_VERSION, ds.name, len(ds), entry.needs_reference, asdict(bootstrap), list(COVERAGES),
-         list(target_coverages), list(getattr(ds, "pick_models", None) or []), truth,
-         ds.groups if pointwise else ds.subsets, getattr(ds, "models", None), getattr(ds, "leaderboard", None),
-         list(getattr(ds, "adversarial", ())), getattr(ds, "reference_win_threshold", None),
-         {k: list(v) for k, v in getattr(ds, "subset_totals", {}).items()}],
-        sort_keys=True).encode())
+    digest = hashlib.sha1(
+        json.dumps(
+            [
+                METRICS_VERSION,
+                ds.name,
+                len(ds),
+                entry.needs_reference,
+                asdict(bootstrap),
+                list(COVERAGES),
+                list(target_coverages),
+                list(getattr(ds, "pick_models", None) or []),
+                truth,
+                ds.groups if pointwise else ds.subsets,
+                getattr(ds, "models", None),
+                getattr(ds, "leaderboard", None),
+                list(getattr(ds, "adversarial", ())),
+                getattr(ds, "reference_win_threshold", None),
+                {k: list(v) for k, v in getattr(ds, "subset_totals", {}).items()},
+            ],
+            sort_keys=True,
+        ).encode()
+    )
     for a in arrays:
         encoded = json.dumps(a, sort_keys=True).encode() if isinstance(a, dict) else np.asarray(a, float).tobytes()
         digest.update(encoded)
     return digest.hexdigest()[:20]
 
 
-def evaluate_scorer(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch_size: int,
-                    bootstrap: BootstrapOptions, *,
-                    target_coverages: Sequence[float] = TARGET_COVERAGES) -> dict[str, Any]:
+def evaluate_scorer(
+    ds: EvalSet,
+    entry: ScorerEntry,
+    cache: ScoreCache,
+    batch_size: int,
+    bootstrap: BootstrapOptions,
+    *,
+    target_coverages: Sequence[float] = TARGET_COVERAGES,
+) -> dict[str, Any]:
     """Score one set with one scorer and compute its metrics (reused from the cache when scores are unchanged)."""
     return score_and_evaluate(ds, entry, cache, batch_size, bootstrap, target_coverages=target_coverages).metrics
 
@@ -256,47 +339,101 @@ class ScoredSet:
     scores: Any
 
 
-def score_and_evaluate(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch_size: int,
-                       bootstrap: BootstrapOptions, *,
-                       target_coverages: Sequence[float] = TARGET_COVERAGES) -> ScoredSet:
+def score_and_evaluate(
+    ds: EvalSet,
+    entry: ScorerEntry,
+    cache: ScoreCache,
+    batch_size: int,
+    bootstrap: BootstrapOptions,
+    *,
+    target_coverages: Sequence[float] = TARGET_COVERAGES,
+) -> ScoredSet:
     """:func:`evaluate_scorer`, handing back the scores too."""
     counts, calibration_counts = ScoringStats(), ScoringStats()
     options = asdict(bootstrap)
     if isinstance(ds, PointwiseSet):
-        scores = score_rows(entry, ds.instructions, ds.responses, ds.references, cache, batch_size,
-                            f"{entry.name} on {ds.name}", counts)
+        scores = score_rows(
+            entry,
+            ds.instructions,
+            ds.responses,
+            ds.references,
+            cache,
+            batch_size,
+            f"{entry.name} on {ds.name}",
+            counts,
+        )
         reference_scores = None
         if ds.group_references is not None and not entry.needs_reference:
             group_ids = list(ds.group_references)
             instruction_of = dict(zip(ds.groups, ds.instructions, strict=False))
-            values = score_rows(entry, [instruction_of[g] for g in group_ids],
-                                [ds.group_references[g] for g in group_ids], None, cache, batch_size,
-                                f"{entry.name} on {ds.name} references", counts)
+            values = score_rows(
+                entry,
+                [instruction_of[g] for g in group_ids],
+                [ds.group_references[g] for g in group_ids],
+                None,
+                cache,
+                batch_size,
+                f"{entry.name} on {ds.name} references",
+                counts,
+            )
             reference_scores = dict(zip(group_ids, values.tolist(), strict=False))
         calibration_scores = None
         if ds.calibration is not None and target_coverages:  # only its scores are read: they choose thresholds
             calibration = ds.calibration
             rows = honest_mask(calibration)
             calibration_scores = score_rows(
-                entry, [t for t, k in zip(calibration.instructions, rows, strict=False) if k],
+                entry,
+                [t for t, k in zip(calibration.instructions, rows, strict=False) if k],
                 [t for t, k in zip(calibration.responses, rows, strict=False) if k],
-                [t for t, k in zip(calibration.references, rows, strict=False) if k], cache, batch_size,
-                f"{entry.name} on {ds.name} calibration ({calibration.split} split)", calibration_counts)
-        key = metrics_key(ds, entry, bootstrap, scores, reference_scores or {},
-                          calibration_scores if calibration_scores is not None else [],
-                          target_coverages=target_coverages)
+                [t for t, k in zip(calibration.references, rows, strict=False) if k],
+                cache,
+                batch_size,
+                f"{entry.name} on {ds.name} calibration ({calibration.split} split)",
+                calibration_counts,
+            )
+        key = metrics_key(
+            ds,
+            entry,
+            bootstrap,
+            scores,
+            reference_scores or {},
+            calibration_scores if calibration_scores is not None else [],
+            target_coverages=target_coverages,
+        )
         result = cache.load_metrics(key)
         if result is None:
-            result = evaluate_pointwise(ds, scores, reference_scores, calibration_scores=calibration_scores,
-                                        target_coverages=tuple(target_coverages), **options)
+            result = evaluate_pointwise(
+                ds,
+                scores,
+                reference_scores,
+                calibration_scores=calibration_scores,
+                target_coverages=tuple(target_coverages),
+                **options,
+            )
             if entry.needs_reference and ds.group_references is not None:
                 result["vs_reference"] = None  # cos(reference, reference) = 1: the comparison says nothing
             cache.save_metrics(key, result)
     else:
-        score_a = score_rows(entry, ds.instructions, ds.responses_a, ds.references, cache, batch_size,
-                             f"{entry.name} on {ds.name} (a)", counts)
-        score_b = score_rows(entry, ds.instructions, ds.responses_b, ds.references, cache, batch_size,
-                             f"{entry.name} on {ds.name} (b)", counts)
+        score_a = score_rows(
+            entry,
+            ds.instructions,
+            ds.responses_a,
+            ds.references,
+            cache,
+            batch_size,
+            f"{entry.name} on {ds.name} (a)",
+            counts,
+        )
+        score_b = score_rows(
+            entry,
+            ds.instructions,
+            ds.responses_b,
+            ds.references,
+            cache,
+            batch_size,
+            f"{entry.name} on {ds.name} (b)",
+            counts,
+        )
         key = metrics_key(ds, entry, bootstrap, score_a, score_b)
         result = cache.load_metrics(key)
         if result is None:
@@ -307,6 +444,7 @@ def score_and_evaluate(ds: EvalSet, entry: ScorerEntry, cache: ScoreCache, batch
     if calibration_counts.scored or calibration_counts.cached:
         result["calibration_scoring"] = asdict(calibration_counts) | {"seconds": round(calibration_counts.seconds, 2)}
     if entry.needs_reference and counts.no_reference:
-        result["note"] = (f"{entry.name} needs the reference: {counts.no_reference} rows without one are left out "
-                          "of its metrics.")
+        result["note"] = (
+            f"{entry.name} needs the reference: {counts.no_reference} rows without one are left out of its metrics."
+        )
     return ScoredSet(result, scores if isinstance(ds, PointwiseSet) else (score_a, score_b))

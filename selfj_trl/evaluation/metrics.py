@@ -36,10 +36,21 @@ TARGET_COVERAGES = (0.5, 0.8)
 JUDGE_AGREEMENT = str(Path(__file__).resolve().parents[1] / "metrics" / "judge_agreement")
 
 __all__ = [
-    "COVERAGES", "JUDGE_AGREEMENT", "TARGET_COVERAGES", "agreement_with_reference", "calibrated_selection",
-    "correlations", "curve_summary", "gaming_check", "group_picks", "judge_agreement", "per_model_means",
+    "COVERAGES",
+    "JUDGE_AGREEMENT",
+    "TARGET_COVERAGES",
+    "agreement_with_reference",
+    "calibrated_selection",
+    "correlations",
+    "curve_summary",
+    "gaming_check",
+    "group_picks",
+    "judge_agreement",
+    "per_model_means",
     "preference_accuracy",
-    "ranking_agreement", "selective_curve", "within_group_correlations",
+    "ranking_agreement",
+    "selective_curve",
+    "within_group_correlations",
 ]
 
 
@@ -57,8 +68,9 @@ def judge_agreement(config_name: str, **inputs: Any) -> dict[str, Any]:
     return load_judge_agreement(config_name).compute(**inputs)
 
 
-def preference_accuracy(score_first: Sequence[float], score_second: Sequence[float],
-                        first_wins: Sequence[bool]) -> dict[str, float]:
+def preference_accuracy(
+    score_first: Sequence[float], score_second: Sequence[float], first_wins: Sequence[bool]
+) -> dict[str, float]:
     """Share of pairs where ``score_first > score_second`` matches the label; exact score ties count one half.
 
     Half credit for ties is what a coin flip would earn, so a constant scorer lands at 0.5, not 0 or 1.
@@ -103,11 +115,15 @@ def per_model_means(scores: Sequence[float], models: Sequence[str]) -> dict[str,
     return out
 
 
-def ranking_agreement(model_scores: dict[str, float], target: dict[str, float],
-                      exclude: Sequence[str] = ()) -> dict[str, Any]:
+def ranking_agreement(
+    model_scores: dict[str, float], target: dict[str, float], exclude: Sequence[str] = ()
+) -> dict[str, Any]:
     """Spearman and Kendall between per-model scores and a target (e.g. the leaderboard), on models in both."""
-    names = [m for m in model_scores if m in target and m not in exclude
-             and math.isfinite(model_scores[m]) and math.isfinite(target[m])]
+    names = [
+        m
+        for m in model_scores
+        if m in target and m not in exclude and math.isfinite(model_scores[m]) and math.isfinite(target[m])
+    ]
     x = np.array([model_scores[m] for m in names])
     y = np.array([target[m] for m in names])
     if len(names) < 3:
@@ -145,8 +161,12 @@ def gaming_check(model_scores: dict[str, float], adversarial: Sequence[str]) -> 
     return out
 
 
-def selective_curve(scores: Sequence[float], quality: Sequence[float], coverages: Sequence[float] = COVERAGES,
-                    tiebreak: np.ndarray | None = None) -> np.ndarray:
+def selective_curve(
+    scores: Sequence[float],
+    quality: Sequence[float],
+    coverages: Sequence[float] = COVERAGES,
+    tiebreak: np.ndarray | None = None,
+) -> np.ndarray:
     """Mean quality of the top ``c`` fraction of rows by score, for each coverage ``c`` (rows with NaN dropped).
 
     Score ties are broken by ``tiebreak`` (a fixed random key) so a constant scorer behaves like a random order.
@@ -201,8 +221,12 @@ def group_picks(scores: Sequence[float], quality: Sequence[float], groups: Seque
     return out
 
 
-def calibrated_selection(calibration_scores: Sequence[float], scores: Sequence[float], quality: Sequence[float],
-                         target_coverages: Sequence[float] = TARGET_COVERAGES) -> list[dict[str, float]]:
+def calibrated_selection(
+    calibration_scores: Sequence[float],
+    scores: Sequence[float],
+    quality: Sequence[float],
+    target_coverages: Sequence[float] = TARGET_COVERAGES,
+) -> list[dict[str, float]]:
     """Selective following as deployed: a threshold chosen at each target coverage on *other* rows' scores
     (``calibration_scores``, e.g. a train split's answers; their quality is never read), then applied here.
 
@@ -219,20 +243,35 @@ def calibrated_selection(calibration_scores: Sequence[float], scores: Sequence[f
     for target in target_coverages:
         row: dict[str, float] = {"target_coverage": float(target), "n_calibration": int(len(c)), "n": int(len(s))}
         if len(c) == 0 or len(s) == 0:
-            out.append(row | {"threshold": math.nan, "coverage": math.nan, "kept_quality": math.nan,
-                              "all_quality": float(q.mean()) if len(q) else math.nan, "n_kept": 0})
+            out.append(
+                row
+                | {
+                    "threshold": math.nan,
+                    "coverage": math.nan,
+                    "kept_quality": math.nan,
+                    "all_quality": float(q.mean()) if len(q) else math.nan,
+                    "n_kept": 0,
+                }
+            )
             continue
         threshold = calibrate_threshold(c.tolist(), target_coverage=float(target))
         kept = s >= threshold
-        row.update({"threshold": float(threshold), "coverage": float(kept.mean()), "n_kept": int(kept.sum()),
-                    "kept_quality": float(q[kept].mean()) if kept.any() else math.nan,
-                    "all_quality": float(q.mean())})
+        row.update(
+            {
+                "threshold": float(threshold),
+                "coverage": float(kept.mean()),
+                "n_kept": int(kept.sum()),
+                "kept_quality": float(q[kept].mean()) if kept.any() else math.nan,
+                "all_quality": float(q.mean()),
+            }
+        )
         out.append(row)
     return out
 
 
-def within_group_correlations(scores, quality, groups: Sequence[str],
-                              per_group: dict[Any, tuple[float, float]] | None = None) -> dict[str, Any]:
+def within_group_correlations(
+    scores, quality, groups: Sequence[str], per_group: dict[Any, tuple[float, float]] | None = None
+) -> dict[str, Any]:
     """Mean Pearson and Spearman inside each group (question), over groups where both vary.
 
     Pooled correlation rewards a judge for telling easy questions from hard ones; within-question correlation

@@ -53,8 +53,9 @@ def _ranking_plot(res: dict, ds: PointwiseSet, out_dir: Path) -> str:
 
     scorers = [(n, r) for n, r in res["scorers"].items() if "ranking" in r]
     panels = [("GPT-4 on these rows", res["gpt4_per_model_mean"], res["gpt4_rows_vs_leaderboard"]["honest"])]
-    panels += [(n, r["ranking"]["per_model_mean"], r["ranking"].get("honest", r["ranking"]["all"]))
-               for n, r in scorers]
+    panels += [
+        (n, r["ranking"]["per_model_mean"], r["ranking"].get("honest", r["ranking"]["all"])) for n, r in scorers
+    ]
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig = _figure(4.2 * ncols, 3.6 * nrows)

@@ -82,26 +82,38 @@ def _pointwise_section(res: dict) -> list[str]:
     header += ["selective AUC", "quality@50%", "quality@80%", "share of oracle gain"]
     if has_reference:
         header.append("agrees with GPT-4 vs reference")
-    other_boards = sorted({k for r in res["scorers"].values() for k in r.get("ranking", {}) if k.startswith("honest_vs_")})
+    other_boards = sorted(
+        {k for r in res["scorers"].values() for k in r.get("ranking", {}) if k.startswith("honest_vs_")}
+    )
     if has_ranking:
         header.append("model-ranking Spearman (honest)" if board else "model-ranking Spearman")
-        header += [f"ranking vs {k[len('honest_vs_'):].replace('_', ' ')}" for k in other_boards]
+        header += [f"ranking vs {k[len('honest_vs_') :].replace('_', ' ')}" for k in other_boards]
     rows = []
     for scorer, r in res["scorers"].items():
         ci = r.get("ci", {})
         corr, selective = r["correlation"], r["selective"]
-        row = [f"`{scorer}`", str(r["n_scored"]), with_interval(corr["pearson"], ci.get("pearson")),
-               with_interval(corr["spearman"], ci.get("spearman")), number(corr.get("kendall")),
-               with_interval(r["within_question"]["spearman"], ci.get("within_spearman"))]
+        row = [
+            f"`{scorer}`",
+            str(r["n_scored"]),
+            with_interval(corr["pearson"], ci.get("pearson")),
+            with_interval(corr["spearman"], ci.get("spearman")),
+            number(corr.get("kendall")),
+            with_interval(r["within_question"]["spearman"], ci.get("within_spearman")),
+        ]
         if has_pick:
             pick = r.get("best_of_k")
             row.append(with_interval(pick["pick"], ci.get("pick")) if pick else "n/a")
-        row += [with_interval(selective["auc"], ci.get("auc")), number(selective["quality_at_50"]),
-                number(selective["quality_at_80"]), number(selective["share_of_oracle_gain"])]
+        row += [
+            with_interval(selective["auc"], ci.get("auc")),
+            number(selective["quality_at_50"]),
+            number(selective["quality_at_80"]),
+            number(selective["share_of_oracle_gain"]),
+        ]
         if has_reference:
             vs = r.get("vs_reference")
-            row.append(with_interval(vs["accuracy"], ci.get("vs_reference_accuracy")) if vs
-                       else "n/a (reads the reference)")
+            row.append(
+                with_interval(vs["accuracy"], ci.get("vs_reference_accuracy")) if vs else "n/a (reads the reference)"
+            )
         if has_ranking:
             ranking = r.get("ranking", {}).get("honest" if board else "all", {})
             row.append(with_interval(ranking.get("spearman"), ci.get("ranking_spearman_honest")))
@@ -113,38 +125,69 @@ def _pointwise_section(res: dict) -> list[str]:
         if has_pick:
             key = "oracle" if label == "oracle" else "random"
             row.append(with_interval(picks.get(key), picks.get("ci", {}).get(key)))
-        row += [number(ordering["auc"]), number(ordering["quality_at_50"]), number(ordering["quality_at_80"]),
-                "1.000" if label == "oracle" else "0.000"]
+        row += [
+            number(ordering["auc"]),
+            number(ordering["quality_at_50"]),
+            number(ordering["quality_at_80"]),
+            "1.000" if label == "oracle" else "0.000",
+        ]
         rows.append(row + [""] * (int(has_reference) + (1 + len(other_boards)) * int(has_ranking)))
-    out = ["", f"Quality = `{res['quality']}`. Within-question Spearman: mean over questions of the Spearman among "
-           "the answers to the same question (what best-of-n, GRPO advantages and DPO pairs need). Selective "
-           "columns: mean quality of the answers kept when only the top-scored fraction is answered (AUC = mean over "
-           "10-100% coverage)."]
+    out = [
+        "",
+        f"Quality = `{res['quality']}`. Within-question Spearman: mean over questions of the Spearman among "
+        "the answers to the same question (what best-of-n, GRPO advantages and DPO pairs need). Selective "
+        "columns: mean quality of the answers kept when only the top-scored fraction is answered (AUC = mean over "
+        "10-100% coverage).",
+    ]
     if has_pick:
-        out[-1] += (f" {_pick_label(res)}: for each question, the mean `{res['quality']}` of the scorer's top answer "
-                    f"among the candidates ({picks.get('n_groups')} questions; answers tied at the top share the "
-                    "pick); the random row is a random pick's expected value, the oracle row the best answer.")
+        out[-1] += (
+            f" {_pick_label(res)}: for each question, the mean `{res['quality']}` of the scorer's top answer "
+            f"among the candidates ({picks.get('n_groups')} questions; answers tied at the top share the "
+            "pick); the random row is a random pick's expected value, the oracle row the best answer."
+        )
     out.append("")
     out += markdown_table(header, rows)
     out += _calibrated_section(res)
     every = [(n, r["all_rows"]) for n, r in res["scorers"].items() if "all_rows" in r]
     if every:
-        out += ["", "The same over all rows, adversarial entries included (their GPT-4 labels are gamed, so a judge "
-                "that is not fooled loses points here):", ""]
+        out += [
+            "",
+            "The same over all rows, adversarial entries included (their GPT-4 labels are gamed, so a judge "
+            "that is not fooled loses points here):",
+            "",
+        ]
         out += markdown_table(
             ["scorer", "n", "Pearson", "Spearman", "selective AUC", "agrees with GPT-4 vs reference"],
-            [[f"`{n}`", str(a["n_scored"]), number(a["correlation"]["pearson"]), number(a["correlation"]["spearman"]),
-              number(a["selective"]["auc"]), number(a["vs_reference"]["accuracy"]) if a.get("vs_reference") else "n/a"]
-             for n, a in every])
-    always = [r["vs_reference"]["always_reference_accuracy"] for r in res["scorers"].values()
-              if isinstance(r.get("vs_reference"), dict) and "always_reference_accuracy" in r["vs_reference"]]
+            [
+                [
+                    f"`{n}`",
+                    str(a["n_scored"]),
+                    number(a["correlation"]["pearson"]),
+                    number(a["correlation"]["spearman"]),
+                    number(a["selective"]["auc"]),
+                    number(a["vs_reference"]["accuracy"]) if a.get("vs_reference") else "n/a",
+                ]
+                for n, a in every
+            ],
+        )
+    always = [
+        r["vs_reference"]["always_reference_accuracy"]
+        for r in res["scorers"].values()
+        if isinstance(r.get("vs_reference"), dict) and "always_reference_accuracy" in r["vs_reference"]
+    ]
     if always:
-        out += ["", f"For scale: always preferring the reference answer agrees with GPT-4 on {number(always[0])} of "
-                "these answers (the reference is a strong GPT-4-turbo answer)."]
+        out += [
+            "",
+            f"For scale: always preferring the reference answer agrees with GPT-4 on {number(always[0])} of "
+            "these answers (the reference is a strong GPT-4-turbo answer).",
+        ]
     if board:
         honest = res["gpt4_rows_vs_leaderboard"]["honest"]
-        out += ["", f"For scale: GPT-4's own mean win probability on these rows ranks the honest models with Spearman "
-                f"{number(honest['spearman'])} against the leaderboard (all 805 instructions)."]
+        out += [
+            "",
+            f"For scale: GPT-4's own mean win probability on these rows ranks the honest models with Spearman "
+            f"{number(honest['spearman'])} against the leaderboard (all 805 instructions).",
+        ]
     return out
 
 
@@ -152,24 +195,48 @@ def _calibrated_section(res: dict) -> list[str]:
     """Selective following with a threshold chosen on the set's calibration split and applied to its rows."""
     calibration = res.get("calibration")
     if calibration is None:
-        return ["", "Calibrated selective following: this set has no separate calibration (train) split, so no "
-                "threshold is calibrated for it; the coverage columns above rank by score only."]
+        return [
+            "",
+            "Calibrated selective following: this set has no separate calibration (train) split, so no "
+            "threshold is calibrated for it; the coverage columns above rank by score only.",
+        ]
     rows = []
     for scorer, r in res["scorers"].items():
         ci = r.get("ci", {})
         for c in r.get("calibrated") or []:
             key = f"calibrated_kept_quality@{round(100 * c['target_coverage'])}"
-            rows.append([f"`{scorer}`", f"{c['target_coverage']:.0%}", number(c["threshold"]), number(c["coverage"]),
-                         with_interval(c["kept_quality"], ci.get(key)), number(c["all_quality"])])
+            rows.append(
+                [
+                    f"`{scorer}`",
+                    f"{c['target_coverage']:.0%}",
+                    number(c["threshold"]),
+                    number(c["coverage"]),
+                    with_interval(c["kept_quality"], ci.get(key)),
+                    number(c["all_quality"]),
+                ]
+            )
     if not rows:
         return []
-    out = ["", f"Selective following with a calibrated threshold: each scorer's threshold is chosen at the target "
-           f"coverage on its scores of the {calibration['title']} ({calibration['n_rows']} honest answers to "
-           f"{calibration['n_groups']} instructions; their quality is never read), then applied to the rows above. "
-           "Achieved coverage far from the target means the scores shift between the two splits (a judge trained on "
-           "train-split instructions may score them differently).", ""]
-    out += markdown_table(["scorer", "target coverage", "threshold", "achieved coverage", f"mean {res['quality']} "
-                           "of answered", f"mean {res['quality']} of all"], rows)
+    out = [
+        "",
+        f"Selective following with a calibrated threshold: each scorer's threshold is chosen at the target "
+        f"coverage on its scores of the {calibration['title']} ({calibration['n_rows']} honest answers to "
+        f"{calibration['n_groups']} instructions; their quality is never read), then applied to the rows above. "
+        "Achieved coverage far from the target means the scores shift between the two splits (a judge trained on "
+        "train-split instructions may score them differently).",
+        "",
+    ]
+    out += markdown_table(
+        [
+            "scorer",
+            "target coverage",
+            "threshold",
+            "achieved coverage",
+            f"mean {res['quality']} of answered",
+            f"mean {res['quality']} of all",
+        ],
+        rows,
+    )
     return out
 
 
@@ -188,9 +255,12 @@ def _pairwise_section(res: dict) -> list[str]:
     longer = res["longer_answer_wins"]
     rows.append(["*longer answer wins*"] + [number(longer[s]["accuracy"]) for s in subsets])
     rows.append(["*pairs (non-tie)*"] + [str(longer[s]["n"]) for s in subsets])
-    out = ["", "Accuracy of J(a) > J(b) against the human label on non-tie pairs (score ties count one half). "
-           "LLMBar Adversarial is built so that the longer or more superficially polished answer is the wrong one.",
-           ""]
+    out = [
+        "",
+        "Accuracy of J(a) > J(b) against the human label on non-tie pairs (score ties count one half). "
+        "LLMBar Adversarial is built so that the longer or more superficially polished answer is the wrong one.",
+        "",
+    ]
     return out + markdown_table(["scorer"] + subsets, rows)
 
 
@@ -214,10 +284,13 @@ def _paired_section(res: dict) -> list[str]:
         labels = {k: "accuracy" if k == "all" else f"accuracy, {k}" for d in judges.values() for k in d}
     rows = [[f"`{name}`"] + [_signed(d[k]) if k in d else "n/a" for k in labels] for name, d in judges.items()]
     what = "instructions" if res["kind"] == "pointwise" else "pairs"
-    return ["", f"Each judge minus `{against}`, both figures read from the same resampled {what}: an interval above "
-            f"zero says the judge beats `{against}` on that figure, one below zero that it loses, one across zero "
-            "that this set cannot tell them apart (the separate intervals above overlap far more often).", ""] + \
-        markdown_table(["judge"] + [f"difference in {label}" for label in labels.values()], rows)
+    return [
+        "",
+        f"Each judge minus `{against}`, both figures read from the same resampled {what}: an interval above "
+        f"zero says the judge beats `{against}` on that figure, one below zero that it loses, one across zero "
+        "that this set cannot tell them apart (the separate intervals above overlap far more often).",
+        "",
+    ] + markdown_table(["judge"] + [f"difference in {label}" for label in labels.values()], rows)
 
 
 def _gaming_cells(gaming: dict, adversarial: list[str]) -> list[str]:
@@ -238,17 +311,23 @@ def _gaming_section(metrics: dict) -> list[str]:
         for r in res["scorers"].values():
             adversarial += [n for n in r.get("ranking", {}).get("gaming", {}) if n not in adversarial]
         rows = [["*GPT-4 annotator (leaderboard)*"] + _gaming_cells(board["leaderboard_gaming"], adversarial)]
-        rows += [[f"`{scorer}`"] + _gaming_cells(r["ranking"]["gaming"], adversarial)
-                 for scorer, r in res["scorers"].items() if r.get("ranking", {}).get("gaming") is not None]
+        rows += [
+            [f"`{scorer}`"] + _gaming_cells(r["ranking"]["gaming"], adversarial)
+            for scorer, r in res["scorers"].items()
+            if r.get("ranking", {}).get("gaming") is not None
+        ]
         out += markdown_table(["scorer"] + [f"{n} rank" for n in adversarial] + ["flagged"], rows) + [""]
     if not out:
         return []
-    return ["## Gaming check (AlpacaEval adversarial entries)", "",
-            "`NullModel` answers every instruction with one constant string built to fool the GPT-4 annotator; "
-            "`gpt4_gamed` games it too. Rank = place among all models by mean score (1 = best). A scorer is "
-            "flagged when an adversarial entry's mean score beats the median honest model. The `random` row, if "
-            "present, shows where chance puts them: a scorer that cannot tell junk from answers is gameable.",
-            ""] + out
+    return [
+        "## Gaming check (AlpacaEval adversarial entries)",
+        "",
+        "`NullModel` answers every instruction with one constant string built to fool the GPT-4 annotator; "
+        "`gpt4_gamed` games it too. Rank = place among all models by mean score (1 = best). A scorer is "
+        "flagged when an adversarial entry's mean score beats the median honest model. The `random` row, if "
+        "present, shows where chance puts them: a scorer that cannot tell junk from answers is gameable.",
+        "",
+    ] + out
 
 
 def summary(metrics: dict) -> str:
@@ -258,10 +337,12 @@ def summary(metrics: dict) -> str:
         for scorer, r in res["scorers"].items():
             if res["kind"] == "pointwise":
                 pick = r.get("best_of_k")
-                lines.append(f"{name:>16} {scorer:>24}: Pearson {number(r['correlation']['pearson'])}  "
-                             f"Spearman {number(r['correlation']['spearman'])}  "
-                             f"within {number(r['within_question']['spearman'])}  AUC {number(r['selective']['auc'])}"
-                             + (f"  pick {number(pick['pick'])}" if pick else ""))
+                lines.append(
+                    f"{name:>16} {scorer:>24}: Pearson {number(r['correlation']['pearson'])}  "
+                    f"Spearman {number(r['correlation']['spearman'])}  "
+                    f"within {number(r['within_question']['spearman'])}  AUC {number(r['selective']['auc'])}"
+                    + (f"  pick {number(pick['pick'])}" if pick else "")
+                )
             else:
                 lines.append(f"{name:>16} {scorer:>24}: accuracy {number(r['accuracy']['all']['accuracy'])}")
         paired = res.get("paired") or {}

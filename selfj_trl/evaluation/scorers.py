@@ -91,8 +91,13 @@ class CosineScorer:
         if self._model is None:
             self._model = load_embedder(self.embedder)
         return np.asarray(
-            self._model.encode(texts, batch_size=max(batch_size, 1), normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
+            self._model.encode(
+                texts,
+                batch_size=max(batch_size, 1),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         )
 
     def score(self, instructions, responses, references=None, batch_size: int = 32) -> list[float]:
@@ -102,12 +107,15 @@ class CosineScorer:
         if new:
             self._reference_vectors.update(zip(new, self._encode(new, batch_size), strict=False))
         vectors = self._encode(list(responses), batch_size)
-        return [float(np.dot(v, self._reference_vectors[r])) if r is not None else math.nan
-                for v, r in zip(vectors, references, strict=False)]
+        return [
+            float(np.dot(v, self._reference_vectors[r])) if r is not None else math.nan
+            for v, r in zip(vectors, references, strict=False)
+        ]
 
 
-def _digit_self_evaluation(model: Any, tokenizer: Any, instructions: list[str], responses: list[str],
-                           max_length: int | None) -> list[float]:
+def _digit_self_evaluation(
+    model: Any, tokenizer: Any, instructions: list[str], responses: list[str], max_length: int | None
+) -> list[float]:
     """The labeler's digit self-evaluation without the reference: the one place this module reaches the signal
     (imported lazily, as it pulls in torch)."""
     from ..signals.digits import self_evaluate
@@ -177,8 +185,11 @@ class TeacherView:
     def score(self, instructions, responses, references=None, batch_size: int = 16) -> list[float]:
         if references is None:
             raise SelfJInputError("a judge's teacher view needs `references`; this set has none.")
-        return list(self.judge.score(list(instructions), list(responses), references=list(references),
-                                     batch_size=max(int(batch_size), 1)))
+        return list(
+            self.judge.score(
+                list(instructions), list(responses), references=list(references), batch_size=max(int(batch_size), 1)
+            )
+        )
 
 
 @dataclass
@@ -219,8 +230,9 @@ def resolve_scorers(specs: Sequence[Any], embedder: str = DEFAULT_EMBEDDER, seed
                 raise SelfJInputError("an empty judge / baseline name was given.")
             baseline = baseline_scorer(spec.strip(), embedder, seed)
             if baseline is not None:
-                entries.append(ScorerEntry(baseline.name, baseline.cache_id, baseline, "baseline",
-                                           baseline.needs_reference))
+                entries.append(
+                    ScorerEntry(baseline.name, baseline.cache_id, baseline, "baseline", baseline.needs_reference)
+                )
                 continue
             teacher = spec.endswith(TEACHER_SUFFIX) and not Path(spec).exists()
             path = spec[: -len(TEACHER_SUFFIX)] if teacher else spec
@@ -229,16 +241,33 @@ def resolve_scorers(specs: Sequence[Any], embedder: str = DEFAULT_EMBEDDER, seed
             judge = loaded[path]
             name = Path(path.rstrip("/")).name or path
             if teacher:
-                entries.append(ScorerEntry(name + TEACHER_SUFFIX, judge_cache_id("judge-teacher", path, judge),
-                                           TeacherView(judge), "judge", True))
+                entries.append(
+                    ScorerEntry(
+                        name + TEACHER_SUFFIX,
+                        judge_cache_id("judge-teacher", path, judge),
+                        TeacherView(judge),
+                        "judge",
+                        True,
+                    )
+                )
                 continue
-            entries.append(ScorerEntry(name, judge_cache_id("judge", path, judge), judge, "judge",
-                                       bool(getattr(judge, "needs_reference", False))))
+            entries.append(
+                ScorerEntry(
+                    name,
+                    judge_cache_id("judge", path, judge),
+                    judge,
+                    "judge",
+                    bool(getattr(judge, "needs_reference", False)),
+                )
+            )
         elif callable(getattr(spec, "score", None)):
             name = str(getattr(spec, "name", None) or type(spec).__name__)
             cache_id = str(getattr(spec, "cache_id", None) or f"object:{name}")
-            entries.append(ScorerEntry(name, cache_id, spec, getattr(spec, "kind", "judge"),
-                                       bool(getattr(spec, "needs_reference", False))))
+            entries.append(
+                ScorerEntry(
+                    name, cache_id, spec, getattr(spec, "kind", "judge"), bool(getattr(spec, "needs_reference", False))
+                )
+            )
         else:
             raise SelfJInputError(
                 "judge must be a folder, a Hub id, a baseline name or an object with .score(), "

@@ -100,8 +100,10 @@ def score_rows(
     n = len(responses)
     counts = counts if counts is not None else ScoringStats()
     references = list(references) if (entry.needs_reference and references is not None) else [None] * n
-    hashes = [row_hash(i, r, ref if entry.needs_reference else None)
-              for i, r, ref in zip(instructions, responses, references, strict=False)]
+    hashes = [
+        row_hash(i, r, ref if entry.needs_reference else None)
+        for i, r, ref in zip(instructions, responses, references, strict=False)
+    ]
     cached = cache.load(entry.cache_id)
     todo: dict[str, int] = {}
     unusable: dict[str, float] = {}
@@ -127,12 +129,18 @@ def score_rows(
     start = time.perf_counter()
     chunk = max(4 * batch_size, 64)
     items = list(todo.items())
-    with tqdm(total=len(items), desc=desc or entry.name, unit="row", disable=not items, leave=False,
-              file=sys.stderr) as bar:
+    with tqdm(
+        total=len(items), desc=desc or entry.name, unit="row", disable=not items, leave=False, file=sys.stderr
+    ) as bar:
         for lo in range(0, len(items), chunk):
             part = items[lo : lo + chunk]
-            got = _call_scorer(entry, [instructions[i] for _, i in part], [responses[i] for _, i in part],
-                               [references[i] for _, i in part], batch_size)
+            got = _call_scorer(
+                entry,
+                [instructions[i] for _, i in part],
+                [responses[i] for _, i in part],
+                [references[i] for _, i in part],
+                batch_size,
+            )
             new = {h: s for (h, _), s in zip(part, got, strict=False)}
             cache.add(entry.cache_id, new)
             cached.update(new)
@@ -143,8 +151,12 @@ def score_rows(
 
 
 def _call_scorer(entry: ScorerEntry, instructions, responses, references, batch_size) -> list[float]:
-    out = entry.scorer.score(list(instructions), list(responses),
-                             references=list(references) if entry.needs_reference else None, batch_size=batch_size)
+    out = entry.scorer.score(
+        list(instructions),
+        list(responses),
+        references=list(references) if entry.needs_reference else None,
+        batch_size=batch_size,
+    )
     out = [float(x) for x in out]
     if len(out) != len(responses):
         raise SelfJInputError(f"scorer {entry.name!r} returned {len(out)} scores for {len(responses)} rows.")

@@ -74,17 +74,26 @@ def best_of_k(ds: PointwiseSet, scores: np.ndarray) -> dict[str, Any] | None:
     k = picks["k"][defined]
     return {
         "candidates": "models " + ", ".join(ds.pick_models) if ds.pick_models is not None else "honest rows",
-        "k_min": int(k.min()), "k_max": int(k.max()), "n_groups": int(defined.sum()),
+        "k_min": int(k.min()),
+        "k_max": int(k.max()),
+        "n_groups": int(defined.sum()),
         "n_groups_skipped": int((~defined).sum()),
-        "pick": pick, "random": chance, "oracle": oracle, "gain_over_random": pick - chance,
+        "pick": pick,
+        "random": chance,
+        "oracle": oracle,
+        "gain_over_random": pick - chance,
         "share_of_oracle_gain": (pick - chance) / (oracle - chance) if oracle > chance else math.nan,
-        "per_group": {g: (float(picks["pick"][i]), float(picks["random"][i]), float(picks["oracle"][i]))
-                      for i, g in enumerate(names) if defined[i]},
+        "per_group": {
+            g: (float(picks["pick"][i]), float(picks["random"][i]), float(picks["oracle"][i]))
+            for i, g in enumerate(names)
+            if defined[i]
+        },
     }
 
 
-def pick_reference(ds: PointwiseSet, n_resamples: int = 1000, confidence_level: float = 0.95,
-                   seed: int = 0) -> dict[str, Any] | None:
+def pick_reference(
+    ds: PointwiseSet, n_resamples: int = 1000, confidence_level: float = 0.95, seed: int = 0
+) -> dict[str, Any] | None:
     """The set's own best-of-k figures, which need no scorer: a random pick (the mean quality of the candidates)
     and the oracle (the best), over groups with at least two candidates, with intervals over groups."""
     rows = pick_mask(ds)
@@ -95,35 +104,55 @@ def pick_reference(ds: PointwiseSet, n_resamples: int = 1000, confidence_level: 
         return None
     chance, oracle = picks["random"][defined], picks["oracle"][defined]
     k = picks["k"][defined]
-    out: dict[str, Any] = {"random": float(chance.mean()), "oracle": float(oracle.mean()), "k_min": int(k.min()),
-                           "k_max": int(k.max()), "n_groups": int(defined.sum())}
-    low, high = cluster_bootstrap(lambda g: np.array([chance[g].mean(), oracle[g].mean()]), len(chance), n_resamples,
-                             confidence_level, seed)
+    out: dict[str, Any] = {
+        "random": float(chance.mean()),
+        "oracle": float(oracle.mean()),
+        "k_min": int(k.min()),
+        "k_max": int(k.max()),
+        "n_groups": int(defined.sum()),
+    }
+    low, high = cluster_bootstrap(
+        lambda g: np.array([chance[g].mean(), oracle[g].mean()]), len(chance), n_resamples, confidence_level, seed
+    )
     out["ci"] = {"random": [float(low[0]), float(high[0])], "oracle": [float(low[1]), float(high[1])]}
     return out
 
 
-def _quality_metrics(ds: PointwiseSet, scores: np.ndarray, reference_scores: np.ndarray | None, rows: np.ndarray,
-                     tiebreak: np.ndarray, per_group: dict[Any, tuple[float, float]] | None = None) -> dict[str, Any]:
+def _quality_metrics(
+    ds: PointwiseSet,
+    scores: np.ndarray,
+    reference_scores: np.ndarray | None,
+    rows: np.ndarray,
+    tiebreak: np.ndarray,
+    per_group: dict[Any, tuple[float, float]] | None = None,
+) -> dict[str, Any]:
     """Correlation, within-question correlation, selective curve and agreement with the annotator on ``rows``."""
     q, s = ds.quality[rows], scores[rows]
     valid = finite_mask(s, q)
-    out: dict[str, Any] = {"n_rows": int(rows.sum()), "n_scored": int(valid.sum()),
-                           "n_unscored": int((~valid).sum())}
+    out: dict[str, Any] = {"n_rows": int(rows.sum()), "n_scored": int(valid.sum()), "n_unscored": int((~valid).sum())}
     # The scorer's agreement figures through the shipped `evaluate` module (metrics.judge_agreement).
     out["correlation"] = judge_agreement("correlation", predictions=s, references=q)
-    out["within_question"] = judge_agreement("within_group", predictions=s, references=q,
-                                             groups=[str(g) for g, k in zip(ds.groups, rows, strict=False) if k],
-                                             per_group=per_group)
-    out["selective"] = judge_agreement("selective", predictions=s, references=q, coverages=COVERAGES,
-                                       tiebreak=tiebreak[rows])
+    out["within_question"] = judge_agreement(
+        "within_group",
+        predictions=s,
+        references=q,
+        groups=[str(g) for g, k in zip(ds.groups, rows, strict=False) if k],
+        per_group=per_group,
+    )
+    out["selective"] = judge_agreement(
+        "selective", predictions=s, references=q, coverages=COVERAGES, tiebreak=tiebreak[rows]
+    )
     # Oracle and random on the same rows the scorer scored (a reference-reading baseline may skip some).
-    oracle = (curve_summary(selective_curve(q[valid], q[valid], COVERAGES, tiebreak[rows][valid]))["auc"]
-              if valid.any() else math.nan)
+    oracle = (
+        curve_summary(selective_curve(q[valid], q[valid], COVERAGES, tiebreak[rows][valid]))["auc"]
+        if valid.any()
+        else math.nan
+    )
     chance = float(np.mean(q[valid])) if valid.any() else math.nan
     out["selective"].update({"oracle_auc": oracle, "random_auc": chance})
     out["selective"]["share_of_oracle_gain"] = (
-        (out["selective"]["auc"] - chance) / (oracle - chance) if valid.any() and oracle > chance else math.nan)
+        (out["selective"]["auc"] - chance) / (oracle - chance) if valid.any() and oracle > chance else math.nan
+    )
     if reference_scores is not None:
         out["vs_reference"] = agreement_with_reference(s, reference_scores[rows], q, ds.reference_win_threshold)
     return out
@@ -155,8 +184,9 @@ def evaluate_pointwise(
     if reference_scores is not None and ds.group_references is not None:
         reference_per_row = np.array([reference_scores.get(g, math.nan) for g in ds.groups], dtype=float)
     honest = honest_mask(ds)
-    within = per_group_correlations(scores[honest], q[honest], [g for g, k in zip(ds.groups, honest, strict=False)
-                                                                if k])
+    within = per_group_correlations(
+        scores[honest], q[honest], [g for g, k in zip(ds.groups, honest, strict=False) if k]
+    )
     out = _quality_metrics(ds, scores, reference_per_row, honest, tiebreak, within)
     out["rows"] = "honest models only (adversarial entries left out)" if not honest.all() else "all"
     picks = best_of_k(ds, scores)
@@ -167,14 +197,15 @@ def evaluate_pointwise(
         out["calibrated"] = calibrated_selection(calibration_scores, scores[honest], q[honest], target_coverages)
     if not honest.all():
         every = _quality_metrics(ds, scores, reference_per_row, np.ones(len(q), dtype=bool), tiebreak)
-        out["all_rows"] = {k: every[k] for k in ("n_scored", "correlation", "selective", "vs_reference")
-                           if k in every}
+        out["all_rows"] = {k: every[k] for k in ("n_scored", "correlation", "selective", "vs_reference") if k in every}
     has_models = all(m is not None for m in ds.models)
     if has_models:
         means = per_model_means(scores, ds.models)
         target = ds.leaderboard or per_model_means(q, ds.models)
         ranking: dict[str, Any] = {
-            "target": "leaderboard win rate" if ds.leaderboard else f"mean {ds.quality_name}", "per_model_mean": means}
+            "target": "leaderboard win rate" if ds.leaderboard else f"mean {ds.quality_name}",
+            "per_model_mean": means,
+        }
         ranking["all"] = ranking_agreement(means, target)
         if ds.adversarial:
             ranking["honest"] = ranking_agreement(means, target, exclude=ds.adversarial)
@@ -188,18 +219,42 @@ def evaluate_pointwise(
             ranking["win_rate_vs_reference"] = win_rates
             ranking["win_rate_vs_reference_honest"] = ranking_agreement(win_rates, target, exclude=ds.adversarial)
         out["ranking"] = ranking
-    thresholds = {f"calibrated_kept_quality@{round(100 * c['target_coverage'])}": c["threshold"]
-                  for c in out["calibrated"] or [] if math.isfinite(c["threshold"])}
-    out["ci"] = _pointwise_intervals(ds, scores, reference_per_row, honest, tiebreak, n_resamples,
-                                     confidence_level, seed, has_models, within, per_group_pick, thresholds)
+    thresholds = {
+        f"calibrated_kept_quality@{round(100 * c['target_coverage'])}": c["threshold"]
+        for c in out["calibrated"] or []
+        if math.isfinite(c["threshold"])
+    }
+    out["ci"] = _pointwise_intervals(
+        ds,
+        scores,
+        reference_per_row,
+        honest,
+        tiebreak,
+        n_resamples,
+        confidence_level,
+        seed,
+        has_models,
+        within,
+        per_group_pick,
+        thresholds,
+    )
     return out
 
 
-def _pointwise_intervals(ds: PointwiseSet, scores: np.ndarray, reference_per_row: np.ndarray | None,
-                         honest: np.ndarray, tiebreak: np.ndarray, n_resamples: int, confidence_level: float,
-                         seed: int, has_models: bool, per_group_within: dict[Any, tuple[float, float]],
-                         per_group_pick: dict[Any, tuple[float, float, float]],
-                         thresholds: dict[str, float]) -> dict[str, list[float]]:
+def _pointwise_intervals(
+    ds: PointwiseSet,
+    scores: np.ndarray,
+    reference_per_row: np.ndarray | None,
+    honest: np.ndarray,
+    tiebreak: np.ndarray,
+    n_resamples: int,
+    confidence_level: float,
+    seed: int,
+    has_models: bool,
+    per_group_within: dict[Any, tuple[float, float]],
+    per_group_pick: dict[Any, tuple[float, float, float]],
+    thresholds: dict[str, float],
+) -> dict[str, list[float]]:
     """Intervals for Pearson, Spearman, selective AUC, within-question Spearman, the best-of-k pick and its gain
     over a random pick, the calibrated thresholds' kept quality, agreement with the annotator and the honest model
     ranking. Every one resamples the same whole instructions."""
@@ -244,12 +299,14 @@ def _pointwise_intervals(ds: PointwiseSet, scores: np.ndarray, reference_per_row
         if per_group_pick:
             values += [finite_mean(pick[groups]), finite_mean(pick_gain[groups])]
         n_kept = kept_n[:, groups].sum(axis=1)
-        values += [float(k / n) if n else math.nan for k, n in zip(kept_sum[:, groups].sum(axis=1), n_kept,
-                                                                     strict=True)]
+        values += [
+            float(k / n) if n else math.nan for k, n in zip(kept_sum[:, groups].sum(axis=1), n_kept, strict=True)
+        ]
         if reference_per_row is not None:
             decided = y != threshold
-            values.append(preference_accuracy(s[decided], reference_per_row[keep][decided],
-                                              y[decided] > threshold)["accuracy"])
+            values.append(
+                preference_accuracy(s[decided], reference_per_row[keep][decided], y[decided] > threshold)["accuracy"]
+            )
         if rank_models:
             sums = np.bincount(model_code[rows], weights=scores[rows], minlength=len(names))
             counts = np.bincount(model_code[rows], minlength=len(names))
@@ -263,20 +320,31 @@ def _pointwise_intervals(ds: PointwiseSet, scores: np.ndarray, reference_per_row
     return {k: [float(lo), float(hi)] for k, lo, hi in zip(keys, low, high, strict=False)}
 
 
-def evaluate_pairwise(ds: PairwiseSet, score_a: np.ndarray, score_b: np.ndarray, *, n_resamples: int = 1000,
-                      confidence_level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+def evaluate_pairwise(
+    ds: PairwiseSet,
+    score_a: np.ndarray,
+    score_b: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Accuracy of J(a) > J(b) against the human label on non-tie pairs, per subset, per group of subsets the set
     reports together (``ds.subset_totals``) and overall, with an interval for the overall accuracy."""
     labels = np.array(ds.labels)
     subsets = np.array(ds.subsets)
     decided = labels != "tie"
     a_wins = labels == "A"
-    out: dict[str, Any] = {"n_pairs": len(labels), "n_ties_excluded": int((~decided).sum()),
-                           "n_unscored": int((~finite_mask(score_a, score_b) & decided).sum())}
+    out: dict[str, Any] = {
+        "n_pairs": len(labels),
+        "n_ties_excluded": int((~decided).sum()),
+        "n_unscored": int((~finite_mask(score_a, score_b) & decided).sum()),
+    }
 
     def accuracy(mask: np.ndarray) -> dict[str, float]:
-        return judge_agreement("pairwise", predictions=score_a[mask], predictions_b=score_b[mask],
-                               references=a_wins[mask])
+        return judge_agreement(
+            "pairwise", predictions=score_a[mask], predictions_b=score_b[mask], references=a_wins[mask]
+        )
 
     per_subset = {name: accuracy(decided & (subsets == name)) for name in sorted(set(ds.subsets))}
     for total_name, members in ds.subset_totals.items():
@@ -287,6 +355,7 @@ def evaluate_pairwise(ds: PairwiseSet, score_a: np.ndarray, score_b: np.ndarray,
     out["accuracy"] = per_subset
     scored = np.flatnonzero(decided & finite_mask(score_a, score_b))
     if len(scored) >= 2:
+
         def statistic(sample: np.ndarray) -> np.ndarray:
             rows = scored[sample]
             return np.array([preference_accuracy(score_a[rows], score_b[rows], a_wins[rows])["accuracy"]])

@@ -20,7 +20,18 @@ from .report import (
 
 
 __all__ = [
-    "DEFAULT_DIGIT_VARIANTS", "DigitVariant", "LabelReportConfig", "alpaca_eval_dir", "combined_labels",
-    "compute_components", "correlation_summary", "label_flags", "label_report", "main", "markdown_report",
-    "parse_digit_variant", "recommended_settings", "run_label_report",
+    "DEFAULT_DIGIT_VARIANTS",
+    "DigitVariant",
+    "LabelReportConfig",
+    "alpaca_eval_dir",
+    "combined_labels",
+    "compute_components",
+    "correlation_summary",
+    "label_flags",
+    "label_report",
+    "main",
+    "markdown_report",
+    "parse_digit_variant",
+    "recommended_settings",
+    "run_label_report",
 ]

@@ -37,8 +37,9 @@ class TimedCache(JsonlCache):
     def __init__(self, path: Path):
         super().__init__(path)
         self.time_path = Path(path).with_suffix(".time.json")
-        self.timing = (json.loads(self.time_path.read_text()) if self.time_path.exists()
-                       else {"seconds": 0.0, "rows": 0})
+        self.timing = (
+            json.loads(self.time_path.read_text()) if self.time_path.exists() else {"seconds": 0.0, "rows": 0}
+        )
 
     def add_timed(self, items: dict[str, Any], seconds: float) -> None:
         self.add(items)
@@ -46,8 +47,13 @@ class TimedCache(JsonlCache):
         atomic_write_json(self.time_path, self.timing, indent=None)
 
 
-def fill_cache(cache: TimedCache, rows: list[dict], compute: Callable[..., Any], desc: str,
-               prepare: Callable[[], Any] | None = None) -> None:
+def fill_cache(
+    cache: TimedCache,
+    rows: list[dict],
+    compute: Callable[..., Any],
+    desc: str,
+    prepare: Callable[[], Any] | None = None,
+) -> None:
     """Compute the rows missing from ``cache`` with ``compute(skip=..., on_group=...)``, saving group by group.
 
     ``prepare`` (loading the model) runs before the clock starts, so cached timings are scoring time only."""
@@ -76,8 +82,9 @@ def scored(value: Any) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def compute_components(config: LabelReportConfig,
-                       rows: list[dict]) -> tuple[dict[str, list[float]], dict[str, dict], dict]:
+def compute_components(
+    config: LabelReportConfig, rows: list[dict]
+) -> tuple[dict[str, list[float]], dict[str, dict], dict]:
     """Every component's score per row (NaN where a row could not be scored), their descriptions, and timings."""
     models = ModelSet(config.policy, config.embedder, trust_remote_code=config.trust_remote_code)
     cache_root = Path(config.output_dir) / "cache"
@@ -100,9 +107,19 @@ def compute_components(config: LabelReportConfig,
         cache = TimedCache(policy_dir / f"{v.name.replace('/', '-')}-{digits.fingerprint()}.jsonl")
 
         def run_digits(skip, on_group, v=v):
-            return digit_logprobs(models.policy, models.tokenizer, ins, resp, refs if v.with_reference else None,
-                                  groups=groups, prompt_style=v.style, max_length=v.max_length,
-                                  use_chat_template=config.use_chat_template, on_group=on_group, skip=skip)
+            return digit_logprobs(
+                models.policy,
+                models.tokenizer,
+                ins,
+                resp,
+                refs if v.with_reference else None,
+                groups=groups,
+                prompt_style=v.style,
+                max_length=v.max_length,
+                use_chat_template=config.use_chat_template,
+                on_group=on_group,
+                skip=skip,
+            )
 
         fill_cache(cache, rows, run_digits, v.name, prepare=load_policy)
         values = [scored(cache.get(k)) for k in keys]
@@ -113,42 +130,73 @@ def compute_components(config: LabelReportConfig,
                 continue  # one id per digit: identical to "expected"
             name = f"{v.name}/{readout}"
             scores[name] = [digit_score(x, v.style, readout) for x in values]
-            info[name] = {"kind": "digits", "style": v.style, "with_reference": v.with_reference,
-                          "max_length": v.max_length, "readout": readout}
+            info[name] = {
+                "kind": "digits",
+                "style": v.style,
+                "with_reference": v.with_reference,
+                "max_length": v.max_length,
+                "readout": readout,
+            }
         info[f"{v.name}/expected"].update(
             digit_mass=float(np.mean([x["mass"] for x in ok])) if ok else math.nan,
             response_truncated=float(np.mean([x["response_truncated"] for x in ok])) if ok else math.nan,
             reference_truncated=float(np.mean([x["reference_truncated"] for x in ok])) if ok else math.nan,
-            unscorable=len(values) - len(ok))
+            unscorable=len(values) - len(ok),
+        )
         timing[v.name] = cache.timing
 
     likelihood = get_signal("likelihood")
     for method in config.likelihood_methods:
         name = f"likelihood/{method}/L{config.max_length}"
-        cache = TimedCache(policy_dir / f"{name.replace('/', '-')}-{likelihood.fingerprint(config.max_target_tokens)}"
-                                        ".jsonl")
+        cache = TimedCache(
+            policy_dir / f"{name.replace('/', '-')}-{likelihood.fingerprint(config.max_target_tokens)}.jsonl"
+        )
 
         def run_likelihood(skip, on_group, method=method):
-            return likelihood_gains(models.policy, models.tokenizer, ins, resp, refs, method=method, groups=groups,
-                                    use_chat_template=config.use_chat_template, max_length=config.max_length,
-                                    max_target_tokens=config.max_target_tokens, on_group=on_group, skip=skip)
+            return likelihood_gains(
+                models.policy,
+                models.tokenizer,
+                ins,
+                resp,
+                refs,
+                method=method,
+                groups=groups,
+                use_chat_template=config.use_chat_template,
+                max_length=config.max_length,
+                max_target_tokens=config.max_target_tokens,
+                on_group=on_group,
+                skip=skip,
+            )
 
         fill_cache(cache, rows, run_likelihood, name, prepare=load_policy)
         values = [scored(cache.get(k)) for k in keys]
         scores[f"{name}/score"] = [gain_to_score(x["gain"], method) if x else math.nan for x in values]
-        info[f"{name}/score"] = {"kind": "likelihood", "method": method, "with_reference": True,
-                                 "max_length": config.max_length, "mean_gain": float(np.nanmean(
-                                     [x["gain"] for x in values if x])) if any(values) else math.nan}
+        info[f"{name}/score"] = {
+            "kind": "likelihood",
+            "method": method,
+            "with_reference": True,
+            "max_length": config.max_length,
+            "mean_gain": float(np.nanmean([x["gain"] for x in values if x])) if any(values) else math.nan,
+        }
         # Not length-normalised: the gain summed over the target's tokens (same cache, no extra compute). For
         # reference_gain the target is the reference, so this only reweighs instructions against each other.
         scores[f"{name}/sum"] = [x["gain"] * x["n_tokens"] if x else math.nan for x in values]
-        info[f"{name}/sum"] = {"kind": "likelihood", "method": method, "with_reference": True,
-                               "max_length": config.max_length, "normalisation": "sum over target tokens"}
+        info[f"{name}/sum"] = {
+            "kind": "likelihood",
+            "method": method,
+            "with_reference": True,
+            "max_length": config.max_length,
+            "normalisation": "sum over target tokens",
+        }
         if method == "response_gain":  # the baseline context holds no reference: the reference-free loglik
             scores["likelihood/response_loglik"] = [x["base"] if x else math.nan for x in values]
-            info["likelihood/response_loglik"] = {"kind": "likelihood", "method": "response mean log p given the "
-                                                  "instruction in the likelihood context with an empty reference "
-                                                  "(perplexity baseline)", "with_reference": False}
+            info["likelihood/response_loglik"] = {
+                "kind": "likelihood",
+                "method": "response mean log p given the "
+                "instruction in the likelihood context with an empty reference "
+                "(perplexity baseline)",
+                "with_reference": False,
+            }
         timing[name] = cache.timing
 
     cache = TimedCache(cache_root / slug(config.embedder) / "cosine.jsonl")

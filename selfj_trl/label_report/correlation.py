@@ -13,7 +13,12 @@ from ..labels import can_fit_combination, combine_labels, fit_combination
 
 
 def correlation_summary(
-    values: list[float], quality: list[float], clusters: list[Any], *, n_bootstrap: int = 1000, seed: int = 0,
+    values: list[float],
+    quality: list[float],
+    clusters: list[Any],
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
     honest: list[bool] | None = None,
 ) -> dict[str, Any]:
     """Spearman and Pearson of ``values`` with ``quality``, with 95% percentile-bootstrap intervals.
@@ -31,8 +36,13 @@ def correlation_summary(
     x, y, cl = x[keep], y[keep], cl[keep]
     honest_mask = np.asarray(honest, dtype=bool)[keep] if honest is not None else None
     sp, pe = stats.spearman(x, y), stats.pearson(x, y)
-    out: dict[str, Any] = {"n": int(keep.sum()), "spearman": sp, "pearson": pe, "spearman_ci": [math.nan, math.nan],
-                           "pearson_ci": [math.nan, math.nan]}
+    out: dict[str, Any] = {
+        "n": int(keep.sum()),
+        "spearman": sp,
+        "pearson": pe,
+        "spearman_ci": [math.nan, math.nan],
+        "pearson_ci": [math.nan, math.nan],
+    }
     _, members = stats.group_index(list(cl))
     if n_bootstrap > 0 and len(members) >= 2 and math.isfinite(sp):
         draws: list[float] = []
@@ -56,8 +66,14 @@ def correlation_summary(
 
 
 def combined_labels(
-    self_eval: list[float], cosine: list[float], quality: list[float], folds: list[int], *,
-    cosine_weights: list[float], n_folds: int, fit_mask: list[bool] | None = None,
+    self_eval: list[float],
+    cosine: list[float],
+    quality: list[float],
+    folds: list[int],
+    *,
+    cosine_weights: list[float],
+    n_folds: int,
+    fit_mask: list[bool] | None = None,
 ) -> tuple[dict[str, list[float]], tuple[float, float, float] | None]:
     """Every label of the family for one self-evaluation: ``weighted_mean``/``rank_mean`` at each cosine weight, and
     ``fitted`` cross-fitted (each fold's weights come from the other folds' instructions). Rows with a NaN
@@ -81,13 +97,15 @@ def combined_labels(
     s_ok, c_ok = [float(s[i]) for i in ok], [float(cosine[i]) for i in ok]
     for combination in ("weighted_mean", "rank_mean"):
         for w in cosine_weights:
-            out[f"{combination}/w={w:g}"] = spread(ok, combine_labels(s_ok, c_ok, cosine_weight=w,
-                                                                     combination=combination))
+            out[f"{combination}/w={w:g}"] = spread(
+                ok, combine_labels(s_ok, c_ok, cosine_weight=w, combination=combination)
+            )
     fold = np.asarray(folds)
     train_sets = {k: [i for i in fit_ok if fold[i] != k] for k in range(n_folds)}
     test_sets = {k: [int(i) for i in ok if fold[i] == k] for k in range(n_folds)}
     fittable = can_fit_combination([quality[i] for i in fit_ok]) and all(
-        can_fit_combination([quality[i] for i in train_sets[k]]) for k in range(n_folds) if test_sets[k])
+        can_fit_combination([quality[i] for i in train_sets[k]]) for k in range(n_folds) if test_sets[k]
+    )
     fitted = [math.nan] * len(s)
     full_weights = None
     if fittable:
@@ -96,9 +114,19 @@ def combined_labels(
             if not test:
                 continue
             weights = fit_combination([s[i] for i in train], [cosine[i] for i in train], [quality[i] for i in train])
-            for i, v in zip(test, combine_labels([float(s[i]) for i in test], [float(cosine[i]) for i in test],
-                                                 combination="fitted", weights=weights), strict=True):
+            for i, v in zip(
+                test,
+                combine_labels(
+                    [float(s[i]) for i in test],
+                    [float(cosine[i]) for i in test],
+                    combination="fitted",
+                    weights=weights,
+                ),
+                strict=True,
+            ):
                 fitted[i] = float(v)
-        full_weights = fit_combination([s[i] for i in fit_ok], [cosine[i] for i in fit_ok], [quality[i] for i in fit_ok])
+        full_weights = fit_combination(
+            [s[i] for i in fit_ok], [cosine[i] for i in fit_ok], [quality[i] for i in fit_ok]
+        )
     out["fitted/cross-fitted"] = fitted
     return out, full_weights

@@ -43,8 +43,13 @@ def run_label_report(config: LabelReportConfig) -> dict[str, Any]:
     started = time.perf_counter()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    rows = load_alpaca_train_rows(config.data_dir, config.n_instructions, models=config.models, seed=config.seed,
-                           max_instruction_chars=config.max_instruction_chars)
+    rows = load_alpaca_train_rows(
+        config.data_dir,
+        config.n_instructions,
+        models=config.models,
+        seed=config.seed,
+        max_instruction_chars=config.max_instruction_chars,
+    )
     if {r["split"] for r in rows} != {"train"}:  # the loader guarantees it; a report on test rows must never exist
         raise SelfJInputError("refusing to measure on non-train rows.")
     scores, info, timing = compute_components(config, rows)
@@ -55,49 +60,73 @@ def run_label_report(config: LabelReportConfig) -> dict[str, Any]:
     folds = [r["instruction_rank"] % config.fit_folds for r in rows]
 
     def summary(values: list[float]) -> dict:
-        return correlation_summary(values, quality, clusters, n_bootstrap=config.n_bootstrap, seed=config.seed,
-                                   honest=honest)
+        return correlation_summary(
+            values, quality, clusters, n_bootstrap=config.n_bootstrap, seed=config.seed, honest=honest
+        )
 
-    components = {name: {**info[name], **summary(values)} for name, values in
-                  tqdm(scores.items(), desc="correlations", file=sys.stderr, leave=False)}
+    components = {
+        name: {**info[name], **summary(values)}
+        for name, values in tqdm(scores.items(), desc="correlations", file=sys.stderr, leave=False)
+    }
     # the self-evaluations `selfj-trl label` can produce (so every combined label below is one it can make)
-    candidates = [n for n, i in info.items() if i.get("with_reference") and "normalisation" not in i and
-                  (i.get("readout") == "expected" or i["kind"] == "likelihood")]
+    candidates = [
+        n
+        for n, i in info.items()
+        if i.get("with_reference")
+        and "normalisation" not in i
+        and (i.get("readout") == "expected" or i["kind"] == "likelihood")
+    ]
     combined: dict[str, dict] = {}
     fitted_weights: dict[str, list[float] | None] = {}
     for name in tqdm(candidates, desc="combined labels", file=sys.stderr, leave=False):
-        labels, weights = combined_labels(scores[name], scores["cosine"], quality, folds,
-                                          cosine_weights=config.cosine_weights, n_folds=config.fit_folds,
-                                          fit_mask=honest if config.fit_without_adversarial else None)
+        labels, weights = combined_labels(
+            scores[name],
+            scores["cosine"],
+            quality,
+            folds,
+            cosine_weights=config.cosine_weights,
+            n_folds=config.fit_folds,
+            fit_mask=honest if config.fit_without_adversarial else None,
+        )
         fitted_weights[name] = list(weights) if weights is not None else None
         for variant, values in labels.items():
             combined[f"{name} + cosine | {variant}"] = {"self_eval": name, "label": variant, **summary(values)}
 
     def best_of(table: dict[str, dict], where: Callable[[str, dict], bool], key: str = "spearman") -> str | None:
-        pool = [(v[key], k) for k, v in table.items()
-                if where(k, v) and v.get(key) is not None and math.isfinite(v[key])]
+        pool = [
+            (v[key], k) for k, v in table.items() if where(k, v) and v.get(key) is not None and math.isfinite(v[key])
+        ]
         return max(pool)[1] if pool else None
 
     report = {
         "policy": config.policy,
         "embedder": config.embedder,
         "quality": "gpt4_win_prob (GPT-4-turbo's probability that the response beats the reference)",
-        "data": {"dir": str(Path(config.data_dir) if config.data_dir else alpaca_eval_dir()), "splits_used": ["train"],
-                 "n_instructions": len({r["id"] for r in rows}), "n_rows": len(rows),
-                 "instruction_ids": list(dict.fromkeys(r["id"] for r in rows)),
-                 "models": sorted({r["model"] for r in rows}), "seed": config.seed},
+        "data": {
+            "dir": str(Path(config.data_dir) if config.data_dir else alpaca_eval_dir()),
+            "splits_used": ["train"],
+            "n_instructions": len({r["id"] for r in rows}),
+            "n_rows": len(rows),
+            "instruction_ids": list(dict.fromkeys(r["id"] for r in rows)),
+            "models": sorted({r["model"] for r in rows}),
+            "seed": config.seed,
+        },
         "components": components,
         "combined": combined,
         "fitted_weights_all_rows": fitted_weights,
         "best": {
             "self_eval_with_reference": best_of(components, lambda k, v: k in candidates),
-            "self_eval_without_reference": best_of(components, lambda k, v: not v.get("with_reference")
-                                                and v["kind"] in ("digits", "likelihood")),
+            "self_eval_without_reference": best_of(
+                components, lambda k, v: not v.get("with_reference") and v["kind"] in ("digits", "likelihood")
+            ),
             "label": best_of(combined, lambda k, v: True),
             "label_honest": best_of(combined, lambda k, v: True, key="spearman_honest"),
         },
-        "timing": {"components": timing, "scoring_s_this_run": round(scored_at - started, 1),
-                   "total_s_this_run": round(time.perf_counter() - started, 1)},
+        "timing": {
+            "components": timing,
+            "scoring_s_this_run": round(scored_at - started, 1),
+            "total_s_this_run": round(time.perf_counter() - started, 1),
+        },
         "config": asdict(config),
     }
     report["recommended"] = recommended_settings(report)
@@ -109,15 +138,29 @@ def run_label_report(config: LabelReportConfig) -> dict[str, Any]:
 
 
 def label_report(
-    policy: str = DEFAULT_POLICY, embedder: str = DEFAULT_EMBEDDER, n_instructions: int = 24,
-    models: list[str] | None = None, seed: int = 0, output_dir: str = "outputs/signal", **options: Any,
+    policy: str = DEFAULT_POLICY,
+    embedder: str = DEFAULT_EMBEDDER,
+    n_instructions: int = 24,
+    models: list[str] | None = None,
+    seed: int = 0,
+    output_dir: str = "outputs/signal",
+    **options: Any,
 ) -> dict[str, Any]:
     """Measure every label component of ``policy`` against GPT-4 on a seeded train slice (see the module docstring).
 
     ``options`` are the other :class:`LabelReportConfig` fields (``data_dir``, ``digit_variants``, ``max_length``, ...).
     """
-    return run_label_report(LabelReportConfig(policy=policy, embedder=embedder, n_instructions=n_instructions, models=models,
-                                   seed=seed, output_dir=output_dir, **options))
+    return run_label_report(
+        LabelReportConfig(
+            policy=policy,
+            embedder=embedder,
+            n_instructions=n_instructions,
+            models=models,
+            seed=seed,
+            output_dir=output_dir,
+            **options,
+        )
+    )
 
 
 def recommended_settings(report: dict[str, Any]) -> dict[str, Any] | None:
@@ -147,9 +190,15 @@ def recommended_settings(report: dict[str, Any]) -> dict[str, Any] | None:
     else:
         settings["prompt_style"] = se["style"]
     settings.update(cosine_weight=float(weight), combination=combination)
-    return {"settings": settings, "label": key, "criterion": criterion, "spearman_honest": entry["spearman_honest"],
-            "within_instruction_spearman": entry["within_instruction_spearman"], "spearman": entry["spearman"],
-            "spearman_ci": entry["spearman_ci"]}
+    return {
+        "settings": settings,
+        "label": key,
+        "criterion": criterion,
+        "spearman_honest": entry["spearman_honest"],
+        "within_instruction_spearman": entry["within_instruction_spearman"],
+        "spearman": entry["spearman"],
+        "spearman_ci": entry["spearman_ci"],
+    }
 
 
 def label_flags(settings: dict[str, Any]) -> str:
@@ -173,10 +222,12 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines = [
         f"# Labeling signal vs GPT-4: {report['policy']}",
         "",
-        (f"AlpacaEval **train** split only: {d['n_instructions']} instructions x {len(d['models'])} models = "
-         f"{d['n_rows']} rows (seed {d['seed']}). Quality = GPT-4-turbo win probability against the reference. "
-         "95% intervals: percentile bootstrap over instructions. *honest* = without NullModel and gpt4_gamed; "
-         "*within* = mean Spearman inside each instruction."),
+        (
+            f"AlpacaEval **train** split only: {d['n_instructions']} instructions x {len(d['models'])} models = "
+            f"{d['n_rows']} rows (seed {d['seed']}). Quality = GPT-4-turbo win probability against the reference. "
+            "95% intervals: percentile bootstrap over instructions. *honest* = without NullModel and gpt4_gamed; "
+            "*within* = mean Spearman inside each instruction."
+        ),
         "",
         "## Components",
         "",
@@ -198,34 +249,57 @@ def markdown_report(report: dict[str, Any]) -> str:
             f"| {format_figure(c['pearson'])} {format_interval(c['pearson_ci'])} | {format_figure(c.get('spearman_honest'))} "
             f"| {format_figure(c['within_instruction_spearman'])} | {'; '.join(notes)} |"
         )
-    weights = sorted({k.split(" | ")[1] for k in report["combined"]},
-                     key=lambda v: (v.split("/")[0] != "weighted_mean", v.split("/")[0] != "rank_mean", v))
-    lines += ["", "## Combined label (Spearman with GPT-4; cosine weight w; fitted = cross-fitted over instructions)",
-              "", "| self-evaluation | " + " | ".join(weights) + " |", "|---" * (len(weights) + 1) + "|"]
+    weights = sorted(
+        {k.split(" | ")[1] for k in report["combined"]},
+        key=lambda v: (v.split("/")[0] != "weighted_mean", v.split("/")[0] != "rank_mean", v),
+    )
+    lines += [
+        "",
+        "## Combined label (Spearman with GPT-4; cosine weight w; fitted = cross-fitted over instructions)",
+        "",
+        "| self-evaluation | " + " | ".join(weights) + " |",
+        "|---" * (len(weights) + 1) + "|",
+    ]
     by_se: dict[str, dict[str, dict]] = defaultdict(dict)
     for v in report["combined"].values():
         by_se[v["self_eval"]][v["label"]] = v
     for se, cells in by_se.items():
-        lines.append(f"| {se} | " + " | ".join(format_figure(cells[w]["spearman"]) if w in cells else "" for w in weights) + " |")
+        lines.append(
+            f"| {se} | "
+            + " | ".join(format_figure(cells[w]["spearman"]) if w in cells else "" for w in weights)
+            + " |"
+        )
     lines += ["", "## Best", ""]
     for key, name in report["best"].items():
         if name is None:
             continue
         table = report["combined"] if key.startswith("label") else report["components"]
         c = table[name]
-        lines.append(f"- {key}: `{name}`: Spearman {format_figure(c['spearman'])} {format_interval(c['spearman_ci'])}, "
-                     f"Pearson {format_figure(c['pearson'])} {format_interval(c['pearson_ci'])}, honest {format_figure(c.get('spearman_honest'))}")
+        lines.append(
+            f"- {key}: `{name}`: Spearman {format_figure(c['spearman'])} {format_interval(c['spearman_ci'])}, "
+            f"Pearson {format_figure(c['pearson'])} {format_interval(c['pearson_ci'])}, honest {format_figure(c.get('spearman_honest'))}"
+        )
     rec = report.get("recommended")
     if rec:
         flags = label_flags(rec["settings"])
-        lines += ["", "## Recommended labeling settings", "",
-                  f"Best fixed-weight label by the mean of the Spearman without the GPT-4-gaming models and the "
-                  f"within-instruction Spearman: `{rec['label']}` (honest {format_figure(rec['spearman_honest'])}, within "
-                  f"{format_figure(rec['within_instruction_spearman'])}; all rows {format_figure(rec['spearman'])} "
-                  f"{format_interval(rec['spearman_ci'])}):", "",
-                  f"    selfj-trl label --policy {report['policy']} {flags} ..."]
-    lines += ["", "## Compute (cumulative over cached runs)", "", "| component | rows | seconds | s/row |",
-              "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Recommended labeling settings",
+            "",
+            f"Best fixed-weight label by the mean of the Spearman without the GPT-4-gaming models and the "
+            f"within-instruction Spearman: `{rec['label']}` (honest {format_figure(rec['spearman_honest'])}, within "
+            f"{format_figure(rec['within_instruction_spearman'])}; all rows {format_figure(rec['spearman'])} "
+            f"{format_interval(rec['spearman_ci'])}):",
+            "",
+            f"    selfj-trl label --policy {report['policy']} {flags} ...",
+        ]
+    lines += [
+        "",
+        "## Compute (cumulative over cached runs)",
+        "",
+        "| component | rows | seconds | s/row |",
+        "|---|---|---|---|",
+    ]
     for name, t in report["timing"]["components"].items():
         rate = t["seconds"] / t["rows"] if t["rows"] else math.nan
         lines.append(f"| {name} | {t['rows']} | {t['seconds']:.0f} | {format_figure(rate, signed=False)} |")
@@ -242,5 +316,3 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_report(report))  # noqa: T201
     print(f"wrote {out / 'signal_report.json'} and {out / 'signal_report.md'}")  # noqa: T201
     return 0
-
-

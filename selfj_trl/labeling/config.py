@@ -31,8 +31,12 @@ LOW_DIGIT_MASS = 0.2
 #: opens the answer with a rating lead and the digit is the next token; the wording is this project's own), averaged
 #: with the cosine. The default for every policy without a measured label, i.e. the capable (7B+) policies the method
 #: was made for.
-SELFJ_DEFAULTS = {"self_eval_method": "digits", "prompt_style": DEFAULT_PROMPT_STYLE,
-                  "likelihood_method": "reference_gain", "cosine_weight": 0.5}
+SELFJ_DEFAULTS = {
+    "self_eval_method": "digits",
+    "prompt_style": DEFAULT_PROMPT_STYLE,
+    "likelihood_method": "reference_gain",
+    "cosine_weight": 0.5,
+}
 #: Policy samples per instruction when none are asked for: 2, or none when given responses are labeled instead.
 DEFAULT_NUM_SAMPLES = 2
 
@@ -70,8 +74,11 @@ def resolve_defaults(config: LabelingConfig) -> str:
     13B policies rate well; one default cannot serve both. Values the user sets always win.
     """
     measured = measured_settings(config.policy)
-    source = (f"measured for {config.policy} (selfj-trl signal, AlpacaEval train split)" if measured
-              else "Self-J defaults (the paper's method)")
+    source = (
+        f"measured for {config.policy} (selfj-trl signal, AlpacaEval train split)"
+        if measured
+        else "Self-J defaults (the paper's method)"
+    )
     unset = [k for k in SELFJ_DEFAULTS if getattr(config, k) is None]
     for key in unset:
         setattr(config, key, (measured or {}).get(key, SELFJ_DEFAULTS[key]))
@@ -84,14 +91,21 @@ def resolve_defaults(config: LabelingConfig) -> str:
 class LabelingConfig:
     """Settings of ``selfj-trl label`` (YAML via ``--config`` or flags), recorded in the dataset card."""
 
-    dataset_name: str = field(default="", metadata={"help": "Hub id, save_to_disk folder or JSON/JSONL/CSV/Parquet file."})
+    dataset_name: str = field(
+        default="", metadata={"help": "Hub id, save_to_disk folder or JSON/JSONL/CSV/Parquet file."}
+    )
     dataset_split: str = "train"
-    dataset_filter: str | None = field(default=None, metadata={"help": "Keep rows where COLUMN=VALUE, e.g. split=train."})
+    dataset_filter: str | None = field(
+        default=None, metadata={"help": "Keep rows where COLUMN=VALUE, e.g. split=train."}
+    )
     instruction_column: str = "instruction"
-    input_column: str | None = field(default=None, metadata={"help": "Alpaca-style extra input appended to the instruction."})
+    input_column: str | None = field(
+        default=None, metadata={"help": "Alpaca-style extra input appended to the instruction."}
+    )
     reference_column: str = field(default="reference", metadata={"help": "Gold reference ('output' for Alpaca data)."})
     messages_column: str | None = field(
-        default=None, metadata={"help": "Chat data: this column holds messages; the last assistant turn is the reference."}
+        default=None,
+        metadata={"help": "Chat data: this column holds messages; the last assistant turn is the reference."},
     )
     instances_column: str | None = field(
         default=None,
@@ -99,19 +113,31 @@ class LabelingConfig:
     )
     response_column: str | None = field(
         default=None,
-        metadata={"help": "Label the responses this column already holds (one row per instruction x response; rows "
-                          "with the same instruction and reference are one instruction). No sampling unless "
-                          "--num_samples is set too: then the policy's samples are labeled beside them."})
+        metadata={
+            "help": "Label the responses this column already holds (one row per instruction x response; rows "
+            "with the same instruction and reference are one instruction). No sampling unless "
+            "--num_samples is set too: then the policy's samples are labeled beside them."
+        },
+    )
     response_model_column: str | None = field(
-        default=None, metadata={"help": "With --response_column: the column naming who wrote each given response "
-                                        "(kept in the `model` column)."})
+        default=None,
+        metadata={
+            "help": "With --response_column: the column naming who wrote each given response "
+            "(kept in the `model` column)."
+        },
+    )
     max_instructions: int | None = None
     output_dir: str = "outputs/labeled"
     policy: str = field(default=DEFAULT_POLICY, metadata={"help": "Policy model: offline alias, folder or Hub id."})
-    embedder: str = field(default=DEFAULT_EMBEDDER, metadata={"help": "sentence-transformers model for the cosine term."})
-    use_chat_template: bool | None = field(default=None, metadata={"help": "Default: when the policy's tokenizer has one."})
+    embedder: str = field(
+        default=DEFAULT_EMBEDDER, metadata={"help": "sentence-transformers model for the cosine term."}
+    )
+    use_chat_template: bool | None = field(
+        default=None, metadata={"help": "Default: when the policy's tokenizer has one."}
+    )
     num_samples: int | None = field(
-        default=None, metadata={"help": "Policy samples per instruction. Default: 2, or 0 with --response_column."})
+        default=None, metadata={"help": "Policy samples per instruction. Default: 2, or 0 with --response_column."}
+    )
     max_new_tokens: int = 128
     temperature: float = 0.8
     top_p: float = 0.95
@@ -119,45 +145,69 @@ class LabelingConfig:
     seed: int = 42
     generation_batch_size: int = 8
     judge_batch_size: int = field(
-        default=8, metadata={"help": "Kept for old configs: self-evaluation runs one row at a time after each "
-                                     "instruction's shared prefix, so it takes no batch size."})
+        default=8,
+        metadata={
+            "help": "Kept for old configs: self-evaluation runs one row at a time after each "
+            "instruction's shared prefix, so it takes no batch size."
+        },
+    )
     embed_batch_size: int = 32
     noref_baseline: bool = field(
         default=True,
-        metadata={"help": "Also score each row's reference-free digit rating (`self_eval_noref_score`, the baseline a "
-                          "judge must beat; not part of the label). False saves one policy forward pass per row "
-                          "(about a quarter of the labeling compute for Gemma on AlpacaEval answers); the column "
-                          "is then NaN."})
+        metadata={
+            "help": "Also score each row's reference-free digit rating (`self_eval_noref_score`, the baseline a "
+            "judge must beat; not part of the label). False saves one policy forward pass per row "
+            "(about a quarter of the labeling compute for Gemma on AlpacaEval answers); the column "
+            "is then NaN."
+        },
+    )
     max_length: int = field(default=1024, metadata={"help": "Max tokens of a judging prompt (response cut first)."})
     self_eval_method: str | None = field(
         default=None,
-        metadata={"help": "A registered self-evaluation signal (selfj_trl.signals): digits | likelihood. Default: "
-                          "the policy's measured setting (recipes/<policy>/label/measured_label.yaml), digits (the "
-                          "Self-J method) for any other policy."})
+        metadata={
+            "help": "A registered self-evaluation signal (selfj_trl.signals): digits | likelihood. Default: "
+            "the policy's measured setting (recipes/<policy>/label/measured_label.yaml), digits (the "
+            "Self-J method) for any other policy."
+        },
+    )
     likelihood_method: str | None = field(
-        default=None, metadata={"help": "With self_eval_method=likelihood: reference_gain | response_gain."})
+        default=None, metadata={"help": "With self_eval_method=likelihood: reference_gain | response_gain."}
+    )
     prompt_style: str | None = field(
         default=None,
-        metadata={"help": "Judging prompt for digits (this project's wording): rating_lead | no_lead | few_shot | "
-                          "reference_after | scale_1_5 (old names zero_shot = no_lead, zero_shot_lead = "
-                          "rating_lead). Default: measured per offline policy, rating_lead otherwise."})
+        metadata={
+            "help": "Judging prompt for digits (this project's wording): rating_lead | no_lead | few_shot | "
+            "reference_after | scale_1_5 (old names zero_shot = no_lead, zero_shot_lead = "
+            "rating_lead). Default: measured per offline policy, rating_lead otherwise."
+        },
+    )
     cosine_weight: float | None = field(
-        default=None, metadata={"help": "Weight of max(cosine, 0) in the label, 0..1. Default: measured per "
-                                        "offline policy, 0.5 otherwise."})
+        default=None,
+        metadata={
+            "help": "Weight of max(cosine, 0) in the label, 0..1. Default: measured per offline policy, 0.5 otherwise."
+        },
+    )
     combination: str = field(default="weighted_mean", metadata={"help": "weighted_mean | rank_mean | fitted."})
     fit_dataset: str | None = field(
         default=None,
-        metadata={"help": "combination=fitted: a labelled dev slice (instruction, reference, response + a quality "
-                          "column), or an AlpacaEval-style folder (instructions.jsonl + responses.jsonl; only "
-                          "split=train rows are read)."})
+        metadata={
+            "help": "combination=fitted: a labelled dev slice (instruction, reference, response + a quality "
+            "column), or an AlpacaEval-style folder (instructions.jsonl + responses.jsonl; only "
+            "split=train rows are read)."
+        },
+    )
     fit_quality_column: str = field(default="quality", metadata={"help": "fit_dataset's quality column."})
     fit_response_column: str = field(default="response", metadata={"help": "fit_dataset's response column."})
     fit_max_instructions: int = field(
-        default=8, metadata={"help": "AlpacaEval-style fit_dataset: train instructions sampled (x every model)."})
+        default=8, metadata={"help": "AlpacaEval-style fit_dataset: train instructions sampled (x every model)."}
+    )
     fit_weights: list[float] | None = field(
         default=None,
-        metadata={"help": "combination=fitted with weights fitted elsewhere: INTERCEPT SELF_EVAL COSINE (e.g. "
-                          "`fitted_weights_all_rows` of `selfj-trl signal`)."})
+        metadata={
+            "help": "combination=fitted with weights fitted elsewhere: INTERCEPT SELF_EVAL COSINE (e.g. "
+            "`fitted_weights_all_rows` of `selfj-trl signal`)."
+        },
+    )
     chunk_size: int = field(default=8, metadata={"help": "Instructions per shard (the unit of resume)."})
     push_to_hub: bool = False
     hub_dataset_id: str | None = None
@@ -174,11 +224,14 @@ class LabelingConfig:
         if self.num_samples < 0 or (self.num_samples == 0 and not self.response_column):
             raise SelfJInputError(f"num_samples must be >= 1 (or 0 with --response_column), got {self.num_samples}.")
         if self.response_column and (self.messages_column or self.instances_column):
-            raise SelfJInputError("--response_column reads plain instruction/reference columns; it cannot be "
-                                  "combined with --messages_column or --instances_column.")
+            raise SelfJInputError(
+                "--response_column reads plain instruction/reference columns; it cannot be "
+                "combined with --messages_column or --instances_column."
+            )
         if self.response_model_column and not self.response_column:
-            raise SelfJInputError("--response_model_column names who wrote the given responses; it needs "
-                                  "--response_column.")
+            raise SelfJInputError(
+                "--response_model_column names who wrote the given responses; it needs --response_column."
+            )
         if not 0.0 <= self.cosine_weight <= 1.0:
             raise SelfJInputError(f"cosine_weight must be in [0, 1], got {self.cosine_weight}.")
         if self.combination not in COMBINATIONS:
@@ -189,12 +242,17 @@ class LabelingConfig:
         self.prompt_style = check_prompt_style(self.prompt_style)
         if self.likelihood_method not in LIKELIHOOD_METHODS:
             raise SelfJInputError(
-                f"likelihood_method must be one of {LIKELIHOOD_METHODS}, got {self.likelihood_method!r}.")
+                f"likelihood_method must be one of {LIKELIHOOD_METHODS}, got {self.likelihood_method!r}."
+            )
         if self.combination == "fitted" and not (self.fit_dataset or self.fit_weights):
-            raise SelfJInputError("combination=fitted needs --fit_dataset (a labelled dev slice) or --fit_weights "
-                                  "INTERCEPT SELF_EVAL COSINE.")
+            raise SelfJInputError(
+                "combination=fitted needs --fit_dataset (a labelled dev slice) or --fit_weights "
+                "INTERCEPT SELF_EVAL COSINE."
+            )
         if self.fit_weights is not None and len(self.fit_weights) != 3:
-            raise SelfJInputError(f"fit_weights takes 3 numbers (intercept, self_eval, cosine), got {self.fit_weights}.")
+            raise SelfJInputError(
+                f"fit_weights takes 3 numbers (intercept, self_eval, cosine), got {self.fit_weights}."
+            )
         if self.fit_max_instructions < 2:
             raise SelfJInputError(f"fit_max_instructions must be >= 2, got {self.fit_max_instructions}.")
         if self.push_to_hub and not self.hub_dataset_id:
@@ -204,14 +262,37 @@ class LabelingConfig:
         """Hash of the settings that change the rows: a resumed run must match it. The self-evaluation signal adds
         the settings it reads; the texts the policy reads (both signals' prompt fingerprints) and the sampler's
         stop marker are in it too, so shards scored or sampled with other prompts are never reused."""
-        keys = ["dataset_name", "dataset_split", "dataset_filter", "instruction_column", "input_column",
-                "reference_column", "messages_column", "instances_column", "response_column", "response_model_column",
-                "policy", "embedder", "use_chat_template", "num_samples", "max_new_tokens", "temperature", "top_p",
-                "do_sample", "seed", "generation_batch_size", "max_length", "self_eval_method", "prompt_style",
-                "chunk_size", "noref_baseline"]
+        keys = [
+            "dataset_name",
+            "dataset_split",
+            "dataset_filter",
+            "instruction_column",
+            "input_column",
+            "reference_column",
+            "messages_column",
+            "instances_column",
+            "response_column",
+            "response_model_column",
+            "policy",
+            "embedder",
+            "use_chat_template",
+            "num_samples",
+            "max_new_tokens",
+            "temperature",
+            "top_p",
+            "do_sample",
+            "seed",
+            "generation_batch_size",
+            "max_length",
+            "self_eval_method",
+            "prompt_style",
+            "chunk_size",
+            "noref_baseline",
+        ]
         keys += [k for k in get_signal(self.self_eval_method).settings if k not in keys]
         values = {k: getattr(self, k) for k in keys}
-        values["texts"] = content_hash(get_signal(self.self_eval_method).fingerprint(),
-                                       get_signal("digits").fingerprint(), PLAIN_TURN_MARKER)
+        values["texts"] = content_hash(
+            get_signal(self.self_eval_method).fingerprint(), get_signal("digits").fingerprint(), PLAIN_TURN_MARKER
+        )
         blob = json.dumps(values, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -29,12 +29,24 @@ def load_fit_rows(config: LabelingConfig) -> list[dict[str, Any]]:
         from ..eval_sets import ADVERSARIAL_MODELS, load_alpaca_train_rows
 
         rows = load_alpaca_train_rows(folder, config.fit_max_instructions, seed=config.seed)
-        return [{"instruction": r["instruction"], "reference": r["reference"], "response": r["response"],
-                 "quality": r["gpt4_win_prob"]} for r in rows if r["model"] not in ADVERSARIAL_MODELS]
+        return [
+            {
+                "instruction": r["instruction"],
+                "reference": r["reference"],
+                "response": r["response"],
+                "quality": r["gpt4_win_prob"],
+            }
+            for r in rows
+            if r["model"] not in ADVERSARIAL_MODELS
+        ]
     table = load_table(config.fit_dataset, "train")
     cols = [config.instruction_column, config.reference_column, config.fit_response_column, config.fit_quality_column]
-    require_columns(table, cols, f"fit_dataset {config.fit_dataset}",
-                    "Map them with --instruction_column/--reference_column/--fit_response_column/--fit_quality_column.")
+    require_columns(
+        table,
+        cols,
+        f"fit_dataset {config.fit_dataset}",
+        "Map them with --instruction_column/--reference_column/--fit_response_column/--fit_quality_column.",
+    )
     rows = []
     for i, ex in enumerate(table):
         texts = [ex[c] for c in cols[:3]]
@@ -42,15 +54,25 @@ def load_fit_rows(config: LabelingConfig) -> list[dict[str, Any]]:
             continue  # an empty or missing text cannot be scored; the fit uses the rest
         quality = ex[config.fit_quality_column]
         if not isinstance(quality, (int, float)) or not math.isfinite(quality):
-            raise SelfJInputError(f"fit_dataset row {i}: `{config.fit_quality_column}` must be a finite number, "
-                                  f"got {quality!r}.")
+            raise SelfJInputError(
+                f"fit_dataset row {i}: `{config.fit_quality_column}` must be a finite number, got {quality!r}."
+            )
         rows.append({"instruction": texts[0], "reference": texts[1], "response": texts[2], "quality": float(quality)})
     return rows
 
 
 def fit_path(shard_dir: Path, config: LabelingConfig) -> Path:
-    key = json.dumps([str(config.fit_dataset), config.fit_quality_column, config.fit_response_column,
-                      config.instruction_column, config.reference_column, config.fit_max_instructions, config.seed])
+    key = json.dumps(
+        [
+            str(config.fit_dataset),
+            config.fit_quality_column,
+            config.fit_response_column,
+            config.instruction_column,
+            config.reference_column,
+            config.fit_max_instructions,
+            config.seed,
+        ]
+    )
     return shard_dir / f"fit-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
 
 
@@ -62,9 +84,14 @@ def score_fit_rows(config: LabelingConfig, shard_dir: Path, models: ModelSet) ->
     rows = load_fit_rows(config)
     if len(rows) < 3:
         raise SelfJInputError(f"fit_dataset {config.fit_dataset}: {len(rows)} usable rows; fitting needs at least 3.")
-    self_eval, _, cosine = score_signals(config, models, [r["instruction"] for r in rows],
-                                         [r["response"] for r in rows], [r["reference"] for r in rows],
-                                         with_noref=False)
+    self_eval, _, cosine = score_signals(
+        config,
+        models,
+        [r["instruction"] for r in rows],
+        [r["response"] for r in rows],
+        [r["reference"] for r in rows],
+        with_noref=False,
+    )
     for r, s, c in zip(rows, self_eval, cosine, strict=True):
         r.update(self_eval_score=float(s), cosine_similarity=float(c))
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
@@ -81,5 +108,9 @@ def fitted_weights(config: LabelingConfig, shard_dir: Path) -> tuple[tuple[float
     weights = fit_combination(s, c, q)
     in_sample = combine_labels(s, c, combination="fitted", weights=weights)
     rho = spearman(in_sample, q) if len(set(in_sample)) > 1 else float("nan")
-    return weights, {"weights": list(weights), "source": str(config.fit_dataset), "rows": len(rows),
-                     "in_sample_spearman": rho}
+    return weights, {
+        "weights": list(weights),
+        "source": str(config.fit_dataset),
+        "rows": len(rows),
+        "in_sample_spearman": rho,
+    }

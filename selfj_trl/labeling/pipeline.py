@@ -65,8 +65,13 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
     models = ModelSet(config.policy, config.embedder, trust_remote_code=config.trust_remote_code)
     if todo:
         done_rows = sum(sizes[c] for c in mine if c not in todo)
-        bar = tqdm(total=sum(sizes[c] for c in mine), initial=done_rows,
-                   desc=f"labeling (process {state.process_index})", unit="instr", position=state.process_index)
+        bar = tqdm(
+            total=sum(sizes[c] for c in mine),
+            initial=done_rows,
+            desc=f"labeling (process {state.process_index})",
+            unit="instr",
+            position=state.process_index,
+        )
         for chunk in todo:
             stats: Counter = Counter()
             chunk_rows = rows[chunk * config.chunk_size : (chunk + 1) * config.chunk_size]
@@ -89,12 +94,28 @@ def finalize(config: LabelingConfig, sizes: list[int], skipped: Counter, source_
     if not records:
         raise SelfJInputError("labeling produced no rows (every sampled or given response was empty).")
     weights, fit_info = fitted_weights(config, shard_dir) if config.combination == "fitted" else (None, None)
-    labels = combine_labels([r["self_eval_score"] for r in records], [r["cosine_similarity"] for r in records],
-                            cosine_weight=config.cosine_weight, combination=config.combination, weights=weights)
+    labels = combine_labels(
+        [r["self_eval_score"] for r in records],
+        [r["cosine_similarity"] for r in records],
+        cosine_weight=config.cosine_weight,
+        combination=config.combination,
+        weights=weights,
+    )
     for r, label in zip(records, labels, strict=True):
         r["label"] = float(label)
-    columns = ["instruction_id", "instruction", "reference", "response", "sample_index", "source", "model",
-               "self_eval_score", "self_eval_noref_score", "cosine_similarity", "label"]
+    columns = [
+        "instruction_id",
+        "instruction",
+        "reference",
+        "response",
+        "sample_index",
+        "source",
+        "model",
+        "self_eval_score",
+        "self_eval_noref_score",
+        "cosine_similarity",
+        "label",
+    ]
     table = Dataset.from_dict({c: [r[c] for r in records] for c in columns})
     stats = stat_totals(shard_dir, sizes)
     mass = digit_mass(stats)
@@ -103,7 +124,8 @@ def finalize(config: LabelingConfig, sizes: list[int], skipped: Counter, source_
             "the policy put only %.1f%% of its next-token probability on the digits: its ratings are mostly noise. "
             "Try another --prompt_style (rating_lead, few_shot) or --self_eval_method likelihood (see "
             "`selfj-trl signal`).",
-            100 * mass)
+            100 * mass,
+        )
     save_labeled(table, config, skipped=skipped, stats=stats, num_instructions=source_rows, fit=fit_info)
     return table
 
@@ -114,8 +136,15 @@ def self_eval_prompt(config: LabelingConfig) -> str:
     return signal.prompt_text(config) if signal.prompt_text is not None else signal.description(config)
 
 
-def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats: Counter, num_instructions: int,
-              fit: dict | None = None) -> dict:
+def card_info(
+    table: Dataset,
+    config: LabelingConfig,
+    *,
+    skipped: Counter,
+    stats: Counter,
+    num_instructions: int,
+    fit: dict | None = None,
+) -> dict:
     """Everything the dataset card says about a labeled table."""
     hist = [0] * 10
     for label in table["label"]:
@@ -141,8 +170,13 @@ def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats
         "noref_baseline": config.noref_baseline,
         "defaults_source": config.defaults_source,
         "measured_quality": measured_quality(config),
-        "generation": {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
-                       "top_p": config.top_p, "do_sample": config.do_sample, "seed": config.seed},
+        "generation": {
+            "max_new_tokens": config.max_new_tokens,
+            "temperature": config.temperature,
+            "top_p": config.top_p,
+            "do_sample": config.do_sample,
+            "seed": config.seed,
+        },
         "skipped": {**dict(skipped), **{k: v for k, v in stats.items() if k == "empty_response"}},
         "truncated": {k: v for k, v in stats.items() if k.endswith("truncated")},
         "digit_mass": mass,
@@ -153,8 +187,15 @@ def card_info(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats
     }
 
 
-def save_labeled(table: Dataset, config: LabelingConfig, *, skipped: Counter, stats: Counter, num_instructions: int,
-                 fit: dict | None = None) -> None:
+def save_labeled(
+    table: Dataset,
+    config: LabelingConfig,
+    *,
+    skipped: Counter,
+    stats: Counter,
+    num_instructions: int,
+    fit: dict | None = None,
+) -> None:
     """The ``save_to_disk`` table, README.md and labeling_config.json, staged and published into the output folder
     with its completion marker last (:func:`~selfj_trl.artifacts.staged_folder`); the shards stay where they are."""
     from ..hub import dataset_card, push_labeled_dataset

@@ -70,8 +70,16 @@ def load_alpaca_train_pool(folder: str | Path) -> Dataset:
         if r.get("id") not in train:
             continue
         ins = train[r["id"]]
-        rows.append({"id": r["id"], "instruction": ins["instruction"], "reference": ins["reference"],
-                     "response": r.get("response"), "model": r.get("model"), "subset": ins.get("subset")})
+        rows.append(
+            {
+                "id": r["id"],
+                "instruction": ins["instruction"],
+                "reference": ins["reference"],
+                "response": r.get("response"),
+                "model": r.get("model"),
+                "subset": ins.get("subset"),
+            }
+        )
     rows.sort(key=lambda r: (r["id"], str(r["model"])))
     return Dataset.from_list(rows)
 
@@ -128,7 +136,9 @@ def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[st
         if config.messages_column:
             instruction, reference = reference_from_messages(ex[config.messages_column])
         elif config.instances_column:
-            instruction, reference = reference_from_instances(ex[config.instruction_column], ex[config.instances_column])
+            instruction, reference = reference_from_instances(
+                ex[config.instruction_column], ex[config.instances_column]
+            )
         else:
             instruction, reference = ex[config.instruction_column], ex[config.reference_column]
             extra = ex.get(config.input_column) if config.input_column else None
@@ -152,8 +162,12 @@ def prepare_rows(dataset: Dataset, config: LabelingConfig) -> tuple[list[dict[st
         if row is None:
             if config.max_instructions and len(rows) >= config.max_instructions:
                 continue  # later rows may still add responses to the instructions already taken
-            row = by_text[(instruction, reference)] = {"instruction_id": i, "instruction": instruction,
-                                                        "reference": reference, "given": []}
+            row = by_text[(instruction, reference)] = {
+                "instruction_id": i,
+                "instruction": instruction,
+                "reference": reference,
+                "given": [],
+            }
             rows.append(row)
         given = given_response(ex, i, config)
         if given is None:
@@ -181,8 +195,14 @@ def check_instruction_budget(rows: list[dict[str, Any]], config: LabelingConfig)
     for row in rows:
         for with_reference in references:
             try:
-                build_judge_prompt(tokenizer, row["instruction"], "", row["reference"] if with_reference else None,
-                                   use_chat_template=config.use_chat_template, max_length=config.max_length,
-                                   prompt_style=config.prompt_style)
+                build_judge_prompt(
+                    tokenizer,
+                    row["instruction"],
+                    "",
+                    row["reference"] if with_reference else None,
+                    use_chat_template=config.use_chat_template,
+                    max_length=config.max_length,
+                    prompt_style=config.prompt_style,
+                )
             except SelfJInputError as err:
                 raise SelfJInputError(f"row {row['instruction_id']}: {err}") from None

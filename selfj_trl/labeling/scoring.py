@@ -22,8 +22,14 @@ def sampling_settings(config: LabelingConfig) -> dict[str, Any]:
 
 
 def score_signals(
-    config: LabelingConfig, models: ModelSet, instructions: list[str], responses: list[str], references: list[str],
-    *, stats: Counter | None = None, with_noref: bool = True,
+    config: LabelingConfig,
+    models: ModelSet,
+    instructions: list[str],
+    responses: list[str],
+    references: list[str],
+    *,
+    stats: Counter | None = None,
+    with_noref: bool = True,
 ) -> tuple[list[float], list[float], list[float]]:
     """(self-evaluation with the reference, the reference-free digit baseline, cosine) for each row, as ``config``
     asks. One function for the labeled rows and the dev slice a fitted combination learns from, so both are scored
@@ -34,8 +40,9 @@ def score_signals(
     return with_ref, no_ref, cosine
 
 
-def label_chunk(rows: list[dict[str, Any]], chunk: int, config: LabelingConfig, models: ModelSet,
-                stats: Counter) -> list[dict[str, Any]]:
+def label_chunk(
+    rows: list[dict[str, Any]], chunk: int, config: LabelingConfig, models: ModelSet, stats: Counter
+) -> list[dict[str, Any]]:
     """All labeled rows for one chunk of instructions (signals only; labels come at gather time): per instruction its
     given responses (``source="given"``, ``model`` = the response model column's value), then the policy's samples
     (``source="policy"``, ``model`` = the policy); ``sample_index`` numbers them in that order. The chunk's seed
@@ -43,9 +50,15 @@ def label_chunk(rows: list[dict[str, Any]], chunk: int, config: LabelingConfig, 
     samples: list[list[str]] = [[] for _ in rows]
     if config.num_samples > 0:
         _, samples = sample_responses(
-            models.policy, models.tokenizer, [r["instruction"] for r in rows], config.num_samples,
-            sampling_settings(config), batch_size=config.generation_batch_size, seed=config.seed + chunk,
-            show_progress=False, use_chat_template=config.use_chat_template,
+            models.policy,
+            models.tokenizer,
+            [r["instruction"] for r in rows],
+            config.num_samples,
+            sampling_settings(config),
+            batch_size=config.generation_batch_size,
+            seed=config.seed + chunk,
+            show_progress=False,
+            use_chat_template=config.use_chat_template,
         )
     flat = []
     for row, responses in zip(rows, samples, strict=True):
@@ -57,13 +70,26 @@ def label_chunk(rows: list[dict[str, Any]], chunk: int, config: LabelingConfig, 
             if not response.strip():
                 stats["empty_response"] += 1
                 continue
-            flat.append({**base, "response": response, "sample_index": len(given) + k, "source": "policy",
-                         "model": config.policy})
+            flat.append(
+                {
+                    **base,
+                    "response": response,
+                    "sample_index": len(given) + k,
+                    "source": "policy",
+                    "model": config.policy,
+                }
+            )
     if not flat:
         return []
-    with_ref, no_ref, cosine = score_signals(config, models, [r["instruction"] for r in flat],
-                                             [r["response"] for r in flat], [r["reference"] for r in flat],
-                                             stats=stats, with_noref=config.noref_baseline)
+    with_ref, no_ref, cosine = score_signals(
+        config,
+        models,
+        [r["instruction"] for r in flat],
+        [r["response"] for r in flat],
+        [r["reference"] for r in flat],
+        stats=stats,
+        with_noref=config.noref_baseline,
+    )
     no_ref = no_ref or [math.nan] * len(flat)
     for r, s, s0, c in zip(flat, with_ref, no_ref, cosine, strict=True):
         r.update(self_eval_score=float(s), self_eval_noref_score=float(s0), cosine_similarity=float(c))

@@ -101,9 +101,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(
-    judge: Any, config: ServeConfig, *, token: str | None = None, model_name: str | None = None
-) -> FastAPI:
+def create_app(judge: Any, config: ServeConfig, *, token: str | None = None, model_name: str | None = None) -> FastAPI:
     """The FastAPI app serving ``judge`` (anything with ``score_texts``, ``format`` and ``tokenizer``).
 
     ``token=None`` reads the environment variable named by ``config.token_env``; ``""`` serves without a token.
@@ -125,8 +123,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         batcher.start()
-        logger.info("judge worker started (max_batch_size=%d, max_wait_ms=%g)", config.max_batch_size,
-                    config.max_wait_ms)
+        logger.info(
+            "judge worker started (max_batch_size=%d, max_wait_ms=%g)", config.max_batch_size, config.max_wait_ms
+        )
         try:
             yield
         finally:
@@ -148,15 +147,24 @@ def create_app(
     async def health(request: Request):
         body: dict[str, Any] = {"status": "ok" if batcher.running else "unavailable", "ready": batcher.running}
         if authorized(request):
-            body.update(model=model_name, max_batch_size=config.max_batch_size, batches=batcher.batches,
-                        texts=batcher.texts, teacher_view_with_labels=config.teacher_view_with_labels)
+            body.update(
+                model=model_name,
+                max_batch_size=config.max_batch_size,
+                batches=batcher.batches,
+                texts=batcher.texts,
+                teacher_view_with_labels=config.teacher_view_with_labels,
+            )
         return JSONResponse(body, status_code=200 if batcher.running else 503)
 
     @app.post(REWARD_ROUTE)
     async def get_reward(request: Request) -> JSONResponse:
         if not authorized(request):
-            return error_response(401, f"missing or wrong token; send `Authorization: Bearer <token>` (the value of "
-                                       f"${config.token_env} on the server).", headers={"WWW-Authenticate": "Bearer"})
+            return error_response(
+                401,
+                f"missing or wrong token; send `Authorization: Bearer <token>` (the value of "
+                f"${config.token_env} on the server).",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         try:
             parsed = parse_reward_request(await read_body(request, config.max_request_bytes), config)
         except RequestError as err:
@@ -201,8 +209,9 @@ class RedactQueryString(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(f"{a.partition('?')[0]}?[query removed]" if isinstance(a, str) and "?" in a else a
-                                for a in record.args)
+            record.args = tuple(
+                f"{a.partition('?')[0]}?[query removed]" if isinstance(a, str) and "?" in a else a for a in record.args
+            )
         return True
 
 
@@ -223,14 +232,21 @@ def build_server(config: ServeConfig):
     token = read_token(config)
     check_exposure(config, token)
     judge = SelfJudge.from_pretrained(
-        config.judge, device=config.device, dtype=config.dtype, trust_remote_code=config.trust_remote_code,
+        config.judge,
+        device=config.device,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
         max_length=config.max_length,
     )
     app = create_app(judge, config, token=token or "")
     if token is not None:
         logger.info("requests must carry the token from $%s", config.token_env)
     uv_config = uvicorn.Config(
-        app, host=config.host, port=config.port, log_level=config.log_level.lower(), server_header=False,
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level.lower(),
+        server_header=False,
         timeout_graceful_shutdown=30,
     )
     redact_access_log()  # after uvicorn.Config, which (re)configures its loggers

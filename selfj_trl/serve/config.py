@@ -44,8 +44,10 @@ class ServeConfig:
     dtype: str | None = field(default=None, metadata={"help": "Weights dtype, e.g. float32 or bfloat16."})
     max_length: int | None = field(
         default=None,
-        metadata={"help": "Token cap per view (default: the max_length the judge was trained at, from config.selfj; "
-                          "else the model's position limit)."},
+        metadata={
+            "help": "Token cap per view (default: the max_length the judge was trained at, from config.selfj; "
+            "else the model's position limit)."
+        },
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
     log_level: str = field(default="info", metadata={"help": "uvicorn / server log level."})
@@ -61,4 +63,3 @@ class ServeConfig:
         if not self.token_env:
             raise SelfJInputError("`token_env` is empty; name an environment variable (default SELFJ_SERVE_TOKEN).")
         return self
-

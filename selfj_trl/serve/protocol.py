@@ -57,9 +57,9 @@ def parse_reward_request(body: bytes, config: ServeConfig) -> RewardRequest:
     try:
         payload = json.loads(body)
     except RecursionError:
-        raise RequestError(400, "the body is nested too deeply to be a request; send {\"query\": [\"...\"]}.") from None
+        raise RequestError(400, 'the body is nested too deeply to be a request; send {"query": ["..."]}.') from None
     except ValueError as err:  # not JSON, not UTF-8, or an integer too long for Python to convert
-        raise RequestError(400, f"the body is not valid JSON ({err}); send {{\"query\": [\"...\"]}}.") from None
+        raise RequestError(400, f'the body is not valid JSON ({err}); send {{"query": ["..."]}}.') from None
     if not isinstance(payload, dict):
         raise RequestError(400, f"the body must be a JSON object with a `query` list, got {type(payload).__name__}.")
     if "query" not in payload:
@@ -92,7 +92,8 @@ def _check_text_field(value: Any, name: str, config: ServeConfig, *, allow_empty
         raise RequestError(400, str(err), name.split("[")[0]) from None
     if len(value) > config.max_chars_per_text:
         raise RequestError(
-            413, f"`{name}` has {len(value)} characters, over the limit of {config.max_chars_per_text}.",
+            413,
+            f"`{name}` has {len(value)} characters, over the limit of {config.max_chars_per_text}.",
             name.split("[")[0],
         )
 

@@ -53,9 +53,15 @@ class Signal:
 SIGNALS: dict[str, Signal] = {}
 
 
-def register_signal(name: str, *, kind: str = "self_eval", settings: tuple[str, ...] = (),
-                    fingerprint: Callable[[], str] | None = None, describe: Callable[[Any], str] | None = None,
-                    prompt_text: Callable[[Any], str] | None = None) -> Callable:
+def register_signal(
+    name: str,
+    *,
+    kind: str = "self_eval",
+    settings: tuple[str, ...] = (),
+    fingerprint: Callable[[], str] | None = None,
+    describe: Callable[[Any], str] | None = None,
+    prompt_text: Callable[[Any], str] | None = None,
+) -> Callable:
     """Decorator: register ``score(models, instructions, responses, references, settings, stats=None)``."""
     if kind not in SIGNAL_KINDS:
         raise SelfJInputError(f"signal kind must be one of {SIGNAL_KINDS}, got {kind!r}.")
@@ -112,8 +118,15 @@ class ModelSet:
         return models.load_embedder(self.embedder_name)
 
 
-def score_signal(name: str, models: ModelSet, instructions: list[str], responses: list[str],
-                 references: list[str] | None, settings: Any, stats: Counter | None = None) -> list[float]:
+def score_signal(
+    name: str,
+    models: ModelSet,
+    instructions: list[str],
+    responses: list[str],
+    references: list[str] | None,
+    settings: Any,
+    stats: Counter | None = None,
+) -> list[float]:
     """Score rows with the registered signal ``name``."""
     if len(instructions) != len(responses) or (references is not None and len(references) != len(responses)):
         raise SelfJInputError("instructions, responses and references must have the same length.")

@@ -28,11 +28,21 @@ DIGIT_READOUTS = ("expected", "argmax", "single_id")
 
 
 def digit_logprobs(
-    model: Any, tokenizer: Any, instructions: list[str], responses: list[str], references: list[str] | None = None, *,
-    groups: list[Any] | None = None, prompt_style: str = prompts.DEFAULT_PROMPT_STYLE, max_length: int | None = 1024,
-    use_chat_template: bool | None = None, digit_ids: list[list[int]] | None = None,
-    on_group: Callable[[list[int], list[dict]], None] | None = None, skip: set[int] | None = None,
-    show_progress: bool = False, if_too_long: str = "skip",
+    model: Any,
+    tokenizer: Any,
+    instructions: list[str],
+    responses: list[str],
+    references: list[str] | None = None,
+    *,
+    groups: list[Any] | None = None,
+    prompt_style: str = prompts.DEFAULT_PROMPT_STYLE,
+    max_length: int | None = 1024,
+    use_chat_template: bool | None = None,
+    digit_ids: list[list[int]] | None = None,
+    on_group: Callable[[list[int], list[dict]], None] | None = None,
+    skip: set[int] | None = None,
+    show_progress: bool = False,
+    if_too_long: str = "skip",
 ) -> list[dict | None]:
     """Per row: log p of each digit (all its ids, and one canonical id), the digit mass, and truncation flags.
 
@@ -52,17 +62,25 @@ def digit_logprobs(
         canonical.append(tid if tid in ids else ids[0])
     groups = groups if groups is not None else instructions
     results: list[dict | None] = [None] * len(responses)
-    for _, idx in tqdm(list(rows_by_group(groups).items()), desc=f"digits {prompt_style}",
-                       disable=not show_progress, leave=False):
+    for _, idx in tqdm(
+        list(rows_by_group(groups).items()), desc=f"digits {prompt_style}", disable=not show_progress, leave=False
+    ):
         idx = [i for i in idx if not skip or i not in skip]
         if not idx:
             continue
         seqs, ok, flags = [], [], []
         for i in idx:
             ref = references[i] if references is not None else None
-            judge_prompt = prompts.build_judge_prompt(tokenizer, instructions[i], responses[i], ref,
-                                                      use_chat_template=chat, max_length=max_length,
-                                                      prompt_style=prompt_style, if_too_long=if_too_long)
+            judge_prompt = prompts.build_judge_prompt(
+                tokenizer,
+                instructions[i],
+                responses[i],
+                ref,
+                use_chat_template=chat,
+                max_length=max_length,
+                prompt_style=prompt_style,
+                if_too_long=if_too_long,
+            )
             if judge_prompt is None:
                 continue
             seqs.append(tokenizer(judge_prompt.text, add_special_tokens=not chat)["input_ids"])
@@ -71,15 +89,21 @@ def digit_logprobs(
         for i, lp, (resp_cut, ref_cut) in zip(ok, forward_group(model, seqs, keep_ids=flat), flags, strict=True):
             lp_t = torch.tensor(lp, dtype=torch.float64)
             per_digit = [float(torch.logsumexp(lp_t[[pos[t] for t in ids]], 0)) for ids in digit_ids]
-            results[i] = {"lp": per_digit, "lp_single": [lp[pos[t]] for t in canonical],
-                          "mass": float(torch.logsumexp(lp_t, 0).exp()), "response_truncated": bool(resp_cut),
-                          "reference_truncated": bool(ref_cut)}
+            results[i] = {
+                "lp": per_digit,
+                "lp_single": [lp[pos[t]] for t in canonical],
+                "mass": float(torch.logsumexp(lp_t, 0).exp()),
+                "response_truncated": bool(resp_cut),
+                "reference_truncated": bool(ref_cut),
+            }
         if on_group is not None:
             on_group(idx, [results[i] for i in idx])
     return results
 
 
-def digit_score(value: dict | None, prompt_style: str = prompts.DEFAULT_PROMPT_STYLE, readout: str = "expected") -> float:
+def digit_score(
+    value: dict | None, prompt_style: str = prompts.DEFAULT_PROMPT_STYLE, readout: str = "expected"
+) -> float:
     """A 0-9 score from :func:`digit_logprobs`' record: the style's digits only, mapped linearly onto 0-9.
 
     ``expected`` (the labeler's): the expectation over digits, each digit's probability summed over all its ids.
@@ -104,9 +128,18 @@ def style_digit_mass(value: dict, prompt_style: str = prompts.DEFAULT_PROMPT_STY
 
 
 def self_evaluate(
-    model: Any, tokenizer: Any, instructions: list[str], responses: list[str], references: list[str] | None = None, *,
-    max_length: int | None = 1024, use_chat_template: bool | None = None, stats: Counter | None = None,
-    digit_ids: list[list[int]] | None = None, show_progress: bool = False, prompt_style: str = prompts.DEFAULT_PROMPT_STYLE,
+    model: Any,
+    tokenizer: Any,
+    instructions: list[str],
+    responses: list[str],
+    references: list[str] | None = None,
+    *,
+    max_length: int | None = 1024,
+    use_chat_template: bool | None = None,
+    stats: Counter | None = None,
+    digit_ids: list[list[int]] | None = None,
+    show_progress: bool = False,
+    prompt_style: str = prompts.DEFAULT_PROMPT_STYLE,
 ) -> list[float]:
     """The policy's own 0-9 rating of each response (with the reference when given), one forward pass per row.
 
@@ -114,9 +147,19 @@ def self_evaluate(
     vocabulary scan when called repeatedly. A style on another scale (``scale_1_5``) reads only its digits and maps
     the expectation linearly onto 0-9. A row whose instruction cannot fit ``max_length`` is an input error.
     """
-    records = digit_logprobs(model, tokenizer, instructions, responses, references, prompt_style=prompt_style,
-                             max_length=max_length, use_chat_template=use_chat_template, digit_ids=digit_ids,
-                             show_progress=show_progress, if_too_long="raise")
+    records = digit_logprobs(
+        model,
+        tokenizer,
+        instructions,
+        responses,
+        references,
+        prompt_style=prompt_style,
+        max_length=max_length,
+        use_chat_template=use_chat_template,
+        digit_ids=digit_ids,
+        show_progress=show_progress,
+        if_too_long="raise",
+    )
     if stats is not None:
         for record in records:
             stats["response_truncated"] += record["response_truncated"]
@@ -130,11 +173,31 @@ def fingerprint() -> str:
     return content_hash(*prompts.digit_prompt_parts())
 
 
-@register_signal("digits", kind="self_eval", settings=("prompt_style",), fingerprint=fingerprint,
-                 describe=lambda settings: f"digits, prompt style {settings.prompt_style}",
-                 prompt_text=lambda settings: prompts.self_eval_prompt_text("digits", settings.prompt_style))
-def score(models: Any, instructions: list[str], responses: list[str], references: list[str] | None, settings: Any,
-          stats: Counter | None = None) -> list[float]:
-    return self_evaluate(models.policy, models.tokenizer, instructions, responses, references, stats=stats,
-                         max_length=settings.max_length, use_chat_template=settings.use_chat_template,
-                         digit_ids=models.digit_ids, prompt_style=settings.prompt_style)
+@register_signal(
+    "digits",
+    kind="self_eval",
+    settings=("prompt_style",),
+    fingerprint=fingerprint,
+    describe=lambda settings: f"digits, prompt style {settings.prompt_style}",
+    prompt_text=lambda settings: prompts.self_eval_prompt_text("digits", settings.prompt_style),
+)
+def score(
+    models: Any,
+    instructions: list[str],
+    responses: list[str],
+    references: list[str] | None,
+    settings: Any,
+    stats: Counter | None = None,
+) -> list[float]:
+    return self_evaluate(
+        models.policy,
+        models.tokenizer,
+        instructions,
+        responses,
+        references,
+        stats=stats,
+        max_length=settings.max_length,
+        use_chat_template=settings.use_chat_template,
+        digit_ids=models.digit_ids,
+        prompt_style=settings.prompt_style,
+    )

@@ -39,10 +39,19 @@ def cut_to_tokens(tokenizer: Any, text: str, n_tokens: int) -> str:
 
 
 def likelihood_gains(
-    model: Any, tokenizer: Any, instructions: list[str], responses: list[str], references: list[str], *,
-    method: str = DEFAULT_LIKELIHOOD_METHOD, groups: list[Any] | None = None, use_chat_template: bool | None = None,
-    max_length: int | None = 1024, max_target_tokens: int = MAX_TARGET_TOKENS,
-    on_group: Callable[[list[int], list[dict]], None] | None = None, skip: set[int] | None = None,
+    model: Any,
+    tokenizer: Any,
+    instructions: list[str],
+    responses: list[str],
+    references: list[str],
+    *,
+    method: str = DEFAULT_LIKELIHOOD_METHOD,
+    groups: list[Any] | None = None,
+    use_chat_template: bool | None = None,
+    max_length: int | None = 1024,
+    max_target_tokens: int = MAX_TARGET_TOKENS,
+    on_group: Callable[[list[int], list[dict]], None] | None = None,
+    skip: set[int] | None = None,
     show_progress: bool = False,
 ) -> list[dict | None]:
     """Per row: mean log-likelihood (nats/token) of the target after the conditioned and the baseline context.
@@ -57,8 +66,9 @@ def likelihood_gains(
     special = not chat
     groups = groups if groups is not None else instructions
     results: list[dict | None] = [None] * len(responses)
-    for _, idx in tqdm(list(rows_by_group(groups).items()), desc=f"likelihood {method}",
-                       disable=not show_progress, leave=False):
+    for _, idx in tqdm(
+        list(rows_by_group(groups).items()), desc=f"likelihood {method}", disable=not show_progress, leave=False
+    ):
         idx = [i for i in idx if not skip or i not in skip]
         if not idx:
             continue
@@ -76,8 +86,9 @@ def likelihood_gains(
             inner = ref if method == "response_gain" else resp
             inner = cut_to_tokens(tokenizer, inner, budget)
             resp_in, ref_in = (resp, inner) if method == "response_gain" else (inner, ref)
-            cond_ctx, base_ctx, _ = prompts.likelihood_views(tokenizer, ins, resp_in, ref_in, method=method,
-                                                             use_chat_template=chat)
+            cond_ctx, base_ctx, _ = prompts.likelihood_views(
+                tokenizer, ins, resp_in, ref_in, method=method, use_chat_template=chat
+            )
             cond_ids = tokenizer(cond_ctx, add_special_tokens=special)["input_ids"]
             base_ids = tokenizer(base_ctx, add_special_tokens=special)["input_ids"]
             cond_seqs.append(cond_ids + tgt)
@@ -90,7 +101,9 @@ def likelihood_gains(
         for k, s in enumerate(base_seqs):
             unique.setdefault(tuple(s), k)
         firsts = list(unique.values())
-        base_unique = forward_group(model, [base_seqs[k] for k in firsts], span_starts=[base_starts[k] for k in firsts])
+        base_unique = forward_group(
+            model, [base_seqs[k] for k in firsts], span_starts=[base_starts[k] for k in firsts]
+        )
         base_map = {tuple(base_seqs[k]): v for k, v in zip(firsts, base_unique, strict=True)}
         for i, (cond_sum, n), s in zip(idx, cond, base_seqs, strict=True):
             base_sum, _ = base_map[tuple(s)]
@@ -110,14 +123,29 @@ def gain_to_score(gain: float, method: str = DEFAULT_LIKELIHOOD_METHOD) -> float
 
 
 def likelihood_self_eval(
-    model: Any, tokenizer: Any, instructions: list[str], responses: list[str], references: list[str], *,
-    use_chat_template: bool | None = None, method: str = DEFAULT_LIKELIHOOD_METHOD, max_length: int | None = 1024,
+    model: Any,
+    tokenizer: Any,
+    instructions: list[str],
+    responses: list[str],
+    references: list[str],
+    *,
+    use_chat_template: bool | None = None,
+    method: str = DEFAULT_LIKELIHOOD_METHOD,
+    max_length: int | None = 1024,
     max_target_tokens: int = MAX_TARGET_TOKENS,
 ) -> list[float]:
     """Likelihood self-evaluation of each row on the 0-9 label scale (``9 * sigmoid(gain / scale)``)."""
-    raw = likelihood_gains(model, tokenizer, instructions, responses, references, method=method,
-                           use_chat_template=use_chat_template, max_length=max_length,
-                           max_target_tokens=max_target_tokens)
+    raw = likelihood_gains(
+        model,
+        tokenizer,
+        instructions,
+        responses,
+        references,
+        method=method,
+        use_chat_template=use_chat_template,
+        max_length=max_length,
+        max_target_tokens=max_target_tokens,
+    )
     return [gain_to_score(r["gain"], method) if r is not None else LABEL_MAX / 2 for r in raw]
 
 
@@ -125,14 +153,33 @@ def fingerprint(max_target_tokens: int = MAX_TARGET_TOKENS) -> str:
     return content_hash(*prompts.likelihood_prompt_parts(), max_target_tokens)
 
 
-@register_signal("likelihood", kind="self_eval", settings=("likelihood_method",), fingerprint=fingerprint,
-                 describe=lambda settings: f"likelihood, {settings.likelihood_method}",
-                 prompt_text=lambda settings: prompts.self_eval_prompt_text("likelihood",
-                                                                            likelihood_method=settings.likelihood_method))
-def score(models: Any, instructions: list[str], responses: list[str], references: list[str] | None, settings: Any,
-          stats: Counter | None = None) -> list[float]:
+@register_signal(
+    "likelihood",
+    kind="self_eval",
+    settings=("likelihood_method",),
+    fingerprint=fingerprint,
+    describe=lambda settings: f"likelihood, {settings.likelihood_method}",
+    prompt_text=lambda settings: prompts.self_eval_prompt_text(
+        "likelihood", likelihood_method=settings.likelihood_method
+    ),
+)
+def score(
+    models: Any,
+    instructions: list[str],
+    responses: list[str],
+    references: list[str] | None,
+    settings: Any,
+    stats: Counter | None = None,
+) -> list[float]:
     if references is None:
         raise SelfJInputError("the likelihood self-evaluation compares the answer with a reference; none was given.")
-    return likelihood_self_eval(models.policy, models.tokenizer, instructions, responses, references,
-                                method=settings.likelihood_method, use_chat_template=settings.use_chat_template,
-                                max_length=settings.max_length)
+    return likelihood_self_eval(
+        models.policy,
+        models.tokenizer,
+        instructions,
+        responses,
+        references,
+        method=settings.likelihood_method,
+        use_chat_template=settings.use_chat_template,
+        max_length=settings.max_length,
+    )

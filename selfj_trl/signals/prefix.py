@@ -43,7 +43,11 @@ def span_log_prob(logits: torch.Tensor, target: torch.Tensor) -> float:
 
 @torch.inference_mode()
 def forward_group(
-    model: Any, seqs: list[list[int]], *, span_starts: list[int] | None = None, keep_ids: list[int] | None = None,
+    model: Any,
+    seqs: list[list[int]],
+    *,
+    span_starts: list[int] | None = None,
+    keep_ids: list[int] | None = None,
 ) -> list[Any]:
     """Score token sequences that share a prefix, running the prefix once and reusing its key/value cache.
 
@@ -61,8 +65,9 @@ def forward_group(
     device = model.device
     cache = None
     if prefix > 0:
-        cache = model(input_ids=torch.tensor([seqs[0][:prefix]], device=device), use_cache=True,
-                      logits_to_keep=1).cache
+        cache = model(
+            input_ids=torch.tensor([seqs[0][:prefix]], device=device), use_cache=True, logits_to_keep=1
+        ).cache
     out: list[Any] = []
     for i, seq in enumerate(seqs):
         past = copy.deepcopy(cache) if cache is not None else None
@@ -76,8 +81,11 @@ def forward_group(
             out.append((0.0, 0))
             continue
         # positions start-1 .. n-2 predict tokens start .. n-1; they are the last n-start+1 positions minus the last
-        logits = model(input_ids=suffix, cache=past, use_cache=past is not None,
-                       logits_to_keep=n - start + 1).logits[0, :-1].float()
+        logits = (
+            model(input_ids=suffix, cache=past, use_cache=past is not None, logits_to_keep=n - start + 1)
+            .logits[0, :-1]
+            .float()
+        )
         target = torch.tensor(seq[start:], device=logits.device)
         out.append((span_log_prob(logits, target), len(target)))
     return out

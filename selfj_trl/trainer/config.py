@@ -51,8 +51,10 @@ class SelfJScriptArguments:
 
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "Labeled dataset (the output of `selfj-trl label`): a save_to_disk folder, a "
-                          "JSON/JSONL/CSV/Parquet file or a Hub dataset id."},
+        metadata={
+            "help": "Labeled dataset (the output of `selfj-trl label`): a save_to_disk folder, a "
+            "JSON/JSONL/CSV/Parquet file or a Hub dataset id."
+        },
     )
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_test_split: str | None = field(
@@ -60,8 +62,10 @@ class SelfJScriptArguments:
     )
     hub_dataset_id: str | None = field(
         default=None,
-        metadata={"help": "Hub id of the labeled dataset, recorded in the judge's config and card (defaults to "
-                          "`dataset_name` when that is a Hub id)."},
+        metadata={
+            "help": "Hub id of the labeled dataset, recorded in the judge's config and card (defaults to "
+            "`dataset_name` when that is a Hub id)."
+        },
     )
 
 
@@ -86,24 +90,30 @@ class SelfJRewardConfig(RewardConfig):
     )
     distill_warmup_ratio: float = field(
         default=0.0,
-        metadata={"help": "Fraction of the training steps, in [0, 1), over which the distillation weight rises "
-                          "linearly from 0 to `distill_weight`, so the student is pulled towards a teacher that has "
-                          "already learned from its labels (0: full weight from the first step)."},
+        metadata={
+            "help": "Fraction of the training steps, in [0, 1), over which the distillation weight rises "
+            "linearly from 0 to `distill_weight`, so the student is pulled towards a teacher that has "
+            "already learned from its labels (0: full weight from the first step)."
+        },
     )
     distill_loss: str = field(
         default="mse",
-        metadata={"help": "Distillation term D: `mse` (the squared distance between the student's and the detached "
-                          "teacher's scores, as in Self-J) or `preference` (pairwise only: the KL divergence between "
-                          "the teacher's and the student's Bradley-Terry probability that the first answer of each "
-                          "pair is better, so only the teacher's order within an instruction is distilled, not its "
-                          "score level, which depends on the reference the student never sees).",
-                  "choices": list(DISTILL_LOSSES)},
+        metadata={
+            "help": "Distillation term D: `mse` (the squared distance between the student's and the detached "
+            "teacher's scores, as in Self-J) or `preference` (pairwise only: the KL divergence between "
+            "the teacher's and the student's Bradley-Terry probability that the first answer of each "
+            "pair is better, so only the teacher's order within an instruction is distilled, not its "
+            "score level, which depends on the reference the student never sees).",
+            "choices": list(DISTILL_LOSSES),
+        },
     )
     loss_type: str = field(
         default="pointwise",
-        metadata={"help": "Label loss: `pointwise` (MSE to label/label_max) or `pairwise` (Bradley-Terry on pairs "
-                          "of responses to the same instruction, ordered by label).",
-                  "choices": list(LOSS_TYPES)},
+        metadata={
+            "help": "Label loss: `pointwise` (MSE to label/label_max) or `pairwise` (Bradley-Terry on pairs "
+            "of responses to the same instruction, ordered by label).",
+            "choices": list(LOSS_TYPES),
+        },
     )
     use_margin: bool = field(
         default=False,
@@ -114,20 +124,25 @@ class SelfJRewardConfig(RewardConfig):
     )
     pairs_per_row: float = field(
         default=0.0,
-        metadata={"help": "Pairwise only: train on (labeled rows x this) pairs, drawn at random from every pair, "
-                          "instead of epochs over all of them (17 answers to an instruction make 8x as many pairs as "
-                          "rows). Sets `max_steps` from the row count, batch size, gradient accumulation and "
-                          "processes, so one recipe fits any label count; 1.0 costs the forwards of two pointwise "
-                          "epochs. 0: `num_train_epochs` over every pair. A positive `max_steps` overrides it."},
+        metadata={
+            "help": "Pairwise only: train on (labeled rows x this) pairs, drawn at random from every pair, "
+            "instead of epochs over all of them (17 answers to an instruction make 8x as many pairs as "
+            "rows). Sets `max_steps` from the row count, batch size, gradient accumulation and "
+            "processes, so one recipe fits any label count; 1.0 costs the forwards of two pointwise "
+            "epochs. 0: `num_train_epochs` over every pair. A positive `max_steps` overrides it."
+        },
     )
     label_max: float = field(
         default=9.0, metadata={"help": "Top of the label scale (labels lie in [0, label_max]; Self-J uses 0-9)."}
     )
     judge_format: str = field(
         default="auto",
-        metadata={"help": "How views are formatted: `chat` (the tokenizer's chat template, for conversational "
-                          "GRPO data), `plain` (prompt + completion) or `auto` (chat when the tokenizer has a "
-                          "template).", "choices": list(JUDGE_FORMATS)},
+        metadata={
+            "help": "How views are formatted: `chat` (the tokenizer's chat template, for conversational "
+            "GRPO data), `plain` (prompt + completion) or `auto` (chat when the tokenizer has a "
+            "template).",
+            "choices": list(JUDGE_FORMATS),
+        },
     )
     # Columns
     instruction_column: str = field(default="instruction", metadata={"help": "Column holding the instruction."})
@@ -136,14 +151,18 @@ class SelfJRewardConfig(RewardConfig):
     label_column: str = field(default="label", metadata={"help": "Column holding the Self-J label (0..label_max)."})
     group_column: str = field(
         default="instruction_id",
-        metadata={"help": "Pairwise only: column grouping responses to the same instruction (falls back to the "
-                          "instruction text when absent)."},
+        metadata={
+            "help": "Pairwise only: column grouping responses to the same instruction (falls back to the "
+            "instruction text when absent)."
+        },
     )
     # Publishing
     merge_adapter_on_save: bool = field(
         default=True,
-        metadata={"help": "With LoRA, merge the adapter into the base weights when saving the judge, so the "
-                          "published judge is a plain AutoModelForSequenceClassification."},
+        metadata={
+            "help": "With LoRA, merge the adapter into the base weights when saving the judge, so the "
+            "published judge is a plain AutoModelForSequenceClassification."
+        },
     )
     # CPU-aware overrides of TRL defaults (None = decide from the hardware in __post_init__)
     gradient_checkpointing: bool | None = field(
@@ -174,7 +193,9 @@ class SelfJRewardConfig(RewardConfig):
         # transformers >= 5.20 renamed gradient_checkpointing to activation_checkpointing (the old name warns):
         # resolve both here so that our default never triggers the deprecation warning.
         if getattr(self, "activation_checkpointing", "absent") is None:
-            self.activation_checkpointing = accel if self.gradient_checkpointing is None else self.gradient_checkpointing
+            self.activation_checkpointing = (
+                accel if self.gradient_checkpointing is None else self.gradient_checkpointing
+            )
             self.gradient_checkpointing = None
         elif self.gradient_checkpointing is None:
             self.gradient_checkpointing = accel
@@ -183,24 +204,29 @@ class SelfJRewardConfig(RewardConfig):
         if self.distill_loss not in DISTILL_LOSSES:
             raise SelfJInputError(f"`distill_loss` must be one of {list(DISTILL_LOSSES)}, got {self.distill_loss!r}.")
         if self.distill_loss == "preference" and self.loss_type != "pairwise":
-            raise SelfJInputError("`distill_loss=preference` compares the two answers of a pair: it needs "
-                                  "`loss_type=pairwise`.")
+            raise SelfJInputError(
+                "`distill_loss=preference` compares the two answers of a pair: it needs `loss_type=pairwise`."
+            )
         if self.judge_format not in JUDGE_FORMATS:
             raise SelfJInputError(f"`judge_format` must be one of {list(JUDGE_FORMATS)}, got {self.judge_format!r}.")
         check_instance(self)
         steps = self.max_steps
         if isinstance(steps, bool) or not isinstance(steps, Integral) or steps == 0:
             why = " (0 steps would publish an untrained judge)" if steps == 0 else ""
-            raise SelfJInputError(f"`--max_steps` must be a positive integer, or -1 to train `--num_train_epochs` "
-                                  f"epochs; got {steps!r}{why}.")
+            raise SelfJInputError(
+                f"`--max_steps` must be a positive integer, or -1 to train `--num_train_epochs` "
+                f"epochs; got {steps!r}{why}."
+            )
         if self.teacher_weight == 0 and self.student_weight == 0:
             raise SelfJInputError("`teacher_weight` and `student_weight` are both 0: nothing learns the labels.")
         if self.use_margin and self.loss_type != "pairwise":
             raise SelfJInputError("`use_margin` only applies to `loss_type=pairwise`; drop it or switch loss_type.")
         if self.pairs_per_row:
             if self.loss_type != "pairwise":
-                raise SelfJInputError("`pairs_per_row` only applies to `loss_type=pairwise`; set `--pairs_per_row 0` "
-                                      "or switch loss_type.")
+                raise SelfJInputError(
+                    "`pairs_per_row` only applies to `loss_type=pairwise`; set `--pairs_per_row 0` "
+                    "or switch loss_type."
+                )
             if self.max_steps > 0:  # as it overrides num_train_epochs (a smoke run's --max_steps 1 on a recipe)
                 self.pairs_per_row = 0.0
         super().__post_init__()
@@ -225,7 +251,9 @@ class SelfJRewardConfig(RewardConfig):
 
 #: The trainer's numeric flags with their ranges, from the one table of every command's flags
 #: (:data:`selfj_trl.flags.NUMERIC_FLAGS`). ``max_steps`` is checked apart: negative means "use the epochs".
-NUMERIC_FLAGS = {name: bounds for name, bounds in FLAG_BOUNDS.items() if name in SelfJRewardConfig.__dataclass_fields__}
+NUMERIC_FLAGS = {
+    name: bounds for name, bounds in FLAG_BOUNDS.items() if name in SelfJRewardConfig.__dataclass_fields__
+}
 
 #: The name before the split (kept for one release): the same class.
 SelfJConfig = SelfJRewardConfig

@@ -38,8 +38,14 @@ FULL_MODEL_PATTERNS = ("config.json", "model*.safetensors", "model.safetensors.i
 STAGING_NAME = ".selfj-judge-staging"
 #: Files in a judge folder that are not part of the judge (the card is re-rendered on push; the trainer's records
 #: may be rewritten after the save): not listed in the marker, never moved or removed by a save.
-NOT_JUDGE_FILES = ("README.md", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json",
-                   "training_args.bin")
+NOT_JUDGE_FILES = (
+    "README.md",
+    "trainer_state.json",
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "training_args.bin",
+)
 
 
 def judge_config_section(
@@ -154,15 +160,20 @@ def judge_files(folder: Path) -> list[str]:
     hidden or temporary (sub-folders are checkpoints and logs, never part of the judge)."""
     folder = Path(folder)
     return sorted(
-        p.name for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and ".tmp" not in p.name
-        and p.name not in NOT_JUDGE_FILES and p.name != MANIFEST_NAME
+        p.name
+        for p in folder.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and ".tmp" not in p.name
+        and p.name not in NOT_JUDGE_FILES
+        and p.name != MANIFEST_NAME
     )
 
 
 @contextmanager
-def staged_judge(output_dir: str | os.PathLike, *, judge_repo: str | None = None,
-                 should_save: bool = True) -> Iterator[Path]:
+def staged_judge(
+    output_dir: str | os.PathLike, *, judge_repo: str | None = None, should_save: bool = True
+) -> Iterator[Path]:
     """Write a judge into the staging folder this yields, then move it into ``output_dir`` (see the module doc).
 
     Inside the block, save the weights and tokenizer to the yielded folder and finish with :func:`write_judge_files`
@@ -192,7 +203,9 @@ def swap_in_judge(staging: Path, output_dir: Path, judge_repo: str | None = None
     staging, output_dir = Path(staging), Path(output_dir)
     new = read_manifest(staging)
     if new is None:
-        raise RuntimeError(f"{staging} holds no complete judge: call write_judge_files on it before leaving the block.")
+        raise RuntimeError(
+            f"{staging} holds no complete judge: call write_judge_files on it before leaving the block."
+        )
     old = read_manifest(output_dir) or {}
     (output_dir / MANIFEST_NAME).unlink(missing_ok=True)  # from here until the last rename, the folder is refused
     fsync_dir(output_dir)

@@ -91,8 +91,9 @@ def selfj_loss_terms(
         teacher_diff = t_chosen - t_rejected
         p_teacher = torch.sigmoid(teacher_diff)
         # cross-entropy minus the teacher's own entropy: 0 when the student's preference equals the teacher's
-        distill = (F.binary_cross_entropy_with_logits(s_chosen - s_rejected, p_teacher)
-                   - F.binary_cross_entropy_with_logits(teacher_diff, p_teacher))
+        distill = F.binary_cross_entropy_with_logits(
+            s_chosen - s_rejected, p_teacher
+        ) - F.binary_cross_entropy_with_logits(teacher_diff, p_teacher)
     else:
         distill = F.mse_loss(student, teacher.detach())
     return {"loss_teacher": label_teacher, "loss_student": label_student, "loss_distill": distill}
@@ -119,8 +120,18 @@ class SelfJRewardTrainer(RewardTrainer):
     _tag_names = ["trl", "reward-trainer", "selfj"]
     _name = "Self-J Reward"
 
-    def __init__(self, model: Any, args: SelfJRewardConfig | None = None, data_collator=None, train_dataset=None,
-                 eval_dataset=None, processing_class=None, *, dataset_name: str | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        model: Any,
+        args: SelfJRewardConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        *,
+        dataset_name: str | None = None,
+        **kwargs: Any,
+    ):
         if args is None:
             args = SelfJRewardConfig(output_dir="selfj-judge")
         if not isinstance(args, SelfJRewardConfig):
@@ -132,26 +143,40 @@ class SelfJRewardTrainer(RewardTrainer):
             model = resolve_model(model)
             model_config = load_model_config(model, "base model", trust_remote_code=args.trust_remote_code)
             if processing_class is None:  # TRL would load it too, but a folder without one must be one line
-                processing_class = load_tokenizer(model, "base model", trust_remote_code=args.trust_remote_code,
-                                                  revision=(args.model_init_kwargs or {}).get("revision"))
+                processing_class = load_tokenizer(
+                    model,
+                    "base model",
+                    trust_remote_code=args.trust_remote_code,
+                    revision=(args.model_init_kwargs or {}).get("revision"),
+                )
         else:
             model_config = getattr(model, "config", None)
             self.base_model_name = getattr(model_config, "_name_or_path", None) or None
         if args.pairs_per_row:
             if train_dataset is None or isinstance(train_dataset, IterableDataset) or is_prepared(train_dataset):
-                raise SelfJInputError("`pairs_per_row` counts the labeled rows: pass the labeled table (a Dataset, "
-                                      "not prepared pairs) as train_dataset.")
+                raise SelfJInputError(
+                    "`pairs_per_row` counts the labeled rows: pass the labeled table (a Dataset, "
+                    "not prepared pairs) as train_dataset."
+                )
             args = copy(args)  # the caller's config keeps max_steps=-1
             args.max_steps = pair_budget_steps(len(train_dataset), args)
-            logger.info(f"pairs_per_row={args.pairs_per_row}: {len(train_dataset)} labeled rows -> "
-                        f"{args.max_steps} steps")
+            logger.info(
+                f"pairs_per_row={args.pairs_per_row}: {len(train_dataset)} labeled rows -> {args.max_steps} steps"
+            )
         self.dataset_name = dataset_name
         self.view_max_length = view_max_length(args.max_length, model_config)
         self.view_cuts: dict[str, dict[str, int]] = {}  # per dataset: rows whose parts were cut to fit max_length
         self._saving_checkpoint = False
         collator = data_collator or SelfJDataCollator(pad_to_multiple_of=args.pad_to_multiple_of)
-        super().__init__(model=model, args=args, data_collator=collator, train_dataset=train_dataset,
-                         eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
         if isinstance(self.data_collator, SelfJDataCollator) and self.data_collator.pad_token_id is None:
             self.data_collator.pad_token_id = self.processing_class.pad_token_id
 
@@ -164,12 +189,15 @@ class SelfJRewardTrainer(RewardTrainer):
             )
         if is_prepared(dataset):
             return dataset
-        prepared, cuts = prepare_labeled_dataset(dataset, processing_class, args, self.view_max_length,
-                                                 what=f"{dataset_name} dataset")
+        prepared, cuts = prepare_labeled_dataset(
+            dataset, processing_class, args, self.view_max_length, what=f"{dataset_name} dataset"
+        )
         self.view_cuts[dataset_name] = cuts
-        message = (f"{dataset_name} views at max_length={self.view_max_length}: of {cuts['rows']} rows, "
-                   f"{cuts['response_cut']} responses, {cuts['reference_cut']} references and "
-                   f"{cuts['instruction_cut']} instructions were cut from their tails (recorded in config.selfj)")
+        message = (
+            f"{dataset_name} views at max_length={self.view_max_length}: of {cuts['rows']} rows, "
+            f"{cuts['response_cut']} responses, {cuts['reference_cut']} references and "
+            f"{cuts['instruction_cut']} instructions were cut from their tails (recorded in config.selfj)"
+        )
         (logger.warning if any(cuts[k] for k in cuts if k != "rows") else logger.info)(message)
         return prepared
 
@@ -186,11 +214,20 @@ class SelfJRewardTrainer(RewardTrainer):
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **extra)
         scores = outputs.logits.squeeze(-1).float()
         student, teacher = scores.chunk(2)
-        terms = selfj_loss_terms(student, teacher, args.loss_type, inputs.get("target"), inputs.get("margin"),
-                                 distill_loss=args.distill_loss)
+        terms = selfj_loss_terms(
+            student,
+            teacher,
+            args.loss_type,
+            inputs.get("target"),
+            inputs.get("margin"),
+            distill_loss=args.distill_loss,
+        )
         distill_weight = self.distill_weight_now()
-        loss = (args.teacher_weight * terms["loss_teacher"] + args.student_weight * terms["loss_student"]
-                + distill_weight * terms["loss_distill"])
+        loss = (
+            args.teacher_weight * terms["loss_teacher"]
+            + args.student_weight * terms["loss_student"]
+            + distill_weight * terms["loss_distill"]
+        )
         if args.center_rewards_coefficient is not None:
             loss = loss + args.center_rewards_coefficient * torch.mean(scores**2)
         self._record_metrics(mode, inputs, loss, terms, student, teacher)
@@ -200,8 +237,9 @@ class SelfJRewardTrainer(RewardTrainer):
 
     def distill_weight_now(self) -> float:
         """The distillation weight at the current step (see :func:`distill_weight_at` and ``distill_warmup_ratio``)."""
-        return distill_weight_at(self.state.global_step, self.state.max_steps, self.args.distill_weight,
-                                 self.args.distill_warmup_ratio)
+        return distill_weight_at(
+            self.state.global_step, self.state.max_steps, self.args.distill_weight, self.args.distill_warmup_ratio
+        )
 
     def _record_metrics(self, mode, inputs, loss, terms, student, teacher) -> None:
         """Log every term and the student-teacher gap; stop with :class:`TrainingDivergedError` on a NaN/inf loss.
@@ -239,8 +277,12 @@ class SelfJRewardTrainer(RewardTrainer):
         """The ``config.selfj`` section: input format, score scale and the Self-J settings this judge was trained with."""
         model = self.accelerator.unwrap_model(self.model)
         return judge_config_section(
-            self.processing_class, self.args, base_model=self.base_model_name, dataset=self.dataset_name,
-            max_length=self.view_max_length, lora=lora_settings(model, merged=bool(self.args.merge_adapter_on_save)),
+            self.processing_class,
+            self.args,
+            base_model=self.base_model_name,
+            dataset=self.dataset_name,
+            max_length=self.view_max_length,
+            lora=lora_settings(model, merged=bool(self.args.merge_adapter_on_save)),
             view_cuts=self.view_cuts,
         )
 

@@ -19,9 +19,7 @@ from .config import SelfJRewardConfig, SelfJScriptArguments
 from .reward_trainer import SelfJRewardTrainer
 
 
-def train_judge(
-    script_args: SelfJScriptArguments, training_args: SelfJRewardConfig, model_args: ModelConfig
-) -> Path:
+def train_judge(script_args: SelfJScriptArguments, training_args: SelfJRewardConfig, model_args: ModelConfig) -> Path:
     """Load the labeled data, train, evaluate when a test split is given, and save the judge in ``output_dir``."""
     if not model_args.model_name_or_path:
         raise SelfJInputError("--model_name_or_path is required (a folder, a Hub id or `all-minilm-l6-v2`).")
@@ -39,7 +37,10 @@ def train_judge(
     test_split = script_args.dataset_test_split
     evaluation = load_table(dataset_name, test_split) if test_split else None
     trainer = SelfJRewardTrainer(
-        model=model_args.model_name_or_path, args=training_args, train_dataset=train, eval_dataset=evaluation,
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evaluation,
         peft_config=get_peft_config(model_args),
         dataset_name=script_args.hub_dataset_id or hub_id_for(dataset_name) or dataset_name,
     )
@@ -79,8 +80,10 @@ def resume_checkpoint(training_args: SelfJRewardConfig) -> str | None:
     if resume is True or str(resume).lower() == "true":
         last = get_last_checkpoint(str(out)) if out.is_dir() else None
         if last is None:
-            raise SelfJInputError(f"`--resume_from_checkpoint true` found no checkpoint-* folder in {out}; drop the "
-                                  "flag to train from the start, or name a checkpoint folder.")
+            raise SelfJInputError(
+                f"`--resume_from_checkpoint true` found no checkpoint-* folder in {out}; drop the "
+                "flag to train from the start, or name a checkpoint folder."
+            )
         return last
     if not Path(resume).is_dir():
         raise SelfJInputError(f"`--resume_from_checkpoint` {resume} is not a checkpoint folder.")
@@ -93,8 +96,9 @@ def make_parser() -> TrlParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``selfj-trl train``: train a Self-J judge (flags or ``--config recipe.yaml``)."""
-    script_args, training_args, model_args = parse((SelfJScriptArguments, SelfJRewardConfig, ModelConfig), argv,
-                                                   prog="selfj-trl train")
+    script_args, training_args, model_args = parse(
+        (SelfJScriptArguments, SelfJRewardConfig, ModelConfig), argv, prog="selfj-trl train"
+    )
     out = train_judge(script_args, training_args, model_args)
     if training_args.should_save:
         print(f"judge saved to {out.resolve()} (load it with AutoModelForSequenceClassification.from_pretrained)")  # noqa: T201

@@ -42,9 +42,11 @@ def validate_labeled_dataset(dataset: Dataset, args: SelfJRewardConfig, what: st
     """
     text_columns = [args.instruction_column, args.response_column, args.reference_column]
     require_columns(
-        dataset, [*text_columns, args.label_column], what,
+        dataset,
+        [*text_columns, args.label_column],
+        what,
         hint="Produce it with `selfj-trl label`, or name your columns with --instruction_column, "
-             "--response_column, --reference_column and --label_column.",
+        "--response_column, --reference_column and --label_column.",
     )
     for column in text_columns:
         for i, value in enumerate(dataset[column]):
@@ -82,8 +84,14 @@ def tokenize_views(
     Both views are cut by the ONE rule :class:`~selfj_trl.judge.SelfJudge` also uses (see
     :func:`selfj_trl.judge_views.build_views`), so the judge scores at use time exactly the views it trained on.
     """
-    views = build_views(tokenizer, example[args.instruction_column], example[args.response_column],
-                        example[args.reference_column], chat=chat, max_length=max_length)
+    views = build_views(
+        tokenizer,
+        example[args.instruction_column],
+        example[args.response_column],
+        example[args.reference_column],
+        chat=chat,
+        max_length=max_length,
+    )
     return {
         "student_ids": views.student,
         "teacher_ids": views.teacher,
@@ -108,7 +116,7 @@ def build_pairs(labels: list[float], groups: list[Any], min_gap: float = 0.0) ->
     pairs = []
     for rows in by_group.values():
         for a_pos, a in enumerate(rows):
-            for b in rows[a_pos + 1:]:
+            for b in rows[a_pos + 1 :]:
                 if abs(labels[a] - labels[b]) > min_gap:
                     pairs.append((a, b) if labels[a] > labels[b] else (b, a))
     return pairs
@@ -126,9 +134,15 @@ def prepare_labeled_dataset(
     with global_then_local_main_first():
         views = dataset.map(
             tokenize_views,
-            fn_kwargs={"tokenizer": tokenizer, "args": args, "chat": JUDGE_FORMATS[args.judge_format],
-                       "max_length": max_length},
-            remove_columns=columns, num_proc=args.dataset_num_proc, desc=f"Tokenizing {what} (two views)",
+            fn_kwargs={
+                "tokenizer": tokenizer,
+                "args": args,
+                "chat": JUDGE_FORMATS[args.judge_format],
+                "max_length": max_length,
+            },
+            remove_columns=columns,
+            num_proc=args.dataset_num_proc,
+            desc=f"Tokenizing {what} (two views)",
         )
     cuts = count_cuts(views)
     views = views.remove_columns(list(CUT_FIELDS))

@@ -75,10 +75,12 @@ _CITATION = """
 _SCORE = datasets.Value("float64")
 FEATURES = {
     "correlation": datasets.Features({"predictions": _SCORE, "references": _SCORE}),
-    "within_group": datasets.Features({"predictions": _SCORE, "references": _SCORE,
-                                       "groups": datasets.Value("string")}),
-    "pairwise": datasets.Features({"predictions": _SCORE, "predictions_b": _SCORE,
-                                   "references": datasets.Value("int64")}),
+    "within_group": datasets.Features(
+        {"predictions": _SCORE, "references": _SCORE, "groups": datasets.Value("string")}
+    ),
+    "pairwise": datasets.Features(
+        {"predictions": _SCORE, "predictions_b": _SCORE, "references": datasets.Value("int64")}
+    ),
     "selective": datasets.Features({"predictions": _SCORE, "references": _SCORE}),
 }
 
@@ -99,8 +101,17 @@ class JudgeAgreement(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/2409.00935"],
         )
 
-    def _compute(self, predictions, references, groups=None, predictions_b=None, kendall: bool = True,
-                 coverages=COVERAGES, tiebreak=None, per_group=None):
+    def _compute(
+        self,
+        predictions,
+        references,
+        groups=None,
+        predictions_b=None,
+        kendall: bool = True,
+        coverages=COVERAGES,
+        tiebreak=None,
+        per_group=None,
+    ):
         config = self.config_name if self.config_name in FEATURES else "correlation"
         predictions, references = np.asarray(predictions, dtype=float), np.asarray(references, dtype=float)
         if config == "correlation":

@@ -401,7 +401,7 @@ def test_every_numeric_flag_has_a_range():
 
 
 def test_matrix_size():
-    """The README quotes this count; the matrix is generated, so it only grows with the flags."""
+    """docs/reliability.md quotes this count; the matrix is generated, so it only grows with the flags."""
     assert len(MATRIX) >= 400, len(MATRIX)
 
 

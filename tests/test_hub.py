@@ -639,7 +639,7 @@ def test_push_input_errors_are_one_line(fake_hub, tmp_path, judge_dir):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Half-written judges (issue 17, item 1)
+# Half-written judges
 # ---------------------------------------------------------------------------------------------------------------
 def test_a_trained_judge_carries_a_completion_marker_of_its_files(judge_dir):
     files = read_manifest(judge_dir)
@@ -675,7 +675,7 @@ def test_push_and_loading_refuse_a_half_written_judge_in_one_line(fake_hub, tmp_
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Cards that render on the Hub (issue 15): license, base_model as a Hub id, datasets, tags, model-index
+# Cards that render on the Hub: license, base_model as a Hub id, datasets, tags, model-index
 # ---------------------------------------------------------------------------------------------------------------
 def _front_matter(text: str) -> dict:
     """The YAML front matter as the Hub reads it (huggingface_hub's own parser: the card's ``.data``)."""

@@ -98,7 +98,7 @@ def test_batch_size_order_and_padding_do_not_change_scores(judge):
 
 
 def test_score_texts_matches_score_and_keeps_the_start_of_long_texts(tiny_judge, judge, raw):
-    # Issue 14: over-long texts keep their START (the instruction; a BERT judge's pooled position 0), not their end.
+    # Over-long texts keep their START (the instruction; a BERT judge's pooled position 0), not their end.
     _, tokenizer = raw
     texts = [format_student_view(tokenizer, i, r) for i, r in zip(INSTRUCTIONS, RESPONSES, strict=True)]
     assert judge.score_texts(texts) == pytest.approx(judge.score(INSTRUCTIONS, RESPONSES), abs=1e-6)
@@ -123,7 +123,7 @@ def _with_recorded_length(tmp_path, chat: bool, max_length: int) -> str:
 
 @pytest.mark.parametrize("chat", [True, False])
 def test_the_recorded_training_length_is_the_length_every_entry_point_uses(tmp_path, chat):
-    """Issue 14: the judge trained at max_length N must score at N (it used the model's position limit, 512)."""
+    """The judge trained at max_length N must score at N (it used the model's position limit, 512)."""
     judge = SelfJudge.from_pretrained(_with_recorded_length(tmp_path, chat, 40), device="cpu")
     assert judge.max_length == 40
 
@@ -273,7 +273,7 @@ def test_a_bare_name_that_is_neither_a_folder_nor_a_hub_id_is_refused(tmp_path, 
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Half-written judges (issue 17, item 1): refused in one line, never loaded
+# Half-written judges: refused in one line, never loaded
 # ---------------------------------------------------------------------------------------------------------------
 def _copy(tiny_judge, tmp_path):
     import shutil

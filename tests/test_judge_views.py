@@ -99,7 +99,7 @@ def test_recorded_view_settings_are_used_and_old_judges_get_the_defaults():
 
 
 def test_tokenize_view_keeps_the_start_of_over_long_texts():
-    """Before issue 14 it kept the END, so a teacher view lost its reference and a BERT judge its position 0."""
+    """Keeping the END of an over-long text would lose the teacher view's reference and a BERT judge's position 0."""
     tok = make_tokenizer(chat=False)
     text = format_teacher_view(tok, INSTRUCTION, RESPONSE, REFERENCE, chat=False)
     assert tokenize_view(tok, text, 16) == ids(tok, text)[:16]

@@ -1,6 +1,6 @@
 """Labeling given responses (``--response_column``): existing (instruction, reference, response) rows get the same
 self-evaluation and cosine as policy samples, alone or beside them, from any table or an AlpacaEval-style folder's
-train pool (issue 14)."""
+train pool."""
 
 from __future__ import annotations
 

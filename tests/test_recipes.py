@@ -224,7 +224,7 @@ def test_grpo_recipe_main_trains_and_saves(tiny_policy, tiny_judge, prompts_file
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# GRPO with an encoder judge (absolute positions) and a 2,000-token completion (issue 14)
+# GRPO with an encoder judge (absolute positions) and a 2,000-token completion
 # ------------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def encoder_judge(tmp_path_factory):

@@ -41,7 +41,7 @@ def test_judge_reward_funcs_by_path_checks_the_format(tiny_judge):
 
 
 def test_absolute_position_limit_tells_encoders_from_rotary_decoders():
-    """TRL passes reward models given by path the whole text: only a position TABLE can overflow (issue 14)."""
+    """TRL passes reward models given by path the whole text: only a position TABLE can overflow."""
     from transformers import BertConfig, GPT2Config, LlamaConfig
 
     from selfj_trl.rewards import absolute_position_limit

@@ -66,7 +66,7 @@ def test_unregistered_method_is_an_input_error():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The sampler stops a plain-format policy at the next turn marker (issue 14)
+# The sampler stops a plain-format policy at the next turn marker
 # ---------------------------------------------------------------------------------------------------------------
 def _forced_generate(policy, tokenizer, outputs, monkeypatch):
     """Make ``policy.generate`` record its arguments and ``tokenizer.batch_decode`` return ``outputs``: the policy is
@@ -172,7 +172,7 @@ def test_samples_never_hold_another_modalitys_tokens(tiny_plain_policy):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Likelihood: the baseline is the conditioned context emptied (issue 14)
+# Likelihood: the baseline is the conditioned context emptied
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["reference_gain", "response_gain"])
 def test_likelihood_baseline_is_the_conditioned_context_with_the_inner_text_emptied(tiny_plain_policy, method):
@@ -214,7 +214,7 @@ def test_likelihood_fingerprint_changed_with_the_baseline_so_old_scores_and_shar
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Digits: the default prompt makes the rating the next token; names say what each prompt is (issue 14)
+# Digits: the default prompt makes the rating the next token; names say what each prompt is
 # ---------------------------------------------------------------------------------------------------------------
 def test_default_digit_prompt_ends_with_the_rating_lead_and_old_names_are_aliases(tiny_plain_policy, tiny_policy):
     from selfj_trl import prompts
@@ -235,7 +235,7 @@ def test_default_digit_prompt_ends_with_the_rating_lead_and_old_names_are_aliase
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Throughput changes leave the scores as they were (issue 14)
+# Throughput changes leave the scores as they were
 # ---------------------------------------------------------------------------------------------------------------
 def test_span_log_prob_equals_the_log_softmax_it_replaces():
     import torch

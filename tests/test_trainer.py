@@ -740,7 +740,7 @@ def test_minilm_recipe_trains(tmp_path, dataset):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Views within one token budget (issue 14), and the same length in use
+# Views within one token budget, and the same length in use
 # ---------------------------------------------------------------------------------------------------------------
 ALPACA = REPO.parent / "shared" / "data" / "alpaca_eval_gpt4"
 

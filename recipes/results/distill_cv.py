@@ -169,7 +169,7 @@ def headline(metrics: dict) -> dict[str, float]:
         "random_pick": pick.get("random", math.nan),
         "oracle_pick": pick.get("oracle", math.nan),
         # The 15 models ordered by their mean score on the fold against their mean GPT-4 win probability there:
-        # what a ranking of models (issue 14 goal 3) asks, on rows the judge never trained on.
+        # what a ranking of models asks, on rows the judge never trained on.
         "ranking": ((metrics.get("ranking") or {}).get("all") or {}).get("spearman", math.nan),
     }
 

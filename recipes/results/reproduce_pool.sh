@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's judge results (issue 14), start to finish, unattended:
+# Reproduces the README's judge results, start to finish, unattended:
 #   1. label AlpacaEval's TRAIN pool (the 17 models' answers to the 317 train instructions, labeled as given
 #      responses by the default policy's self-evaluation against the reference plus the MiniLM cosine);
 #   2. choose the distillation setting by cross-validation over train instructions (recipes/results/distill_cv.py:

@@ -53,7 +53,7 @@ def distill_weight_at(step: int, max_steps: int, distill_weight: float, warmup_r
     """The distillation weight in force at optimizer step ``step`` (0-based) of ``max_steps``.
 
     It rises linearly from 0 at the first step to ``distill_weight`` once ``warmup_ratio`` of the steps are done, so
-    that the student is pulled towards a teacher that has first learned from its own labels (the ablation of issue 14).
+    that the student is pulled towards a teacher that has first learned from its own labels (an ablation).
     """
     if warmup_ratio <= 0:
         return float(distill_weight)

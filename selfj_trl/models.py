@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import SelfJInputError, first_line
+from .io import is_hub_id
 
 
 if TYPE_CHECKING:
@@ -185,11 +186,19 @@ def as_dtype(dtype: Any) -> Any:
     raise SelfJInputError(f"`dtype` must be a torch dtype name such as 'float32' or 'bfloat16', got {dtype!r}.")
 
 
+def require_folder_or_hub_id(path: str, what: str) -> None:
+    """Refuse a path that is neither a folder here nor an ``org/name`` id, before transformers reads it as a
+    malformed Hub id and answers with a message about repo ids."""
+    if not Path(path).expanduser().exists() and not is_hub_id(path):
+        raise SelfJInputError(f"{what} {path!r}: no such folder here, and not a Hub id `org/name`.")
+
+
 def load_model_config(path: str, what: str, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
     """The transformers config of a model folder or Hub id, refused in one line naming the ``what`` when it cannot be
     read: a torn config.json, a ``model_type`` this transformers does not know, no such folder or repo."""
     from transformers import AutoConfig
 
+    require_folder_or_hub_id(path, what)
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError, KeyError) as err:  # KeyError: older transformers on an unknown model_type
@@ -224,6 +233,7 @@ def load_tokenizer(path: str, what: str, *, trust_remote_code: bool = False, rev
     """
     from transformers import AutoTokenizer
 
+    require_folder_or_hub_id(path, what)
     folder = Path(path).expanduser()
     if folder.is_dir() and not any((folder / name).exists() for name in TOKENIZER_FILES):
         raise SelfJInputError(
@@ -236,7 +246,7 @@ def load_tokenizer(path: str, what: str, *, trust_remote_code: bool = False, rev
         if folder.is_dir() and not (folder / "tokenizer.json").exists():
             reason = "it has no tokenizer.json and its other tokenizer files do not build one"
         else:
-            reason = first_line(err).rstrip(":")
+            reason = first_line(err).rstrip(":. ")
         raise SelfJInputError(f"could not load the {what} tokenizer of {path!r}: {reason}.") from err
 
 

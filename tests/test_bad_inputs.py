@@ -91,7 +91,7 @@ def bad(tmp_path, tiny_policy, tiny_judge, tiny_embedder):
                 "--embedder",
                 tiny_embedder,
             ],
-            ["policy"],
+            ["policy", "no such folder"],
         ),
         "label: embedder not sentence-transformers": (
             [
@@ -137,7 +137,7 @@ def bad(tmp_path, tiny_policy, tiny_judge, tiny_embedder):
                 "--use_cpu",
                 "true",
             ],
-            ["no_model"],
+            ["no_model", "no such folder"],
         ),
         "score: unknown judge": (
             ["score", "--judge", str(t / "no_judge"), "--dataset", rows_ok, "--output_file", str(t / "s.jsonl")],

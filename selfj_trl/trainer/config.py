@@ -101,7 +101,8 @@ class SelfJRewardConfig(RewardConfig):
         metadata={
             "help": "Distillation term D: `mse` (the squared distance between the student's and the detached "
             "teacher's scores; the Self-J authors' generative judge takes a KL divergence between the two "
-            "views' token distributions at the score position, which a one-score judge does not have) or `preference` (pairwise only: the KL divergence between "
+            "views' token distributions at the score position, which a one-score judge does not have) or "
+            "`preference` (pairwise only: the KL divergence between "
             "the teacher's and the student's Bradley-Terry probability that the first answer of each "
             "pair is better, so only the teacher's order within an instruction is distilled, not its "
             "score level, which depends on the reference the student never sees).",

@@ -121,12 +121,28 @@ def time_variant(
             )
         else:
             loss_type = "pairwise" if "pairwise" in name else "pointwise"
-            args = SelfJRewardConfig(loss_type=loss_type, **common)
+            precision = {"bf16": True, "fp32": False}.get(name.rsplit(" ", 1)[-1].strip("()"))  # None: the default
+            args = SelfJRewardConfig(loss_type=loss_type, bf16=precision, **common)
             trainer = SelfJRewardTrainer(
                 model_path, args=args, train_dataset=Dataset.from_list(rows), callbacks=[timer]
             )
         trainer.train()
     return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(timer.ends, timer.ends[1:], strict=False)]
+
+
+def compare_precision(a: argparse.Namespace, model_path: str, rows: list[dict], args_kw: dict) -> int:
+    """The judge training step in fp32 and in bf16 mixed precision (autocast; fp32 master weights), same data."""
+    variants = ["SelfJRewardTrainer (pairwise) fp32", "SelfJRewardTrainer (pairwise) bf16"]
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(a.rounds):
+        for v in variants:
+            times[v] += [t[0] for t in time_variant(v, model_path, rows, args_kw, a.batch_size)[a.warmup :]]
+    print(f"model: {a.model}, batch {a.batch_size} rows, max_length {a.max_length}, threads {torch.get_num_threads()}")
+    med = {v: statistics.median(ts) for v, ts in times.items()}
+    for v in variants:
+        print(f"  {v:<38} median {med[v] * 1000:8.1f} ms/step wall")
+    print(f"bf16 speed-up: {med[variants[0]] / med[variants[1]]:.2f}x (target >= 3x)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="interleaved runs per variant")
     p.add_argument("--max_length", type=int, default=512)
     p.add_argument("--with_pairwise", action="store_true", help="also time SelfJ in pairwise mode (4 views/pair)")
+    p.add_argument(
+        "--precision", action="store_true", help="time SelfJ (pairwise) in fp32 and in bf16 mixed precision instead"
+    )
     a = p.parse_args(argv)
 
     model_path = resolve_model(a.model)
@@ -154,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=0,
         dataloader_num_workers=0,
     )
+    if a.precision:
+        return compare_precision(a, model_path, rows, args_kw)
     variants = ["stock RewardTrainer (pairwise)", "SelfJRewardTrainer (pointwise)"]
     if a.with_pairwise:
         variants.append("SelfJRewardTrainer (pairwise)")

@@ -26,6 +26,7 @@ from datasets import Dataset
 
 from .artifacts import staged_folder
 from .errors import SelfJInputError
+from .flags import dtype_field
 from .generation import sample_responses
 from .io import atomic_write_json
 from .judge import SelfJudge
@@ -200,7 +201,7 @@ class BestOfNConfig:
     dpo_pairs_dir: str | None = field(default=None, metadata={"help": "Also write DPO pairs (save_to_disk) here."})
     min_gap: float = field(default=0.0, metadata={"help": "Least best-worst score gap for a DPO pair."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: best available)."})
-    dtype: str | None = field(default=None, metadata={"help": "Weights dtype of both models, e.g. bfloat16."})
+    dtype: str = dtype_field()
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
 
 

@@ -115,6 +115,25 @@ NUMERIC_FLAGS: dict[str, Bounds] = {
     "confidence_level": Bounds(float, 0, False, 1, False),
 }
 
+#: Flags of this package's own dataclasses that take one of a few words.
+CHOICE_FLAGS: dict[str, tuple[str, ...]] = {
+    "dtype": ("auto", "float32", "bfloat16"),
+    "judge_dtype": ("auto", "float32", "bfloat16"),
+}
+
+
+def dtype_field() -> Any:
+    """The ``--dtype`` every model-loading command takes (:func:`selfj_trl.models.compute_dtype` resolves it)."""
+    return dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "auto | float32 | bfloat16: the dtype models run in. auto: bf16 where the device computes it "
+            "natively (CUDA with bf16, a CPU with AMX or AVX512-BF16), float32 elsewhere; float32 is the exact "
+            "path.",
+        },
+    )
+
+
 #: Fields naming a file this package writes: an existing folder there is refused.
 OUTPUT_FILES = frozenset({"output_file"})
 #: Fields naming a folder (written or read): an existing file there is refused.
@@ -196,6 +215,8 @@ def check_values(dtype: type, values: dict[str, Any]) -> None:
             check_number(name, value, NUMERIC_FLAGS[name])
         if name in own and value != defaults.get(name):
             check_not_empty(name, value)
+        if name in CHOICE_FLAGS and name in own and value not in CHOICE_FLAGS[name]:
+            raise SelfJInputError(f"`--{name}` must be one of {' | '.join(CHOICE_FLAGS[name])}, got {value!r}.")
         if name in OUTPUT_FILES or name in FOLDERS:
             check_path_kind(name, value)
         if name in DEVICES:

@@ -40,7 +40,7 @@ from .judge_views import (
     tokenize_view,
     view_settings,
 )
-from .models import as_dtype, default_device, load_model_config, load_tokenizer, resolve_model, weights_error
+from .models import compute_dtype, default_device, load_model_config, load_tokenizer, resolve_model, weights_error
 from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_RE, check_text, has_chat_template
 from .thresholds import calibrate_threshold
 
@@ -139,7 +139,7 @@ class SelfJudge:
         path_or_hub_id: str | os.PathLike,
         *,
         device: str | torch.device | None = None,
-        dtype: Any = None,
+        dtype: Any = "auto",
         trust_remote_code: bool = False,
         max_length: int | None = None,
         **kwargs: Any,
@@ -171,8 +171,8 @@ class SelfJudge:
             load_model_config(path, "judge", trust_remote_code=trust_remote_code, revision=revision), path
         )
         load_kwargs = {"num_labels": 1, "use_safetensors": True, "trust_remote_code": trust_remote_code, **kwargs}
-        if dtype is not None:
-            load_kwargs["dtype"] = as_dtype(dtype)
+        device = device or default_device()
+        load_kwargs["dtype"] = compute_dtype(dtype, device)
         try:
             tokenizer = load_tokenizer(path, "judge", trust_remote_code=trust_remote_code, revision=revision)
             model = AutoModelForSequenceClassification.from_pretrained(path, **load_kwargs)
@@ -191,7 +191,7 @@ class SelfJudge:
             judge_config = find_judge_config(folder)
             if judge_config is not None:
                 setattr(model.config, JUDGE_CONFIG_KEY, judge_config)
-        return cls(model, tokenizer, max_length=max_length, device=device or default_device())
+        return cls(model, tokenizer, max_length=max_length, device=device)
 
     def _default_max_length(self) -> int | None:
         text_config = self.model.config.get_text_config()

@@ -175,6 +175,36 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def native_bf16(device: Any = None) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware: CUDA with bf16 support, or a CPU with AMX tiles or
+    AVX512-BF16 (read from what torch detects, never from the model). On such a CPU a bf16 matmul runs several
+    times faster than fp32 (docs/performance.md); on one without, torch emulates bf16 and fp32 is faster."""
+    import torch
+
+    device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        probes = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+        return any(bool(probe()) for probe in probes if probe is not None)
+    return False
+
+
+def compute_dtype(dtype: Any = "auto", device: Any = None) -> Any:
+    """The ``torch.dtype`` a model is run in: ``"auto"`` (or None) is bf16 where :func:`native_bf16` holds and fp32
+    elsewhere; a name or dtype is taken as given."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
+    return as_dtype(dtype)
+
+
+def dtype_name(dtype: Any = "auto", device: Any = None) -> str:
+    """What :func:`compute_dtype` resolves to, as the name cards and configs record (``"bfloat16"``)."""
+    return str(compute_dtype(dtype, device)).removeprefix("torch.")
+
+
 def as_dtype(dtype: Any) -> Any:
     """A ``torch.dtype`` from its name (``"bfloat16"``), passing None, ``"auto"`` and dtypes through."""
     import torch
@@ -250,18 +280,16 @@ def load_tokenizer(path: str, what: str, *, trust_remote_code: bool = False, rev
         raise SelfJInputError(f"could not load the {what} tokenizer of {path!r}: {reason}.") from err
 
 
-def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, trust_remote_code: bool = False):
+def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = "auto", trust_remote_code: bool = False):
     """A causal LM in eval mode and its tokenizer (pad = eos when missing), from a folder, Hub id or alias.
 
-    ``device`` defaults to this process's accelerator. ``dtype`` defaults to float32 on the CPU (half precision is
-    slow there and changes the scores) and to the checkpoint's own dtype on an accelerator.
+    ``device`` defaults to this process's accelerator; ``dtype`` to :func:`compute_dtype`'s choice for it.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     device = torch.device(device) if device is not None else default_device()
-    if dtype is None:
-        dtype = torch.float32 if device.type == "cpu" else "auto"
+    dtype = compute_dtype(dtype, device)
     from safetensors import SafetensorError
 
     path = resolve_model(name_or_path)
@@ -269,7 +297,7 @@ def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, tru
     try:
         tokenizer = load_tokenizer(path, "policy", trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            path, trust_remote_code=trust_remote_code, dtype=as_dtype(dtype), use_safetensors=True
+            path, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True
         )
     except OSError as err:
         raise SelfJInputError(f"could not load policy {name_or_path!r}: {first_line(err)}") from err
@@ -282,7 +310,7 @@ def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = None, tru
     return model, tokenizer
 
 
-def load_embedder(name_or_path: str, *, device: Any = None):
+def load_embedder(name_or_path: str, *, device: Any = None, dtype: Any = "auto"):
     """A sentence-transformers model; plain transformers folders are refused (their pooling would be a guess)."""
     from sentence_transformers import SentenceTransformer
 
@@ -298,7 +326,8 @@ def load_embedder(name_or_path: str, *, device: Any = None):
             "it with `SentenceTransformer.save(folder)`."
         )
     try:
-        return SentenceTransformer(path, device=str(device or default_device()))
+        device = device or default_device()
+        return SentenceTransformer(path, device=str(device), model_kwargs={"dtype": compute_dtype(dtype, device)})
     except (OSError, ValueError) as err:
         raise SelfJInputError(f"could not load embedder {name_or_path!r}: {str(err).splitlines()[0]}") from err
 

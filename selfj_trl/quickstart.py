@@ -30,6 +30,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from .errors import SelfJInputError
+from .flags import dtype_field
 from .io import atomic_write_json, atomic_write_text, read_jsonl, shared_data_dir
 from .measured import measured_judge_loss
 from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, MINILM_ALIAS, resolve_model
@@ -87,6 +88,7 @@ class QuickstartConfig:
         default_factory=lambda: list(STAGES),
         metadata={"help": f"Stages to run now ({', '.join(STAGES)}); the ones before must be done already."},
     )
+    dtype: str = dtype_field()
     tiny: bool = field(default=False, metadata={"help": "Tests only: policy/judge_base are tiny local folders."})
 
 
@@ -163,6 +165,7 @@ def stage_label(config: QuickstartConfig, folder: Path) -> str:
         seed=config.seed,
         max_length=768,
         chunk_size=4,
+        dtype=config.dtype,
     )
     table = label_dataset(cfg, dataset=source)
     return (
@@ -180,6 +183,8 @@ def judge_training_args(config: QuickstartConfig, folder: Path):
     loss = dict(measured_judge_loss(config.judge_base))
     if config.distill_weight is not None:
         loss["distill_weight"] = config.distill_weight
+    if config.dtype != "auto":  # bf16 mixed precision or not; auto leaves the trainer's choice for the machine
+        loss["bf16"] = config.dtype == "bfloat16"
     return SelfJRewardConfig(
         output_dir=str(folder),
         num_train_epochs=config.num_train_epochs,
@@ -240,6 +245,7 @@ def stage_evaluate(config: QuickstartConfig, judge: Path, folder: Path) -> str:
         data_dir=config.data_dir,
         embedder=config.embedder,
         bootstrap_resamples=200,
+        dtype=config.dtype,
     )
     return headline(metrics)
 
@@ -297,8 +303,8 @@ def stage_use(config: QuickstartConfig, judge_dir: Path, folder: Path) -> str:
             f"best-of-n needs bon_prompts >= 1 and calibration_prompts >= 1 instructions beyond them; the slice has "
             f"{len(source)} (raise n_train_instructions / n_seed_tasks or lower bon_prompts / calibration_prompts)."
         )
-    judge = SelfJudge.from_pretrained(str(judge_dir))
-    policy, tokenizer = load_policy(config.policy)
+    judge = SelfJudge.from_pretrained(str(judge_dir), dtype=config.dtype)
+    policy, tokenizer = load_policy(config.policy, dtype=config.dtype)
     table = best_of_n(
         policy,
         tokenizer,

@@ -53,6 +53,13 @@ class JudgeRecipeArguments:
             "choices": list(JUDGE_AS),
         },
     )
+    judge_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "auto | float32 | bfloat16: the dtype of the callable judge (auto: bf16 where the device computes "
+            "it natively). A judge given by path is loaded by TRL, in the dtype TRL chooses.",
+        },
+    )
 
 
 def prompt_dataset(
@@ -111,7 +118,7 @@ def absolute_position_limit(config: Any) -> int | None:
     return None
 
 
-def judge_reward_funcs(judge: str, *, conversational: bool, judge_as: str = "auto") -> list:
+def judge_reward_funcs(judge: str, *, conversational: bool, judge_as: str = "auto", dtype: str = "auto") -> list:
     """``reward_funcs`` for a TRL trainer: the judge's path (TRL calls ``from_pretrained``) or our callable.
 
     A judge given by path is fed ``prompt + completion`` by TRL, whole, so (1) its training format must match the
@@ -126,7 +133,7 @@ def judge_reward_funcs(judge: str, *, conversational: bool, judge_as: str = "aut
     path = resolve_model(judge)
     limit = absolute_position_limit(AutoConfig.from_pretrained(path)) if judge_as != "callable" else None
     if judge_as == "callable" or (judge_as == "auto" and limit is not None):
-        return [SelfJudge.from_pretrained(path).as_reward_func()]
+        return [SelfJudge.from_pretrained(path, dtype=dtype).as_reward_func()]
     if limit is not None:
         raise SelfJInputError(
             f"the judge at {judge} reads at most {limit} positions (learned absolute position embeddings) and TRL "

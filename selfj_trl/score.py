@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .artifacts import crash_point, remove_stale_temporaries
+from .flags import dtype_field
 from .io import JsonlCache, content_hash, folder_identity, temporary_sibling
 from .judge import SelfJudge
 from .models import resolve_model
@@ -62,7 +63,7 @@ class ScoreConfig:
     max_length: int | None = field(default=None, metadata={"help": "Token cap per view (default: the model's)."})
     max_rows: int | None = field(default=None, metadata={"help": "Score only the first N rows (smoke runs)."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: best available)."})
-    dtype: str | None = field(default=None, metadata={"help": "Weights dtype, e.g. float32 or bfloat16."})
+    dtype: str = dtype_field()
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
 
 
@@ -77,7 +78,7 @@ def score_fingerprint(config: ScoreConfig, judge: SelfJudge) -> str:
         CACHE_VERSION,
         folder_identity(resolve_model(config.judge)),
         str(judge.device),
-        config.dtype,
+        str(judge.model.dtype),
         judge.max_length,
         config.batch_size,
         CHUNK_BATCHES,

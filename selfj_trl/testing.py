@@ -171,3 +171,13 @@ def tiny_labeled_rows() -> list[dict]:
                 }
             )
     return rows
+
+
+def table_rows(table) -> list[dict]:
+    """A table's rows with NaN as None, so that two tables compare equal when their values are (NaN != NaN)."""
+    import math
+
+    def clean(value):
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    return [{k: clean(v) for k, v in row.items()} for row in table.to_list()]

@@ -301,7 +301,7 @@ def _checked_fields(dtype):
 
 def _bad_values(f, hint):
     """(label, value) bad values for one field, from its type, its range in the one table and its path kind."""
-    from selfj_trl.flags import DEVICES, FOLDERS, NUMERIC_FLAGS, OUTPUT_FILES, numeric_kind
+    from selfj_trl.flags import CHOICE_FLAGS, DEVICES, FOLDERS, NUMERIC_FLAGS, OUTPUT_FILES, numeric_kind
 
     kind, bounds = numeric_kind(hint), NUMERIC_FLAGS.get(f.name)
     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -320,7 +320,7 @@ def _bad_values(f, hint):
         yield "not an integer", "2.5"
     if hint is bool or hint == bool | None:
         yield "not a bool", "maybe"
-    if "choices" in f.metadata:
+    if "choices" in f.metadata or f.name in CHOICE_FLAGS:
         yield "not a choice", "no-such-choice"
     if kind is None and hint is not bool and str in typing.get_args(hint) + (hint,):
         yield "empty", ""

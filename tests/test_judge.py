@@ -40,7 +40,7 @@ RESPONSES = [
 
 @pytest.fixture(scope="module")
 def judge(tiny_judge):
-    return SelfJudge.from_pretrained(tiny_judge, device="cpu")
+    return SelfJudge.from_pretrained(tiny_judge, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,29 @@ def test_references_score_the_teacher_view(judge, raw):
     assert with_ref != judge.score(INSTRUCTIONS, RESPONSES)
 
 
+#: bf16 keeps 8 significant bits: a score near 0.1 moves in steps of 2**-11 (~0.0005). Batching and padding may
+#: change one rounding step or two; the bf16 weights themselves move a score by about 1% of its size.
+BF16_BATCH_TOLERANCE = 1e-3
+BF16_VS_FP32_TOLERANCE = 5e-3
+
+
+def test_auto_dtype_is_bf16_on_a_bf16_cpu_and_stays_batch_invariant_within_a_rounding_step(tiny_judge, judge):
+    from selfj_trl.models import native_bf16
+
+    auto = SelfJudge.from_pretrained(tiny_judge, device="cpu")
+    assert auto.model.dtype == (torch.bfloat16 if native_bf16("cpu") else torch.float32)
+    bf16 = SelfJudge.from_pretrained(tiny_judge, device="cpu", dtype="bfloat16")
+    assert bf16.model.dtype == torch.bfloat16
+    reference = bf16.score(INSTRUCTIONS, RESPONSES, batch_size=1)
+    assert all(isinstance(x, float) for x in reference)
+    for batch_size in (2, 3, 16):
+        scores = bf16.score(INSTRUCTIONS, RESPONSES, batch_size=batch_size)
+        assert scores == pytest.approx(reference, abs=BF16_BATCH_TOLERANCE)
+    exact = judge.score(INSTRUCTIONS, RESPONSES, batch_size=1)
+    assert reference == pytest.approx(exact, abs=BF16_VS_FP32_TOLERANCE)
+    assert reference != exact  # bf16 really ran: the fp32 path is the exact one
+
+
 def test_batch_size_order_and_padding_do_not_change_scores(judge):
     reference = judge.score(INSTRUCTIONS, RESPONSES, batch_size=1)
     for batch_size in (2, 3, 16):
@@ -102,7 +125,7 @@ def test_score_texts_matches_score_and_keeps_the_start_of_long_texts(tiny_judge,
     _, tokenizer = raw
     texts = [format_student_view(tokenizer, i, r) for i, r in zip(INSTRUCTIONS, RESPONSES, strict=True)]
     assert judge.score_texts(texts) == pytest.approx(judge.score(INSTRUCTIONS, RESPONSES), abs=1e-6)
-    short = SelfJudge.from_pretrained(tiny_judge, device="cpu", max_length=6)
+    short = SelfJudge.from_pretrained(tiny_judge, device="cpu", max_length=6, dtype="float32")
     assert short.max_length == 6
     assert short.score_texts(texts[:1])[0] == pytest.approx(_raw_logit(raw, texts[0], max_length=6), abs=1e-5)
     start = tokenizer(texts[0], add_special_tokens=False)["input_ids"][:6]

@@ -14,7 +14,7 @@ from selfj_trl.errors import SelfJInputError
 from selfj_trl.labeling import LabelingConfig, label_dataset, prepare_rows, score_signals
 from selfj_trl.labeling.rows import load_alpaca_train_pool
 from selfj_trl.signals import ModelSet
-from selfj_trl.testing import make_tiny_embedder
+from selfj_trl.testing import make_tiny_embedder, table_rows
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,8 @@ def test_given_responses_are_labeled_without_sampling(tmp_path, tiny_policy, mon
     import selfj_trl.labeling.scoring as scoring
 
     monkeypatch.setattr(scoring, "sample_responses", lambda *a, **k: pytest.fail("sampled with num_samples=0"))
-    cfg = _config(tmp_path, tiny_policy, response_model_column="model")
+    # the exact fp32 path, with the reference-free diagnostic asked for: every column compared to a direct scoring
+    cfg = _config(tmp_path, tiny_policy, response_model_column="model", noref_baseline=True, dtype="float32")
     assert cfg.num_samples == 0
     table = label_dataset(cfg)
     rows = table.to_list()
@@ -68,7 +69,11 @@ def test_given_responses_are_labeled_without_sampling(tmp_path, tiny_policy, mon
     ]
     # the very same signals as any row: scored here directly, row by row
     s, s0, c = score_signals(
-        cfg, ModelSet(cfg.policy, cfg.embedder), table["instruction"], table["response"], table["reference"]
+        cfg,
+        ModelSet(cfg.policy, cfg.embedder, dtype="float32"),
+        table["instruction"],
+        table["response"],
+        table["reference"],
     )
     assert table["self_eval_score"] == pytest.approx(s, abs=1e-5)
     assert table["self_eval_noref_score"] == pytest.approx(s0, abs=1e-5)
@@ -93,7 +98,7 @@ def test_given_and_sampled_rows_in_one_dataset_resume(tmp_path, tiny_policy):
     shards = sorted((Path(cfg.output_dir) / "shards").glob("chunk-*.jsonl"))
     shards[-1].unlink()
     (Path(cfg.output_dir) / "state.json").unlink()
-    assert label_dataset(cfg).to_list() == table.to_list() == load_from_disk(cfg.output_dir).to_list()
+    assert table_rows(label_dataset(cfg)) == table_rows(table) == table_rows(load_from_disk(cfg.output_dir))
     with pytest.raises(SelfJInputError, match="different settings"):  # given-only is another dataset
         label_dataset(_config(tmp_path, tiny_policy, num_samples=0))
 
@@ -204,7 +209,7 @@ def test_skipping_the_reference_free_baseline_leaves_the_labels_as_they_were(tmp
     import selfj_trl.labeling.scoring as scoring
 
     lik = {"self_eval_method": "likelihood", "likelihood_method": "reference_gain", "cosine_weight": 0.25}
-    full = label_dataset(_config(tmp_path, tiny_policy, out="full", **lik))
+    full = label_dataset(_config(tmp_path, tiny_policy, out="full", noref_baseline=True, **lik))
     calls = []
     real = scoring.score_signal
     monkeypatch.setattr(scoring, "score_signal", lambda name, *a, **k: calls.append(name) or real(name, *a, **k))

@@ -20,7 +20,7 @@ from selfj_trl.measured import measured_label, measured_policies
 from selfj_trl.models import load_policy
 from selfj_trl.prompts import build_judge_prompt, digit_token_ids
 from selfj_trl.signals.digits import digit_score, self_evaluate
-from selfj_trl.testing import make_tiny_embedder
+from selfj_trl.testing import make_tiny_embedder, table_rows
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def _write_rows(tmp_path, n=5):
 
 
 def _rows_of(path) -> list[dict]:
-    return load_from_disk(str(path)).to_list()
+    return table_rows(load_from_disk(str(path)))
 
 
 def test_label_dataset_end_to_end_and_resume(tmp_path, tiny_policy):
@@ -209,7 +209,7 @@ def test_label_dataset_end_to_end_and_resume(tmp_path, tiny_policy):
         p.unlink()
     (out / "state.json").unlink()
     resumed = label_dataset(cfg)
-    assert resumed.to_list() == table.to_list() == full
+    assert table_rows(resumed) == table_rows(table) == full
 
 
 def test_resume_refuses_changed_settings(tmp_path, tiny_policy):
@@ -335,9 +335,9 @@ def test_growing_max_instructions_reuses_finished_chunks(tmp_path, tiny_policy, 
     )
     big = label_dataset(_config(tmp_path, tiny_policy, max_instructions=5))  # chunks [2, 2, 1]
     assert calls == [(1, 2), (2, 1)]  # chunk 0 reused; the resized chunk 1 and the new chunk 2 labeled
-    first = [r for r in small.to_list() if r["instruction_id"] < 2]
-    assert big.to_list()[: len(first)] == first
-    assert sorted({r["instruction_id"] for r in big.to_list()}) == [0, 1, 2, 3, 4]
+    first = [r for r in table_rows(small) if r["instruction_id"] < 2]
+    assert table_rows(big)[: len(first)] == first
+    assert sorted({r["instruction_id"] for r in table_rows(big)}) == [0, 1, 2, 3, 4]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,7 +418,7 @@ def test_fitted_combination_learns_weights_on_a_dev_slice(tmp_path, tiny_policy,
     import selfj_trl.models as models
 
     monkeypatch.setattr(models, "load_policy", lambda *a, **k: pytest.fail("reloaded the policy"))
-    assert label_dataset(cfg).to_list() == table.to_list()
+    assert table_rows(label_dataset(cfg)) == table_rows(table)
 
 
 def test_fitted_combination_with_given_weights_and_bad_dev_data(tmp_path, tiny_policy):

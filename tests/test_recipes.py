@@ -126,7 +126,7 @@ def as_pairs(prompts, completions):
 
 def assert_rewards_match_selfjudge(seen, judge_path):
     assert seen, "the trainer never computed rewards"
-    judge = SelfJudge.from_pretrained(judge_path, device="cpu")
+    judge = SelfJudge.from_pretrained(judge_path, device="cpu", dtype="float32")  # TRL loads the judge in fp32
     for prompts, completions, rewards in seen:
         instructions, responses = as_pairs(prompts, completions)
         expected = judge.score(instructions, responses)
@@ -196,7 +196,7 @@ def test_grpo_refuses_a_judge_in_the_wrong_format_unless_reformatting(
         grpo.build_trainer(script_args, training_args)
     # With the callable, the chat judge gets its chat view of the plain prompts, and GRPO's rewards are its scores.
     types = (JudgeRecipeArguments, GRPOConfig)
-    script_args, training_args = parse("grpo", types, [*argv, "--judge_as", "callable"])
+    script_args, training_args = parse("grpo", types, [*argv, "--judge_as", "callable", "--judge_dtype", "float32"])
     trainer = grpo.build_trainer(script_args, training_args)
     seen = capture(trainer, "_calculate_rewards")
     trainer.train()
@@ -481,13 +481,15 @@ def test_best_of_n_recipe(tiny_policy, tiny_judge, prompts_file, tmp_path, capsy
 def test_recipe_parsing_takes_precision_and_device_from_the_machine(tmp_path, monkeypatch):
     from trl import GRPOConfig
 
+    from selfj_trl.models import native_bf16
     from selfj_trl.recipes import hardware_defaults, parse_recipe_args
     from selfj_trl.trainer import config as trainer_config
 
     argv = ["--config", str(RECIPES / "grpo" / "grpo.yaml"), "--output_dir", str(tmp_path)]
     _, args = parse_recipe_args((JudgeRecipeArguments, GRPOConfig), argv)
     if not trainer_config.accelerator_available(use_cpu=False):
-        assert args.use_cpu and not args.bf16 and not args.activation_checkpointing
+        assert args.use_cpu and not args.activation_checkpointing
+        assert args.bf16 is native_bf16("cpu")  # bf16 autocast where the CPU multiplies bf16 in hardware
     _, args = parse_recipe_args((JudgeRecipeArguments, GRPOConfig), [*argv, "--logging_steps", "3"])
     assert args.logging_steps == 3  # the YAML and flags still decide what they set
     monkeypatch.setattr(trainer_config, "accelerator_available", lambda use_cpu: True)

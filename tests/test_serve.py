@@ -42,7 +42,7 @@ TOKEN = "s3cret-test-token"
 
 @pytest.fixture(scope="module")
 def judge(tiny_judge):
-    return SelfJudge.from_pretrained(tiny_judge, device="cpu")
+    return SelfJudge.from_pretrained(tiny_judge, device="cpu", dtype="float32")  # exact: the server adds no rounding
 
 
 def chat_prompt(judge, instruction: str) -> str:
@@ -396,6 +396,8 @@ def test_cli_server_round_trip_and_sigterm(tiny_judge, judge):
         "5",
         "--device",
         "cpu",
+        "--dtype",
+        "float32",  # the exact path, as the in-process judge it is compared with
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

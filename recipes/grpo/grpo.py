@@ -43,7 +43,9 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: GRPOConfig) 
         conversational=conversational,
         max_prompts=script_args.max_prompts,
     )
-    reward_funcs = judge_reward_funcs(script_args.judge, conversational=conversational, judge_as=script_args.judge_as)
+    reward_funcs = judge_reward_funcs(
+        script_args.judge, conversational=conversational, judge_as=script_args.judge_as, dtype=script_args.judge_dtype
+    )
     return GRPOTrainer(
         model=policy, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset, processing_class=tokenizer
     )

@@ -41,7 +41,9 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: OnlineDPOCon
         conversational=conversational,
         max_prompts=script_args.max_prompts,
     )
-    reward_funcs = judge_reward_funcs(script_args.judge, conversational=conversational, judge_as=script_args.judge_as)
+    reward_funcs = judge_reward_funcs(
+        script_args.judge, conversational=conversational, judge_as=script_args.judge_as, dtype=script_args.judge_dtype
+    )
     # Loaded here rather than by path: the trainer would default to device_map="auto", which fights
     # `accelerate launch` over device placement.
     policy = AutoModelForCausalLM.from_pretrained(policy_path, **(training_args.model_init_kwargs or {}))

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         quality_column=cfg.quality_column,
         data_dir=cfg.data_dir,
         embedder=cfg.embedder,
+        dtype=cfg.dtype,
         bootstrap_resamples=cfg.bootstrap_resamples,
         confidence_level=cfg.confidence_level,
         target_coverages=cfg.target_coverages,

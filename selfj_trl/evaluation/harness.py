@@ -16,8 +16,9 @@ import numpy as np
 from ..artifacts import mark_complete, open_for_writing
 from ..errors import SelfJInputError
 from ..eval_sets import BUILTIN_SETS, EvalSet, PairwiseSet, PointwiseSet, load_eval_set
+from ..flags import dtype_field
 from ..io import atomic_write_text, jsonable
-from ..models import DEFAULT_EMBEDDER
+from ..models import DEFAULT_EMBEDDER, dtype_name
 from .compare import COMPARED_WITH, paired_pairwise, paired_pointwise
 from .metrics import (
     COVERAGES,
@@ -90,6 +91,7 @@ class EvaluationConfig:
     quality_column: str | None = field(default=None, metadata={"help": "Quality column of a custom eval set."})
     data_dir: str | None = field(default=None, metadata={"help": "The shared data folder (default ../shared/data)."})
     embedder: str = field(default=DEFAULT_EMBEDDER, metadata={"help": "Sentence-transformers model of `cosine`."})
+    dtype: str = dtype_field()
     bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples (0 turns intervals off)."})
     confidence_level: float = field(default=0.95, metadata={"help": "Confidence level of the intervals."})
 
@@ -114,6 +116,7 @@ def evaluate_judges(
     quality_column: str | None = None,
     data_dir: str | Path | None = None,
     embedder: str = DEFAULT_EMBEDDER,
+    dtype: str = "auto",
     bootstrap_resamples: int = 1000,
     confidence_level: float = 0.95,
     plots: bool = True,
@@ -139,7 +142,7 @@ def evaluate_judges(
     target_coverages = tuple(float(c) for c in target_coverages)
     if any(not 0 < c <= 1 for c in target_coverages):
         raise SelfJInputError(f"target_coverages must be in (0, 1], got {list(target_coverages)}.")
-    entries = resolve_scorers(specs, embedder=embedder, seed=seed)
+    entries = resolve_scorers(specs, embedder=embedder, seed=seed, dtype=dtype)
     sets = [
         load_eval_set(
             s,
@@ -168,6 +171,7 @@ def evaluate_judges(
             "bootstrap_resamples": bootstrap_resamples,
             "confidence_level": confidence_level,
             "embedder": embedder,
+            "dtype": dtype_name(dtype),
             "coverages": list(COVERAGES),
             "target_coverages": list(target_coverages),
         },

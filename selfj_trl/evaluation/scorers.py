@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import SelfJInputError
 from ..io import folder_identity, is_hub_id
 from ..judge_views import VIEW_RULE_VERSION
-from ..models import DEFAULT_EMBEDDER, load_embedder, load_policy
+from ..models import DEFAULT_EMBEDDER, dtype_name, load_embedder, load_policy
 
 
 BASELINE_HELP = "length, length:words, random, random:SEED, cosine, cosine:EMBEDDER, self_eval_noref:POLICY"
@@ -80,25 +80,19 @@ class CosineScorer:
 
     needs_reference = True
 
-    def __init__(self, embedder: str = DEFAULT_EMBEDDER):
-        self.embedder = embedder
+    def __init__(self, embedder: str = DEFAULT_EMBEDDER, dtype: str = "auto"):
+        self.embedder, self.dtype = embedder, dtype
         self.name = "cosine" if embedder == DEFAULT_EMBEDDER else f"cosine:{embedder}"
-        self.cache_id = f"cosine:{embedder}"
+        self.cache_id = f"cosine:{embedder}:{dtype_name(dtype)}"
         self._model = None
         self._reference_vectors: dict[str, np.ndarray] = {}
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        from ..signals.cosine import unit_embeddings
+
         if self._model is None:
-            self._model = load_embedder(self.embedder)
-        return np.asarray(
-            self._model.encode(
-                texts,
-                batch_size=max(batch_size, 1),
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        )
+            self._model = load_embedder(self.embedder, dtype=self.dtype)
+        return unit_embeddings(self._model, texts, batch_size).cpu().numpy()
 
     def score(self, instructions, responses, references=None, batch_size: int = 32) -> list[float]:
         if references is None:
@@ -128,21 +122,21 @@ class SelfEvalScorer:
 
     needs_reference = False
 
-    def __init__(self, policy: str, max_length: int | None = 1024):
-        self.policy = policy
+    def __init__(self, policy: str, max_length: int | None = 1024, dtype: str = "auto"):
+        self.policy, self.dtype = policy, dtype
         self.max_length = max_length
         self.name = f"self_eval_noref:{policy}"
-        self.cache_id = f"self_eval_noref:{folder_identity(policy)}:{max_length}"
+        self.cache_id = f"self_eval_noref:{folder_identity(policy)}:{max_length}:{dtype_name(dtype)}"
         self._policy = None
 
     def score(self, instructions, responses, references=None, batch_size: int = 8) -> list[float]:
         if self._policy is None:
-            self._policy = load_policy(self.policy)
+            self._policy = load_policy(self.policy, dtype=self.dtype)
         model, tokenizer = self._policy
         return _digit_self_evaluation(model, tokenizer, list(instructions), list(responses), self.max_length)
 
 
-def baseline_scorer(spec: str, embedder: str = DEFAULT_EMBEDDER, seed: int = 0) -> Any | None:
+def baseline_scorer(spec: str, embedder: str = DEFAULT_EMBEDDER, seed: int = 0, dtype: str = "auto") -> Any | None:
     """The baseline a name stands for, or None when ``spec`` is not a baseline name."""
     name, _, arg = spec.partition(":")
     if name == "length":
@@ -152,17 +146,18 @@ def baseline_scorer(spec: str, embedder: str = DEFAULT_EMBEDDER, seed: int = 0) 
             raise SelfJInputError(f"random baseline seed must be an integer, got {arg!r}.")
         return RandomScorer(int(arg) if arg else seed)
     if name == "cosine":
-        return CosineScorer(arg or embedder)
+        return CosineScorer(arg or embedder, dtype)
     if name in ("self_eval_noref", "self_eval"):
         if not arg:
             raise SelfJInputError("self_eval_noref needs the policy: `self_eval_noref:smollm2-135m-instruct`.")
-        return SelfEvalScorer(arg)
+        return SelfEvalScorer(arg, dtype=dtype)
     return None
 
 
 def judge_cache_id(kind: str, path: str, judge: Any) -> str:
     """A judge's scores are the same only for the same weights, the same length and the same cutting rule."""
-    return f"{kind}:{folder_identity(path)}:L{getattr(judge, 'max_length', None)}:v{VIEW_RULE_VERSION}"
+    dtype = getattr(getattr(judge, "model", None), "dtype", None)
+    return f"{kind}:{folder_identity(path)}:L{getattr(judge, 'max_length', None)}:{dtype}:v{VIEW_RULE_VERSION}"
 
 
 #: Suffix of a judge spec asking for its teacher view (``outputs/judge:teacher``).
@@ -203,7 +198,7 @@ class ScorerEntry:
     needs_reference: bool = False
 
 
-def load_judge(path: str) -> Any:
+def load_judge(path: str, dtype: str = "auto") -> Any:
     """A trained judge as a scorer (``SelfJudge.from_pretrained``), with one-line errors for bad paths."""
     if not Path(path).is_dir() and not is_hub_id(path):
         raise SelfJInputError(
@@ -213,14 +208,16 @@ def load_judge(path: str) -> Any:
     from ..judge import SelfJudge  # torch and transformers: only when a judge is evaluated
 
     try:
-        return SelfJudge.from_pretrained(path)
+        return SelfJudge.from_pretrained(path, dtype=dtype)
     except SelfJInputError:
         raise
     except (OSError, ValueError) as err:
         raise SelfJInputError(f"judge {path!r} could not be loaded ({type(err).__name__}: {err}).") from err
 
 
-def resolve_scorers(specs: Sequence[Any], embedder: str = DEFAULT_EMBEDDER, seed: int = 0) -> list[ScorerEntry]:
+def resolve_scorers(
+    specs: Sequence[Any], embedder: str = DEFAULT_EMBEDDER, seed: int = 0, dtype: str = "auto"
+) -> list[ScorerEntry]:
     """Baseline names, judge folders / Hub ids and scorer objects, as uniquely named entries."""
     entries: list[ScorerEntry] = []
     loaded: dict[str, Any] = {}  # PATH and PATH:teacher share one loaded judge
@@ -228,7 +225,7 @@ def resolve_scorers(specs: Sequence[Any], embedder: str = DEFAULT_EMBEDDER, seed
         if isinstance(spec, str):
             if not spec.strip():
                 raise SelfJInputError("an empty judge / baseline name was given.")
-            baseline = baseline_scorer(spec.strip(), embedder, seed)
+            baseline = baseline_scorer(spec.strip(), embedder, seed, dtype)
             if baseline is not None:
                 entries.append(
                     ScorerEntry(baseline.name, baseline.cache_id, baseline, "baseline", baseline.needs_reference)
@@ -237,7 +234,7 @@ def resolve_scorers(specs: Sequence[Any], embedder: str = DEFAULT_EMBEDDER, seed
             teacher = spec.endswith(TEACHER_SUFFIX) and not Path(spec).exists()
             path = spec[: -len(TEACHER_SUFFIX)] if teacher else spec
             if path not in loaded:
-                loaded[path] = load_judge(path)
+                loaded[path] = load_judge(path, dtype)
             judge = loaded[path]
             name = Path(path.rstrip("/")).name or path
             if teacher:

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..io import JsonlCache, atomic_write_json, slug
+from ..models import dtype_name
 from ..signals import ModelSet, get_signal
 from ..signals.cosine import cosine_similarities
 from ..signals.digits import DIGIT_READOUTS, digit_logprobs, digit_score
@@ -86,7 +87,7 @@ def compute_components(
     config: LabelReportConfig, rows: list[dict]
 ) -> tuple[dict[str, list[float]], dict[str, dict], dict]:
     """Every component's score per row (NaN where a row could not be scored), their descriptions, and timings."""
-    models = ModelSet(config.policy, config.embedder, trust_remote_code=config.trust_remote_code)
+    models = ModelSet(config.policy, config.embedder, trust_remote_code=config.trust_remote_code, dtype=config.dtype)
     cache_root = Path(config.output_dir) / "cache"
     ins = [r["instruction"] for r in rows]
     resp = [r["response"] for r in rows]
@@ -96,7 +97,7 @@ def compute_components(
     scores: dict[str, list[float]] = {}
     info: dict[str, dict] = {}
     timing: dict[str, dict] = {}
-    policy_dir = cache_root / slug(config.policy)
+    policy_dir = cache_root / slug(f"{config.policy}-{dtype_name(config.dtype)}")
 
     def load_policy() -> Any:
         return models.policy
@@ -199,7 +200,7 @@ def compute_components(
             }
         timing[name] = cache.timing
 
-    cache = TimedCache(cache_root / slug(config.embedder) / "cosine.jsonl")
+    cache = TimedCache(cache_root / slug(f"{config.embedder}-{dtype_name(config.dtype)}") / "cosine.jsonl")
 
     def run_cosine(skip, on_group):
         todo = [i for i in range(len(rows)) if i not in skip]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import SelfJInputError
-from ..flags import check_instance
+from ..flags import check_instance, dtype_field
 from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY
 from ..prompts import LIKELIHOOD_METHODS, PROMPT_STYLE_ALIASES, PROMPT_STYLES, check_prompt_style
 from ..signals.likelihood import MAX_TARGET_TOKENS
@@ -29,6 +29,7 @@ class LabelReportConfig:
 
     policy: str = field(default=DEFAULT_POLICY, metadata={"help": "Policy whose self-evaluation is measured."})
     embedder: str = field(default=DEFAULT_EMBEDDER, metadata={"help": "sentence-transformers model for the cosine."})
+    dtype: str = dtype_field()
     data_dir: str | None = field(
         default=None,
         metadata={

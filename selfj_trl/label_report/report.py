@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import SelfJInputError
 from ..eval_sets import ADVERSARIAL_MODELS, load_alpaca_train_rows
 from ..io import atomic_write_json, atomic_write_text, shared_data_dir
-from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY
+from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY, dtype_name
 from .components import compute_components
 from .config import LabelReportConfig
 from .correlation import combined_labels, correlation_summary
@@ -101,6 +101,7 @@ def run_label_report(config: LabelReportConfig) -> dict[str, Any]:
     report = {
         "policy": config.policy,
         "embedder": config.embedder,
+        "dtype": dtype_name(config.dtype),
         "quality": "gpt4_win_prob (GPT-4-turbo's probability that the response beats the reference)",
         "data": {
             "dir": str(Path(config.data_dir) if config.data_dir else alpaca_eval_dir()),
@@ -224,7 +225,7 @@ def markdown_report(report: dict[str, Any]) -> str:
         "",
         (
             f"AlpacaEval **train** split only: {d['n_instructions']} instructions x {len(d['models'])} models = "
-            f"{d['n_rows']} rows (seed {d['seed']}). Quality = GPT-4-turbo win probability against the reference. "
+            f"{d['n_rows']} rows (seed {d['seed']}); models run in {report.get('dtype', 'float32')}. Quality = GPT-4-turbo win probability against the reference. "
             "95% intervals: percentile bootstrap over instructions. *honest* = without NullModel and gpt4_gamed; "
             "*within* = mean Spearman inside each instruction."
         ),

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SelfJInputError
-from ..flags import check_instance
+from ..flags import check_instance, dtype_field
 from ..io import content_hash
 from ..labels import COMBINATIONS
 from ..measured import measured_label
-from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY
+from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY, dtype_name
 from ..prompts import DEFAULT_PROMPT_STYLE, LIKELIHOOD_METHODS, PLAIN_TURN_MARKER, check_prompt_style
 from ..signals import get_signal, self_eval_methods
 
@@ -132,6 +132,7 @@ class LabelingConfig:
     embedder: str = field(
         default=DEFAULT_EMBEDDER, metadata={"help": "sentence-transformers model for the cosine term."}
     )
+    dtype: str = dtype_field()
     use_chat_template: bool | None = field(
         default=None, metadata={"help": "Default: when the policy's tokenizer has one."}
     )
@@ -153,12 +154,11 @@ class LabelingConfig:
     )
     embed_batch_size: int = 32
     noref_baseline: bool = field(
-        default=True,
+        default=False,
         metadata={
-            "help": "Also score each row's reference-free digit rating (`self_eval_noref_score`, the baseline a "
-            "judge must beat; not part of the label). False saves one policy forward pass per row "
-            "(about a quarter of the labeling compute for Gemma on AlpacaEval answers); the column "
-            "is then NaN."
+            "help": "Also score each row's reference-free digit rating (`self_eval_noref_score`, a diagnostic "
+            "baseline a judge must beat; not part of the label). It costs one more policy forward pass per row; "
+            "without it the column is NaN."
         },
     )
     max_length: int = field(default=1024, metadata={"help": "Max tokens of a judging prompt (response cut first)."})
@@ -291,6 +291,7 @@ class LabelingConfig:
         ]
         keys += [k for k in get_signal(self.self_eval_method).settings if k not in keys]
         values = {k: getattr(self, k) for k in keys}
+        values["dtype"] = dtype_name(self.dtype)  # auto resolves per machine: a bf16 shard is never mixed with fp32
         values["texts"] = content_hash(
             get_signal(self.self_eval_method).fingerprint(), get_signal("digits").fingerprint(), PLAIN_TURN_MARKER
         )

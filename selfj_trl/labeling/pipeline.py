@@ -19,6 +19,7 @@ from ..artifacts import staged_folder, stamp
 from ..errors import SelfJInputError
 from ..io import atomic_write_text
 from ..labels import combine_labels, label_formula
+from ..models import dtype_name
 from ..signals import ModelSet, get_signal
 from .config import LOW_DIGIT_MASS, LabelingConfig, digit_mass, measured_quality, self_eval_detail
 from .fit import fitted_weights, score_fit_rows
@@ -62,7 +63,7 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
     sizes = chunk_sizes(len(rows), config.chunk_size)
     mine = [c for c in range(len(sizes)) if c % state.num_processes == state.process_index]
     todo = [c for c in mine if not shard_path(shard_dir, c, sizes[c]).exists()]
-    models = ModelSet(config.policy, config.embedder, trust_remote_code=config.trust_remote_code)
+    models = ModelSet(config.policy, config.embedder, trust_remote_code=config.trust_remote_code, dtype=config.dtype)
     if todo:
         done_rows = sum(sizes[c] for c in mine if c not in todo)
         bar = tqdm(
@@ -156,6 +157,7 @@ def card_info(
         "filter": config.dataset_filter,
         "policy": config.policy,
         "embedder": config.embedder,
+        "dtype": dtype_name(config.dtype),
         "num_rows": len(table),
         "num_instructions": num_instructions,
         "num_samples": config.num_samples,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import SelfJInputError
-from ..flags import check_instance
+from ..flags import check_instance, dtype_field
 
 
 @dataclass
@@ -41,7 +41,7 @@ class ServeConfig:
         metadata={"help": "Score the reference-aware teacher view when a request's label is a non-empty string."},
     )
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: best available)."})
-    dtype: str | None = field(default=None, metadata={"help": "Weights dtype, e.g. float32 or bfloat16."})
+    dtype: str = dtype_field()
     max_length: int | None = field(
         default=None,
         metadata={

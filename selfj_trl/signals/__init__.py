@@ -88,14 +88,15 @@ class ModelSet:
     """The policy (with its tokenizer and digit ids) and the embedder, each loaded on first use only: a run whose
     scores are all cached or whose shards are all written never loads a model."""
 
-    def __init__(self, policy: str, embedder: str, *, trust_remote_code: bool = False):
+    def __init__(self, policy: str, embedder: str, *, trust_remote_code: bool = False, dtype: str = "auto"):
         self.policy_name, self.embedder_name, self.trust_remote_code = policy, embedder, trust_remote_code
+        self.dtype = dtype
 
     @cached_property
     def _policy_and_tokenizer(self) -> tuple[Any, Any]:
         from .. import models
 
-        return models.load_policy(self.policy_name, trust_remote_code=self.trust_remote_code)
+        return models.load_policy(self.policy_name, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
 
     @property
     def policy(self) -> Any:
@@ -115,7 +116,7 @@ class ModelSet:
     def embedder(self) -> Any:
         from .. import models
 
-        return models.load_embedder(self.embedder_name)
+        return models.load_embedder(self.embedder_name, dtype=self.dtype)
 
 
 def score_signal(

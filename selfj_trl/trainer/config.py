@@ -19,6 +19,7 @@ from trl import RewardConfig
 from ..errors import SelfJInputError
 from ..flags import NUMERIC_FLAGS as FLAG_BOUNDS
 from ..flags import check_instance
+from ..models import native_bf16
 
 
 LOSS_TYPES = ("pointwise", "pairwise")
@@ -36,8 +37,11 @@ def accelerator_available(use_cpu: bool) -> bool:
 
 
 def bf16_default(accelerator: bool) -> bool:
-    """bf16 only on an accelerator that computes in it (CUDA with bf16 support); on a CPU bf16 autocast is slow."""
-    return accelerator and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    """bf16 mixed precision wherever the device multiplies bf16 in hardware: CUDA with bf16, or a CPU with AMX or
+    AVX512-BF16 (``selfj_trl.models.native_bf16``); fp32 elsewhere, where bf16 would be emulated."""
+    if accelerator:
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return native_bf16("cpu")
 
 
 @dataclass
@@ -78,8 +82,9 @@ class SelfJRewardConfig(RewardConfig):
     r"""Configuration of :class:`SelfJRewardTrainer`.
 
     Adds the Self-J loss weights, the label scale, the column names of the labeled table and the judge's publishing
-    options to TRL's ``RewardConfig``. ``bf16`` and ``gradient_checkpointing`` default to on only when a GPU is
-    present: on CPU, bf16 autocast is slow or unsupported and checkpointing only costs time.
+    options to TRL's ``RewardConfig``. ``bf16`` (mixed precision; the weights stay in ``--dtype``) defaults to on
+    where the device computes bf16 natively, CPUs with AMX or AVX512-BF16 included; ``gradient_checkpointing`` only
+    on a GPU: on a CPU memory is not the limit and checkpointing only costs time.
     """
 
     # Self-J loss

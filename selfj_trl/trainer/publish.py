@@ -82,6 +82,8 @@ def judge_config_section(
         "pairs_per_row": args.pairs_per_row,
         "label_max": args.label_max,
         "max_length": max_length,
+        # what the arithmetic ran in; the saved weights are the fp32 (or --dtype) master weights either way
+        "training_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "view_cuts": view_cuts or {},
         "lora": lora,
         "selfj_trl_version": package_version(),

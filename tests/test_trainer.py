@@ -872,3 +872,27 @@ def test_distill_warmup_is_applied_logged_and_recorded(tmp_path, base, dataset):
     logged = [h["distill_weight"] for h in trainer.state.log_history if "distill_weight" in h]
     assert logged == pytest.approx([0.0, 1.0, 2.0, 2.0])
     assert trainer.judge_config()["distill_warmup_ratio"] == 0.5
+
+
+def test_centring_is_trls_pair_sum_term_and_is_refused_for_pointwise(tmp_path, base, dataset):
+    from selfj_trl.trainer.reward_trainer import pair_centring
+
+    student = torch.tensor([5.0, 1.0, -5.0, 2.0])  # pairs (5, -5) and (1, 2)
+    teacher = torch.tensor([0.5, -3.0, 0.5, 3.0])  # pairs (0.5, 0.5) and (-3, 3)
+    # TRL: mean((chosen + rejected) ** 2) per view; a pair that sums to 0 costs nothing however large its scores
+    assert pair_centring(student, teacher).item() == pytest.approx((0 + 9 + 1 + 0) / 4)
+    assert pair_centring(torch.tensor([4.0, -4.0]), torch.tensor([-1.0, 1.0])).item() == 0.0
+    with pytest.raises(SelfJInputError, match="center_rewards_coefficient"):
+        make_args(tmp_path, center_rewards_coefficient=0.01)  # pointwise: the label fixes the level
+
+    args = make_args(tmp_path, loss_type="pairwise", center_rewards_coefficient=0.5, max_steps=1)
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    trainer.model.eval()
+    with torch.no_grad():
+        with_term = trainer.compute_loss(trainer.model, batch).item()
+        trainer.args.center_rewards_coefficient = None
+        without = trainer.compute_loss(trainer.model, batch).item()
+        scores = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
+    student, teacher = scores.float().chunk(2)
+    assert with_term - without == pytest.approx(0.5 * pair_centring(student, teacher).item(), rel=1e-4)

@@ -228,6 +228,13 @@ class SelfJRewardConfig(RewardConfig):
             raise SelfJInputError("`teacher_weight` and `student_weight` are both 0: nothing learns the labels.")
         if self.use_margin and self.loss_type != "pairwise":
             raise SelfJInputError("`use_margin` only applies to `loss_type=pairwise`; drop it or switch loss_type.")
+        if self.center_rewards_coefficient is not None and self.loss_type != "pairwise":
+            # A pair's loss sees only score differences, so the level drifts and TRL's term pins it; a pointwise
+            # score is regressed onto label / label_max, which fixes its level already: centring would fight it.
+            raise SelfJInputError(
+                "`center_rewards_coefficient` centres the scores of pairs (TRL's term); with `loss_type=pointwise` "
+                "the label already fixes the score's level: drop it or switch loss_type."
+            )
         if self.pairs_per_row:
             if self.loss_type != "pairwise":
                 raise SelfJInputError(

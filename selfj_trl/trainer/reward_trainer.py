@@ -99,6 +99,13 @@ def selfj_loss_terms(
     return {"loss_teacher": label_teacher, "loss_student": label_student, "loss_distill": distill}
 
 
+def pair_centring(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """TRL's centring term, ``mean((chosen + rejected) ** 2)`` over the pairs, for both views: it pins the level
+    that the Bradley-Terry loss leaves free, and leaves each pair's difference alone."""
+    pair_sums = [chosen + rejected for chosen, rejected in (student.chunk(2), teacher.chunk(2))]
+    return torch.mean(torch.cat(pair_sums) ** 2)
+
+
 def pair_budget_steps(n_rows: int, args: SelfJRewardConfig) -> int:
     """Optimizer steps that draw ``n_rows x pairs_per_row`` pairs, across processes and accumulation.
 
@@ -229,7 +236,7 @@ class SelfJRewardTrainer(RewardTrainer):
             + distill_weight * terms["loss_distill"]
         )
         if args.center_rewards_coefficient is not None:
-            loss = loss + args.center_rewards_coefficient * torch.mean(scores**2)
+            loss = loss + args.center_rewards_coefficient * pair_centring(student, teacher)
         self._record_metrics(mode, inputs, loss, terms, student, teacher)
         if mode == "train":
             self._metrics[mode]["distill_weight"].append(distill_weight)

@@ -896,3 +896,35 @@ def test_centring_is_trls_pair_sum_term_and_is_refused_for_pointwise(tmp_path, b
         scores = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
     student, teacher = scores.float().chunk(2)
     assert with_term - without == pytest.approx(0.5 * pair_centring(student, teacher).item(), rel=1e-4)
+
+
+def test_quantization_flags_reach_the_trainer_or_are_refused_in_one_line(tmp_path, base, monkeypatch, capsys):
+    """QLoRA's flags (TRL's ModelConfig) are honoured on CUDA and refused elsewhere: never parsed and dropped."""
+    from selfj_trl.cli import main as cli
+    from selfj_trl.trainer import script
+
+    labeled = tmp_path / "labeled"
+    Dataset.from_list(labeled_rows()).save_to_disk(str(labeled))
+    argv = ["train", "--model_name_or_path", base, "--dataset_name", str(labeled), "--output_dir", str(tmp_path / "j")]
+    seen = {}
+
+    class Captured(Exception):
+        pass
+
+    def capture(**kwargs):
+        seen.update(kwargs)
+        raise Captured
+
+    monkeypatch.setattr(script, "SelfJRewardTrainer", lambda *a, **k: capture(**k))
+    if not torch.cuda.is_available():
+        assert cli([*argv, "--load_in_4bit", "true", "--use_peft", "true"]) == 2
+        (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+        assert "--load_in_4bit needs a CUDA device" in line
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cli([*argv, "--load_in_8bit", "true"]) == 2
+    assert "--use_peft true` (QLoRA)" in capsys.readouterr().err
+    with pytest.raises(Captured):
+        script.main([*argv[1:], "--load_in_4bit", "true", "--use_peft", "true", "--bnb_4bit_quant_type", "nf4"])
+    config = seen["quantization_config"]
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
+    assert seen["peft_config"].task_type == "SEQ_CLS"

@@ -8,8 +8,9 @@ YAML holds the keys of all three dataclasses; ``TrlParser`` hands each its own, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from trl import ModelConfig, TrlParser, get_peft_config
+from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from ..errors import SelfJInputError, SelfJRuntimeError
 from ..flags import parse
@@ -30,6 +31,7 @@ def train_judge(script_args: SelfJScriptArguments, training_args: SelfJRewardCon
         training_args.model_init_kwargs = {"revision": model_args.model_revision, "dtype": model_args.dtype}
         if model_args.attn_implementation:
             training_args.model_init_kwargs["attn_implementation"] = model_args.attn_implementation
+    quantization = checked_quantization_config(model_args)
     if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
         model_args.lora_task_type = "SEQ_CLS"  # a judge is a sequence classifier: keeps the score head trainable
     dataset_name = script_args.dataset_name
@@ -42,6 +44,7 @@ def train_judge(script_args: SelfJScriptArguments, training_args: SelfJRewardCon
         train_dataset=train,
         eval_dataset=evaluation,
         peft_config=get_peft_config(model_args),
+        quantization_config=quantization,
         dataset_name=script_args.hub_dataset_id or hub_id_for(dataset_name) or dataset_name,
     )
     batch = training_args.per_device_train_batch_size * training_args.world_size
@@ -66,6 +69,30 @@ def train_judge(script_args: SelfJScriptArguments, training_args: SelfJRewardCon
         trainer.save_metrics("eval", metrics)  # eval_results.json: shown in the model card
     trainer.save_model(training_args.output_dir)
     return Path(training_args.output_dir)
+
+
+def checked_quantization_config(model_args: ModelConfig) -> Any:
+    """``--load_in_4bit`` / ``--load_in_8bit`` (TRL's ``ModelConfig``) as the ``BitsAndBytesConfig`` TRL's reward
+    script hands its trainer; refused in one line where they cannot work, rather than parsed and silently dropped.
+
+    bitsandbytes quantizes on a CUDA device, and quantized weights cannot be trained themselves: QLoRA trains a
+    LoRA adapter (and the score head) on top, so ``--use_peft true`` is required.
+    """
+    import torch
+
+    if not (model_args.load_in_4bit or model_args.load_in_8bit):
+        return None
+    flag = "--load_in_4bit" if model_args.load_in_4bit else "--load_in_8bit"
+    if not torch.cuda.is_available():
+        raise SelfJInputError(
+            f"{flag} needs a CUDA device (bitsandbytes quantizes on the GPU) and this machine has none: drop the flag "
+            "to train in full precision (bf16 autocast where the CPU supports it)."
+        )
+    if not model_args.use_peft:
+        raise SelfJInputError(
+            f"{flag} loads frozen quantized weights: train a LoRA adapter on them with `--use_peft true` (QLoRA)."
+        )
+    return get_quantization_config(model_args)
 
 
 def resume_checkpoint(training_args: SelfJRewardConfig) -> str | None:

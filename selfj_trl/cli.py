@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"selfj-trl: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    if "--accelerate_config" in rest:
+        from .launch import ACCELERATE_MODULES, launch
+
+        if command in ACCELERATE_MODULES:
+            return run_main(lambda args: launch(command, args), rest, f"selfj-trl {command}")
     return run_command(command, rest)
 
 

@@ -677,20 +677,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_accelerate_launch(tmp_path, base, dataset):
+@pytest.mark.parametrize("launcher", ["accelerate launch", "selfj-trl train --accelerate_config"])
+def test_two_process_accelerate_launch(tmp_path, base, dataset, launcher):
     data = tmp_path / "labeled.jsonl"
     dataset.to_json(str(data))
     out = tmp_path / "judge"
-    accelerate = Path(sys.executable).with_name("accelerate")
+    config = str(REPO / "recipes/accelerate_configs/multi_cpu_2proc.yaml")
+    if launcher == "accelerate launch":
+        accelerate = Path(sys.executable).with_name("accelerate")
+        port = ["--main_process_port", str(_free_port())]
+        start = [str(accelerate), "launch", "--config_file", config, *port, "-m", "selfj_trl.trainer"]
+    else:  # as TRL's own CLI: the command launches itself, and hands accelerate the flags the stage does not know
+        start = [str(Path(sys.executable).with_name("selfj-trl")), "train", "--accelerate_config", config]
+        start += ["--main_process_port", str(_free_port())]
     cmd = [
-        str(accelerate),
-        "launch",
-        "--config_file",
-        str(REPO / "recipes/accelerate_configs/multi_cpu_2proc.yaml"),
-        "--main_process_port",
-        str(_free_port()),
-        "-m",
-        "selfj_trl.trainer",
+        *start,
         "--model_name_or_path",
         base,
         "--dataset_name",
@@ -928,3 +929,27 @@ def test_quantization_flags_reach_the_trainer_or_are_refused_in_one_line(tmp_pat
     config = seen["quantization_config"]
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
     assert seen["peft_config"].task_type == "SEQ_CLS"
+
+
+def test_accelerate_config_names_trls_configs_and_refuses_an_unknown_one(tmp_path, capsys, monkeypatch):
+    import selfj_trl.launch as launch
+    from selfj_trl.cli import main as cli
+
+    argv = ["--dataset_name", "d", "--accelerate_config", "zero3", "--main_process_port", "1234", "--seed", "3"]
+    args = launch.launch_arguments("selfj_trl.labeling", argv)
+    assert args[:2] == ["--config_file", args[1]] and args[1].endswith("zero3.yaml") and Path(args[1]).is_file()
+    assert args[2:] == [
+        "--main_process_port",
+        "1234",
+        "-m",
+        "selfj_trl.labeling",
+        "--dataset_name",
+        "d",
+        "--seed",
+        "3",
+    ]
+    seen = []
+    monkeypatch.setattr(launch, "launch_command", seen.append, raising=False)
+    assert cli(["train", "--accelerate_config", "no-such-config", "--output_dir", str(tmp_path)]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert "no-such-config" in line and "selfj-trl train: error:" in line and not seen

@@ -24,7 +24,7 @@ from .config import (
     self_eval_detail,
 )
 from .fit import fitted_weights, load_fit_rows, score_fit_rows
-from .pipeline import card_info, finalize, label_dataset, main, save_labeled
+from .pipeline import card_info, finalize, label_dataset, main, make_parser, save_labeled
 from .rows import load_alpaca_train_pool, load_source, prepare_rows
 from .scoring import label_chunk, sampling_settings, score_signals
 
@@ -48,6 +48,7 @@ __all__ = [
     "load_fit_rows",
     "load_source",
     "main",
+    "make_parser",
     "measured_quality",
     "measured_settings",
     "prepare_rows",

@@ -212,6 +212,13 @@ def save_labeled(
         push_labeled_dataset(table, info, config.hub_dataset_id, private=config.hub_private)
 
 
+def make_parser():
+    """The stage's parser, as TRL's scripts expose theirs (``selfj-trl label --accelerate_config`` splits by it)."""
+    from trl import TrlParser
+
+    return TrlParser((LabelingConfig,), prog="selfj-trl label")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``selfj-trl label``: parse a :class:`LabelingConfig` (``--config`` YAML and flags) and label."""
     from accelerate import PartialState

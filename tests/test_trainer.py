@@ -652,8 +652,20 @@ def test_train_recipes_live_with_their_model():
     assert {p.parent.parent.name for p in TRAIN_RECIPES} == {
         "all-minilm-l6-v2",
         "gemma-3-270m",
+        "qwen2.5-7b-instruct",
         "smollm2-135m-instruct",
     }
+
+
+def test_the_qlora_recipe_is_refused_in_one_line_without_cuda(capsys):
+    from selfj_trl.cli import main as cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine could run it")
+    recipe = REPO / "recipes/qwen2.5-7b-instruct/train/config_judge_qlora.yaml"
+    assert cli(["train", "--config", str(recipe)]) == 2  # before any download of the 7B model
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert "--load_in_4bit needs a CUDA device" in line
 
 
 @pytest.mark.parametrize("recipe", TRAIN_RECIPES, ids=lambda p: p.parent.parent.name)

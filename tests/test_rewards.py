@@ -49,3 +49,32 @@ def test_absolute_position_limit_tells_encoders_from_rotary_decoders():
     assert absolute_position_limit(BertConfig(max_position_embeddings=512)) == 512
     assert absolute_position_limit(GPT2Config(n_positions=1024)) == 1024
     assert absolute_position_limit(LlamaConfig()) is None
+
+
+def test_a_decoder_judge_read_as_openrlhfs_reward_loader_reads_it_scores_as_selfjudge(tiny_judge):
+    """OpenRLHF's PPO reward model (``get_llm_for_sequence_regression``, ``--value_head_prefix score``): the backbone
+    under the model's ``base_model_prefix``, a bias-free ``score`` linear over the last hidden states, the value at
+    the last attended position, positions counted over the attention mask. Rebuilt here from that description (OpenRLHF is not installed) over a saved judge."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel
+
+    from selfj_trl.judge import SelfJudge
+
+    judge = SelfJudge.from_pretrained(tiny_judge, device="cpu", dtype="float32")
+    config = AutoConfig.from_pretrained(tiny_judge)
+    backbone = AutoModel.from_pretrained(tiny_judge).eval()  # the `model.` weights of the judge's checkpoint
+    weights = load_file(f"{tiny_judge}/model.safetensors")
+    head = torch.nn.Linear(config.hidden_size, 1, bias=False)
+    head.weight.data = weights["score.weight"].float()
+    texts = [judge.format("what is two plus two ?", r) for r in ("four", "the answer is four , yes")]
+    enc = judge.tokenizer(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
+    mask = enc["attention_mask"]
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    with torch.no_grad():
+        hidden = backbone(enc["input_ids"], attention_mask=mask, position_ids=positions)["last_hidden_state"]
+        values = head(hidden).squeeze(-1)
+    last = mask.size(1) - 1 - mask.long().fliplr().argmax(dim=1, keepdim=True)
+    rewards = values.gather(dim=1, index=last).squeeze(1)
+    assert mask[0].sum() < mask[1].sum()  # the first text is padded: the value is read before its padding
+    assert rewards.tolist() == pytest.approx(judge.score_texts(texts), abs=1e-5)

@@ -37,6 +37,8 @@ from .judge_views import (
     last_user_turn,
     message_text,
     parse_plain_view,
+    recorded_reward_stats,
+    standardize,
     tokenize_view,
     view_settings,
 )
@@ -361,11 +363,28 @@ class SelfJudge:
                 scores[i] = value
         return [float(s) for s in scores]
 
-    def as_reward_func(self, *, batch_size: int = 16, name: str = "selfj_judge") -> Callable[..., list[float]]:
-        """A ``reward_funcs`` entry for TRL's GRPO / RLOO / online DPO: :meth:`score_completions` under ``name``."""
+    @property
+    def reward_stats(self) -> dict | None:
+        """Mean and std of the judge's scores on its reference set (``config.selfj.reward_stats``), or None."""
+        return recorded_reward_stats(self.format_config)
+
+    def as_reward_func(
+        self, *, batch_size: int = 16, name: str = "selfj_judge", normalize: bool = False
+    ) -> Callable[..., list[float]]:
+        """A ``reward_funcs`` entry for TRL's GRPO / RLOO / online DPO: :meth:`score_completions` under ``name``.
+
+        ``normalize=True`` standardises by the recorded :attr:`reward_stats`, so that a judge's rewards have the
+        same spread as OpenRLHF's ``normalize_reward`` gives them whatever the judge's loss made of its scale.
+        """
+        if normalize and self.reward_stats is None:
+            raise SelfJInputError(
+                "normalize=True needs the judge's reward stats (config.selfj.reward_stats); it has none."
+            )
+        stats = self.reward_stats
 
         def reward(prompts: list, completions: list, **trl_kwargs: Any) -> list[float]:
-            return self.score_completions(prompts, completions, batch_size=batch_size)
+            scores = self.score_completions(prompts, completions, batch_size=batch_size)
+            return standardize(scores, stats) if normalize else scores
 
         reward.__name__ = name
         reward.__qualname__ = name

@@ -23,7 +23,8 @@ reads the view's first template token there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -287,3 +288,32 @@ def last_user_turn(messages: Any, index: int) -> str:
     if not users:
         raise SelfJInputError(f"`prompts[{index}]` has no user message; conversational prompts need one.")
     return message_text([users[-1]])
+
+
+def score_statistics(scores: Sequence[float], reference_set: str) -> dict | None:
+    """``config.selfj["reward_stats"]``: mean and sample std of the student-view scores on ``reference_set``.
+
+    The sample std (as OpenRLHF's reward-model trainer computes it) is floored at 1e-8 so that standardising by it
+    never divides by zero; fewer than two scores give no spread to record.
+    """
+    values = [float(s) for s in scores]
+    if len(values) < 2:
+        return None
+    mean = math.fsum(values) / len(values)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return {"mean": mean, "std": max(std, 1e-8), "n": len(values), "set": reference_set}
+
+
+def recorded_reward_stats(format_config: dict) -> dict | None:
+    """The judge's recorded reward stats, or None when absent or unusable (older judges have none)."""
+    stats = (format_config or {}).get("reward_stats")
+    try:
+        mean, std = float(stats["mean"]), float(stats["std"])
+    except (TypeError, KeyError, ValueError):
+        return None
+    return dict(stats, mean=mean, std=std) if math.isfinite(mean) and math.isfinite(std) and std > 0 else None
+
+
+def standardize(scores: Sequence[float], stats: dict) -> list[float]:
+    """``(score - mean) / std``: what OpenRLHF's ``normalize_reward`` does with ``config.mean`` / ``config.std``."""
+    return [(float(s) - stats["mean"]) / stats["std"] for s in scores]

@@ -7,7 +7,9 @@ and stops it with SIGTERM.
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import math
 import os
 import signal
 import socket
@@ -484,3 +486,49 @@ def test_busy_batcher_groups_queued_requests_by_length():
         assert future.result(timeout=5) == [0.0]
     batcher.stop()
     assert seen == [[1], [10, 11, 12], [990, 1000, 1010]]  # oldest first, then its nearest lengths
+
+
+def stats_judge(judge, scale_by: float = 4.0):
+    """The tiny judge as a pairwise judge would be published: no score scale, recorded reward stats."""
+    raw = judge.score_texts(QUERIES)
+    mean = sum(raw) / len(raw)
+    std = (sum((r - mean) ** 2 for r in raw) / (len(raw) - 1)) ** 0.5 / scale_by
+    served = copy.copy(judge)
+    served.format_config = {
+        **judge.format_config,
+        "score_scale": None,
+        "reward_stats": {"mean": mean, "std": std, "n": 3, "set": "eval"},
+    }
+    return served, raw, mean, std
+
+
+def test_pairwise_judge_scores_are_sigmoid_of_standardised_scores_not_clipped(judge):
+    served, raw, mean, std = stats_judge(judge)
+    with make_client(served) as client:
+        body = client.post("/get_reward", json={"query": QUERIES}).json()
+    assert body["rewards"] == pytest.approx(raw, abs=1e-6)
+    expected = [1 / (1 + math.exp(-(r - mean) / std)) for r in raw]
+    assert body["scores"] == pytest.approx(expected, abs=1e-6)
+    assert all(0.0 < s < 1.0 for s in body["scores"])
+    assert sorted(range(3), key=lambda i: body["scores"][i]) == sorted(range(3), key=lambda i: raw[i])
+
+
+def test_normalize_returns_standardised_rewards(judge):
+    served, raw, mean, std = stats_judge(judge)
+    with make_client(served, normalize=True) as client:
+        body = client.post("/get_reward", json={"query": QUERIES}).json()
+    assert body["rewards"] == pytest.approx([(r - mean) / std for r in raw], abs=1e-5)
+    reward = served.as_reward_func(normalize=True)
+    prompts, completions = ["say hi"], ["hi"]
+    expected = (judge.score_completions(prompts, completions)[0] - mean) / std
+    assert reward(prompts, completions) == pytest.approx([expected], abs=1e-5)
+
+
+def test_normalize_without_reward_stats_is_refused_in_one_line(judge, tiny_judge):
+    with pytest.raises(SelfJInputError, match="needs the judge's reward stats") as err:
+        make_client(judge, normalize=True)
+    assert "\n" not in str(err.value)
+    with pytest.raises(SelfJInputError, match="reward stats"):
+        judge.as_reward_func(normalize=True)
+    with pytest.raises(SelfJInputError, match="needs the judge's reward stats"):
+        serve_main(["--judge", tiny_judge, "--normalize", "true", "--device", "cpu"])

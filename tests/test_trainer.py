@@ -965,3 +965,35 @@ def test_accelerate_config_names_trls_configs_and_refuses_an_unknown_one(tmp_pat
     assert cli(["train", "--accelerate_config", "no-such-config", "--output_dir", str(tmp_path)]) == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
     assert "no-such-config" in line and "selfj-trl train: error:" in line and not seen
+
+
+def test_saved_judge_records_reward_stats_of_its_eval_scores(base, dataset, tmp_path):
+    train, held = dataset.select(range(9)), dataset.select(range(9, len(dataset)))
+    args = make_args(tmp_path, bf16=False)
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=train, eval_dataset=held)
+    trainer.train()
+    trainer.save_model()
+    out = Path(args.output_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    scores = scores_of(model, tokenizer, [student_text(tokenizer, row) for row in held])
+    stats = model.config.selfj["reward_stats"]
+    assert stats["set"] == "eval" and stats["n"] == stats["rows"] == len(held)
+    assert stats["mean"] == pytest.approx(scores.mean().item(), abs=1e-5)
+    assert stats["std"] == pytest.approx(scores.std().item(), rel=1e-4)
+    assert (model.config.mean, model.config.std) == (stats["mean"], stats["std"])
+    assert json.loads((out / "selfj.json").read_text())["reward_stats"] == stats
+    card = (out / "README.md").read_text()
+    assert f"mean {stats['mean']:.4f}, std {stats['std']:.4f}" in card and "eval set (3 scores)" in card
+
+
+def test_pairwise_judge_without_eval_set_records_train_stats(base, dataset, tmp_path):
+    args = make_args(tmp_path, loss_type="pairwise", max_steps=2, bf16=False)
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    trainer.train()
+    trainer.save_model()
+    config = json.loads((Path(args.output_dir) / "config.json").read_text())
+    stats = config["selfj"]["reward_stats"]
+    pairs = len(trainer.train_dataset)
+    assert stats["set"] == "train" and stats["rows"] == pairs and stats["n"] == 2 * pairs
+    assert (config["mean"], config["std"]) == (stats["mean"], stats["std"]) and stats["std"] > 0

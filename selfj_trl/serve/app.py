@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SelfJInputError
+from ..judge_views import recorded_reward_stats
 from .batching import MicroBatcher, ServerBusy
 from .config import ServeConfig
 from .protocol import (
@@ -119,6 +120,12 @@ def create_app(judge: Any, config: ServeConfig, *, token: str | None = None, mod
     )
     teacher = TeacherViewBuilder(judge) if config.teacher_view_with_labels else None
     scale = score_scale(judge)
+    stats = recorded_reward_stats(getattr(judge, "format_config", None) or {})
+    if config.normalize and stats is None:
+        raise SelfJInputError(
+            f"--normalize true needs the judge's reward stats (config.selfj.reward_stats); {model_name} has none: "
+            "retrain it with this selfj-trl, or serve without --normalize."
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -186,7 +193,7 @@ def create_app(judge: Any, config: ServeConfig, *, token: str | None = None, mod
         rewards = [float(r) for r in rewards]
         if not all(math.isfinite(r) for r in rewards):
             return error_response(500, "the judge produced a non-finite score; check the model weights and dtype.")
-        return JSONResponse(reward_response(rewards, scale, teacher_flags))
+        return JSONResponse(reward_response(rewards, scale, teacher_flags, stats, config.normalize))
 
     return app
 

@@ -40,6 +40,13 @@ class ServeConfig:
         default=False,
         metadata={"help": "Score the reference-aware teacher view when a request's label is a non-empty string."},
     )
+    normalize: bool = field(
+        default=False,
+        metadata={
+            "help": "Return `rewards` as (score - mean) / std with the judge's recorded reward stats (config.mean / "
+            "config.std), as OpenRLHF's --normalize_reward would; refused for a judge without them."
+        },
+    )
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: best available)."})
     dtype: str = dtype_field()
     max_length: int | None = field(

@@ -9,11 +9,13 @@ field. Nothing here knows about HTTP servers or threads.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SelfJInputError
+from ..judge_views import standardize
 from ..prompts import PLAIN_PROMPT_RE, check_text, has_chat_template
 from .config import ServeConfig
 
@@ -174,10 +176,21 @@ def score_scale(judge: Any) -> tuple[float, float]:
     return (low, high) if high > low else (0.0, 1.0)
 
 
-def unit_scores(rewards: Sequence[float], scale: tuple[float, float]) -> list[float]:
-    """OpenRLHF's ``scores`` (dynamic filtering) are in [0, 1]: the judge's score scale mapped there and clipped."""
+def unit_scores(rewards: Sequence[float], scale: tuple[float, float], stats: dict | None = None) -> list[float]:
+    """OpenRLHF's ``scores`` (dynamic filtering) are in [0, 1].
+
+    With recorded reward stats they are ``sigmoid((score - mean) / std)``: bounded without clipping, so a pairwise
+    judge's unbounded logits keep their order instead of piling up at 0 and 1. Without stats, the judge's score
+    scale is mapped there and clipped (a pointwise judge's scores estimate label / label_max).
+    """
+    if stats is not None:
+        return [_sigmoid(z) for z in standardize(rewards, stats)]
     low, high = scale
     return [min(1.0, max(0.0, (r - low) / (high - low))) for r in rewards]
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def texts_to_score(request: RewardRequest, teacher: TeacherViewBuilder | None) -> tuple[list[str], list[float]]:
@@ -191,10 +204,17 @@ def texts_to_score(request: RewardRequest, teacher: TeacherViewBuilder | None) -
     return texts, teacher_flags
 
 
-def reward_response(rewards: list[float], scale: tuple[float, float], teacher_flags: list[float]) -> dict:
-    """The JSON answer OpenRLHF reads: ``rewards``, ``scores`` in [0, 1] and ``extra_logs``."""
+def reward_response(
+    rewards: list[float],
+    scale: tuple[float, float],
+    teacher_flags: list[float],
+    stats: dict | None = None,
+    normalize: bool = False,
+) -> dict:
+    """The JSON answer OpenRLHF reads: ``rewards`` (standardised by ``stats`` with ``normalize``), ``scores`` in
+    [0, 1] (see :func:`unit_scores`) and ``extra_logs``."""
     return {
-        "rewards": rewards,
-        "scores": unit_scores(rewards, scale),
+        "rewards": standardize(rewards, stats) if normalize else rewards,
+        "scores": unit_scores(rewards, scale, stats),
         "extra_logs": {"selfj_teacher_view": teacher_flags},
     }

@@ -140,6 +140,8 @@ def merge_saved_adapter(output_dir: Path, tokenizer: Any, selfj: dict) -> Any:
         base.resize_token_embeddings(len(tokenizer))
     merged = PeftModel.from_pretrained(base, str(output_dir)).merge_and_unload()
     merged.config.update({"selfj": selfj, "pad_token_id": tokenizer.pad_token_id})
+    if selfj.get("reward_stats"):
+        merged.config.update({"mean": selfj["reward_stats"]["mean"], "std": selfj["reward_stats"]["std"]})
     return merged
 
 

@@ -23,6 +23,7 @@ from transformers.utils import logging
 from trl import RewardTrainer
 
 from ..errors import SelfJInputError, TrainingDivergedError
+from ..judge_views import score_statistics
 from ..models import load_model_config, load_tokenizer, resolve_model
 from ..prompts import JUDGE_CONFIG_KEY
 from .config import SelfJRewardConfig
@@ -293,6 +294,46 @@ class SelfJRewardTrainer(RewardTrainer):
             view_cuts=self.view_cuts,
         )
 
+    def reward_stats(self, batch_size: int = 16) -> dict | None:
+        """Mean and std of the trained student's scores on the eval set (else, or with several eval sets, the
+        training set), computed in the training precision: the scores the run's own evaluation saw.
+
+        OpenRLHF's ``normalize_reward`` standardises by ``config.mean`` / ``config.std``, and a pairwise judge's
+        scores have no fixed scale, so the server needs them to map its scores; the student view is the one served.
+        """
+        dataset, name = self.eval_dataset, "eval"
+        if isinstance(dataset, dict):
+            dataset = next(iter(dataset.values()), None) if len(dataset) == 1 else None
+        if dataset is None:
+            dataset, name = self.train_dataset, "train"
+        if dataset is None or isinstance(dataset, IterableDataset):
+            return None
+        columns = [
+            c for c in ("student_ids", "chosen_student_ids", "rejected_student_ids") if c in dataset.column_names
+        ]
+        ids = [row for column in columns for row in dataset[column]]
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        pad_id = self.processing_class.pad_token_id
+        scores: list[float] = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(ids), batch_size):
+                    batch = [torch.tensor(seq, dtype=torch.long) for seq in ids[start : start + batch_size]]
+                    width = max(len(seq) for seq in batch)
+                    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+                    for row, seq in enumerate(batch):
+                        input_ids[row, : len(seq)], attention_mask[row, : len(seq)] = seq, 1
+                    device = self.accelerator.device
+                    logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+                    scores += logits[:, 0].float().cpu().tolist()
+        finally:
+            model.train(was_training)
+        stats = score_statistics(scores, name)
+        return None if stats is None else stats | {"rows": len(dataset)}
+
     def _save_checkpoint(self, model, trial):
         # Checkpoints keep RewardTrainer's format (adapter + optimizer state) so that training can resume.
         self._saving_checkpoint = True
@@ -320,6 +361,10 @@ class SelfJRewardTrainer(RewardTrainer):
         merge = is_peft and self.args.merge_adapter_on_save
         base_config = unwrapped.get_base_model().config if is_peft else unwrapped.config
         selfj = self.judge_config()
+        stats = self.reward_stats(self.args.per_device_eval_batch_size)
+        if stats is not None:
+            selfj["reward_stats"] = stats
+            base_config.mean, base_config.std = stats["mean"], stats["std"]  # where OpenRLHF's loader reads them
         setattr(base_config, JUDGE_CONFIG_KEY, selfj)
         base_config.get_text_config().pad_token_id = self.processing_class.pad_token_id
         # Written into a staging folder inside output_dir, then swapped in with the completion marker renamed in
@@ -328,7 +373,7 @@ class SelfJRewardTrainer(RewardTrainer):
             super().save_model(str(stage), _internal_call=True)  # collective under DeepSpeed; writes on rank 0
             if merge and self.args.should_save:
                 if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
-                    merged = merge_saved_adapter(stage, self.processing_class, self.judge_config())
+                    merged = merge_saved_adapter(stage, self.processing_class, selfj)
                 else:
                     merged = deepcopy(unwrapped).merge_and_unload()
                 replace_adapter_with_merged(stage, merged)

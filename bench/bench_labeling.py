@@ -221,7 +221,7 @@ class ForwardMeter:
         return self.dense_flops + self.attention_flops
 
 
-def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = True) -> None:
+def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = False, dtype: str = "auto") -> None:
     """Label the first ``n`` rows of the AlpacaEval train pool as given responses, chunk by chunk, as the labeler
     does (models loaded before the clock starts; shard writing, which is negligible, left out)."""
     from collections import Counter
@@ -238,9 +238,10 @@ def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = Tru
         response_model_column="model",
         chunk_size=chunk_size,
         noref_baseline=noref_baseline,
+        dtype=dtype,
     )
     rows, _ = prepare_rows(pool, config)
-    models = ModelSet(config.policy, config.embedder)
+    models = ModelSet(config.policy, config.embedder, dtype=config.dtype)
     meter = ForwardMeter(models.policy)
     models.embedder, models.digit_ids  # noqa: B018 - load everything before the clock starts
     peak = matmul_peak()
@@ -288,13 +289,16 @@ def main() -> None:
     parser.add_argument("--given", action="store_true", help="label --n given responses of the AlpacaEval train pool")
     parser.add_argument("--chunk_size", type=int, default=8, help="--given: instructions per chunk")
     parser.add_argument("--num_threads", type=int, default=None)
-    parser.add_argument("--no_noref_baseline", action="store_true", help="--given: skip the reference-free column")
+    parser.add_argument(
+        "--noref_baseline", action="store_true", help="--given: also the reference-free column (off, as in label)"
+    )
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"), help="--given: as label")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     if args.given:
-        bench_given(args.policy, args.n, args.chunk_size, noref_baseline=not args.no_noref_baseline)
+        bench_given(args.policy, args.n, args.chunk_size, noref_baseline=args.noref_baseline, dtype=args.dtype)
     elif args.scaling:
         bench_scaling(args.policy, [(4, 1), (8, 1), (8, 2), (16, 2)], args.max_new_tokens)
     else:

@@ -280,16 +280,50 @@ def load_tokenizer(path: str, what: str, *, trust_remote_code: bool = False, rev
         raise SelfJInputError(f"could not load the {what} tokenizer of {path!r}: {reason}.") from err
 
 
-def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = "auto", trust_remote_code: bool = False):
+def policy_quantization(load_in_4bit: bool, device: Any = None) -> Any:
+    """The 4-bit NF4 ``BitsAndBytesConfig`` (bf16 compute, nested quantization: the QLoRA settings) a large labeling
+    policy is loaded with, or None. bitsandbytes quantizes on CUDA only: elsewhere the flag is refused in one line
+    rather than dropped, so a run never labels with another model than the one asked for."""
+    import torch
+
+    if not load_in_4bit:
+        return None
+    device = torch.device(device) if device is not None else default_device()
+    if device.type != "cuda":
+        raise SelfJInputError(
+            f"--load_in_4bit needs a CUDA device (bitsandbytes quantizes on the GPU); the policy would run on "
+            f"{device.type}: drop the flag (bf16 is used where the device supports it)."
+        )
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def load_policy(
+    name_or_path: str,
+    *,
+    device: Any = None,
+    dtype: Any = "auto",
+    trust_remote_code: bool = False,
+    load_in_4bit: bool = False,
+):
     """A causal LM in eval mode and its tokenizer (pad = eos when missing), from a folder, Hub id or alias.
 
-    ``device`` defaults to this process's accelerator; ``dtype`` to :func:`compute_dtype`'s choice for it.
+    ``device`` defaults to this process's accelerator; ``dtype`` to :func:`compute_dtype`'s choice for it;
+    ``load_in_4bit``: see :func:`policy_quantization`.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     device = torch.device(device) if device is not None else default_device()
     dtype = compute_dtype(dtype, device)
+    quantization = policy_quantization(load_in_4bit, device)
+    placement = {"quantization_config": quantization, "device_map": {"": device}} if quantization else {}
     from safetensors import SafetensorError
 
     path = resolve_model(name_or_path)
@@ -297,7 +331,7 @@ def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = "auto", t
     try:
         tokenizer = load_tokenizer(path, "policy", trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            path, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True
+            path, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True, **placement
         )
     except OSError as err:
         raise SelfJInputError(f"could not load policy {name_or_path!r}: {first_line(err)}") from err
@@ -305,7 +339,8 @@ def load_policy(name_or_path: str, *, device: Any = None, dtype: Any = "auto", t
         raise weights_error("policy", path, err) from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)
+    if not quantization:  # a quantized model is placed by its device_map and cannot be moved
+        model.to(device)
     model.eval()
     return model, tokenizer
 

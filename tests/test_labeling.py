@@ -531,3 +531,34 @@ def test_card_says_how_the_measured_defaults_measured_beside_length():
     ):
         info = card_info(table, cfg, skipped=Counter(), stats=Counter(), num_instructions=1)
         assert info["measured_quality"] is None and "how good these settings measured" not in str(dataset_card(info))
+
+
+def test_a_4bit_policy_is_refused_without_cuda_and_loaded_with_qlora_settings_on_it(tiny_policy, capsys, monkeypatch):
+    import transformers
+
+    from selfj_trl import models
+    from selfj_trl.cli import main as cli
+
+    if not torch.cuda.is_available():
+        assert cli(["label", "--dataset_name", "rows.jsonl", "--load_in_4bit", "true"]) == 2
+        (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+        assert "--load_in_4bit needs a CUDA device" in line
+    seen = {}
+
+    class Loaded(Exception):
+        pass
+
+    def from_pretrained(path, **kwargs):
+        seen.update(kwargs)
+        raise Loaded
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    with pytest.raises(Loaded):
+        models.load_policy(tiny_policy, device="cuda:0", dtype="bfloat16", load_in_4bit=True)
+    config = seen["quantization_config"]
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
+    assert config.bnb_4bit_compute_dtype == torch.bfloat16 and seen["device_map"] == {"": torch.device("cuda:0")}
+    seen.clear()
+    with pytest.raises(Loaded):
+        models.load_policy(tiny_policy, device="cpu", dtype="float32")
+    assert "quantization_config" not in seen and "device_map" not in seen  # full precision: placed by .to(device)

@@ -133,6 +133,12 @@ class LabelingConfig:
         default=DEFAULT_EMBEDDER, metadata={"help": "sentence-transformers model for the cosine term."}
     )
     dtype: str = dtype_field()
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={
+            "help": "Load the policy in 4-bit NF4 (bitsandbytes, CUDA only; refused elsewhere) to fit a large one."
+        },
+    )
     use_chat_template: bool | None = field(
         default=None, metadata={"help": "Default: when the policy's tokenizer has one."}
     )
@@ -218,6 +224,10 @@ class LabelingConfig:
 
     def __post_init__(self) -> None:
         check_instance(self)  # the ranges every command's flags share (selfj_trl.flags.NUMERIC_FLAGS)
+        if self.load_in_4bit:
+            from ..models import policy_quantization
+
+            policy_quantization(True)  # refused now, in one line, where it cannot run (not after the data is read)
         self.defaults_source = resolve_defaults(self)
         if self.num_samples is None:
             self.num_samples = 0 if self.response_column else DEFAULT_NUM_SAMPLES
@@ -292,6 +302,8 @@ class LabelingConfig:
         keys += [k for k in get_signal(self.self_eval_method).settings if k not in keys]
         values = {k: getattr(self, k) for k in keys}
         values["dtype"] = dtype_name(self.dtype)  # auto resolves per machine: a bf16 shard is never mixed with fp32
+        if self.load_in_4bit:  # only when set, so that the fingerprints of full-precision runs stay as they were
+            values["load_in_4bit"] = True
         values["texts"] = content_hash(
             get_signal(self.self_eval_method).fingerprint(), get_signal("digits").fingerprint(), PLAIN_TURN_MARKER
         )

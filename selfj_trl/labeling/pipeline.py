@@ -63,7 +63,13 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
     sizes = chunk_sizes(len(rows), config.chunk_size)
     mine = [c for c in range(len(sizes)) if c % state.num_processes == state.process_index]
     todo = [c for c in mine if not shard_path(shard_dir, c, sizes[c]).exists()]
-    models = ModelSet(config.policy, config.embedder, trust_remote_code=config.trust_remote_code, dtype=config.dtype)
+    models = ModelSet(
+        config.policy,
+        config.embedder,
+        trust_remote_code=config.trust_remote_code,
+        dtype=config.dtype,
+        load_in_4bit=config.load_in_4bit,
+    )
     if todo:
         done_rows = sum(sizes[c] for c in mine if c not in todo)
         bar = tqdm(

@@ -88,15 +88,28 @@ class ModelSet:
     """The policy (with its tokenizer and digit ids) and the embedder, each loaded on first use only: a run whose
     scores are all cached or whose shards are all written never loads a model."""
 
-    def __init__(self, policy: str, embedder: str, *, trust_remote_code: bool = False, dtype: str = "auto"):
+    def __init__(
+        self,
+        policy: str,
+        embedder: str,
+        *,
+        trust_remote_code: bool = False,
+        dtype: str = "auto",
+        load_in_4bit: bool = False,
+    ):
         self.policy_name, self.embedder_name, self.trust_remote_code = policy, embedder, trust_remote_code
-        self.dtype = dtype
+        self.dtype, self.load_in_4bit = dtype, load_in_4bit
 
     @cached_property
     def _policy_and_tokenizer(self) -> tuple[Any, Any]:
         from .. import models
 
-        return models.load_policy(self.policy_name, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
+        return models.load_policy(
+            self.policy_name,
+            dtype=self.dtype,
+            trust_remote_code=self.trust_remote_code,
+            load_in_4bit=self.load_in_4bit,
+        )
 
     @property
     def policy(self) -> Any:

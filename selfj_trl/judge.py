@@ -376,11 +376,11 @@ class SelfJudge:
         ``normalize=True`` standardises by the recorded :attr:`reward_stats`, so that a judge's rewards have the
         same spread as OpenRLHF's ``normalize_reward`` gives them whatever the judge's loss made of its scale.
         """
-        if normalize and self.reward_stats is None:
+        stats = self.reward_stats
+        if normalize and stats is None:
             raise SelfJInputError(
                 "normalize=True needs the judge's reward stats (config.selfj.reward_stats); it has none."
             )
-        stats = self.reward_stats
 
         def reward(prompts: list, completions: list, **trl_kwargs: Any) -> list[float]:
             scores = self.score_completions(prompts, completions, batch_size=batch_size)

@@ -280,20 +280,27 @@ def load_tokenizer(path: str, what: str, *, trust_remote_code: bool = False, rev
         raise SelfJInputError(f"could not load the {what} tokenizer of {path!r}: {reason}.") from err
 
 
+def require_quantizing_device(flag: str, device: Any = None) -> None:
+    """bitsandbytes quantizes on CUDA only: ``flag`` (``--load_in_4bit``, ``--load_in_8bit``) is refused in one line
+    on any other device rather than dropped, so a run never uses another model than the one asked for."""
+    import torch
+
+    device = torch.device(device) if device is not None else default_device()
+    if device.type != "cuda":
+        raise SelfJInputError(
+            f"{flag} needs a CUDA device (bitsandbytes quantizes on the GPU) and this run is on {device.type}: drop "
+            "the flag to run in full precision (bf16 where the device computes it natively)."
+        )
+
+
 def policy_quantization(load_in_4bit: bool, device: Any = None) -> Any:
     """The 4-bit NF4 ``BitsAndBytesConfig`` (bf16 compute, nested quantization: the QLoRA settings) a large labeling
-    policy is loaded with, or None. bitsandbytes quantizes on CUDA only: elsewhere the flag is refused in one line
-    rather than dropped, so a run never labels with another model than the one asked for."""
+    policy is loaded with, or None (see :func:`require_quantizing_device`)."""
     import torch
 
     if not load_in_4bit:
         return None
-    device = torch.device(device) if device is not None else default_device()
-    if device.type != "cuda":
-        raise SelfJInputError(
-            f"--load_in_4bit needs a CUDA device (bitsandbytes quantizes on the GPU); the policy would run on "
-            f"{device.type}: drop the flag (bf16 is used where the device supports it)."
-        )
+    require_quantizing_device("--load_in_4bit", device)
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(

@@ -225,9 +225,9 @@ class LabelingConfig:
     def __post_init__(self) -> None:
         check_instance(self)  # the ranges every command's flags share (selfj_trl.flags.NUMERIC_FLAGS)
         if self.load_in_4bit:
-            from ..models import policy_quantization
+            from ..models import require_quantizing_device
 
-            policy_quantization(True)  # refused now, in one line, where it cannot run (not after the data is read)
+            require_quantizing_device("--load_in_4bit")  # refused now, before the data is read
         self.defaults_source = resolve_defaults(self)
         if self.num_samples is None:
             self.num_samples = 0 if self.response_column else DEFAULT_NUM_SAMPLES

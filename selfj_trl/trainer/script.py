@@ -15,6 +15,7 @@ from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 from ..errors import SelfJInputError, SelfJRuntimeError
 from ..flags import parse
 from ..hub import hub_id_for
+from ..models import require_quantizing_device
 from ..tables import load_table
 from .config import SelfJRewardConfig, SelfJScriptArguments
 from .reward_trainer import SelfJRewardTrainer
@@ -75,19 +76,13 @@ def checked_quantization_config(model_args: ModelConfig) -> Any:
     """``--load_in_4bit`` / ``--load_in_8bit`` (TRL's ``ModelConfig``) as the ``BitsAndBytesConfig`` TRL's reward
     script hands its trainer; refused in one line where they cannot work, rather than parsed and silently dropped.
 
-    bitsandbytes quantizes on a CUDA device, and quantized weights cannot be trained themselves: QLoRA trains a
-    LoRA adapter (and the score head) on top, so ``--use_peft true`` is required.
+    Quantized weights cannot be trained themselves: QLoRA trains a LoRA adapter (and the score head) on top, so
+    ``--use_peft true`` is required.
     """
-    import torch
-
     if not (model_args.load_in_4bit or model_args.load_in_8bit):
         return None
     flag = "--load_in_4bit" if model_args.load_in_4bit else "--load_in_8bit"
-    if not torch.cuda.is_available():
-        raise SelfJInputError(
-            f"{flag} needs a CUDA device (bitsandbytes quantizes on the GPU) and this machine has none: drop the flag "
-            "to train in full precision (bf16 autocast where the CPU supports it)."
-        )
+    require_quantizing_device(flag)
     if not model_args.use_peft:
         raise SelfJInputError(
             f"{flag} loads frozen quantized weights: train a LoRA adapter on them with `--use_peft true` (QLoRA)."

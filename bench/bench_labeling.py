@@ -221,7 +221,40 @@ class ForwardMeter:
         return self.dense_flops + self.attention_flops
 
 
-def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = False, dtype: str = "auto") -> None:
+@torch.inference_mode()
+def plain_forward_seconds(policy: str, rows: list[dict], max_length: int, batch_size: int = 8) -> tuple[float, int]:
+    """The least any labeler of these rows must do: ONE fp32 forward of the policy over instruction + reference +
+    answer (cut to ``max_length``), batches of ``batch_size`` in row order, right-padded, last logits only.
+    Returns (seconds, tokens including padding)."""
+    model, tok = load_policy(policy, dtype="float32")
+    texts = [f"{r['instruction']}\n\n{r['reference']}\n\n{r['response']}" for r in rows]
+    model(**tok(texts[:2], return_tensors="pt", padding=True), logits_to_keep=1)  # warm-up
+    seconds, tokens = 0.0, 0
+    for start in range(0, len(texts), batch_size):
+        enc = tok(
+            texts[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+        )
+        t0 = time.perf_counter()
+        model(**enc, logits_to_keep=1)
+        seconds += time.perf_counter() - t0
+        tokens += enc["input_ids"].numel()
+    del model
+    return seconds, tokens
+
+
+def bench_given(
+    policy: str,
+    n: int,
+    chunk_size: int,
+    noref_baseline: bool = False,
+    dtype: str = "auto",
+    max_length: int | None = None,
+    plain_forward: bool = True,
+) -> None:
     """Label the first ``n`` rows of the AlpacaEval train pool as given responses, chunk by chunk, as the labeler
     does (models loaded before the clock starts; shard writing, which is negligible, left out)."""
     from collections import Counter
@@ -239,6 +272,7 @@ def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = Fal
         chunk_size=chunk_size,
         noref_baseline=noref_baseline,
         dtype=dtype,
+        **({"max_length": max_length} if max_length else {}),
     )
     rows, _ = prepare_rows(pool, config)
     models = ModelSet(config.policy, config.embedder, dtype=config.dtype)
@@ -276,6 +310,14 @@ def bench_given(policy: str, n: int, chunk_size: int, noref_baseline: bool = Fal
         f"({meter.dense_flops / meter.seconds / best:.2f} of fp32 counting parameters only); "
         f"over the whole wall time: {meter.flops / wall / best:.2f} of fp32, {meter.flops / wall / bf16_best:.2f} of bf16"
     )
+    if plain_forward:
+        flat = [{**row, "response": g["response"]} for row in rows for g in row["given"]]
+        plain, plain_tokens = plain_forward_seconds(policy, flat, config.max_length)
+        print(
+            f"one plain fp32 forward over instruction + reference + answer (batches of 8, last logits only, cut to "
+            f"{config.max_length} tokens): {plain:.1f} s, {plain_tokens} tokens with padding; labeling is "
+            f"{plain / wall:.2f}x its speed (target >= 2x)"
+        )
 
 
 def main() -> None:
@@ -293,12 +335,26 @@ def main() -> None:
         "--noref_baseline", action="store_true", help="--given: also the reference-free column (off, as in label)"
     )
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"), help="--given: as label")
+    parser.add_argument(
+        "--label_max_length", type=int, default=None, help="--given: label's --max_length (its default)"
+    )
+    parser.add_argument(
+        "--no_plain_forward", action="store_true", help="--given: skip the plain fp32 forward baseline"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     if args.given:
-        bench_given(args.policy, args.n, args.chunk_size, noref_baseline=args.noref_baseline, dtype=args.dtype)
+        bench_given(
+            args.policy,
+            args.n,
+            args.chunk_size,
+            noref_baseline=args.noref_baseline,
+            dtype=args.dtype,
+            max_length=args.label_max_length,
+            plain_forward=not args.no_plain_forward,
+        )
     elif args.scaling:
         bench_scaling(args.policy, [(4, 1), (8, 1), (8, 2), (16, 2)], args.max_new_tokens)
     else:

@@ -247,6 +247,12 @@ def test_span_log_prob_equals_the_log_softmax_it_replaces():
     target = torch.randint(0, 5000, (37,))
     before = float(torch.log_softmax(logits, -1).gather(-1, target[:, None]).sum())
     assert span_log_prob(logits, target) == pytest.approx(before, abs=1e-3, rel=1e-6)
+    # bf16 logits (the default on bf16 CPUs) are upcast chunk by chunk: the same sum as upcasting them all at once,
+    # whatever the chunk (37 rows leave a short last chunk)
+    half = logits.to(torch.bfloat16)
+    whole = float(torch.log_softmax(half.float(), -1).gather(-1, target[:, None]).sum())
+    for chunk in (1, 8, 64):
+        assert span_log_prob(half, target, chunk=chunk) == pytest.approx(whole, abs=1e-3, rel=1e-6)
 
 
 def test_cosine_with_shared_references_equals_one_reference_per_row(tmp_path):

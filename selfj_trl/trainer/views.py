@@ -147,7 +147,7 @@ def prepare_labeled_dataset(
     cuts = count_cuts(views)
     views = views.remove_columns(list(CUT_FIELDS))
     if args.loss_type == "pointwise":
-        return views, cuts
+        return views.map(view_lengths, desc=f"Counting {what} tokens"), cuts
     groups = dataset[args.group_column] if args.group_column in columns else dataset[args.instruction_column]
     pairs = build_pairs([float(v) for v in dataset[args.label_column]], groups, args.min_label_gap)
     if not pairs:
@@ -165,7 +165,7 @@ def prepare_labeled_dataset(
     }
     if args.use_margin:  # targets are already label / label_max
         data["margin"] = [target[c] - target[r] for c, r in pairs]
-    return Dataset.from_dict(data), cuts
+    return Dataset.from_dict(data).map(view_lengths, desc=f"Counting {what} tokens"), cuts
 
 
 def view_max_length(max_length: int | None, model_config: Any) -> int | None:
@@ -182,29 +182,46 @@ def view_max_length(max_length: int | None, model_config: Any) -> int | None:
     return max_length
 
 
+def view_lengths(example: dict) -> dict:
+    """The tokens a prepared row puts through the judge (all its views): what ``group_by_length`` sorts by."""
+    keys = POINTWISE_COLUMNS if POINTWISE_COLUMNS[0] in example else PAIRWISE_COLUMNS
+    return {"length": sum(len(example[key]) for key in keys)}
+
+
 @dataclass
 class SelfJDataCollator(DataCollatorMixin):
-    """Stacks both views of a batch into ONE right-padded tensor so that a step costs one forward pass.
+    """Right-pads the student views and the teacher views of a batch separately: the student tensor is as wide as its
+    longest student view, not as the teacher's (which carries the reference as well), so no forward pays for padding
+    that only the other view needs.
 
-    Rows are ``[student views..., teacher views...]``; in pairwise mode each half is ``[chosen..., rejected...]``
-    (the layout of TRL's ``DataCollatorForPreference``). ``pad_token_id`` is filled in by the trainer once the
-    tokenizer's pad token is settled.
+    ``input_ids``/``attention_mask`` hold the student views, ``teacher_input_ids``/``teacher_attention_mask`` the
+    teacher's; in pairwise mode each is ``[chosen..., rejected...]`` (the layout of TRL's
+    ``DataCollatorForPreference``). ``pad_token_id`` is filled in by the trainer once the tokenizer's pad token is
+    settled.
     """
 
     pad_token_id: int | None = None
     pad_to_multiple_of: int | None = None
     return_tensors: str = "pt"
 
+    def pad_views(self, seqs: list[torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+        masks = [torch.ones_like(s) for s in seqs]
+        return {
+            f"{prefix}input_ids": pad(seqs, self.pad_token_id, "right", self.pad_to_multiple_of),
+            f"{prefix}attention_mask": pad(masks, 0, "right", self.pad_to_multiple_of),
+        }
+
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if self.pad_token_id is None:
             raise ValueError("SelfJDataCollator.pad_token_id is not set.")
         keys = POINTWISE_COLUMNS if POINTWISE_COLUMNS[0] in examples[0] else PAIRWISE_COLUMNS
-        seqs = [torch.tensor(ex[key], dtype=torch.long) for key in keys for ex in examples]
-        masks = [torch.ones_like(s) for s in seqs]
-        out = {
-            "input_ids": pad(seqs, self.pad_token_id, "right", self.pad_to_multiple_of),
-            "attention_mask": pad(masks, 0, "right", self.pad_to_multiple_of),
+        student_keys = [k for k in keys if "student" in k]
+        teacher_keys = [k for k in keys if "teacher" in k]
+        views = {
+            prefix: [torch.tensor(ex[key], dtype=torch.long) for key in view_keys for ex in examples]
+            for prefix, view_keys in (("", student_keys), ("teacher_", teacher_keys))
         }
+        out = {**self.pad_views(views[""], ""), **self.pad_views(views["teacher_"], "teacher_")}
         for key in ("target", "margin"):
             if key in examples[0]:
                 out[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float)

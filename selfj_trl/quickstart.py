@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import sys
 import time
@@ -54,7 +55,14 @@ class QuickstartConfig:
     )
     n_train_instructions: int = field(default=14, metadata={"help": "AlpacaEval train-split instructions to label."})
     n_seed_tasks: int = field(default=6, metadata={"help": "Self-Instruct seed tasks to label."})
-    num_samples: int = 2
+    num_samples: int = 3
+    given_answers: bool = field(
+        default=True,
+        metadata={
+            "help": "Also label, per instruction, its reference, another instruction's reference and the reference "
+            "cut to a third (labeled by Self-J like the samples; see quickstart.given_answers)."
+        },
+    )
     max_new_tokens: int = 64
     self_eval_method: str | None = field(
         default=None, metadata={"help": "digits | likelihood; default: measured best for the policy (see label)."}
@@ -146,11 +154,43 @@ def instruction_slice(config: QuickstartConfig) -> tuple[Dataset, str]:
     return Dataset.from_list(rows), "AlpacaEval train split + Self-Instruct seed tasks"
 
 
+#: The answers of known kinds put beside the policy's samples (``given_answers``); their labels are still Self-J's.
+GIVEN_ANSWER_KINDS = ("reference", "other_instruction", "cut_reference")
+
+
+def given_answers(source: Dataset, seed: int) -> Dataset:
+    """One row per (instruction, given answer): the reference itself, another instruction's reference (fluent, long
+    and off-topic) and the reference cut to its first third (on-topic, unfinished).
+
+    A policy's own samples to 20 instructions differ mostly in length, and a judge trained on them alone learned to
+    prefer short answers (an anti-judge on every held-out set). These answers differ in what the label is meant to
+    see; nothing here says which is better: each is labeled by the same reference-guided self-evaluation and cosine.
+    """
+    rows = list(source)
+    rng = random.Random(seed)
+    out = []
+    for i, row in enumerate(rows):
+        others = [r["reference"] for j, r in enumerate(rows) if j != i and r["reference"] != row["reference"]]
+        words = list(re.finditer(r"\S+", row["reference"]))
+        answers = {
+            "reference": row["reference"],
+            "other_instruction": rng.choice(others) if others else None,
+            "cut_reference": row["reference"][: words[len(words) // 3 - 1].end()] if len(words) >= 6 else None,
+        }
+        out += [{**row, "response": text, "answer_kind": kind} for kind, text in answers.items() if text]
+    return Dataset.from_list(out)
+
+
 def stage_label(config: QuickstartConfig, folder: Path) -> str:
     from .labeling import LabelingConfig, label_dataset, self_eval_detail
 
     source, name = instruction_slice(config)
+    given = {}
+    if config.given_answers:
+        source = given_answers(source, config.seed)
+        given = {"response_column": "response", "response_model_column": "answer_kind"}
     cfg = LabelingConfig(
+        **given,
         dataset_name=name,
         output_dir=str(folder),
         policy=config.policy,
@@ -168,16 +208,18 @@ def stage_label(config: QuickstartConfig, folder: Path) -> str:
         dtype=config.dtype,
     )
     table = label_dataset(cfg, dataset=source)
+    n_instructions = len(set(table["instruction"]))
+    kinds = f" ({cfg.num_samples} samples and {len(GIVEN_ANSWER_KINDS)} given answers each)" if given else ""
     return (
-        f"{len(table)} labeled responses to {len(source)} instructions ({name}); self-evaluation "
+        f"{len(table)} labeled responses to {n_instructions} instructions{kinds} ({name}); self-evaluation "
         f"{self_eval_detail(cfg)}, cosine weight {cfg.cosine_weight:g} ({cfg.defaults_source})"
     )
 
 
 def judge_training_args(config: QuickstartConfig, folder: Path):
     """The quickstart's own budget (epochs, rate, length) with the loss weights of the judge base's recipe, and the
-    pointwise loss whatever the recipe's ``loss_type``: with two samples per instruction the pairwise loss would see
-    one pair per instruction, a different judge from the recipe's on 17 answers each."""
+    pointwise loss whatever the recipe's ``loss_type``: the use stage gates answers by a threshold on the score, which
+    needs the label's absolute level, and a handful of answers per instruction gives the pairwise loss few pairs."""
     from .trainer import SelfJRewardConfig
 
     loss = dict(measured_judge_loss(config.judge_base))

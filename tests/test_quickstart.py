@@ -14,7 +14,7 @@ from PIL import Image
 
 from selfj_trl.io import shared_data_dir
 from selfj_trl.judge import calibrate_threshold
-from selfj_trl.quickstart import QuickstartConfig, headline, pick_line, run_quickstart
+from selfj_trl.quickstart import GIVEN_ANSWER_KINDS, QuickstartConfig, headline, pick_line, run_quickstart
 from selfj_trl.testing import make_tiny_llama
 
 
@@ -42,7 +42,18 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
     out = Path(cfg.output_dir)
 
     labeled = load_from_disk(str(out / "labeled"))
-    assert len(labeled) >= 8 and "label" in labeled.column_names
+    assert "label" in labeled.column_names
+    # per instruction: its samples and the three given answers, each labeled (none of them assigned a label by hand)
+    kinds = [m for m, src in zip(labeled["model"], labeled["source"], strict=True) if src == "given"]
+    assert sorted(set(kinds)) == sorted(GIVEN_ANSWER_KINDS) and len(kinds) == 3 * 6
+    assert len(labeled) == 6 * (2 + 3)
+    for row in labeled:
+        if row["model"] == "reference":
+            assert row["response"] == row["reference"]
+        elif row["model"] == "other_instruction":
+            assert row["response"] != row["reference"]
+        elif row["model"] == "cut_reference":
+            assert row["reference"].startswith(row["response"]) and len(row["response"]) < len(row["reference"])
     card = (out / "labeled" / "README.md").read_text()
     assert "Self-J" in card and "self-evaluation" in card and "where these settings came from" in card
 

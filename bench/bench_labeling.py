@@ -33,6 +33,9 @@ import torch
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hardware import matmul_peak  # noqa: E402
 
 from selfj_trl.labeling import LabelingConfig, label_dataset  # noqa: E402
 from selfj_trl.models import load_policy  # noqa: E402
@@ -155,19 +158,6 @@ def bench_scaling(policy: str, sizes: list[tuple[int, int]], max_new_tokens: int
         f"largest deviation from the line {worst:.1%} (self-evaluation: {cfg.self_eval_method}, "
         f"{cfg.defaults_source})"
     )
-
-
-def matmul_peak(n: int = 2048, seconds: float = 3.0, dtype: torch.dtype = torch.float32) -> float:
-    """FLOP/s of an n x n matmul loop in ``dtype`` on this machine, now, with torch's current thread count: the
-    ceiling a forward in that dtype can approach (on cores with AMX-BF16 the bf16 one is several times higher)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    iters, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        iters += 1
-    return 2 * n**3 * iters / (time.perf_counter() - t0)
 
 
 class ForwardMeter:

@@ -12,6 +12,7 @@ which does not matter for speed; the three methods' scores are checked to agree.
 
     python bench/bench_scoring.py                       # 512 pairs, MiniLM, batch 16
     python bench/bench_scoring.py --model smollm2-135m-instruct --pairs 256
+    python bench/bench_scoring.py --judge outputs/quickstart/judge --eval_set alpaca_eval   # bf16 vs fp32, every row
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from selfj_trl.judge import SelfJudge  # noqa: E402
 
@@ -98,6 +102,60 @@ def raw_forward(judge: SelfJudge, batches, n: int) -> list[float]:
     return scores
 
 
+class TokenMeter:
+    """Tokens (with padding) through the judge's forward, counted by a hook."""
+
+    def __init__(self, model):
+        self.tokens = 0
+        model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.tokens += ids.numel()
+
+
+def dtype_agreement(judge_path: str, eval_set: str, batch_size: int, device: str | None) -> int:
+    """Score EVERY row of a held-out set (student view) with the judge in fp32 and in bf16; print rows per hour,
+    achieved FLOP/s (2 x non-embedding parameters x tokens, padding included: the work the cores did) against the
+    same run's fp32 and bf16 matmul peaks, and how closely the two precisions' scores agree."""
+    from hardware import non_embedding_parameters, peak_line, peaks
+
+    from selfj_trl.eval_sets import load_eval_set
+    from selfj_trl.stats import spearman
+
+    data = load_eval_set(eval_set)
+    if data.kind != "pointwise":
+        raise SystemExit(f"{eval_set} is a pairwise set; name a pointwise one (alpaca_eval, mtbench, prometheus)")
+    before = peaks()
+    scores, rates = {}, {}
+    for dtype in ("float32", "bfloat16"):
+        judge = SelfJudge.from_pretrained(judge_path, device=device, dtype=dtype)
+        meter = TokenMeter(judge.model)
+        judge.score(data.instructions[:32], data.responses[:32], batch_size=batch_size)  # warm-up
+        meter.tokens = 0
+        t, scores[dtype] = timed(
+            lambda judge=judge: judge.score(data.instructions, data.responses, batch_size=batch_size)
+        )
+        flops = 2.0 * non_embedding_parameters(judge.model) * meter.tokens
+        rates[dtype] = (t, flops / t)
+    best, line = peak_line(before, peaks())
+    print(f"judge={judge_path} set={eval_set} ({len(data)} rows, every row) threads={torch.get_num_threads()}")
+    print(line)
+    for dtype, (t, achieved) in rates.items():
+        print(
+            f"  {dtype:<9} {t:7.1f} s  {3600 * len(data) / t:9.0f} rows/hour  {achieved / 1e9:6.1f} GFLOP/s = "
+            f"{achieved / best['fp32']:.2f} of the fp32 peak, {achieved / best['bf16']:.2f} of the bf16 peak"
+        )
+    a, b = scores["float32"], scores["bfloat16"]
+    diff = [abs(x - y) for x, y in zip(a, b, strict=True)]
+    print(
+        f"bf16 vs fp32 scores: Spearman {spearman(a, b):.5f} (target >= 0.999), max |diff| {max(diff):.4f}, "
+        f"mean |diff| {statistics.fmean(diff):.4f} (score sd {statistics.pstdev(a):.3f}); bf16 "
+        f"{rates['float32'][0] / rates['bfloat16'][0]:.2f}x faster"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="all-minilm-l6-v2", help="offline alias, folder or Hub id")
@@ -106,7 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the batched methods (best kept)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--judge", default=None, help="a trained judge: score --eval_set whole in fp32 and bf16 and compare instead"
+    )
+    parser.add_argument("--eval_set", default="alpaca_eval")
     args = parser.parse_args(argv)
+    if args.judge:
+        return dtype_agreement(args.judge, args.eval_set, args.batch_size, args.device)
 
     from transformers.utils import logging as hf_logging
 

@@ -36,6 +36,9 @@ from trl import RewardConfig, RewardTrainer  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hardware import non_embedding_parameters, peak_line, peaks  # noqa: E402
+
 from selfj_trl.judge_views import format_student_view, tokenize_view  # noqa: E402
 from selfj_trl.models import resolve_model  # noqa: E402
 from selfj_trl.trainer import SelfJDataCollator, SelfJRewardConfig, SelfJRewardTrainer  # noqa: E402
@@ -172,8 +175,19 @@ def time_variant(
             )
             if collator is not None:
                 collator.pad_token_id = trainer.processing_class.pad_token_id
+        tokens = []
+        trainer.model.register_forward_pre_hook(
+            lambda m, args, kw: tokens.append(kw["input_ids"].numel()) if m.training else None, with_kwargs=True
+        )
         trainer.train()
+        TOKENS[name] = TOKENS.get(name, []) + [sum(tokens) / max(trainer.state.global_step, 1)]
+        PARAMS[name] = non_embedding_parameters(trainer.model)
     return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(timer.ends, timer.ends[1:], strict=False)]
+
+
+#: Per variant: tokens (padding included) through the model per optimizer step, and non-embedding parameters.
+TOKENS: dict[str, list[float]] = {}
+PARAMS: dict[str, int] = {}
 
 
 def compare_precision(a: argparse.Namespace, model_path: str, rows: list[dict], args_kw: dict) -> int:
@@ -187,13 +201,23 @@ def compare_precision(a: argparse.Namespace, model_path: str, rows: list[dict], 
         "pairwise bf16, grouped",
     ]
     times: dict[str, list[float]] = {v: [] for v in variants}
+    before = peaks()
     for _ in range(a.rounds):
         for v in variants:
             times[v] += [t[0] for t in time_variant(v, model_path, rows, args_kw, a.batch_size)[a.warmup :]]
+    best, line = peak_line(before, peaks())
     print(f"model: {a.model}, batch {a.batch_size} rows, max_length {a.max_length}, threads {torch.get_num_threads()}")
+    print(line)
+    print("achieved = 6 x non-embedding parameters x tokens through the model (padding included) / step time")
     med = {v: statistics.median(ts) for v, ts in times.items()}
     for v in variants:
-        print(f"  {v:<38} median {med[v] * 1000:8.1f} ms/step wall  {med[variants[0]] / med[v]:5.2f}x")
+        tokens = statistics.fmean(TOKENS[v])
+        achieved = 6.0 * PARAMS[v] * tokens / med[v]
+        print(
+            f"  {v:<34} median {med[v] * 1000:8.1f} ms/step wall  {med[variants[0]] / med[v]:5.2f}x  "
+            f"{3600 * a.batch_size / med[v]:7.0f} rows/hour  {tokens:6.0f} tokens/step  "
+            f"{achieved / 1e9:6.1f} GFLOP/s = {achieved / best['fp32']:.2f} of fp32, {achieved / best['bf16']:.2f} of bf16"
+        )
     print(f"speed-up over the first (target >= 3x): {med[variants[0]] / min(med.values()):.2f}x")
     return 0
 

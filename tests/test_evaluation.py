@@ -248,6 +248,28 @@ def test_evaluate_pointwise_keeps_gamed_labels_out_of_quality_metrics():
     assert out["vs_reference"]["accuracy"] == pytest.approx(1 / 3)  # h1 right (loses), h2 and h3 wrong (beat ref)
 
 
+def test_length_lean_is_the_within_question_spearman_with_word_count():
+    words = [1, 3, 2, 5, 4, 6]  # answers of 1..6 words, two questions of three answers
+    ds = PointwiseSet(
+        name="toy",
+        title="toy",
+        quality_name="q",
+        instructions=["a"] * 3 + ["b"] * 3,
+        responses=[" ".join(["w"] * n) for n in words],
+        references=[None] * 6,
+        quality=np.array([0.1, 0.5, 0.3, 0.2, 0.9, 0.4]),
+        groups=["a"] * 3 + ["b"] * 3,
+        models=[None] * 6,
+        subsets=[None] * 6,
+    )
+    by_length = ev.evaluate_pointwise(ds, np.array(words, dtype=float), None, n_resamples=0)
+    assert by_length["length_lean"] == pytest.approx(1.0)
+    # question a: score ranks 3, 1, 2 against word ranks 1, 3, 2 (sum d^2 = 8: rho = -1); question b: 1, 2, 3
+    # against 2, 1, 3 (sum d^2 = 2: rho = +0.5); the mean is -0.25
+    scores = np.array([3.0, 1.0, 2.0, 1.0, 2.0, 3.0])
+    assert ev.evaluate_pointwise(ds, scores, None, n_resamples=0)["length_lean"] == pytest.approx(-0.25)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Selective instruction following
 # ---------------------------------------------------------------------------------------------------------------

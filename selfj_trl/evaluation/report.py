@@ -76,7 +76,7 @@ def _pointwise_section(res: dict) -> list[str]:
     has_ranking = any("ranking" in r for r in res["scorers"].values())
     has_pick = res.get("best_of_k") is not None
     board = "gpt4_rows_vs_leaderboard" in res
-    header = ["scorer", "n", "Pearson", "Spearman", "Kendall", "within-question Spearman"]
+    header = ["scorer", "n", "Pearson", "Spearman", "Kendall", "within-question Spearman", "length lean"]
     if has_pick:
         header.append(_pick_label(res))
     header += ["selective AUC", "quality@50%", "quality@80%", "share of oracle gain"]
@@ -99,6 +99,7 @@ def _pointwise_section(res: dict) -> list[str]:
             with_interval(corr["spearman"], ci.get("spearman")),
             number(corr.get("kendall")),
             with_interval(r["within_question"]["spearman"], ci.get("within_spearman")),
+            number(r.get("length_lean")),
         ]
         if has_pick:
             pick = r.get("best_of_k")
@@ -121,7 +122,7 @@ def _pointwise_section(res: dict) -> list[str]:
         rows.append(row)
     picks = res.get("best_of_k") or {}
     for label, ordering in res.get("orderings", {}).items():
-        row = [f"*{label}*", str(res.get("quality_rows", res["n"])), "", "", "", ""]
+        row = [f"*{label}*", str(res.get("quality_rows", res["n"])), "", "", "", "", ""]
         if has_pick:
             key = "oracle" if label == "oracle" else "random"
             row.append(with_interval(picks.get(key), picks.get("ci", {}).get(key)))
@@ -135,7 +136,9 @@ def _pointwise_section(res: dict) -> list[str]:
     out = [
         "",
         f"Quality = `{res['quality']}`. Within-question Spearman: mean over questions of the Spearman among "
-        "the answers to the same question (what best-of-n, GRPO advantages and DPO pairs need). Selective "
+        "the answers to the same question (what best-of-n, GRPO advantages and DPO pairs need). Length lean: the "
+        "same mean Spearman of the scores with the answers' word counts (length itself: +1; a reward that leans "
+        "on length can be bought by writing more). Selective "
         "columns: mean quality of the answers kept when only the top-scored fraction is answered (AUC = mean over "
         "10-100% coverage).",
     ]
@@ -340,8 +343,8 @@ def summary(metrics: dict) -> str:
                 lines.append(
                     f"{name:>16} {scorer:>24}: Pearson {number(r['correlation']['pearson'])}  "
                     f"Spearman {number(r['correlation']['spearman'])}  "
-                    f"within {number(r['within_question']['spearman'])}  AUC {number(r['selective']['auc'])}"
-                    + (f"  pick {number(pick['pick'])}" if pick else "")
+                    f"within {number(r['within_question']['spearman'])}  AUC {number(r['selective']['auc'])}  "
+                    f"length lean {number(r.get('length_lean'))}" + (f"  pick {number(pick['pick'])}" if pick else "")
                 )
             else:
                 lines.append(f"{name:>16} {scorer:>24}: accuracy {number(r['accuracy']['all']['accuracy'])}")

@@ -139,6 +139,15 @@ def _quality_metrics(
         groups=[str(g) for g, k in zip(ds.groups, rows, strict=False) if k],
         per_group=per_group,
     )
+    # The length lean: how much the scores follow the word count inside a question (length's own figure is +1);
+    # a reward that leans on it can be bought by writing more.
+    words = np.array([len(r.split()) for r, k in zip(ds.responses, rows, strict=False) if k], dtype=float)
+    out["length_lean"] = judge_agreement(
+        "within_group",
+        predictions=s,
+        references=words,
+        groups=[str(g) for g, k in zip(ds.groups, rows, strict=False) if k],
+    )["spearman"]
     out["selective"] = judge_agreement(
         "selective", predictions=s, references=q, coverages=COVERAGES, tiebreak=tiebreak[rows]
     )

@@ -1021,6 +1021,12 @@ def test_saved_judge_records_reward_stats_of_its_eval_scores(base, dataset, tmp_
     assert json.loads((out / "selfj.json").read_text())["reward_stats"] == stats
     card = (out / "README.md").read_text()
     assert f"mean {stats['mean']:.4f}, std {stats['std']:.4f}" in card and "eval set (3 scores)" in card
+    # the length lean: within-instruction Spearman of those scores with the answers' word counts
+    from selfj_trl.stats import mean_within_group_spearman
+
+    words = [len(row["response"].split()) for row in held]
+    expected = mean_within_group_spearman(scores.tolist(), words, [row["instruction_id"] for row in held])
+    assert stats["length_lean"] == pytest.approx(expected) and f"| length lean | {expected:+.3f}" in card
 
 
 def test_pairwise_judge_without_eval_set_records_train_stats(base, dataset, tmp_path):
@@ -1031,5 +1037,8 @@ def test_pairwise_judge_without_eval_set_records_train_stats(base, dataset, tmp_
     config = json.loads((Path(args.output_dir) / "config.json").read_text())
     stats = config["selfj"]["reward_stats"]
     pairs = len(trainer.train_dataset)
-    assert stats["set"] == "train" and stats["rows"] == pairs and stats["n"] == 2 * pairs
+    answers = {tuple(ids) for c in ("chosen_student_ids", "rejected_student_ids") for ids in trainer.train_dataset[c]}
+    # each answer scored once, however many pairs it is in
+    assert stats["set"] == "train" and stats["rows"] == pairs and stats["n"] == len(answers) < 2 * pairs
+    assert -1.0 <= stats["length_lean"] <= 1.0
     assert (config["mean"], config["std"]) == (stats["mean"], stats["std"]) and stats["std"] > 0

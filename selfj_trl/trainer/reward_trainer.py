@@ -24,6 +24,7 @@ from trl import RewardTrainer
 
 from ..errors import SelfJInputError, TrainingDivergedError
 from ..judge_views import score_statistics
+from ..stats import mean_within_group_spearman
 from ..models import load_model_config, load_tokenizer, resolve_model
 from ..prompts import JUDGE_CONFIG_KEY
 from .config import SelfJRewardConfig
@@ -323,10 +324,19 @@ class SelfJRewardTrainer(RewardTrainer):
             dataset, name = self.train_dataset, "train"
         if dataset is None or isinstance(dataset, IterableDataset):
             return None
-        columns = [
-            c for c in ("student_ids", "chosen_student_ids", "rejected_student_ids") if c in dataset.column_names
+        views = [
+            (c, c.replace("student_ids", "words"))
+            for c in ("student_ids", "chosen_student_ids", "rejected_student_ids")
         ]
-        ids = [row for column in columns for row in dataset[column]]
+        views = [(ids, words) for ids, words in views if ids in dataset.column_names]
+        has_groups = "group" in dataset.column_names and all(w in dataset.column_names for _, w in views)
+        unique: dict[tuple, tuple] = {}  # a pairwise table repeats each answer in several pairs: score it once
+        for ids_column, words_column in views:
+            groups = dataset["group"] if has_groups else [None] * len(dataset)
+            words = dataset[words_column] if has_groups else [None] * len(dataset)
+            for seq, group, n_words in zip(dataset[ids_column], groups, words, strict=True):
+                unique.setdefault(tuple(seq), (group, n_words))
+        ids = [list(seq) for seq in unique]
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
@@ -347,7 +357,14 @@ class SelfJRewardTrainer(RewardTrainer):
         finally:
             model.train(was_training)
         stats = score_statistics(scores, name)
-        return None if stats is None else stats | {"rows": len(dataset)}
+        if stats is None:
+            return None
+        stats["rows"] = len(dataset)
+        if has_groups:  # how much the scores follow the word count inside an instruction (length itself: +1)
+            groups, words = zip(*unique.values(), strict=True)
+            lean = mean_within_group_spearman(scores, list(words), list(groups))
+            stats["length_lean"] = lean if math.isfinite(lean) else None
+        return stats
 
     def _save_checkpoint(self, model, trial):
         # Checkpoints keep RewardTrainer's format (adapter + optimizer state) so that training can resume.

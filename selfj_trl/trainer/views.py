@@ -96,6 +96,7 @@ def tokenize_views(
         "student_ids": views.student,
         "teacher_ids": views.teacher,
         "target": float(example[args.label_column]) / args.label_max,
+        "words": len(example[args.response_column].split()),
         **{name: getattr(views, name) for name in CUT_FIELDS},
     }
 
@@ -146,9 +147,10 @@ def prepare_labeled_dataset(
         )
     cuts = count_cuts(views)
     views = views.remove_columns(list(CUT_FIELDS))
-    if args.loss_type == "pointwise":
-        return views.map(view_lengths, desc=f"Counting {what} tokens"), cuts
     groups = dataset[args.group_column] if args.group_column in columns else dataset[args.instruction_column]
+    if args.loss_type == "pointwise":
+        views = views.add_column("group", [str(g) for g in groups])
+        return views.map(view_lengths, desc=f"Counting {what} tokens"), cuts
     pairs = build_pairs([float(v) for v in dataset[args.label_column]], groups, args.min_label_gap)
     if not pairs:
         raise SelfJInputError(
@@ -156,12 +158,15 @@ def prepare_labeled_dataset(
             "needs several labeled samples per instruction (label with num_samples > 1) or use "
             "`loss_type=pointwise`."
         )
-    student, teacher, target = views["student_ids"], views["teacher_ids"], views["target"]
+    student, teacher, target, words = views["student_ids"], views["teacher_ids"], views["target"], views["words"]
     data = {
         "chosen_student_ids": [student[c] for c, _ in pairs],
         "rejected_student_ids": [student[r] for _, r in pairs],
         "chosen_teacher_ids": [teacher[c] for c, _ in pairs],
         "rejected_teacher_ids": [teacher[r] for _, r in pairs],
+        "chosen_words": [words[c] for c, _ in pairs],
+        "rejected_words": [words[r] for _, r in pairs],
+        "group": [str(groups[c]) for c, _ in pairs],
     }
     if args.use_margin:  # targets are already label / label_max
         data["margin"] = [target[c] - target[r] for c, r in pairs]

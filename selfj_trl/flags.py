@@ -73,6 +73,7 @@ NUMERIC_FLAGS: dict[str, Bounds] = {
     "max_length": _positive(),
     "max_new_tokens": _positive(),
     "max_target_tokens": _positive(),
+    "likelihood_target_tokens": _positive(),
     "max_instruction_chars": _positive(),
     "max_chars_per_text": _positive(),
     "max_request_bytes": _positive(),

@@ -3,6 +3,7 @@ likelihood self-evaluation, train-only data."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -219,6 +220,23 @@ def test_labeling_likelihood_branch_calls_signal(tiny_policy, tmp_path):
     )
     table = label_dataset(config)
     assert len(table) > 0 and all(0.0 <= s <= 9.0 for s in table["self_eval_score"])
+    # the labeler scores the reference's first `likelihood_target_tokens` tokens: its scores are those of the signal
+    # called with that many
+    from selfj_trl.models import load_policy as load
+
+    model, tok = load(tiny_policy, dtype="float32")
+    rows = list(table)
+    ins, resp, refs = ([r[k] for r in rows] for k in ("instruction", "response", "reference"))
+    for n in (3, 256):
+        cut = dataclasses.replace(
+            config, likelihood_target_tokens=n, output_dir=str(tmp_path / str(n)), dtype="float32"
+        )
+        again = label_dataset(cut)
+        assert again["response"] == resp  # the same samples (same seed), scored with n target tokens
+        got = again["self_eval_score"]
+        want = likelihood_self_eval(model, tok, ins, resp, refs, max_length=300, max_target_tokens=n)
+        assert got == pytest.approx(want, abs=1e-4)
+    assert got != pytest.approx(likelihood_self_eval(model, tok, ins, resp, refs, max_length=300, max_target_tokens=3))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -410,7 +428,7 @@ def test_recommended_settings_pick_the_best_fixed_weight_label_on_honest_and_wit
     lik, dig = "likelihood/reference_gain/L768/score", "digits/few_shot/ref/L768/expected"
     report = {
         "components": {
-            lik: {"kind": "likelihood", "method": "reference_gain"},
+            lik: {"kind": "likelihood", "method": "reference_gain", "max_target_tokens": 128},
             dig: {"kind": "digits", "style": "few_shot"},
         },
         "combined": {
@@ -426,6 +444,7 @@ def test_recommended_settings_pick_the_best_fixed_weight_label_on_honest_and_wit
     assert rec["settings"] == {
         "self_eval_method": "likelihood",
         "likelihood_method": "reference_gain",
+        "likelihood_target_tokens": 128,
         "cosine_weight": 0.25,
         "combination": "rank_mean",
     }

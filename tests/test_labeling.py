@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset, load_from_disk
 
 from selfj_trl.errors import SelfJInputError
-from selfj_trl.labeling import LabelingConfig, label_dataset, prepare_rows
+from selfj_trl.labeling import LabelingConfig, label_dataset, prepare_rows, self_eval_detail
 from selfj_trl.labels import combine_labels, fit_combination
 from selfj_trl.measured import measured_label, measured_policies
 from selfj_trl.models import load_policy
@@ -363,10 +363,16 @@ def test_unset_self_eval_settings_resolve_per_policy():
         policy="x",
         self_eval_method="likelihood",
         likelihood_method="response_gain",
+        likelihood_target_tokens=64,
         prompt_style="few_shot",
         cosine_weight=0.25,
     )
     assert explicit.defaults_source == "set by the user" and explicit.likelihood_method == "response_gain"
+    # the measured number of target tokens reaches the signal, and a changed one changes the fingerprint
+    gemma = LabelingConfig(policy="gemma-3-270m")
+    assert gemma.likelihood_target_tokens == measured_label("gemma-3-270m")["settings"]["likelihood_target_tokens"]
+    assert "first 128 target tokens" in self_eval_detail(gemma)
+    assert LabelingConfig(policy="gemma-3-270m", likelihood_target_tokens=256).fingerprint() != gemma.fingerprint()
 
 
 def test_fitted_config_needs_dev_data_and_three_weights():

@@ -16,7 +16,7 @@ def test_builtin_signals_are_registered_with_their_settings_and_fingerprints():
     assert {"digits", "likelihood", "cosine"} <= set(SIGNALS)
     assert set(self_eval_methods()) >= {"digits", "likelihood"} and "cosine" not in self_eval_methods()
     assert get_signal("digits").settings == ("prompt_style",)
-    assert get_signal("likelihood").settings == ("likelihood_method",)
+    assert get_signal("likelihood").settings == ("likelihood_method", "likelihood_target_tokens")
     assert (
         len(get_signal("digits").fingerprint()) == 8
         and get_signal("digits").fingerprint() != get_signal("likelihood").fingerprint()

@@ -175,6 +175,7 @@ def compute_components(
         info[f"{name}/score"] = {
             "kind": "likelihood",
             "method": method,
+            "max_target_tokens": config.max_target_tokens,
             "with_reference": True,
             "max_length": config.max_length,
             "mean_gain": float(np.nanmean([x["gain"] for x in values if x])) if any(values) else math.nan,

@@ -188,6 +188,8 @@ def recommended_settings(report: dict[str, Any]) -> dict[str, Any] | None:
     settings: dict[str, Any] = {"self_eval_method": se["kind"]}
     if se["kind"] == "likelihood":
         settings["likelihood_method"] = se["method"]
+        if se.get("max_target_tokens"):
+            settings["likelihood_target_tokens"] = se["max_target_tokens"]
     else:
         settings["prompt_style"] = se["style"]
     settings.update(cosine_weight=float(weight), combination=combination)

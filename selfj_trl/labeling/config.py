@@ -21,6 +21,7 @@ from ..measured import measured_label
 from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY, dtype_name
 from ..prompts import DEFAULT_PROMPT_STYLE, LIKELIHOOD_METHODS, PLAIN_TURN_MARKER, check_prompt_style
 from ..signals import get_signal, self_eval_methods
+from ..signals.likelihood import MAX_TARGET_TOKENS
 
 
 #: Below this mean probability on the digit tokens, a digit rating is renormalised noise (the policies' figures are in
@@ -35,6 +36,7 @@ SELFJ_DEFAULTS = {
     "self_eval_method": "digits",
     "prompt_style": DEFAULT_PROMPT_STYLE,
     "likelihood_method": "reference_gain",
+    "likelihood_target_tokens": MAX_TARGET_TOKENS,
     "cosine_weight": 0.5,
 }
 #: Policy samples per instruction when none are asked for: 2, or none when given responses are labeled instead.
@@ -178,6 +180,13 @@ class LabelingConfig:
     )
     likelihood_method: str | None = field(
         default=None, metadata={"help": "With self_eval_method=likelihood: reference_gain | response_gain."}
+    )
+    likelihood_target_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "With self_eval_method=likelihood: tokens of the target (the reference, for reference_gain) "
+            f"scored. Default: measured per offline policy, {MAX_TARGET_TOKENS} otherwise."
+        },
     )
     prompt_style: str | None = field(
         default=None,

@@ -156,9 +156,11 @@ def fingerprint(max_target_tokens: int = MAX_TARGET_TOKENS) -> str:
 @register_signal(
     "likelihood",
     kind="self_eval",
-    settings=("likelihood_method",),
+    settings=("likelihood_method", "likelihood_target_tokens"),
     fingerprint=fingerprint,
-    describe=lambda settings: f"likelihood, {settings.likelihood_method}",
+    describe=lambda settings: (
+        f"likelihood, {settings.likelihood_method}, first {settings.likelihood_target_tokens} target tokens"
+    ),
     prompt_text=lambda settings: prompts.self_eval_prompt_text(
         "likelihood", likelihood_method=settings.likelihood_method
     ),
@@ -182,4 +184,5 @@ def score(
         method=settings.likelihood_method,
         use_chat_template=settings.use_chat_template,
         max_length=settings.max_length,
+        max_target_tokens=settings.likelihood_target_tokens,
     )

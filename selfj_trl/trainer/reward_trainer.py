@@ -24,9 +24,9 @@ from trl import RewardTrainer
 
 from ..errors import SelfJInputError, TrainingDivergedError
 from ..judge_views import score_statistics
-from ..stats import mean_within_group_spearman
 from ..models import load_model_config, load_tokenizer, resolve_model
 from ..prompts import JUDGE_CONFIG_KEY
+from ..stats import mean_within_group_spearman
 from .config import SelfJRewardConfig
 from .publish import (
     SELFJ_JSON,

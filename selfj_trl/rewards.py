@@ -60,6 +60,14 @@ class JudgeRecipeArguments:
             "it natively). A judge given by path is loaded by TRL, in the dtype TRL chooses.",
         },
     )
+    overlong_cache: int | None = field(
+        default=None,
+        metadata={
+            "help": "Add TRL's soft overlong punishment (DAPO) as a second reward: 0 up to max_completion_length - "
+            "N tokens, then falling linearly to -1 at max_completion_length (and -1 beyond). Weigh it against the "
+            "judge with the trainer's own --reward_weights JUDGE LENGTH. Off when unset.",
+        },
+    )
 
 
 def prompt_dataset(
@@ -116,6 +124,24 @@ def absolute_position_limit(config: Any) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def length_reward_funcs(overlong_cache: int | None, max_completion_length: int | None) -> list:
+    """The length-aware second reward, TRL's own (``trl.rewards.get_soft_overlong_punishment``), or none.
+
+    A judge that leans on length can be bought by writing more; this reward pushes back only near the length limit,
+    so it never rewards an answer for being short. Its weight is the trainer's ``reward_weights`` (TRL sums the
+    weighted rewards before computing advantages).
+    """
+    if overlong_cache is None:
+        return []
+    if not max_completion_length or not 0 < overlong_cache <= max_completion_length:
+        raise SelfJInputError(
+            f"`overlong_cache` must be in (0, max_completion_length={max_completion_length}], got {overlong_cache}."
+        )
+    from trl.rewards import get_soft_overlong_punishment
+
+    return [get_soft_overlong_punishment(max_completion_length, overlong_cache)]
 
 
 def judge_reward_funcs(judge: str, *, conversational: bool, judge_as: str = "auto", dtype: str = "auto") -> list:

@@ -9,6 +9,7 @@ recipe wrote).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import json
@@ -59,6 +60,8 @@ ONLINE_FLAGS = [
     "2",
     "--max_completion_length",
     "4",
+    "--overlong_cache",  # the recipes' 32 is for their 128-token completions
+    "2",
     "--max_prompts",
     "4",
 ]
@@ -95,6 +98,10 @@ def plain_judge(tmp_path_factory):
     return str(path)
 
 
+#: Completion lengths in tokens, per reward computation recorded by ``capture``.
+LENGTHS: list[list[int]] = []
+
+
 def capture(trainer, method: str) -> list:
     """Record (prompts, completions, rewards) every time the trainer computes rewards."""
     seen = []
@@ -106,6 +113,7 @@ def capture(trainer, method: str) -> list:
         rewards = original(*args, **kwargs)
         bound = signature.bind(*args, **kwargs).arguments
         seen.append((list(bound["prompts"]), list(bound["completions"]), rewards.detach().float().cpu().clone()))
+        LENGTHS.append([len(ids) for ids in bound["completion_ids_list"]])
         return rewards
 
     setattr(trainer, method, wrapped)
@@ -223,6 +231,35 @@ def test_grpo_recipe_main_trains_and_saves(tiny_policy, tiny_judge, prompts_file
     assert (tmp_path / "out" / "model.safetensors").exists()
 
 
+@pytest.mark.parametrize("loop", ["grpo", "rloo"])
+def test_overlong_punishment_is_a_second_reward_weighed_by_trls_reward_weights(
+    loop, tiny_policy, tiny_judge, prompts_file, tmp_path
+):
+    """--overlong_cache N adds TRL's soft overlong punishment beside the judge; TRL weighs the two by reward_weights."""
+    from trl import GRPOConfig, RLOOConfig
+
+    recipe = load_recipe(loop)
+    flags = ["--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path)]
+    flags += [*CPU_FLAGS, *ONLINE_FLAGS, "--reward_weights", "1.0", "0.5"]
+    script_args, training_args = parse(
+        loop, (JudgeRecipeArguments, GRPOConfig if loop == "grpo" else RLOOConfig), flags
+    )
+    trainer = recipe.build_trainer(script_args, training_args)
+    assert len(trainer.reward_funcs) == 2 and trainer.reward_weights.tolist() == [1.0, 0.5]
+    LENGTHS.clear()
+    seen = capture(trainer, "_calculate_rewards")
+    trainer.train()
+    judge = SelfJudge.from_pretrained(tiny_judge, device="cpu", dtype="float32")
+    for (prompts, completions, rewards), lengths in zip(seen, LENGTHS, strict=True):
+        assert rewards.shape[1] == 2
+        instructions, responses = as_pairs(prompts, completions)
+        assert rewards[:, 0].tolist() == pytest.approx(judge.score(instructions, responses), abs=1e-5)
+        # max_completion_length 4, cache 2: 0 up to 2 tokens, -0.5 at 3, -1 at 4
+        assert rewards[:, 1].tolist() == [{0: 0.0, 1: 0.0, 2: 0.0, 3: -0.5, 4: -1.0}[n] for n in lengths]
+    with pytest.raises(SelfJInputError, match="overlong_cache"):
+        recipe.build_trainer(dataclasses.replace(script_args, overlong_cache=9), training_args)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # GRPO with an encoder judge (absolute positions) and a 2,000-token completion
 # ------------------------------------------------------------------------------------------------------------------
@@ -310,6 +347,7 @@ def test_grpo_with_an_encoder_judge_refuses_the_path_and_scores_long_completions
     # What the refusal prevents: TRL feeds a judge given by path the whole text and BERT indexes past 64 positions.
     _, training_args = parse("grpo", types, argv)
     prompts = prompt_dataset(prompts_file, AutoTokenizer.from_pretrained(tiny_plain_policy), max_prompts=4)
+    training_args.reward_weights = None  # the judge alone here (the recipe adds a length reward beside it)
     raw = GRPOTrainer(model=tiny_plain_policy, reward_funcs=[encoder_judge], args=training_args, train_dataset=prompts)
     long_completions(raw, [])
     with pytest.raises((IndexError, RuntimeError), match="size|index out of range"):

@@ -26,7 +26,7 @@ from selfj_trl.cli import run_main
 from selfj_trl.models import resolve_model
 from selfj_trl.prompts import has_chat_template
 from selfj_trl.recipes import parse_recipe_args
-from selfj_trl.rewards import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset
+from selfj_trl.rewards import JudgeRecipeArguments, judge_reward_funcs, length_reward_funcs, prompt_dataset
 
 
 def build_trainer(script_args: JudgeRecipeArguments, training_args: RLOOConfig) -> RLOOTrainer:
@@ -43,7 +43,7 @@ def build_trainer(script_args: JudgeRecipeArguments, training_args: RLOOConfig) 
     )
     reward_funcs = judge_reward_funcs(
         script_args.judge, conversational=conversational, judge_as=script_args.judge_as, dtype=script_args.judge_dtype
-    )
+    ) + length_reward_funcs(script_args.overlong_cache, training_args.max_completion_length)
     return RLOOTrainer(
         model=policy, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset, processing_class=tokenizer
     )

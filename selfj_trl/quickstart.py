@@ -172,10 +172,11 @@ def given_answers(source: Dataset, seed: int) -> Dataset:
     for i, row in enumerate(rows):
         others = [r["reference"] for j, r in enumerate(rows) if j != i and r["reference"] != row["reference"]]
         words = list(re.finditer(r"\S+", row["reference"]))
+        third = words[max(len(words) // 3, 1) - 1].end() if len(words) >= 2 else None
         answers = {
             "reference": row["reference"],
             "other_instruction": rng.choice(others) if others else None,
-            "cut_reference": row["reference"][: words[len(words) // 3 - 1].end()] if len(words) >= 6 else None,
+            "cut_reference": row["reference"][:third] if third else None,
         }
         out += [{**row, "response": text, "answer_kind": kind} for kind, text in answers.items() if text]
     return Dataset.from_list(out)

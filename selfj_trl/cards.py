@@ -36,13 +36,14 @@ MODEL_LICENSES = {
     "sentence-transformers/all-MiniLM-L6-v2": "apache-2.0",
 }
 #: Licenses of the instruction/reference sources we know, by a fragment of their path or Hub id (first match wins):
-#: AlpacaEval and Alpaca are CC BY-NC 4.0, Self-Instruct's seed tasks and the bundled prompts Apache-2.0.
+#: AlpacaEval and Alpaca are CC BY-NC 4.0, Self-Instruct's seed tasks and the bundled sets Apache-2.0.
 DATA_LICENSES = (
     ("alpaca_eval", "cc-by-nc-4.0"),
     ("tatsu-lab/alpaca", "cc-by-nc-4.0"),
     ("self_instruct", "apache-2.0"),
     ("seed_tasks", "apache-2.0"),
     ("selfj_trl/data/instructions.jsonl", "apache-2.0"),
+    ("selfj_trl/data/quickstart_references.jsonl", "apache-2.0"),
 )
 #: Tags both cards carry, so that the Hub lists judges and their data together.
 TAGS = ["trl", "reward-model", "selfj-trl"]

@@ -38,6 +38,10 @@ from .models import DEFAULT_EMBEDDER, DEFAULT_POLICY, MINILM_ALIAS, resolve_mode
 
 
 STAGES = ("setup", "label", "train", "evaluate", "use")
+#: Instructions with full-length references, written for this package (Apache-2.0): what the quickstart labels when
+#: no data folder is found. Open questions, advice, writing, code and explanations, answered at the length and care
+#: of a good assistant, so that the label's reference is as long and as good as the answers a judge will score.
+BUNDLED_REFERENCES = "selfj_trl/data/quickstart_references.jsonl"
 
 
 @dataclass
@@ -55,6 +59,13 @@ class QuickstartConfig:
     )
     n_train_instructions: int = field(default=14, metadata={"help": "AlpacaEval train-split instructions to label."})
     n_seed_tasks: int = field(default=6, metadata={"help": "Self-Instruct seed tasks to label."})
+    n_bundled_instructions: int = field(
+        default=43,
+        metadata={
+            "help": "Without the data folder: instructions of the bundled reference set to label "
+            f"({BUNDLED_REFERENCES}, written for this package, Apache-2.0)."
+        },
+    )
     num_samples: int = 3
     given_answers: bool = field(
         default=True,
@@ -135,10 +146,10 @@ def instruction_slice(config: QuickstartConfig) -> tuple[Dataset, str]:
     root = Path(config.data_dir) if config.data_dir else shared_data_dir()
     rng = random.Random(config.seed)
     if root is None or not (root / "alpaca_eval_gpt4" / "instructions.jsonl").exists():
-        path = files("selfj_trl").joinpath("data/instructions.jsonl")
-        rows = read_jsonl(str(path))
-        rows = [{"instruction": r["instruction"], "reference": r["reference"]} for r in rows]
-        return Dataset.from_list(rows[: config.n_train_instructions + config.n_seed_tasks]), "bundled instruction set"
+        path = files("selfj_trl").joinpath(BUNDLED_REFERENCES.removeprefix("selfj_trl/"))
+        rows = [{"instruction": r["instruction"], "reference": r["reference"]} for r in read_jsonl(str(path))]
+        picked = rng.sample(rows, min(config.n_bundled_instructions, len(rows)))
+        return Dataset.from_list(picked), BUNDLED_REFERENCES
     alpaca = read_jsonl(root / "alpaca_eval_gpt4" / "instructions.jsonl")
     train = [r for r in alpaca if r["split"] == "train"]  # never the test split: it is for evaluation only
     picked = rng.sample(train, min(config.n_train_instructions, len(train)))
@@ -472,8 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     from .flags import parse
 
     (config,) = parse((QuickstartConfig,), argv, prog="selfj-trl quickstart")
-    if config.n_train_instructions + config.n_seed_tasks < 2:
-        raise SelfJInputError("label at least 2 instructions (n_train_instructions + n_seed_tasks).")
+    if config.n_train_instructions + config.n_seed_tasks < 2 or config.n_bundled_instructions < 2:
+        raise SelfJInputError(
+            "label at least 2 instructions (n_train_instructions + n_seed_tasks, and n_bundled_instructions)."
+        )
     run_quickstart(config)
     return 0
 

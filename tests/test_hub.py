@@ -740,6 +740,7 @@ def test_judge_card_model_index_holds_only_held_out_results_under_their_real_spl
         ("tatsu-lab/alpaca_eval", "cc-by-nc-4.0"),
         ("../shared/data/self_instruct_seed/seed_tasks.jsonl", "apache-2.0"),
         ("selfj_trl/data/instructions.jsonl", "apache-2.0"),
+        ("selfj_trl/data/quickstart_references.jsonl", "apache-2.0"),
         ("me/my-prompts", "other"),
     ],
 )

@@ -12,9 +12,16 @@ import pytest
 from datasets import load_from_disk
 from PIL import Image
 
-from selfj_trl.io import shared_data_dir
+from selfj_trl.io import read_jsonl, shared_data_dir
 from selfj_trl.judge import calibrate_threshold
-from selfj_trl.quickstart import GIVEN_ANSWER_KINDS, QuickstartConfig, headline, pick_line, run_quickstart
+from selfj_trl.quickstart import (
+    BUNDLED_REFERENCES,
+    GIVEN_ANSWER_KINDS,
+    QuickstartConfig,
+    headline,
+    pick_line,
+    run_quickstart,
+)
 from selfj_trl.testing import make_tiny_llama
 
 
@@ -30,6 +37,7 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
         judge_base=judge_base,
         n_train_instructions=4,
         n_seed_tasks=2,
+        n_bundled_instructions=6,
         num_samples=2,
         max_new_tokens=6,
         num_train_epochs=1,
@@ -54,6 +62,9 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
             assert row["response"] != row["reference"]
         elif row["model"] == "cut_reference":
             assert row["reference"].startswith(row["response"]) and len(row["response"]) < len(row["reference"])
+    if shared_data_dir() is None:  # a user's clone: the bundled full-length references, named with their license
+        bundled = {r["instruction"]: r["reference"] for r in read_jsonl(REPO / BUNDLED_REFERENCES)}
+        assert all(bundled.get(r["instruction"]) == r["reference"] for r in labeled)
     card = (out / "labeled" / "README.md").read_text()
     assert "Self-J" in card and "self-evaluation" in card and "where these settings came from" in card
 
@@ -199,3 +210,33 @@ def test_quickstart_trains_its_judge_with_the_recipe_loss_weights(tmp_path):
     )
     own = judge_training_args(QuickstartConfig(judge_base=str(tmp_path / "my_judge")), tmp_path)
     assert own.distill_weight == SelfJRewardConfig(output_dir=str(tmp_path)).distill_weight
+
+
+def test_bundled_references_are_full_answers_to_instructions_no_held_out_set_asks():
+    """What a user's first judge learns from: references as long and as complete as the answers it will score (a
+    judge trained against 9-word references learned to prefer short answers), and none of the instructions of a
+    held-out test set, whose answers the evaluation then scores."""
+    import statistics
+
+    from selfj_trl.cards import DATA_LICENSES
+
+    rows = read_jsonl(REPO / BUNDLED_REFERENCES)
+    words = [len(r["reference"].split()) for r in rows]
+    assert len(rows) >= QuickstartConfig().n_bundled_instructions and statistics.median(words) >= 80
+    assert len({r["instruction"] for r in rows}) == len(rows) and len({r["id"] for r in rows}) == len(rows)
+    assert dict(DATA_LICENSES)[BUNDLED_REFERENCES] == "apache-2.0"
+    root = shared_data_dir()
+    if root is None:
+        pytest.skip("no data folder: the held-out instructions are not here to compare with")
+
+    def norm(text):
+        return " ".join(re.findall(r"[a-z0-9]+", str(text).lower()))
+
+    asked = set()
+    for path in root.glob("*/*.jsonl"):
+        if path.parent.name == "self_instruct_seed":
+            continue
+        for r in read_jsonl(path):
+            if r.get("split") != "train":  # AlpacaEval's train split may be labeled; every other row is held out
+                asked |= {norm(r[k]) for k in ("instruction", "prompt") if r.get(k)}
+    assert asked and not {norm(r["instruction"]) for r in rows} & asked

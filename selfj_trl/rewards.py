@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import SelfJInputError
 from .judge import SelfJudge
-from .models import resolve_model
+from .models import DEFAULT_EMBEDDER, resolve_model
 from .prompts import JUDGE_CONFIG_KEY, PLAIN_PROMPT_TEMPLATE, check_text, has_chat_template
 from .tables import load_table, require_columns
 
@@ -68,6 +68,18 @@ class JudgeRecipeArguments:
             "judge with the trainer's own --reward_weights JUDGE LENGTH. Off when unset.",
         },
     )
+    monitor_reference_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "A reference-answer column of the prompt dataset: log per step the cosine of each completion to "
+            "its reference (--monitor_embedder) as the reward `reference_cosine` with weight 0, so TRL logs it "
+            "(rewards/reference_cosine/mean) beside the completion length and the policy is never trained on it. "
+            "Off when unset.",
+        },
+    )
+    monitor_embedder: str = field(
+        default=DEFAULT_EMBEDDER, metadata={"help": "Sentence embedder of the reference-cosine monitor."}
+    )
 
 
 def prompt_dataset(
@@ -78,6 +90,7 @@ def prompt_dataset(
     split: str = "train",
     conversational: bool | None = None,
     max_prompts: int | None = None,
+    keep_columns: tuple[str, ...] = (),
 ) -> Any:
     """A ``prompt``-only dataset in the policy's format for TRL's online trainers.
 
@@ -87,10 +100,10 @@ def prompt_dataset(
     from datasets import Dataset
 
     table = load_table(source, split)
-    require_columns(table, [prompt_column], "prompt dataset", "Map yours with --prompt_column.")
-    instructions = table[prompt_column]
+    require_columns(table, [prompt_column, *keep_columns], "prompt dataset", "Map yours with --prompt_column.")
     if max_prompts is not None:
-        instructions = instructions[:max_prompts]
+        table = table.select(range(min(max_prompts, len(table))))
+    instructions = table[prompt_column]
     for i, text in enumerate(instructions):
         check_text(text, f"{prompt_column}[{i}]")
     if conversational is None:
@@ -99,7 +112,7 @@ def prompt_dataset(
         prompts: list = [[{"role": "user", "content": text}] for text in instructions]
     else:
         prompts = [PLAIN_PROMPT_TEMPLATE.format(instruction=text) for text in instructions]
-    return Dataset.from_dict({"prompt": prompts})
+    return Dataset.from_dict({"prompt": prompts, **{column: table[column] for column in keep_columns}})
 
 
 def judge_format(path_or_hub_id: str) -> str | None:
@@ -174,3 +187,56 @@ def judge_reward_funcs(judge: str, *, conversational: bool, judge_as: str = "aut
             "would feed it a format it never saw. Use `--judge_as callable` (SelfJudge reformats) or a matching policy."
         )
     return [path]
+
+
+def reference_cosine_funcs(column: str | None, embedder: str = DEFAULT_EMBEDDER, dtype: str = "auto") -> list:
+    """A quality measure the policy cannot see, for watching a loop for length hacking: the cosine of each completion
+    to the prompt's reference answer. Given a weight of 0 (:func:`loop_reward_funcs`), TRL computes and logs it like
+    any reward but it adds nothing to the advantages."""
+    if column is None:
+        return []
+    from .models import load_embedder
+    from .signals.cosine import cosine_similarities
+
+    model = load_embedder(embedder, dtype=dtype)
+
+    def reference_cosine(completions: list, **kwargs: Any) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return cosine_similarities(model, texts, [str(r) for r in kwargs[column]])
+
+    return [reference_cosine]
+
+
+def loop_inputs(script_args: JudgeRecipeArguments, training_args: Any) -> tuple[str, Any, Any, list]:
+    """Policy path, tokenizer, prompt dataset and ``reward_funcs`` of an online TRL loop (GRPO, RLOO), with the
+    trainer's ``reward_weights`` completed: the judge, then the length reward if asked, then the monitors at weight 0
+    (a user's weights for the rewards that train are kept; TRL needs one weight per function)."""
+    from transformers import AutoTokenizer
+
+    policy = resolve_model(script_args.policy)
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    conversational = has_chat_template(tokenizer)
+    monitor = script_args.monitor_reference_column
+    dataset = prompt_dataset(
+        script_args.dataset,
+        tokenizer,
+        prompt_column=script_args.prompt_column,
+        split=script_args.split,
+        conversational=conversational,
+        max_prompts=script_args.max_prompts,
+        keep_columns=(monitor,) if monitor else (),
+    )
+    trained = judge_reward_funcs(
+        script_args.judge, conversational=conversational, judge_as=script_args.judge_as, dtype=script_args.judge_dtype
+    ) + length_reward_funcs(script_args.overlong_cache, training_args.max_completion_length)
+    monitors = reference_cosine_funcs(monitor, script_args.monitor_embedder, script_args.judge_dtype)
+    weights = training_args.reward_weights
+    if weights is not None and len(weights) != len(trained):
+        raise SelfJInputError(
+            f"--reward_weights gives {len(weights)} weight(s) for {len(trained)} trained reward(s) (the judge"
+            + (", the overlong punishment" if script_args.overlong_cache is not None else "")
+            + "); the monitor's weight 0 is added by the recipe."
+        )
+    if monitors:
+        training_args.reward_weights = list(weights or [1.0] * len(trained)) + [0.0] * len(monitors)
+    return policy, tokenizer, dataset, trained + monitors

@@ -260,6 +260,50 @@ def test_overlong_punishment_is_a_second_reward_weighed_by_trls_reward_weights(
         recipe.build_trainer(dataclasses.replace(script_args, overlong_cache=9), training_args)
 
 
+@pytest.mark.parametrize("loop", ["grpo", "rloo"])
+def test_reference_cosine_monitor_is_logged_and_never_trained_on(
+    loop, tiny_policy, tiny_judge, tiny_embedder, prompts_file, tmp_path
+):
+    """--monitor_reference_column adds the cosine of each completion to its prompt's reference as a reward of weight
+    0: TRL computes and logs it per step (rewards/reference_cosine/mean) beside the trained rewards, whose weights
+    the user keeps."""
+    from trl import GRPOConfig, RLOOConfig
+
+    from selfj_trl.models import load_embedder
+    from selfj_trl.signals.cosine import cosine_similarities
+
+    recipe = load_recipe(loop)
+    flags = ["--policy", tiny_policy, "--judge", tiny_judge, "--dataset", prompts_file, "--output_dir", str(tmp_path)]
+    flags += [*CPU_FLAGS, *ONLINE_FLAGS, "--reward_weights", "1.0", "0.5"]
+    flags += [
+        "--monitor_reference_column",
+        "reference",
+        "--monitor_embedder",
+        tiny_embedder,
+        "--judge_dtype",
+        "float32",
+    ]
+    config = GRPOConfig if loop == "grpo" else RLOOConfig
+    script_args, training_args = parse(loop, (JudgeRecipeArguments, config), flags)
+    trainer = recipe.build_trainer(script_args, training_args)
+    assert len(trainer.reward_funcs) == 3 and trainer.reward_weights.tolist() == [1.0, 0.5, 0.0]
+    seen = capture(trainer, "_calculate_rewards")
+    trainer.train()
+    reference_of = {r["instruction"]: r["reference"] for r in tiny_instruction_rows(6)}
+    embedder = load_embedder(tiny_embedder, dtype="float32")
+    for prompts, completions, rewards in seen:
+        instructions, responses = as_pairs(prompts, completions)
+        expected = cosine_similarities(embedder, responses, [reference_of[i] for i in instructions])
+        assert rewards[:, 2].tolist() == pytest.approx(expected, abs=1e-5)
+    logged = [e for e in trainer.state.log_history if "rewards/reference_cosine/mean" in e]
+    assert logged and all("completions/mean_length" in e for e in logged)
+    _, fresh = parse(loop, (JudgeRecipeArguments, config), flags[: flags.index("--reward_weights")] + flags[-6:])
+    assert recipe.build_trainer(script_args, fresh).reward_weights.tolist() == [1.0, 1.0, 0.0]
+    _, wrong = parse(loop, (JudgeRecipeArguments, config), [*flags, "--reward_weights", "1.0", "0.5", "0.0"])
+    with pytest.raises(SelfJInputError, match="reward_weights gives 3 weight"):
+        recipe.build_trainer(script_args, wrong)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # GRPO with an encoder judge (absolute positions) and a 2,000-token completion
 # ------------------------------------------------------------------------------------------------------------------

@@ -19,31 +19,15 @@ from __future__ import annotations
 
 import sys
 
-from transformers import AutoTokenizer
 from trl import RLOOConfig, RLOOTrainer
 
 from selfj_trl.cli import run_main
-from selfj_trl.models import resolve_model
-from selfj_trl.prompts import has_chat_template
 from selfj_trl.recipes import parse_recipe_args
-from selfj_trl.rewards import JudgeRecipeArguments, judge_reward_funcs, length_reward_funcs, prompt_dataset
+from selfj_trl.rewards import JudgeRecipeArguments, loop_inputs
 
 
 def build_trainer(script_args: JudgeRecipeArguments, training_args: RLOOConfig) -> RLOOTrainer:
-    policy = resolve_model(script_args.policy)
-    tokenizer = AutoTokenizer.from_pretrained(policy)
-    conversational = has_chat_template(tokenizer)
-    dataset = prompt_dataset(
-        script_args.dataset,
-        tokenizer,
-        prompt_column=script_args.prompt_column,
-        split=script_args.split,
-        conversational=conversational,
-        max_prompts=script_args.max_prompts,
-    )
-    reward_funcs = judge_reward_funcs(
-        script_args.judge, conversational=conversational, judge_as=script_args.judge_as, dtype=script_args.judge_dtype
-    ) + length_reward_funcs(script_args.overlong_cache, training_args.max_completion_length)
+    policy, tokenizer, dataset, reward_funcs = loop_inputs(script_args, training_args)
     return RLOOTrainer(
         model=policy, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset, processing_class=tokenizer
     )

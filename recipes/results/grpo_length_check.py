@@ -1,0 +1,161 @@
+"""Does the loop buy reward by writing more? A short GRPO run with the judge as reward, with and without the length
+control, logging per step the mean completion length and a quality measure the policy never sees.
+
+Each setting is the GRPO recipe (``recipes/grpo/grpo.yaml``) with ``--monitor_reference_column reference``: the
+cosine of each completion to its prompt's reference answer, computed and logged by TRL as a reward of weight 0
+(``rewards/reference_cosine/mean``), beside TRL's own ``completions/mean_length``. The prompts must be instructions
+the judge was not trained on, with references: by default AlpacaEval's **train** split from the data folder (the
+quickstart's judge without the data folder never saw them), else the bundled prompts.
+
+    python recipes/results/grpo_length_check.py --judge outputs/quickstart/judge --out outputs/grpo_length_check
+
+Settings: ``judge`` (the judge alone), ``judge_overlong`` (the recipe: TRL's soft overlong punishment beside it).
+Resumable: a finished setting (its ``log_history.json``) is kept; the plot and table are rebuilt from what is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from selfj_trl.io import atomic_write_json, atomic_write_text, read_jsonl, shared_data_dir
+from selfj_trl.models import DEFAULT_EMBEDDER
+
+
+RECIPE = Path(__file__).resolve().parents[1] / "grpo"
+#: Recipe keys dropped per setting (the rest of grpo.yaml is kept as is).
+SETTINGS = {"judge": ("overlong_cache", "reward_weights"), "judge_overlong": ()}
+LENGTH, QUALITY = "completions/mean_length", "rewards/reference_cosine/mean"
+
+
+def prompt_file(out: Path, given: str | None) -> str:
+    """The prompts with references: the user's file, AlpacaEval's train split (written once into ``out``), or the
+    bundled prompts."""
+    if given:
+        return given
+    root = shared_data_dir()
+    source = root / "alpaca_eval_gpt4" / "instructions.jsonl" if root else None
+    if source is None or not source.exists():
+        return "selfj_trl/data/instructions.jsonl"
+    path = out / "alpaca_eval_train_prompts.jsonl"
+    if not path.exists():
+        rows = [r for r in read_jsonl(source) if r["split"] == "train"]  # never the test split
+        atomic_write_text(
+            path, "".join(json.dumps({k: r[k] for k in ("instruction", "reference")}) + "\n" for r in rows)
+        )
+    return str(path)
+
+
+def run_setting(name: str, args: argparse.Namespace, prompts: str) -> Path:
+    folder = Path(args.out) / name
+    done = folder / "log_history.json"
+    if done.exists():
+        print(f"[length-check] {name}: done ({done})")
+        return done
+    config = yaml.safe_load((RECIPE / "grpo.yaml").read_text())
+    for key in SETTINGS[name]:
+        config.pop(key, None)
+    config.update(
+        judge=args.judge,
+        policy=args.policy,
+        monitor_embedder=args.embedder,
+        dataset=prompts,
+        max_prompts=args.prompts,
+        output_dir=str(folder),
+        max_steps=args.steps,
+        learning_rate=args.learning_rate,
+        monitor_reference_column="reference",
+        seed=args.seed,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    spec = importlib.util.spec_from_file_location("grpo_recipe", RECIPE / "grpo.py")
+    recipe = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = recipe
+    spec.loader.exec_module(recipe)
+    script_args, training_args = recipe.parse_recipe_args(
+        (recipe.JudgeRecipeArguments, recipe.GRPOConfig), ["--config", str(folder / "config.yaml")], prog="grpo"
+    )
+    trainer = recipe.build_trainer(script_args, training_args)
+    trainer.train()
+    atomic_write_json(done, [e for e in trainer.state.log_history if LENGTH in e])
+    return done
+
+
+def window_mean(values: list[float], head: bool, k: int) -> float:
+    part = values[:k] if head else values[-k:]
+    return sum(part) / len(part)
+
+
+def summarise(out: Path, names: list[str], window: int) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    lines = [
+        f"| setting | steps | length, first {window} -> last {window} steps (tokens) | reference cosine (unseen by "
+        "the policy) | judge reward |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        path = out / name / "log_history.json"
+        if not path.exists():
+            continue
+        rows = json.loads(path.read_text())
+        steps = [r["step"] for r in rows]
+        judge = next(k for k in rows[0] if k.startswith("rewards/") and k.endswith("/mean"))  # the first reward
+        cells = []
+        for ax, key, title in zip(
+            axes,
+            (LENGTH, QUALITY, judge),
+            ("mean completion length (tokens)", "cosine to the reference (not trained on)", "judge reward"),
+            strict=True,
+        ):
+            values = [r[key] for r in rows]
+            ax.plot(steps, values, label=name)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("step")
+            first, last = window_mean(values, True, window), window_mean(values, False, window)
+            digits = 1 if key == LENGTH else 3
+            cells.append(f"{first:.{digits}f} -> {last:.{digits}f} ({last - first:+.{digits}f})")
+        lines.append(f"| {name} | {steps[-1]} | " + " | ".join(cells) + " |")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "grpo_length_check.png", dpi=110)
+    table = "\n".join(lines) + "\n"
+    atomic_write_text(out / "summary.md", table)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--judge", default="outputs/quickstart/judge")
+    parser.add_argument("--policy", default="smollm2-135m-instruct")
+    parser.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="The reference-cosine monitor's embedder.")
+    parser.add_argument("--prompts_file", default=None, help="JSONL with instruction and reference columns.")
+    parser.add_argument("--prompts", type=int, default=128, help="Use the first N prompts.")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--learning_rate", type=float, default=1e-5)
+    parser.add_argument("--window", type=int, default=5, help="Steps averaged at each end for the table.")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default="outputs/grpo_length_check")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = prompt_file(out, args.prompts_file)
+    for name in args.settings:
+        run_setting(name, args, prompts)
+    print(summarise(out, args.settings, args.window))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -1042,3 +1043,53 @@ def test_pairwise_judge_without_eval_set_records_train_stats(base, dataset, tmp_
     assert stats["set"] == "train" and stats["rows"] == pairs and stats["n"] == len(answers) < 2 * pairs
     assert -1.0 <= stats["length_lean"] <= 1.0
     assert (config["mean"], config["std"]) == (stats["mean"], stats["std"]) and stats["std"] > 0
+
+
+def test_length_residual_recovers_the_slope_and_keeps_each_instructions_mean():
+    """A label built as level + 1.5 x log(1 + words) + noise: the fixed-effects fit finds the 1.5 and the residual
+    labels keep every instruction's mean but no longer rise with length inside one."""
+    from selfj_trl.stats import mean_within_group_spearman
+    from selfj_trl.trainer.views import length_residual_labels
+
+    rng = np.random.default_rng(0)
+    groups = [g for g in range(40) for _ in range(6)]
+    level = rng.uniform(3.5, 5.5, size=40)
+    words = rng.integers(5, 300, size=len(groups)).tolist()
+    labels = [level[g] + 1.5 * (np.log1p(w) - 3.75) + rng.normal(0, 0.3) for g, w in zip(groups, words, strict=True)]
+    assert 0 < min(labels) and max(labels) < 9  # inside the scale, so that no clipping moves a mean
+    adjusted, slope = length_residual_labels(labels, words, groups, label_max=9.0)
+    assert slope == pytest.approx(1.5, abs=0.1)
+    assert mean_within_group_spearman(labels, words, groups) > 0.8
+    assert abs(mean_within_group_spearman(adjusted, words, groups)) < 0.15
+    for g in range(40):
+        rows = [i for i, gg in enumerate(groups) if gg == g]
+        assert np.mean([adjusted[i] for i in rows]) == pytest.approx(np.mean([labels[i] for i in rows]), abs=0.05)
+    assert min(adjusted) >= 0 and max(adjusted) <= 9
+    same, zero = length_residual_labels([3.0, 5.0], [10, 10], ["a", "a"], label_max=9.0)  # no spread: no slope
+    assert (same, zero) == ([3.0, 5.0], 0.0)
+
+
+@pytest.mark.parametrize("loss_type", ["pointwise", "pairwise"])
+def test_length_control_residual_trains_on_the_adjusted_labels_and_is_recorded(base, dataset, tmp_path, loss_type):
+    from selfj_trl.trainer.views import length_residual_labels
+
+    args = make_args(tmp_path, loss_type=loss_type, max_steps=1, bf16=False, length_control="residual")
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    words = [len(r.split()) for r in dataset["response"]]
+    adjusted, slope = length_residual_labels(dataset["label"], words, dataset["instruction_id"], args.label_max)
+    if loss_type == "pointwise":
+        assert trainer.train_dataset["target"] == pytest.approx([a / args.label_max for a in adjusted])
+    else:  # pairs ordered by the adjusted labels
+        from selfj_trl.trainer.views import build_pairs
+
+        assert len(trainer.train_dataset) == len(build_pairs(adjusted, dataset["instruction_id"]))
+    trainer.train()
+    trainer.save_model()
+    selfj = json.loads((Path(args.output_dir) / "config.json").read_text())["selfj"]
+    assert selfj["length_control"] == {"method": "residual", "slope": {"train": pytest.approx(slope)}}
+    card = (Path(args.output_dir) / "README.md").read_text()
+    assert f"slope {slope:+.3f} label points per log word on train" in card
+    plain = make_args(tmp_path / "plain", max_steps=1, bf16=False)
+    assert SelfJRewardTrainer(base, args=plain, train_dataset=dataset).train_dataset["target"] == pytest.approx(
+        [v / plain.label_max for v in dataset["label"]]
+    )

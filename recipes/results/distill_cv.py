@@ -72,6 +72,8 @@ SETTINGS = {
     "pairwise_pdistill1": [*PAIRWISE, "--distill_weight", "1.0", "--distill_loss", "preference"],
     # Twice the pairs (and steps) on the same labels: whether the judge is short of steps or of labels.
     "pairwise_pairs2": [*PAIRWISE_LOSS, "--pairs_per_row", "2.0", "--distill_weight", "0.0"],
+    # The recipe on labels whose within-instruction trend in log length is taken out: what the length lean costs.
+    "pairwise_length_residual": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "residual"],
 }
 ADVERSARIAL = ("NullModel", "gpt4_gamed")
 #: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.

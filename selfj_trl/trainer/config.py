@@ -24,6 +24,7 @@ from ..models import native_bf16
 
 LOSS_TYPES = ("pointwise", "pairwise")
 DISTILL_LOSSES = ("mse", "preference")
+LENGTH_CONTROLS = ("none", "residual")
 #: ``judge_format`` value -> the ``chat`` argument of the view formatters (None: decide from the tokenizer).
 JUDGE_FORMATS = {"auto": None, "chat": True, "plain": False}
 
@@ -129,6 +130,16 @@ class SelfJRewardConfig(RewardConfig):
     min_label_gap: float = field(
         default=0.0, metadata={"help": "Pairwise only: pairs whose labels differ by at most this are skipped."}
     )
+    length_control: str = field(
+        default="none",
+        metadata={
+            "help": "`residual`: before training, take out of the labels their linear trend in log word count "
+            "within each instruction (one slope fitted over all instructions; each instruction keeps its mean "
+            "label), so that within an instruction the judge cannot learn that longer is better from the "
+            "label's own lean. `none`: the labels as they are. The slope is recorded in config.selfj.",
+            "choices": list(LENGTH_CONTROLS),
+        },
+    )
     pairs_per_row: float = field(
         default=0.0,
         metadata={
@@ -208,6 +219,10 @@ class SelfJRewardConfig(RewardConfig):
             self.gradient_checkpointing = accel
         if self.loss_type not in LOSS_TYPES:
             raise SelfJInputError(f"`loss_type` must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}.")
+        if self.length_control not in LENGTH_CONTROLS:
+            raise SelfJInputError(
+                f"`length_control` must be one of {list(LENGTH_CONTROLS)}, got {self.length_control!r}."
+            )
         if self.distill_loss not in DISTILL_LOSSES:
             raise SelfJInputError(f"`distill_loss` must be one of {list(DISTILL_LOSSES)}, got {self.distill_loss!r}.")
         if self.distill_loss == "preference" and self.loss_type != "pairwise":

@@ -57,6 +57,7 @@ def judge_config_section(
     max_length: int | None,
     lora: dict | None,
     view_cuts: dict | None = None,
+    length_slopes: dict | None = None,
 ) -> dict:
     """The ``config.selfj`` section: input format, score scale and the Self-J settings of this judge.
 
@@ -80,6 +81,7 @@ def judge_config_section(
         "loss_type": args.loss_type,
         "use_margin": args.use_margin,
         "pairs_per_row": args.pairs_per_row,
+        "length_control": {"method": args.length_control, "slope": length_slopes or {}},
         "label_max": args.label_max,
         "max_length": max_length,
         # what the arithmetic ran in; the saved weights are the fp32 (or --dtype) master weights either way

@@ -177,6 +177,7 @@ class SelfJRewardTrainer(RewardTrainer):
         self.dataset_name = dataset_name
         self.view_max_length = view_max_length(args.max_length, model_config)
         self.view_cuts: dict[str, dict[str, int]] = {}  # per dataset: rows whose parts were cut to fit max_length
+        self.length_slopes: dict[str, float] = {}  # per dataset: label points per log word taken out (residual)
         self._saving_checkpoint = False
         collator = data_collator or SelfJDataCollator(pad_to_multiple_of=args.pad_to_multiple_of)
         super().__init__(
@@ -200,10 +201,12 @@ class SelfJRewardTrainer(RewardTrainer):
             )
         if is_prepared(dataset):
             return dataset
-        prepared, cuts = prepare_labeled_dataset(
+        prepared, cuts, slope = prepare_labeled_dataset(
             dataset, processing_class, args, self.view_max_length, what=f"{dataset_name} dataset"
         )
         self.view_cuts[dataset_name] = cuts
+        if slope is not None:
+            self.length_slopes[dataset_name] = slope
         message = (
             f"{dataset_name} views at max_length={self.view_max_length}: of {cuts['rows']} rows, "
             f"{cuts['response_cut']} responses, {cuts['reference_cut']} references and "
@@ -308,6 +311,7 @@ class SelfJRewardTrainer(RewardTrainer):
             max_length=self.view_max_length,
             lora=lora_settings(model, merged=bool(self.args.merge_adapter_on_save)),
             view_cuts=self.view_cuts,
+            length_slopes=self.length_slopes,
         )
 
     def reward_stats(self, batch_size: int = 16) -> dict | None:

@@ -123,15 +123,45 @@ def build_pairs(labels: list[float], groups: list[Any], min_gap: float = 0.0) ->
     return pairs
 
 
+def length_residual_labels(
+    labels: list[float], words: list[int], groups: list[Any], label_max: float
+) -> tuple[list[float], float]:
+    """Labels without their within-instruction linear trend in log(1 + words), and the slope taken out.
+
+    One slope, fitted on every instruction's deviations from its own means (a fixed-effects fit), so that an
+    instruction with two answers does not get a slope of its own; each instruction keeps its mean label, so the
+    level across instructions, which length does not explain within one, is left alone. Clipped to the label's
+    range, which the pointwise target needs.
+    """
+    x = np.log1p(np.asarray(words, dtype=float))
+    y = np.asarray(labels, dtype=float)
+    codes = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)[1]
+    counts = np.bincount(codes)
+    dx = x - (np.bincount(codes, weights=x) / counts)[codes]
+    dy = y - (np.bincount(codes, weights=y) / counts)[codes]
+    spread = float(dx @ dx)
+    slope = float(dx @ dy) / spread if spread > 0 else 0.0
+    return np.clip(y - slope * dx, 0.0, label_max).tolist(), slope
+
+
 def prepare_labeled_dataset(
     dataset: Dataset, tokenizer: Any, args: SelfJRewardConfig, max_length: int | None, what: str
-) -> tuple[Dataset, dict[str, int]]:
+) -> tuple[Dataset, dict[str, int], float | None]:
     """Validate a labeled table and turn it into the trainer's rows (both views per row, or both views per pair),
-    with the count of rows whose instruction, response or reference had to be cut (see :func:`count_cuts`)."""
+    with the count of rows whose instruction, response or reference had to be cut (see :func:`count_cuts`) and the
+    length slope taken out of the labels (``length_control="residual"``; None otherwise)."""
     from trl.trainer.utils import global_then_local_main_first
 
     validate_labeled_dataset(dataset, args, what)
     columns = dataset.column_names
+    groups = dataset[args.group_column] if args.group_column in columns else dataset[args.instruction_column]
+    slope = None
+    if args.length_control == "residual":
+        words = [len(str(text).split()) for text in dataset[args.response_column]]
+        labels, slope = length_residual_labels(
+            [float(v) for v in dataset[args.label_column]], words, groups, args.label_max
+        )
+        dataset = dataset.remove_columns(args.label_column).add_column(args.label_column, labels)
     with global_then_local_main_first():
         views = dataset.map(
             tokenize_views,
@@ -147,10 +177,9 @@ def prepare_labeled_dataset(
         )
     cuts = count_cuts(views)
     views = views.remove_columns(list(CUT_FIELDS))
-    groups = dataset[args.group_column] if args.group_column in columns else dataset[args.instruction_column]
     if args.loss_type == "pointwise":
         views = views.add_column("group", [str(g) for g in groups])
-        return views.map(view_lengths, desc=f"Counting {what} tokens"), cuts
+        return views.map(view_lengths, desc=f"Counting {what} tokens"), cuts, slope
     pairs = build_pairs([float(v) for v in dataset[args.label_column]], groups, args.min_label_gap)
     if not pairs:
         raise SelfJInputError(
@@ -170,7 +199,7 @@ def prepare_labeled_dataset(
     }
     if args.use_margin:  # targets are already label / label_max
         data["margin"] = [target[c] - target[r] for c, r in pairs]
-    return Dataset.from_dict(data).map(view_lengths, desc=f"Counting {what} tokens"), cuts
+    return Dataset.from_dict(data).map(view_lengths, desc=f"Counting {what} tokens"), cuts, slope
 
 
 def view_max_length(max_length: int | None, model_config: Any) -> int | None:

@@ -208,8 +208,8 @@ def reference_cosine_funcs(column: str | None, embedder: str = DEFAULT_EMBEDDER,
 
 
 def loop_inputs(script_args: JudgeRecipeArguments, training_args: Any) -> tuple[str, Any, Any, list]:
-    """Policy path, tokenizer, prompt dataset and ``reward_funcs`` of an online TRL loop (GRPO, RLOO), with the
-    trainer's ``reward_weights`` completed: the judge, then the length reward if asked, then the monitors at weight 0
+    """Policy path, tokenizer, prompt dataset and ``reward_funcs`` of an online TRL loop (GRPO, RLOO, online DPO),
+    with the trainer's ``reward_weights`` completed: the judge, then the length reward if asked, then the monitors at weight 0
     (a user's weights for the rewards that train are kept; TRL needs one weight per function)."""
     from transformers import AutoTokenizer
 
@@ -226,9 +226,14 @@ def loop_inputs(script_args: JudgeRecipeArguments, training_args: Any) -> tuple[
         max_prompts=script_args.max_prompts,
         keep_columns=(monitor,) if monitor else (),
     )
+    if not hasattr(training_args, "max_completion_length") and (monitor or script_args.overlong_cache is not None):
+        raise SelfJInputError(
+            "--overlong_cache and --monitor_reference_column are for GRPO and RLOO (the rewards they add read "
+            f"TRL's completion lengths and reward_weights); {type(training_args).__name__} is neither."
+        )
     trained = judge_reward_funcs(
         script_args.judge, conversational=conversational, judge_as=script_args.judge_as, dtype=script_args.judge_dtype
-    ) + length_reward_funcs(script_args.overlong_cache, training_args.max_completion_length)
+    ) + length_reward_funcs(script_args.overlong_cache, getattr(training_args, "max_completion_length", None))
     monitors = reference_cosine_funcs(monitor, script_args.monitor_embedder, script_args.judge_dtype)
     weights = training_args.reward_weights
     if weights is not None and len(weights) != len(trained):

@@ -470,6 +470,8 @@ def test_online_dpo_recipe_one_step(tiny_policy, tiny_judge, prompts_file, tmp_p
             *CPU_FLAGS,
         ],
     )
+    with pytest.raises(SelfJInputError, match="are for GRPO and RLOO"):
+        online_dpo.build_trainer(dataclasses.replace(script_args, overlong_cache=2), training_args)
     trainer = online_dpo.build_trainer(script_args, training_args)
     seen = capture(trainer, "_calculate_rewards_from_functions")
     trainer.train()

@@ -17,33 +17,18 @@ import sys
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we chose the experimental trainer knowingly
 
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+from transformers import AutoModelForCausalLM  # noqa: E402
 from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer  # noqa: E402
 
 from selfj_trl.cli import run_main  # noqa: E402
-from selfj_trl.models import resolve_model  # noqa: E402
-from selfj_trl.prompts import has_chat_template  # noqa: E402
 from selfj_trl.recipes import parse_recipe_args  # noqa: E402
-from selfj_trl.rewards import JudgeRecipeArguments, judge_reward_funcs, prompt_dataset  # noqa: E402
+from selfj_trl.rewards import JudgeRecipeArguments, loop_inputs  # noqa: E402
 
 
 def build_trainer(script_args: JudgeRecipeArguments, training_args: OnlineDPOConfig) -> OnlineDPOTrainer:
-    policy_path = resolve_model(script_args.policy)
-    tokenizer = AutoTokenizer.from_pretrained(policy_path)
+    policy_path, tokenizer, dataset, reward_funcs = loop_inputs(script_args, training_args)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    conversational = has_chat_template(tokenizer)
-    dataset = prompt_dataset(
-        script_args.dataset,
-        tokenizer,
-        prompt_column=script_args.prompt_column,
-        split=script_args.split,
-        conversational=conversational,
-        max_prompts=script_args.max_prompts,
-    )
-    reward_funcs = judge_reward_funcs(
-        script_args.judge, conversational=conversational, judge_as=script_args.judge_as, dtype=script_args.judge_dtype
-    )
     # Loaded here rather than by path: the trainer would default to device_map="auto", which fights
     # `accelerate launch` over device placement.
     policy = AutoModelForCausalLM.from_pretrained(policy_path, **(training_args.model_init_kwargs or {}))

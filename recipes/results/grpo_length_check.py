@@ -92,6 +92,11 @@ def window_mean(values: list[float], head: bool, k: int) -> float:
     return sum(part) / len(part)
 
 
+def rolling_mean(values: list[float], k: int) -> list[float]:
+    """Trailing mean over up to ``k`` steps: two prompts a step make the raw curves mostly prompt-to-prompt noise."""
+    return [sum(values[max(0, i - k + 1) : i + 1]) / (i - max(0, i - k + 1) + 1) for i in range(len(values))]
+
+
 def summarise(out: Path, names: list[str], window: int) -> str:
     import matplotlib
 
@@ -119,7 +124,8 @@ def summarise(out: Path, names: list[str], window: int) -> str:
             strict=True,
         ):
             values = [r[key] for r in rows]
-            ax.plot(steps, values, label=name)
+            line = ax.plot(steps, values, alpha=0.3, linewidth=0.8)[0]
+            ax.plot(steps, rolling_mean(values, window), color=line.get_color(), label=f"{name} ({window}-step mean)")
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("step")
             first, last = window_mean(values, True, window), window_mean(values, False, window)
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=128, help="Use the first N prompts.")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--learning_rate", type=float, default=1e-5)
-    parser.add_argument("--window", type=int, default=5, help="Steps averaged at each end for the table.")
+    parser.add_argument("--window", type=int, default=10, help="Steps averaged at each end and in the curves.")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default="outputs/grpo_length_check")

@@ -837,3 +837,22 @@ def test_label_push_keeps_the_metadata_dataset_push_to_hub_wrote(fake_hub, tmp_p
     assert data["license"] == "cc-by-nc-4.0" and "selfj-trl" in data["tags"]
     assert 'load_dataset("me/labels"' in card.text and "path/to/this/dataset" not in card.text
     assert Dataset.from_parquet(str(next((stored / "data").glob("train-*.parquet")))).to_list() == _rows()
+
+
+def test_a_qlora_judge_says_its_base_was_quantized_and_what_merging_changes():
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    from selfj_trl.trainer.publish import quantization_settings
+
+    nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    q = quantization_settings(nf4)
+    assert q == {"bits": 4, "quant_type": "nf4", "compute_dtype": "torch.bfloat16"}
+    assert quantization_settings(BitsAndBytesConfig(load_in_8bit=True))["bits"] == 8
+    assert quantization_settings(None) is None
+    lora = {"r": 16, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": ["q_proj"], "merged": True}
+    merged = str(judge_card({"selfj": _selfj(quantization=q, lora=lora)}))
+    assert "frozen in 4-bit (nf4, bfloat16 compute)" in merged and "merged into full-precision base weights" in merged
+    adapter = str(judge_card({"selfj": _selfj(quantization=q, lora={**lora, "merged": False})}))
+    assert "load the adapter on the base model quantized the same way" in adapter
+    assert "quantized base" not in str(judge_card({"selfj": _selfj()}))

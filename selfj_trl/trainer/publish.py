@@ -58,6 +58,7 @@ def judge_config_section(
     lora: dict | None,
     view_cuts: dict | None = None,
     length_slopes: dict | None = None,
+    quantization: dict | None = None,
 ) -> dict:
     """The ``config.selfj`` section: input format, score scale and the Self-J settings of this judge.
 
@@ -87,9 +88,26 @@ def judge_config_section(
         # what the arithmetic ran in; the saved weights are the fp32 (or --dtype) master weights either way
         "training_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "view_cuts": view_cuts or {},
+        "quantization": quantization,
         "lora": lora,
         "selfj_trl_version": package_version(),
     }
+
+
+def quantization_settings(config: Any) -> dict | None:
+    """What the base weights were frozen as during training (QLoRA), from its ``BitsAndBytesConfig``, or None.
+
+    A card must say it: the adapter learned against the quantized weights, and merged into full-precision ones it
+    scores a little differently from the model that was trained."""
+    if config is None:
+        return None
+    if getattr(config, "load_in_4bit", False):
+        return {
+            "bits": 4,
+            "quant_type": config.bnb_4bit_quant_type,
+            "compute_dtype": str(config.bnb_4bit_compute_dtype),
+        }
+    return {"bits": 8, "quant_type": "int8", "compute_dtype": None}
 
 
 def lora_settings(model: Any, merged: bool) -> dict | None:

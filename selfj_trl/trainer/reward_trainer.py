@@ -33,6 +33,7 @@ from .publish import (
     judge_config_section,
     lora_settings,
     merge_saved_adapter,
+    quantization_settings,
     replace_adapter_with_merged,
     staged_judge,
     write_judge_card,
@@ -175,6 +176,7 @@ class SelfJRewardTrainer(RewardTrainer):
                 f"pairs_per_row={args.pairs_per_row}: {len(train_dataset)} labeled rows -> {args.max_steps} steps"
             )
         self.dataset_name = dataset_name
+        self.quantization = quantization_settings(kwargs.get("quantization_config"))
         self.view_max_length = view_max_length(args.max_length, model_config)
         self.view_cuts: dict[str, dict[str, int]] = {}  # per dataset: rows whose parts were cut to fit max_length
         self.length_slopes: dict[str, float] = {}  # per dataset: label points per log word taken out (residual)
@@ -312,6 +314,7 @@ class SelfJRewardTrainer(RewardTrainer):
             lora=lora_settings(model, merged=bool(self.args.merge_adapter_on_save)),
             view_cuts=self.view_cuts,
             length_slopes=self.length_slopes,
+            quantization=self.quantization,
         )
 
     def reward_stats(self, batch_size: int = 16) -> dict | None:

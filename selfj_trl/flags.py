@@ -87,6 +87,7 @@ NUMERIC_FLAGS: dict[str, Bounds] = {
     "n_instructions": _at_least(2),
     "n_train_instructions": _at_least(0),
     "n_seed_tasks": _at_least(0),
+    "n_bundled_instructions": _at_least(2),
     "calibration_prompts": _positive(),
     "bon_prompts": _positive(),
     "bon_n": _positive(),

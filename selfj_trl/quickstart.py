@@ -483,10 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     from .flags import parse
 
     (config,) = parse((QuickstartConfig,), argv, prog="selfj-trl quickstart")
-    if config.n_train_instructions + config.n_seed_tasks < 2 or config.n_bundled_instructions < 2:
-        raise SelfJInputError(
-            "label at least 2 instructions (n_train_instructions + n_seed_tasks, and n_bundled_instructions)."
-        )
+    if config.n_train_instructions + config.n_seed_tasks < 2:
+        raise SelfJInputError("label at least 2 instructions (n_train_instructions + n_seed_tasks).")
     run_quickstart(config)
     return 0
 

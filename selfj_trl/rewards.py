@@ -100,7 +100,9 @@ def prompt_dataset(
     from datasets import Dataset
 
     table = load_table(source, split)
-    require_columns(table, [prompt_column, *keep_columns], "prompt dataset", "Map yours with --prompt_column.")
+    require_columns(
+        table, [prompt_column, *keep_columns], "prompt dataset", "Map yours with --prompt_column (or name the column)."
+    )
     if max_prompts is not None:
         table = table.select(range(min(max_prompts, len(table))))
     instructions = table[prompt_column]
@@ -191,7 +193,7 @@ def judge_reward_funcs(judge: str, *, conversational: bool, judge_as: str = "aut
 
 def reference_cosine_funcs(column: str | None, embedder: str = DEFAULT_EMBEDDER, dtype: str = "auto") -> list:
     """A quality measure the policy cannot see, for watching a loop for length hacking: the cosine of each completion
-    to the prompt's reference answer. Given a weight of 0 (:func:`loop_reward_funcs`), TRL computes and logs it like
+    to the prompt's reference answer. Given a weight of 0 (:func:`loop_inputs`), TRL computes and logs it like
     any reward but it adds nothing to the advantages."""
     if column is None:
         return []
@@ -213,10 +215,15 @@ def loop_inputs(script_args: JudgeRecipeArguments, training_args: Any) -> tuple[
     (a user's weights for the rewards that train are kept; TRL needs one weight per function)."""
     from transformers import AutoTokenizer
 
+    monitor = script_args.monitor_reference_column
+    if not hasattr(training_args, "max_completion_length") and (monitor or script_args.overlong_cache is not None):
+        raise SelfJInputError(
+            "--overlong_cache and --monitor_reference_column are for GRPO and RLOO (the rewards they add read "
+            f"TRL's completion lengths and reward_weights); {type(training_args).__name__} is neither."
+        )
     policy = resolve_model(script_args.policy)
     tokenizer = AutoTokenizer.from_pretrained(policy)
     conversational = has_chat_template(tokenizer)
-    monitor = script_args.monitor_reference_column
     dataset = prompt_dataset(
         script_args.dataset,
         tokenizer,
@@ -226,11 +233,6 @@ def loop_inputs(script_args: JudgeRecipeArguments, training_args: Any) -> tuple[
         max_prompts=script_args.max_prompts,
         keep_columns=(monitor,) if monitor else (),
     )
-    if not hasattr(training_args, "max_completion_length") and (monitor or script_args.overlong_cache is not None):
-        raise SelfJInputError(
-            "--overlong_cache and --monitor_reference_column are for GRPO and RLOO (the rewards they add read "
-            f"TRL's completion lengths and reward_weights); {type(training_args).__name__} is neither."
-        )
     trained = judge_reward_funcs(
         script_args.judge, conversational=conversational, judge_as=script_args.judge_as, dtype=script_args.judge_dtype
     ) + length_reward_funcs(script_args.overlong_cache, getattr(training_args, "max_completion_length", None))

@@ -38,13 +38,12 @@ def prompt_file(out: Path, given: str | None) -> str:
     bundled prompts."""
     if given:
         return given
-    root = shared_data_dir()
-    source = root / "alpaca_eval_gpt4" / "instructions.jsonl" if root else None
-    if source is None or not source.exists():
+    root = shared_data_dir()  # a folder only when it holds AlpacaEval's instructions.jsonl
+    if root is None:
         return "selfj_trl/data/instructions.jsonl"
     path = out / "alpaca_eval_train_prompts.jsonl"
-    if not path.exists():
-        rows = [r for r in read_jsonl(source) if r["split"] == "train"]  # never the test split
+    if not path.exists():  # never the test split
+        rows = [r for r in read_jsonl(root / "alpaca_eval_gpt4" / "instructions.jsonl") if r["split"] == "train"]
         atomic_write_text(
             path, "".join(json.dumps({k: r[k] for k in ("instruction", "reference")}) + "\n" for r in rows)
         )

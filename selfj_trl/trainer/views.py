@@ -154,14 +154,6 @@ def prepare_labeled_dataset(
 
     validate_labeled_dataset(dataset, args, what)
     columns = dataset.column_names
-    groups = dataset[args.group_column] if args.group_column in columns else dataset[args.instruction_column]
-    slope = None
-    if args.length_control == "residual":
-        words = [len(str(text).split()) for text in dataset[args.response_column]]
-        labels, slope = length_residual_labels(
-            [float(v) for v in dataset[args.label_column]], words, groups, args.label_max
-        )
-        dataset = dataset.remove_columns(args.label_column).add_column(args.label_column, labels)
     with global_then_local_main_first():
         views = dataset.map(
             tokenize_views,
@@ -177,10 +169,15 @@ def prepare_labeled_dataset(
         )
     cuts = count_cuts(views)
     views = views.remove_columns(list(CUT_FIELDS))
+    groups = dataset[args.group_column] if args.group_column in columns else dataset[args.instruction_column]
+    labels, slope = [float(v) for v in dataset[args.label_column]], None
+    if args.length_control == "residual":
+        labels, slope = length_residual_labels(labels, views["words"], groups, args.label_max)
+        views = views.remove_columns("target").add_column("target", [v / args.label_max for v in labels])
     if args.loss_type == "pointwise":
         views = views.add_column("group", [str(g) for g in groups])
         return views.map(view_lengths, desc=f"Counting {what} tokens"), cuts, slope
-    pairs = build_pairs([float(v) for v in dataset[args.label_column]], groups, args.min_label_gap)
+    pairs = build_pairs(labels, groups, args.min_label_gap)
     if not pairs:
         raise SelfJInputError(
             f"{what}: no pair of responses to the same instruction has different labels; pairwise training "

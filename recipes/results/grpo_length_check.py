@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from selfj_trl.io import atomic_write_json, atomic_write_text, read_jsonl, shared_data_dir
+from selfj_trl.io import atomic_savefig, atomic_write_json, atomic_write_text, read_jsonl, shared_data_dir
 from selfj_trl.models import DEFAULT_EMBEDDER
 
 
@@ -133,7 +133,7 @@ def summarise(out: Path, names: list[str], window: int) -> str:
         lines.append(f"| {name} | {steps[-1]} | " + " | ".join(cells) + " |")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "grpo_length_check.png", dpi=110)
+    atomic_savefig(fig, out / "grpo_length_check.png", dpi=110)
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "summary.md", table)
     return table

@@ -153,17 +153,18 @@ def test_labels_so_far_equal_what_the_finished_run_computes(cv, tmp_path):
 def test_the_table_shows_how_much_of_its_label_each_view_learned(cv):
     def fold(student_fit):
         views = {
-            v: {"spearman": 0.1, "within": 0.2, "pick": 0.3, "ranking": 0.5}
+            v: {"spearman": 0.1, "within": 0.2, "pick": 0.3, "ranking": 0.5, "lean": 0.7}
             for v in ("student", "teacher", *cv.BASELINES)
         }
+        views["student"]["lean"] = student_fit
         views["student"].update(vs_label=student_fit, vs_label_within=student_fit / 2)
         views["teacher"].update(vs_label=0.8, vs_label_within=0.6)
         return {**views, "n_dev_rows": 10}
 
     text = cv.table({"distill0": {"folds": [fold(0.2), fold(0.4)]}})
     student = next(line for line in text.splitlines() if line.startswith("| distill0 | student"))
-    assert student.endswith("| +0.300 / +0.150 |"), student
-    assert "| - | length | +0.100 | +0.200 | +0.300 | +0.500 |  |" in text
+    assert student.endswith("| +0.300 | +0.300 / +0.150 |"), student  # the length lean, then the fit
+    assert "| - | length | +0.100 | +0.200 | +0.300 | +0.500 | +0.700 |  |" in text
 
 
 def test_the_label_probe_fits_a_known_linear_label():

@@ -1069,6 +1069,44 @@ def test_length_residual_recovers_the_slope_and_keeps_each_instructions_mean():
     assert (same, zero) == ([3.0, 5.0], 0.0)
 
 
+def test_length_matched_pairs_keep_only_pairs_close_in_length():
+    from selfj_trl.trainer.views import length_matched_pairs
+
+    words = [9, 5, 2, 14, 0]  # + 1: 10, 6, 3, 15, 1
+    pairs = [(0, 1), (1, 0), (0, 3), (1, 2), (2, 4), (3, 0)]
+    assert length_matched_pairs(pairs, words, 1.5) == [(0, 3), (3, 0)]  # 15 <= 1.5 x 10; 10 > 1.5 x 6
+    assert length_matched_pairs(pairs, words, 2.0) == [(0, 1), (1, 0), (0, 3), (1, 2), (3, 0)]  # 6 <= 2 x 3
+    assert length_matched_pairs(pairs, words, 3.0) == pairs
+    assert length_matched_pairs(pairs, [3, 3, 3, 3, 3], 1.0) == pairs  # equal lengths pass the tightest ratio
+
+
+def test_length_control_matched_trains_on_close_pairs_only_and_is_recorded(base, dataset, tmp_path):
+    args = make_args(tmp_path, loss_type="pairwise", max_steps=1, bf16=False, length_control="matched")
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    words = trainer.train_dataset["chosen_words"], trainer.train_dataset["rejected_words"]
+    # 12 pairs of differently labeled answers (3 per instruction); the 6-word reference against a 2- or 3-word
+    # answer and the 4-word one against the 2-word one are more than 1.5x apart in words + 1: 9 pairs are left
+    assert len(trainer.train_dataset) == 9
+    assert all(max(a, b) + 1 <= 1.5 * (min(a, b) + 1) for a, b in zip(*words, strict=True))
+    trainer.train()
+    trainer.save_model()
+    selfj = json.loads((Path(args.output_dir) / "config.json").read_text())["selfj"]
+    assert selfj["length_control"] == {
+        "method": "matched",
+        "slope": {},
+        "ratio": 1.5,
+        "pairs_kept": {"train": [9, 12]},
+    }
+    card = (Path(args.output_dir) / "README.md").read_text()
+    assert "within 1.5x of each other in word count + 1 (9 of 12 pairs on train)" in card
+    lone = dataset.filter(lambda r: r["instruction_id"] == 0)  # 7, 4 and 3 words + 1: no two equal
+    with pytest.raises(SelfJInputError, match="none of the 3 pairs .* length_match_ratio=1"):
+        strict = make_args(tmp_path, loss_type="pairwise", length_control="matched", length_match_ratio=1.0)
+        SelfJRewardTrainer(base, args=strict, train_dataset=lone)
+    with pytest.raises(SelfJInputError, match="needs `loss_type=pairwise`"):
+        make_args(tmp_path, loss_type="pointwise", length_control="matched")
+
+
 @pytest.mark.parametrize("loss_type", ["pointwise", "pairwise"])
 def test_length_control_residual_trains_on_the_adjusted_labels_and_is_recorded(base, dataset, tmp_path, loss_type):
     from selfj_trl.trainer.views import length_residual_labels

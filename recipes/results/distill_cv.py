@@ -74,6 +74,8 @@ SETTINGS = {
     "pairwise_pairs2": [*PAIRWISE_LOSS, "--pairs_per_row", "2.0", "--distill_weight", "0.0"],
     # The recipe on labels whose within-instruction trend in log length is taken out: what the length lean costs.
     "pairwise_length_residual": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "residual"],
+    # The recipe on pairs whose answers are within 1.5x of each other in words: no pair's order is told by length.
+    "pairwise_length_matched": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "matched"],
 }
 ADVERSARIAL = ("NullModel", "gpt4_gamed")
 #: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.
@@ -173,6 +175,8 @@ def headline(metrics: dict) -> dict[str, float]:
         # The 15 models ordered by their mean score on the fold against their mean GPT-4 win probability there:
         # what a ranking of models asks, on rows the judge never trained on.
         "ranking": ((metrics.get("ranking") or {}).get("all") or {}).get("spearman", math.nan),
+        # Within-instruction Spearman with the word count: what writing more buys from this scorer (length: +1).
+        "lean": metrics.get("length_lean", math.nan),
     }
 
 
@@ -280,8 +284,9 @@ def run_fold(
 def table(results: dict) -> str:
     """Mean over folds of each figure (intervals are per fold; the mean's spread is the folds')."""
     lines = [
-        "| setting | view | Spearman | within | best-of-15 pick | ranking, 15 models | vs its label (all / within) |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | view | Spearman | within | best-of-15 pick | ranking, 15 models | length lean "
+        "| vs its label (all / within) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     seen_baselines = False
     for name, res in results.items():
@@ -291,7 +296,7 @@ def table(results: dict) -> str:
         for view in views:
             cells = [
                 np.nanmean([f[view].get(m, math.nan) for f in folds])
-                for m in ("spearman", "within", "pick", "ranking")
+                for m in ("spearman", "within", "pick", "ranking", "lean")
             ]
             learned = [np.nanmean([f[view].get(m, math.nan) for f in folds]) for m in ("vs_label", "vs_label_within")]
             label = name if view in ("student", "teacher") else "-"

@@ -24,7 +24,7 @@ from ..models import native_bf16
 
 LOSS_TYPES = ("pointwise", "pairwise")
 DISTILL_LOSSES = ("mse", "preference")
-LENGTH_CONTROLS = ("none", "residual")
+LENGTH_CONTROLS = ("none", "residual", "matched")
 #: ``judge_format`` value -> the ``chat`` argument of the view formatters (None: decide from the tokenizer).
 JUDGE_FORMATS = {"auto": None, "chat": True, "plain": False}
 
@@ -136,8 +136,18 @@ class SelfJRewardConfig(RewardConfig):
             "help": "`residual`: before training, take out of the labels their linear trend in log word count "
             "within each instruction (one slope fitted over all instructions; each instruction keeps its mean "
             "label), so that within an instruction the judge cannot learn that longer is better from the "
-            "label's own lean. `none`: the labels as they are. The slope is recorded in config.selfj.",
+            "label's own lean. `matched` (pairwise only): train only on pairs whose two answers are within "
+            "`length_match_ratio` of each other in word count, so that no pair's order can be told by length "
+            "alone. `none`: the labels and pairs as they are. What was taken out (slope, or pairs kept) is "
+            "recorded in config.selfj.",
             "choices": list(LENGTH_CONTROLS),
+        },
+    )
+    length_match_ratio: float = field(
+        default=1.5,
+        metadata={
+            "help": "With `length_control=matched`: the largest ratio of the longer answer's word count to the "
+            "shorter's (each + 1) that a training pair may have."
         },
     )
     pairs_per_row: float = field(
@@ -222,6 +232,10 @@ class SelfJRewardConfig(RewardConfig):
         if self.length_control not in LENGTH_CONTROLS:
             raise SelfJInputError(
                 f"`length_control` must be one of {list(LENGTH_CONTROLS)}, got {self.length_control!r}."
+            )
+        if self.length_control == "matched" and self.loss_type != "pairwise":
+            raise SelfJInputError(
+                "`length_control=matched` chooses pairs: it needs `loss_type=pairwise` (or use `residual`)."
             )
         if self.distill_loss not in DISTILL_LOSSES:
             raise SelfJInputError(f"`distill_loss` must be one of {list(DISTILL_LOSSES)}, got {self.distill_loss!r}.")

@@ -57,7 +57,7 @@ def judge_config_section(
     max_length: int | None,
     lora: dict | None,
     view_cuts: dict | None = None,
-    length_slopes: dict | None = None,
+    length_records: dict | None = None,
     quantization: dict | None = None,
 ) -> dict:
     """The ``config.selfj`` section: input format, score scale and the Self-J settings of this judge.
@@ -82,7 +82,7 @@ def judge_config_section(
         "loss_type": args.loss_type,
         "use_margin": args.use_margin,
         "pairs_per_row": args.pairs_per_row,
-        "length_control": {"method": args.length_control, "slope": length_slopes or {}},
+        "length_control": length_control_section(args, length_records or {}),
         "label_max": args.label_max,
         "max_length": max_length,
         # what the arithmetic ran in; the saved weights are the fp32 (or --dtype) master weights either way
@@ -92,6 +92,15 @@ def judge_config_section(
         "lora": lora,
         "selfj_trl_version": package_version(),
     }
+
+
+def length_control_section(args: SelfJRewardConfig, records: dict[str, dict]) -> dict:
+    """``{"method", "slope": {dataset: s}}``, plus for ``matched`` the ratio and ``{dataset: [kept, of]}`` pairs."""
+    section = {"method": args.length_control, "slope": {k: r["slope"] for k, r in records.items() if "slope" in r}}
+    if args.length_control == "matched":
+        section["ratio"] = args.length_match_ratio
+        section["pairs_kept"] = {k: [r["pairs_kept"], r["pairs"]] for k, r in records.items() if "pairs" in r}
+    return section
 
 
 def quantization_settings(config: Any) -> dict | None:

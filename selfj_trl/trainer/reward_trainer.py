@@ -179,7 +179,7 @@ class SelfJRewardTrainer(RewardTrainer):
         self.quantization = quantization_settings(kwargs.get("quantization_config"))
         self.view_max_length = view_max_length(args.max_length, model_config)
         self.view_cuts: dict[str, dict[str, int]] = {}  # per dataset: rows whose parts were cut to fit max_length
-        self.length_slopes: dict[str, float] = {}  # per dataset: label points per log word taken out (residual)
+        self.length_records: dict[str, dict] = {}  # per dataset: what length control took out (see views)
         self._saving_checkpoint = False
         collator = data_collator or SelfJDataCollator(pad_to_multiple_of=args.pad_to_multiple_of)
         super().__init__(
@@ -203,12 +203,12 @@ class SelfJRewardTrainer(RewardTrainer):
             )
         if is_prepared(dataset):
             return dataset
-        prepared, cuts, slope = prepare_labeled_dataset(
+        prepared, cuts, length_record = prepare_labeled_dataset(
             dataset, processing_class, args, self.view_max_length, what=f"{dataset_name} dataset"
         )
         self.view_cuts[dataset_name] = cuts
-        if slope is not None:
-            self.length_slopes[dataset_name] = slope
+        if length_record:
+            self.length_records[dataset_name] = length_record
         message = (
             f"{dataset_name} views at max_length={self.view_max_length}: of {cuts['rows']} rows, "
             f"{cuts['response_cut']} responses, {cuts['reference_cut']} references and "
@@ -313,7 +313,7 @@ class SelfJRewardTrainer(RewardTrainer):
             max_length=self.view_max_length,
             lora=lora_settings(model, merged=bool(self.args.merge_adapter_on_save)),
             view_cuts=self.view_cuts,
-            length_slopes=self.length_slopes,
+            length_records=self.length_records,
             quantization=self.quantization,
         )
 

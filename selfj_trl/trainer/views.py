@@ -144,12 +144,22 @@ def length_residual_labels(
     return np.clip(y - slope * dx, 0.0, label_max).tolist(), slope
 
 
+def length_matched_pairs(pairs: list[tuple[int, int]], words: list[int], ratio: float) -> list[tuple[int, int]]:
+    """The pairs whose two answers are within ``ratio`` of each other in (words + 1).
+
+    In such a pair the longer answer is not much longer, so the order the label gives it cannot be learnt as "longer
+    wins"; the judge sees length vary only between pairs it cannot use it to order.
+    """
+    return [(c, r) for c, r in pairs if max(words[c], words[r]) + 1 <= ratio * (min(words[c], words[r]) + 1)]
+
+
 def prepare_labeled_dataset(
     dataset: Dataset, tokenizer: Any, args: SelfJRewardConfig, max_length: int | None, what: str
-) -> tuple[Dataset, dict[str, int], float | None]:
+) -> tuple[Dataset, dict[str, int], dict[str, float]]:
     """Validate a labeled table and turn it into the trainer's rows (both views per row, or both views per pair),
     with the count of rows whose instruction, response or reference had to be cut (see :func:`count_cuts`) and the
-    length slope taken out of the labels (``length_control="residual"``; None otherwise)."""
+    record of what length control took out (``{"slope": ..}`` for ``residual``, ``{"pairs_kept": .., "pairs": ..}``
+    for ``matched``; empty for ``none``)."""
     from trl.trainer.utils import global_then_local_main_first
 
     validate_labeled_dataset(dataset, args, what)
@@ -170,14 +180,24 @@ def prepare_labeled_dataset(
     cuts = count_cuts(views)
     views = views.remove_columns(list(CUT_FIELDS))
     groups = dataset[args.group_column] if args.group_column in columns else dataset[args.instruction_column]
-    labels, slope = [float(v) for v in dataset[args.label_column]], None
+    labels, record = [float(v) for v in dataset[args.label_column]], {}
     if args.length_control == "residual":
         labels, slope = length_residual_labels(labels, views["words"], groups, args.label_max)
         views = views.remove_columns("target").add_column("target", [v / args.label_max for v in labels])
+        record = {"slope": slope}
     if args.loss_type == "pointwise":
         views = views.add_column("group", [str(g) for g in groups])
-        return views.map(view_lengths, desc=f"Counting {what} tokens"), cuts, slope
+        return views.map(view_lengths, desc=f"Counting {what} tokens"), cuts, record
     pairs = build_pairs(labels, groups, args.min_label_gap)
+    if pairs and args.length_control == "matched":
+        kept = length_matched_pairs(pairs, views["words"], args.length_match_ratio)
+        if not kept:
+            raise SelfJInputError(
+                f"{what}: none of the {len(pairs)} pairs has answers within length_match_ratio="
+                f"{args.length_match_ratio:g} of each other in word count; raise --length_match_ratio or use "
+                "--length_control none."
+            )
+        record, pairs = {"pairs_kept": len(kept), "pairs": len(pairs)}, kept
     if not pairs:
         raise SelfJInputError(
             f"{what}: no pair of responses to the same instruction has different labels; pairwise training "
@@ -196,7 +216,7 @@ def prepare_labeled_dataset(
     }
     if args.use_margin:  # targets are already label / label_max
         data["margin"] = [target[c] - target[r] for c, r in pairs]
-    return Dataset.from_dict(data).map(view_lengths, desc=f"Counting {what} tokens"), cuts, slope
+    return Dataset.from_dict(data).map(view_lengths, desc=f"Counting {what} tokens"), cuts, record
 
 
 def view_max_length(max_length: int | None, model_config: Any) -> int | None:

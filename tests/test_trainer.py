@@ -1100,8 +1100,8 @@ def test_length_control_matched_trains_on_close_pairs_only_and_is_recorded(base,
     card = (Path(args.output_dir) / "README.md").read_text()
     assert "within 1.5x of each other in word count + 1 (9 of 12 pairs on train)" in card
     lone = dataset.filter(lambda r: r["instruction_id"] == 0)  # 7, 4 and 3 words + 1: no two equal
+    strict = make_args(tmp_path, loss_type="pairwise", length_control="matched", length_match_ratio=1.0)
     with pytest.raises(SelfJInputError, match="none of the 3 pairs .* length_match_ratio=1"):
-        strict = make_args(tmp_path, loss_type="pairwise", length_control="matched", length_match_ratio=1.0)
         SelfJRewardTrainer(base, args=strict, train_dataset=lone)
     with pytest.raises(SelfJInputError, match="needs `loss_type=pairwise`"):
         make_args(tmp_path, loss_type="pointwise", length_control="matched")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import shutil
 import sys
 import time
@@ -71,7 +70,7 @@ class QuickstartConfig:
         default=True,
         metadata={
             "help": "Also label, per instruction, its reference, another instruction's reference and the reference "
-            "cut to a third (labeled by Self-J like the samples; see quickstart.given_answers)."
+            "cut to a third (labeled by Self-J like the samples; see selfj_trl.labeling.contrast)."
         },
     )
     max_new_tokens: int = 64
@@ -165,44 +164,18 @@ def instruction_slice(config: QuickstartConfig) -> tuple[Dataset, str]:
     return Dataset.from_list(rows), "AlpacaEval train split + Self-Instruct seed tasks"
 
 
-#: The answers of known kinds put beside the policy's samples (``given_answers``); their labels are still Self-J's.
-GIVEN_ANSWER_KINDS = ("reference", "other_instruction", "cut_reference")
-
-
-def given_answers(source: Dataset, seed: int) -> Dataset:
-    """One row per (instruction, given answer): the reference itself, another instruction's reference (fluent, long
-    and off-topic) and the reference cut to its first third (on-topic, unfinished).
-
-    A policy's own samples to 20 instructions differ mostly in length, and a judge trained on them alone learned to
-    prefer short answers (an anti-judge on every held-out set). These answers differ in what the label is meant to
-    see; nothing here says which is better: each is labeled by the same reference-guided self-evaluation and cosine.
-    """
-    rows = list(source)
-    rng = random.Random(seed)
-    out = []
-    for i, row in enumerate(rows):
-        others = [r["reference"] for j, r in enumerate(rows) if j != i and r["reference"] != row["reference"]]
-        words = list(re.finditer(r"\S+", row["reference"]))
-        third = words[max(len(words) // 3, 1) - 1].end() if len(words) >= 2 else None
-        answers = {
-            "reference": row["reference"],
-            "other_instruction": rng.choice(others) if others else None,
-            "cut_reference": row["reference"][:third] if third else None,
-        }
-        out += [{**row, "response": text, "answer_kind": kind} for kind, text in answers.items() if text]
-    return Dataset.from_list(out)
+#: The contrast answers put beside the policy's samples (``given_answers``; :mod:`selfj_trl.labeling.contrast`): a
+#: policy's own samples to a few instructions differ mostly in length, and a judge trained on them alone learned to
+#: prefer short answers (an anti-judge on every held-out set). Their labels are still Self-J's.
+GIVEN_ANSWER_KINDS = ("reference", "other_instruction", "cut")
 
 
 def stage_label(config: QuickstartConfig, folder: Path) -> str:
     from .labeling import LabelingConfig, label_dataset, self_eval_detail
 
     source, name = instruction_slice(config)
-    given = {}
-    if config.given_answers:
-        source = given_answers(source, config.seed)
-        given = {"response_column": "response", "response_model_column": "answer_kind"}
     cfg = LabelingConfig(
-        **given,
+        contrast_answers=list(GIVEN_ANSWER_KINDS) if config.given_answers else None,
         dataset_name=name,
         output_dir=str(folder),
         policy=config.policy,
@@ -221,7 +194,11 @@ def stage_label(config: QuickstartConfig, folder: Path) -> str:
     )
     table = label_dataset(cfg, dataset=source)
     n_instructions = len(set(table["instruction"]))
-    kinds = f" ({cfg.num_samples} samples and {len(GIVEN_ANSWER_KINDS)} given answers each)" if given else ""
+    kinds = (
+        f" ({cfg.num_samples} samples and {len(GIVEN_ANSWER_KINDS)} contrast answers each)"
+        if config.given_answers
+        else ""
+    )
     return (
         f"{len(table)} labeled responses to {n_instructions} instructions{kinds} ({name}); self-evaluation "
         f"{self_eval_detail(cfg)}, cosine weight {cfg.cosine_weight:g} ({cfg.defaults_source})"

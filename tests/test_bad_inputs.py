@@ -113,6 +113,10 @@ def bad(tmp_path, tiny_policy, tiny_judge, tiny_embedder):
             ["label", "--dataset_name", good, "--cosine_weight", "1.5", *label_common],
             ["cosine_weight"],
         ),
+        "label: unknown contrast answer kind": (
+            ["label", "--dataset_name", good, "--contrast_answers", "repeated", "longer", *label_common],
+            ["contrast answer kind", "longer"],
+        ),
         "train: NaN label": (
             ["train", "--dataset_name", _labeled(t / "nan", label=math.nan), *train_common],
             ["label", "NaN"],
@@ -183,6 +187,7 @@ CASES = [
     "label: unknown policy",
     "label: embedder not sentence-transformers",
     "label: cosine_weight out of range",
+    "label: unknown contrast answer kind",
     "train: NaN label",
     "train: label outside scale",
     "train: None response",

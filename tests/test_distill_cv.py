@@ -202,3 +202,64 @@ def test_a_save_killed_midway_is_cleared_and_redone(cv, tmp_path):
     cv.save_training_rows(rows, tmp_path / "fold0" / "train")
     assert load_from_disk(str(tmp_path / "fold0" / "train"))["response"] == ["a", "b", "c"]
     assert not stale.exists() and not (tmp_path / "fold0" / "train" / "cache-0a1b.arrow").exists()
+
+
+def test_contrast_answers_are_paired_with_the_answer_they_were_built_from(cv):
+    from datasets import Dataset
+
+    from selfj_trl.labeling.contrast import add_contrast_answers
+
+    given = {"ins a": ["alpha beta gamma delta epsilon zeta", "short one"], "ins b": ["bee answer here"]}
+    rows = [
+        {"instruction_id": i, "instruction": ins, "reference": f"ref {ins}", "given": [{"response": a} for a in ans]}
+        for i, (ins, ans) in enumerate(given.items())
+    ]
+    built = add_contrast_answers(rows, ["repeated", "padded", "cut", "other_instruction"], seed=1)
+    contrast = Dataset.from_list(
+        [
+            {"instruction": r["instruction"], "response": c["response"], "model": c["model"], "label": 1.0}
+            for r in built
+            for c in r["contrast"]
+        ]
+    )
+    labeled = Dataset.from_list(
+        [{"instruction": ins, "response": a, "label": float(len(a))} for ins, ans in given.items() for a in ans]
+    )
+    pairs = cv.contrast_pairs(contrast, labeled, {"ins a", "ins b"})
+    # every repeated, padded and cut answer found its source; the off-topic one has none to be paired with
+    assert sorted(p["kind"] for p in pairs) == sorted(
+        [k for r in built for c in r["contrast"] if (k := c["model"]) != "other_instruction"]
+    )
+    for p in pairs:
+        assert p["source"] in given[p["instruction"]] and p["source_label"] == float(len(p["source"]))
+        if p["kind"] == "repeated":
+            assert p["response"] == f"{p['source']}\n\n{p['source']}"
+        elif p["kind"] == "padded":
+            assert p["response"].startswith(p["source"] + "\n\n") and len(p["response"]) > len(p["source"]) + 2
+        else:
+            assert p["source"].startswith(p["response"]) and len(p["response"]) < len(p["source"])
+    assert cv.source_of("repeated", "x\n\ny", ["x", "y"]) is None  # not one answer said twice
+    assert cv.source_of("padded", "nothing like it", ["x"]) is None
+
+
+def test_below_source_counts_ties_half_per_kind(cv):
+    pairs = [{"kind": k} for k in ("repeated", "repeated", "repeated", "cut")]
+    out = cv.below_source(pairs, np.array([1.0, 2.0, 3.0, 5.0]), np.array([2.0, 2.0, 1.0, 4.0]))
+    assert out == {"repeated": pytest.approx((1 + 0.5 + 0) / 3), "cut": 0.0}
+
+
+def test_contrast_rows_join_only_their_training_folds(cv):
+    from datasets import Dataset
+
+    folds = {"one": 0, "two": 1}
+    labeled = Dataset.from_list(
+        [{"instruction": i, "response": f"{i} answer", "label": 1.0, "extra": 0} for i in folds]
+    )
+    contrast = Dataset.from_list(
+        [{"instruction": i, "response": f"{i} said twice", "label": 2.0, "model": "repeated"} for i in folds]
+    )
+    rows = cv.with_contrast(cv.training_rows(labeled, folds, 0), contrast, folds, 0)
+    assert rows.to_list() == [
+        {"instruction": "two", "response": "two answer", "label": 1.0},
+        {"instruction": "two", "response": "two said twice", "label": 2.0},
+    ]

@@ -51,8 +51,8 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
 
     labeled = load_from_disk(str(out / "labeled"))
     assert "label" in labeled.column_names
-    # per instruction: its samples and the three given answers, each labeled (none of them assigned a label by hand)
-    kinds = [m for m, src in zip(labeled["model"], labeled["source"], strict=True) if src == "given"]
+    # per instruction: its samples and the three contrast answers, each labeled (none of them assigned a label by hand)
+    kinds = [m for m, src in zip(labeled["model"], labeled["source"], strict=True) if src == "contrast"]
     assert sorted(set(kinds)) == sorted(GIVEN_ANSWER_KINDS) and len(kinds) == 3 * 6
     assert len(labeled) == 6 * (2 + 3)
     for row in labeled:
@@ -60,7 +60,7 @@ def test_quickstart_tiny_end_to_end(tmp_path, tiny_policy, tiny_embedder, capsys
             assert row["response"] == row["reference"]
         elif row["model"] == "other_instruction":
             assert row["response"] != row["reference"]
-        elif row["model"] == "cut_reference":
+        elif row["model"] == "cut":
             assert row["reference"].startswith(row["response"]) and len(row["response"]) < len(row["reference"])
     if shared_data_dir() is None:  # a user's clone: the bundled full-length references, named with their license
         bundled = {r["instruction"]: r["reference"] for r in read_jsonl(REPO / BUNDLED_REFERENCES)}

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, load_from_disk
+from datasets import Dataset, concatenate_datasets, load_from_disk
 
 from selfj_trl.eval_sets.custom import load_custom_set
 from selfj_trl.evaluation.set_metrics import evaluate_pointwise
@@ -77,6 +77,13 @@ SETTINGS = {
     # The recipe on pairs whose answers are within 1.5x of each other in words: no pair's order is told by length.
     "pairwise_length_matched": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "matched"],
 }
+#: Settings trained on their fold's labels plus the ``--contrast`` rows of the same training instructions
+#: (answers said twice, padded, cut, written for another instruction: contrast_pool.py), with the flags of the
+#: setting named: the one difference from it is those rows.
+CONTRAST_SETTINGS = {"pairwise_contrast": "pairwise"}
+#: Contrast kinds built from one of the instruction's own answers, whose scorer's order against that answer is
+#: reported: the share of pairs where the contrast answer scores below its source (ties half).
+SOURCED_KINDS = ("repeated", "padded", "cut")
 ADVERSARIAL = ("NullModel", "gpt4_gamed")
 #: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.
 BASELINES = ["label", "self_eval", "cosine", "length", "random"]
@@ -124,6 +131,61 @@ def training_rows(labeled: Dataset, folds: dict[str, int], k: int) -> Dataset:
     return labeled.filter(
         lambda r: folds[r["instruction"]] != k, keep_in_memory=True
     )  # no cache in the labels' folder
+
+
+def with_contrast(rows: Dataset, contrast: Dataset, folds: dict[str, int], k: int) -> Dataset:
+    """A fold's training rows and the contrast rows of the same instructions (the columns both have)."""
+    extra = training_rows(contrast, folds, k)
+    columns = [c for c in rows.column_names if c in extra.column_names]
+    return concatenate_datasets([rows.select_columns(columns), extra.select_columns(columns)])
+
+
+def source_of(kind: str, response: str, answers: list[str]) -> str | None:
+    """The instruction's own answer a contrast answer was built from (contrast.CONTRAST_KINDS), by its text."""
+    if kind == "repeated":
+        half = response[: (len(response) - 2) // 2]
+        return half if response == f"{half}\n\n{half}" and half in answers else None
+    if kind == "padded":
+        return max((a for a in answers if response.startswith(f"{a}\n\n")), key=len, default=None)
+    if kind == "cut":
+        return next((a for a in answers if a.startswith(response) and len(a) > len(response)), None)
+    return None
+
+
+def contrast_pairs(contrast: Dataset, labeled: Dataset, instructions: set[str]) -> list[dict]:
+    """(contrast answer, its source answer) pairs of the given instructions, with both labels."""
+    label_of = {(r["instruction"], r["response"]): r["label"] for r in labeled if r["instruction"] in instructions}
+    answers: dict[str, list[str]] = {}
+    for ins, resp in label_of:
+        answers.setdefault(ins, []).append(resp)
+    pairs = []
+    for r in contrast:
+        if r["instruction"] not in instructions or r["model"] not in SOURCED_KINDS:
+            continue
+        source = source_of(r["model"], r["response"], answers.get(r["instruction"], []))
+        if source is not None:
+            pairs.append(
+                {
+                    "kind": r["model"],
+                    "instruction": r["instruction"],
+                    "response": r["response"],
+                    "source": source,
+                    "label": r["label"],
+                    "source_label": label_of[(r["instruction"], source)],
+                }
+            )
+    return pairs
+
+
+def below_source(pairs: list[dict], scores: np.ndarray, source_scores: np.ndarray) -> dict[str, float]:
+    """Per kind: the share of pairs whose contrast answer scores below its source answer (ties count half)."""
+    out = {}
+    for kind in SOURCED_KINDS:
+        idx = [i for i, p in enumerate(pairs) if p["kind"] == kind]
+        if idx:
+            diff = scores[idx] - source_scores[idx]
+            out[kind] = float(np.mean((diff < 0) + 0.5 * (diff == 0)))
+    return out
 
 
 def save_training_rows(rows: Dataset, folder: Path) -> None:
@@ -186,7 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/distill_cv")
     parser.add_argument("--data_dir", default="../shared/data/alpaca_eval_gpt4")
     parser.add_argument("--folds", type=int, default=2)
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=[*SETTINGS, *CONTRAST_SETTINGS])
+    parser.add_argument(
+        "--contrast",
+        help="labeled contrast answers of the same instructions (contrast_pool.py, then selfj-trl label): added to "
+        "the training rows of the *_contrast settings, and every judge's order of them against their sources shown",
+    )
     parser.add_argument("--train_flags", default="", help="extra flags for every judge, e.g. '--max_length 384'")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument(
@@ -200,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     labeled = (
         labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_from_disk(args.labeled)
     )
+    contrast = load_from_disk(args.contrast) if args.contrast else None
+    if contrast is not None and (stray := set(contrast["instruction"]) - set(labeled["instruction"])):
+        print(f"distill_cv: {len(stray)} --contrast instruction(s) are not in --labeled.", file=sys.stderr)
+        return 2
+    if contrast is None and any(name in CONTRAST_SETTINGS for name in args.settings):
+        print("distill_cv: the *_contrast settings need --contrast DIR.", file=sys.stderr)
+        return 2
     instructions = sorted(set(labeled["instruction"]))
     folds = {ins: fold_of(ins, args.folds) for ins in instructions}
     if len(filled := set(folds.values())) < args.folds:  # a fold with no instruction leaves another with no training
@@ -224,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         per_fold = [
             row
             for k in range(args.folds)
-            if (row := run_fold(args, labeled, folds, k, name, out / f"fold{k}", data_dir)) is not None
+            if (row := run_fold(args, labeled, folds, k, name, out / f"fold{k}", data_dir, contrast)) is not None
         ]
         results[name] = {"folds": per_fold}
         atomic_write_json(out / "results.json", results)
@@ -241,8 +315,10 @@ def run_fold(
     name: str,
     fold_dir: Path,
     data_dir: Path,
+    contrast: Dataset | None = None,
 ) -> dict | None:
-    """Train (or reuse) one setting's judge without fold ``k`` and score fold ``k``'s GPT-4-graded answers."""
+    """Train (or reuse) one setting's judge without fold ``k`` and score fold ``k``'s GPT-4-graded answers (and,
+    with ``contrast``, its contrast answers against their sources)."""
     from selfj_trl.judge import SelfJudge
 
     dev = dev_rows(data_dir, {ins for ins, f in folds.items() if f == k})
@@ -251,6 +327,16 @@ def run_fold(
     train_folder = fold_dir / "train"
     if not train_folder.exists():
         save_training_rows(training_rows(labeled, folds, k), train_folder)
+    if name in CONTRAST_SETTINGS:
+        contrast_folder = fold_dir / "train_contrast"
+        rows = with_contrast(load_from_disk(str(train_folder)), contrast, folds, k)
+        if contrast_folder.exists() and rows_key(load_from_disk(str(contrast_folder))) != rows_key(rows):
+            raise SystemExit(f"distill_cv: {contrast_folder} came from other contrast rows; use another --out.")
+        if not contrast_folder.exists():
+            save_training_rows(rows, contrast_folder)
+        train_folder, flags = contrast_folder, SETTINGS[CONTRAST_SETTINGS[name]]
+    else:
+        flags = SETTINGS[name]
     ds = load_custom_set(Dataset.from_list(dev), "gpt4_win_prob", name=f"dev{k}")
     labels = {(r["instruction"], r["response"]): r for r in labeled if folds[r["instruction"]] == k}
     keys = [(r["instruction"], r["response"]) for r in dev]
@@ -261,7 +347,7 @@ def run_fold(
     scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
     scores["random"] = np.random.default_rng(0).random(len(dev))
     judge_dir = fold_dir / name
-    train_judge(train_folder, judge_dir, SETTINGS[name], args.train_flags.split())
+    train_judge(train_folder, judge_dir, flags, args.train_flags.split())
     judge = SelfJudge.from_pretrained(str(judge_dir))
     ins, resp, refs = ([r[c] for r in dev] for c in ("instruction", "response", "reference"))
     for view, view_refs in (("student", None), ("teacher", refs)):
@@ -278,6 +364,25 @@ def run_fold(
         row[view]["vs_label"] = spearman(scores[view], scores["label"])
         row[view]["vs_label_within"] = mean_within_group_spearman(scores[view], scores["label"], groups)
     row["n_dev_rows"], row["n_dev_instructions"] = len(dev), len({r["question_id"] for r in dev})
+    if contrast is not None:
+        pairs = contrast_pairs(contrast, labeled, {ins for ins, f in folds.items() if f == k})
+        path = fold_dir / f"{name}.contrast.json"
+        if not path.exists():
+            texts = [p["response"] for p in pairs] + [p["source"] for p in pairs]
+            atomic_write_json(
+                path,
+                judge.score([p["instruction"] for p in pairs] * 2, texts, batch_size=args.batch_size),
+                indent=None,
+            )
+        both = np.array(json.loads(path.read_text()), dtype=float)
+        label, source_label = (np.array([p[c] for p in pairs], dtype=float) for c in ("label", "source_label"))
+        words = [np.array([len(p[c].split()) for p in pairs], dtype=float) for c in ("response", "source")]
+        row["below_source"] = {
+            "student": below_source(pairs, both[: len(pairs)], both[len(pairs) :]),
+            "label": below_source(pairs, label, source_label),
+            "length": below_source(pairs, *words),
+            "pairs": {kind: sum(p["kind"] == kind for p in pairs) for kind in SOURCED_KINDS},
+        }
     return row
 
 
@@ -304,6 +409,23 @@ def table(results: dict) -> str:
             lines.append(f"| {label} | {view} | " + " | ".join(f"{c:+.3f}" for c in cells) + f" | {fit} |")
     n = results[next(iter(results))]["folds"]
     lines.append(f"\n{len(n)} folds; dev rows per fold: {[f['n_dev_rows'] for f in n]}")
+    if any("below_source" in f for res in results.values() for f in res["folds"]):
+        lines += [
+            "",
+            "Contrast answers of the held-out fold scored below the answer they were built from (share of pairs, "
+            "mean of folds; a judge that cannot be bought by writing more puts repeated and padded answers below):",
+            "",
+            "| scorer | " + " | ".join(SOURCED_KINDS) + " |",
+            "|---|" + "---|" * len(SOURCED_KINDS),
+        ]
+        scorers = [(name, "student") for name in results] + [("label", "label"), ("length", "length")]
+        for label, key in scorers:
+            folds = results[label]["folds"] if label in results else next(iter(results.values()))["folds"]
+            cells = [
+                np.nanmean([f.get("below_source", {}).get(key, {}).get(kind, math.nan) for f in folds])
+                for kind in SOURCED_KINDS
+            ]
+            lines.append(f"| {label} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     return "\n".join(lines)
 
 

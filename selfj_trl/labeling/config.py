@@ -22,6 +22,7 @@ from ..models import DEFAULT_EMBEDDER, DEFAULT_POLICY, dtype_name
 from ..prompts import DEFAULT_PROMPT_STYLE, LIKELIHOOD_METHODS, PLAIN_TURN_MARKER, check_prompt_style
 from ..signals import get_signal, self_eval_methods
 from ..signals.likelihood import MAX_TARGET_TOKENS
+from .contrast import check_contrast_kinds
 
 
 #: Below this mean probability on the digit tokens, a digit rating is renormalised noise (the policies' figures are in
@@ -126,6 +127,14 @@ class LabelingConfig:
         metadata={
             "help": "With --response_column: the column naming who wrote each given response "
             "(kept in the `model` column)."
+        },
+    )
+    contrast_answers: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Also label, per instruction, answers of these kinds (reference, other_instruction, cut, "
+            "repeated, padded; see selfj_trl.labeling.contrast), built from one of its answers: the judge then sees "
+            "contrasts other than length. Labeled by Self-J like every row (source=contrast, model=kind)."
         },
     )
     max_instructions: int | None = None
@@ -272,6 +281,7 @@ class LabelingConfig:
             raise SelfJInputError(
                 f"fit_weights takes 3 numbers (intercept, self_eval, cosine), got {self.fit_weights}."
             )
+        self.contrast_answers = check_contrast_kinds(self.contrast_answers)
         if self.fit_max_instructions < 2:
             raise SelfJInputError(f"fit_max_instructions must be >= 2, got {self.fit_max_instructions}.")
         if self.push_to_hub and not self.hub_dataset_id:
@@ -313,6 +323,8 @@ class LabelingConfig:
         values["dtype"] = dtype_name(self.dtype)  # auto resolves per machine: a bf16 shard is never mixed with fp32
         if self.load_in_4bit:  # only when set, so that the fingerprints of full-precision runs stay as they were
             values["load_in_4bit"] = True
+        if self.contrast_answers:  # likewise
+            values["contrast_answers"] = self.contrast_answers
         values["texts"] = content_hash(
             get_signal(self.self_eval_method).fingerprint(), get_signal("digits").fingerprint(), PLAIN_TURN_MARKER
         )

@@ -22,6 +22,7 @@ from ..labels import combine_labels, label_formula
 from ..models import dtype_name
 from ..signals import ModelSet, get_signal
 from .config import LOW_DIGIT_MASS, LabelingConfig, digit_mass, measured_quality, self_eval_detail
+from .contrast import add_contrast_answers
 from .fit import fitted_weights, score_fit_rows
 from .rows import check_instruction_budget, load_source, prepare_rows
 from .scoring import label_chunk
@@ -50,6 +51,8 @@ def label_dataset(config: LabelingConfig, dataset: Dataset | None = None) -> Dat
     state = PartialState()
     source = dataset if dataset is not None else load_source(config)
     rows, skipped = prepare_rows(source, config)
+    if config.contrast_answers:
+        rows = add_contrast_answers(rows, config.contrast_answers, config.seed)
     check_instruction_budget(rows, config)
     shard_dir = Path(config.output_dir) / "shards"
     if state.is_main_process:
@@ -167,6 +170,7 @@ def card_info(
         "num_rows": len(table),
         "num_instructions": num_instructions,
         "num_samples": config.num_samples,
+        "contrast_answers": config.contrast_answers,
         "sources": dict(Counter(table["source"])) if "source" in table.column_names else None,
         "label_formula": label_formula(config, tuple(fit["weights"]) if fit else None),
         "cosine_weight": config.cosine_weight,

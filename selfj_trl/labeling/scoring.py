@@ -44,7 +44,8 @@ def label_chunk(
     rows: list[dict[str, Any]], chunk: int, config: LabelingConfig, models: ModelSet, stats: Counter
 ) -> list[dict[str, Any]]:
     """All labeled rows for one chunk of instructions (signals only; labels come at gather time): per instruction its
-    given responses (``source="given"``, ``model`` = the response model column's value), then the policy's samples
+    given responses (``source="given"``, ``model`` = the response model column's value), its contrast answers
+    (``source="contrast"``, ``model`` = the kind; :mod:`.contrast`), then the policy's samples
     (``source="policy"``, ``model`` = the policy); ``sample_index`` numbers them in that order. The chunk's seed
     depends on the chunk, not the process, so one process and N processes make the same rows."""
     samples: list[list[str]] = [[] for _ in rows]
@@ -63,9 +64,9 @@ def label_chunk(
     flat = []
     for row, responses in zip(rows, samples, strict=True):
         base = {k: row[k] for k in ("instruction_id", "instruction", "reference")}
-        given = row.get("given", [])
-        for k, g in enumerate(given):
-            flat.append({**base, "response": g["response"], "sample_index": k, "source": "given", "model": g["model"]})
+        given = [("given", g) for g in row.get("given", [])] + [("contrast", c) for c in row.get("contrast", [])]
+        for k, (source, g) in enumerate(given):
+            flat.append({**base, "response": g["response"], "sample_index": k, "source": source, "model": g["model"]})
         for k, response in enumerate(responses):
             if not response.strip():
                 stats["empty_response"] += 1

@@ -47,6 +47,7 @@ def test_each_kind_is_built_from_the_instructions_own_answer():
         source = built["repeated"].split("\n\n")[0]
         assert source in answers and built["repeated"] == f"{source}\n\n{source}"
         sources.append(source)
+        assert all(c["built_from"] == source for c in row["contrast"])  # each names the answer it was built from
         assert built["reference"] == ref
         assert built["padded"] == f"{source}\n\n{built['other_instruction']}"
         if len(source.split()) >= 2:

@@ -47,14 +47,10 @@ def load_padding(
     rng = random.Random(seed)
     pairs = []
     for row in built:
-        texts = {c["model"]: c["response"] for c in row["contrast"]}
-        source = texts["repeated"][: (len(texts["repeated"]) - 2) // 2]
-        for kind in KINDS:
-            if kind not in texts:
-                continue
+        for c in row["contrast"]:
             first = rng.random() < 0.5  # the answer as written on side A half the time
-            a, b = (source, texts[kind]) if first else (texts[kind], source)
-            pairs.append((row["instruction"], a, b, "A" if first else "B", kind, row["reference"]))
+            a, b = (c["built_from"], c["response"]) if first else (c["response"], c["built_from"])
+            pairs.append((row["instruction"], a, b, "A" if first else "B", c["model"], row["reference"]))
     notes = ["no grader read: the answer as written is preferred to its repeated, padded and cut versions."]
     if max_instructions is not None:
         notes.append(f"quick run: {len(built)} test instructions drawn with seed {seed}.")

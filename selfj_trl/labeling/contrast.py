@@ -62,7 +62,8 @@ def check_contrast_kinds(kinds: list[str] | None) -> list[str] | None:
 
 def add_contrast_answers(rows: list[dict[str, Any]], kinds: list[str], seed: int) -> list[dict[str, Any]]:
     """Each row (an instruction of :func:`~selfj_trl.labeling.rows.prepare_rows`) with a ``contrast`` list of
-    ``{"response", "model"}`` in ``kinds`` order. Deterministic in ``seed`` and the rows: all rows are drawn before
+    ``{"response", "model", "built_from"}`` (the kind in ``model``, the source answer in ``built_from``) in ``kinds``
+    order. Deterministic in ``seed`` and the rows: all rows are drawn before
     any chunk is labeled, so one process and N processes, or a resumed run, make the same answers."""
     rng = random.Random(seed)
     sources = [
@@ -73,7 +74,7 @@ def add_contrast_answers(rows: list[dict[str, Any]], kinds: list[str], seed: int
         others = [s for j, s in enumerate(sources) if j != i and s != sources[i]]
         context = ContrastContext(sources[i], row["reference"], rng.choice(others) if others else None)
         contrast = [
-            {"response": text, "model": kind}
+            {"response": text, "model": kind, "built_from": sources[i]}
             for kind in kinds
             if (text := CONTRAST_KINDS[kind](context)) and text.strip()
         ]

@@ -1107,6 +1107,67 @@ def test_length_control_matched_trains_on_close_pairs_only_and_is_recorded(base,
         make_args(tmp_path, loss_type="pointwise", length_control="matched")
 
 
+def test_length_expert_slope_recovers_the_slope_that_drew_the_pairs():
+    from selfj_trl.trainer.views import length_expert_slope
+
+    rng = np.random.default_rng(0)
+    longer, shorter = rng.integers(5, 400, 20_000), rng.integers(5, 400, 20_000)
+    gap = np.log1p(longer) - np.log1p(shorter)
+    first_wins = rng.random(gap.size) < 1 / (1 + np.exp(-1.5 * gap))
+    chosen, rejected = np.where(first_wins, longer, shorter), np.where(first_wins, shorter, longer)
+    assert length_expert_slope(chosen.tolist(), rejected.tolist()) == pytest.approx(1.5, abs=0.1)
+    coin = rng.random(gap.size) < 0.5
+    assert (
+        abs(length_expert_slope(np.where(coin, longer, shorter).tolist(), np.where(coin, shorter, longer).tolist()))
+        < 0.05
+    )
+    separable = length_expert_slope([10, 20, 30], [5, 8, 12])  # every chosen answer is the longer: finite, positive
+    assert 0 < separable < 1e4 and math.isfinite(separable)
+
+
+def test_length_control_explained_adds_the_fixed_length_model_to_each_pair_and_is_recorded(base, dataset, tmp_path):
+    from selfj_trl.trainer.reward_trainer import selfj_loss_terms
+    from selfj_trl.trainer.views import length_expert_slope
+
+    args = make_args(
+        tmp_path, loss_type="pairwise", max_steps=1, bf16=False, length_control="explained", distill_weight=0.0
+    )
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    chosen, rejected = trainer.train_dataset["chosen_words"], trainer.train_dataset["rejected_words"]
+    slope = length_expert_slope(chosen, rejected)
+    expected = [slope * (math.log1p(c) - math.log1p(r)) for c, r in zip(chosen, rejected, strict=True)]
+    assert slope > 0 and trainer.train_dataset["length_offset"] == pytest.approx(expected)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    assert batch["length_offset"].tolist() == pytest.approx(expected[:4])
+    # the label loss is Bradley-Terry on (judge difference + length log-odds): a pair whose order length already
+    # explains costs the judge less, one it contradicts more
+    scores, offset = torch.tensor([0.3, -0.2, 0.1, 0.4]), torch.tensor([2.0, -1.0])
+    terms = selfj_loss_terms(scores, scores, "pairwise", length_offset=offset)
+    by_hand = -F.logsigmoid(scores[:2] - scores[2:] + offset).mean()
+    assert terms["loss_student"].item() == pytest.approx(by_hand.item())
+    assert terms["loss_teacher"].item() == pytest.approx(by_hand.item())
+    with torch.no_grad():  # the trainer's loss reads it: a length model sure of every pair leaves nothing to learn
+        plain_loss = trainer.compute_loss(trainer.model, {k: v for k, v in batch.items() if k != "length_offset"})
+        sure = trainer.compute_loss(trainer.model, {**batch, "length_offset": torch.full((4,), 50.0)})
+    assert plain_loss.item() > 0.1 and sure.item() < 1e-6
+    trainer.train()
+    trainer.save_model()
+    selfj = json.loads((Path(args.output_dir) / "config.json").read_text())["selfj"]
+    assert selfj["length_control"] == {"method": "explained", "slope": {"train": pytest.approx(slope)}}
+    card = (Path(args.output_dir) / "README.md").read_text()
+    assert f"plus {slope:.3f} x its difference in log word count" in card
+    assert (
+        "length_offset"
+        not in SelfJRewardTrainer(
+            base,
+            args=make_args(tmp_path / "plain", loss_type="pairwise", max_steps=1, bf16=False),
+            train_dataset=dataset,
+        ).train_dataset.column_names
+    )
+    with pytest.raises(SelfJInputError, match="explained. works on pairs: it needs `loss_type=pairwise`"):
+        make_args(tmp_path, loss_type="pointwise", length_control="explained")
+
+
 @pytest.mark.parametrize("loss_type", ["pointwise", "pairwise"])
 def test_length_control_residual_trains_on_the_adjusted_labels_and_is_recorded(base, dataset, tmp_path, loss_type):
     from selfj_trl.trainer.views import length_residual_labels

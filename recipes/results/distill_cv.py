@@ -76,6 +76,8 @@ SETTINGS = {
     "pairwise_length_residual": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "residual"],
     # The recipe on pairs whose answers are within 1.5x of each other in words: no pair's order is told by length.
     "pairwise_length_matched": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "matched"],
+    # The recipe beside a fixed length-only preference model (a product of experts): the judge learns the rest.
+    "pairwise_length_explained": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "explained"],
 }
 #: Settings trained on their fold's labels plus the ``--contrast`` rows of the same training instructions
 #: (answers said twice, padded, cut, written for another instruction: contrast_pool.py), with the flags of the

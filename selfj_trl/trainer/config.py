@@ -24,7 +24,7 @@ from ..models import native_bf16
 
 LOSS_TYPES = ("pointwise", "pairwise")
 DISTILL_LOSSES = ("mse", "preference")
-LENGTH_CONTROLS = ("none", "residual", "matched")
+LENGTH_CONTROLS = ("none", "residual", "matched", "explained")
 #: ``judge_format`` value -> the ``chat`` argument of the view formatters (None: decide from the tokenizer).
 JUDGE_FORMATS = {"auto": None, "chat": True, "plain": False}
 
@@ -138,8 +138,10 @@ class SelfJRewardConfig(RewardConfig):
             "label), so that within an instruction the judge cannot learn that longer is better from the "
             "label's own lean. `matched` (pairwise only): train only on pairs whose two answers are within "
             "`length_match_ratio` of each other in word count, so that no pair's order can be told by length "
-            "alone. `none`: the labels and pairs as they are. What was taken out (slope, or pairs kept) is "
-            "recorded in config.selfj.",
+            "alone. `explained` (pairwise only): a length-only preference model, fitted on the training pairs "
+            "before training and fixed, is added to every pair's score difference (a product of experts), so "
+            "the judge is trained only on what length does not explain, and scores alone in use. `none`: the "
+            "labels and pairs as they are. What was taken out (slope, or pairs kept) is recorded in config.selfj.",
             "choices": list(LENGTH_CONTROLS),
         },
     )
@@ -233,9 +235,10 @@ class SelfJRewardConfig(RewardConfig):
             raise SelfJInputError(
                 f"`length_control` must be one of {list(LENGTH_CONTROLS)}, got {self.length_control!r}."
             )
-        if self.length_control == "matched" and self.loss_type != "pairwise":
+        if self.length_control in ("matched", "explained") and self.loss_type != "pairwise":
             raise SelfJInputError(
-                "`length_control=matched` chooses pairs: it needs `loss_type=pairwise` (or use `residual`)."
+                f"`length_control={self.length_control}` works on pairs: it needs `loss_type=pairwise` (or use "
+                "`residual`)."
             )
         if self.distill_loss not in DISTILL_LOSSES:
             raise SelfJInputError(f"`distill_loss` must be one of {list(DISTILL_LOSSES)}, got {self.distill_loss!r}.")

@@ -71,6 +71,7 @@ def selfj_loss_terms(
     target: torch.Tensor | None = None,
     margin: torch.Tensor | None = None,
     distill_loss: str = "mse",
+    length_offset: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The three Self-J terms for one batch of scores (student and teacher rows in the collator's order).
 
@@ -78,6 +79,8 @@ def selfj_loss_terms(
     pulled towards it (as in the authors' code). With ``distill_loss="preference"`` the student matches the teacher's
     probability that the chosen answer beats the rejected one, KL(teacher || student) per pair: a score shift common
     to both answers, which the teacher takes from the reference and the student cannot know, costs nothing.
+    ``length_offset`` (``length_control=explained``): the fixed length model's log-odds for each pair, added to both
+    views' score differences in the label loss, so that neither is pushed to learn what it already explains.
     """
     if loss_type == "pointwise":
         label_student = F.mse_loss(student, target)
@@ -86,6 +89,8 @@ def selfj_loss_terms(
         s_chosen, s_rejected = student.chunk(2)
         t_chosen, t_rejected = teacher.chunk(2)
         shift = margin if margin is not None else 0.0
+        if length_offset is not None:
+            shift = shift - length_offset
         label_student = -F.logsigmoid(s_chosen - s_rejected - shift).mean()
         label_teacher = -F.logsigmoid(t_chosen - t_rejected - shift).mean()
     if distill_loss == "preference":
@@ -219,7 +224,14 @@ class SelfJRewardTrainer(RewardTrainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = [*POINTWISE_COLUMNS, *PAIRWISE_COLUMNS, "target", "margin", "length"]
+            self._signature_columns = [
+                *POINTWISE_COLUMNS,
+                *PAIRWISE_COLUMNS,
+                "target",
+                "margin",
+                "length_offset",
+                "length",
+            ]
 
     # -- loss ----------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -245,6 +257,7 @@ class SelfJRewardTrainer(RewardTrainer):
             inputs.get("target"),
             inputs.get("margin"),
             distill_loss=args.distill_loss,
+            length_offset=inputs.get("length_offset"),
         )
         if teacher is None:  # weighted 0 (and not computed): logged as 0 rather than as the student's figures
             terms["loss_teacher"] = terms["loss_distill"] = torch.zeros_like(terms["loss_student"])

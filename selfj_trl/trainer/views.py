@@ -144,6 +144,27 @@ def length_residual_labels(
     return np.clip(y - slope * dx, 0.0, label_max).tolist(), slope
 
 
+def length_expert_slope(chosen_words: list[int], rejected_words: list[int]) -> float:
+    """The slope of a length-only preference model, ``P(chosen wins) = sigmoid(slope * (log(1 + chosen words) -
+    log(1 + rejected words)))``, fitted on the pairs by maximum likelihood (Newton's method on one parameter).
+
+    It is the bias expert of a product of experts (Clark et al., 2019; He et al., 2019): trained beside it, the judge
+    is asked only for what this length model does not already explain, and at use the judge scores alone. A tiny
+    ridge keeps the fit finite when every pair's chosen answer is the longer.
+    """
+    d = np.log1p(np.asarray(chosen_words, dtype=float)) - np.log1p(np.asarray(rejected_words, dtype=float))
+    slope, ridge = 0.0, 1e-3 * max(len(d), 1)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-slope * d))
+        grad = float(d @ (1.0 - p)) - ridge * slope
+        hess = float((d * d) @ (p * (1.0 - p))) + ridge
+        step = grad / hess
+        slope += step
+        if abs(step) < 1e-10:
+            break
+    return float(slope)
+
+
 def length_matched_pairs(pairs: list[tuple[int, int]], words: list[int], ratio: float) -> list[tuple[int, int]]:
     """The pairs whose two answers are within ``ratio`` of each other in (words + 1).
 
@@ -158,8 +179,8 @@ def prepare_labeled_dataset(
 ) -> tuple[Dataset, dict[str, int], dict[str, float]]:
     """Validate a labeled table and turn it into the trainer's rows (both views per row, or both views per pair),
     with the count of rows whose instruction, response or reference had to be cut (see :func:`count_cuts`) and the
-    record of what length control took out (``{"slope": ..}`` for ``residual``, ``{"pairs_kept": .., "pairs": ..}``
-    for ``matched``; empty for ``none``)."""
+    record of what length control took out (``{"slope": ..}`` for ``residual`` and ``explained``, ``{"pairs_kept":
+    .., "pairs": ..}`` for ``matched``; empty for ``none``)."""
     from trl.trainer.utils import global_then_local_main_first
 
     validate_labeled_dataset(dataset, args, what)
@@ -216,6 +237,13 @@ def prepare_labeled_dataset(
     }
     if args.use_margin:  # targets are already label / label_max
         data["margin"] = [target[c] - target[r] for c, r in pairs]
+    if args.length_control == "explained":
+        slope = length_expert_slope(data["chosen_words"], data["rejected_words"])
+        data["length_offset"] = [
+            slope * (float(np.log1p(c)) - float(np.log1p(r)))
+            for c, r in zip(data["chosen_words"], data["rejected_words"], strict=True)
+        ]
+        record = {"slope": slope}
     return Dataset.from_dict(data).map(view_lengths, desc=f"Counting {what} tokens"), cuts, record
 
 
@@ -273,7 +301,7 @@ class SelfJDataCollator(DataCollatorMixin):
             for prefix, view_keys in (("", student_keys), ("teacher_", teacher_keys))
         }
         out = {**self.pad_views(views[""], ""), **self.pad_views(views["teacher_"], "teacher_")}
-        for key in ("target", "margin"):
+        for key in ("target", "margin", "length_offset"):
             if key in examples[0]:
                 out[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float)
         return out

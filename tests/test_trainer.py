@@ -1168,6 +1168,52 @@ def test_length_control_explained_adds_the_fixed_length_model_to_each_pair_and_i
         make_args(tmp_path, loss_type="pointwise", length_control="explained")
 
 
+def test_length_correlation_ignores_which_answer_of_a_pair_comes_first():
+    from selfj_trl.trainer.reward_trainer import length_correlation
+
+    gap = torch.tensor([0.5, -1.0, 2.0])
+    scores = torch.tensor([1.0, 0.0, 3.0, 0.0, 2.0, 2.0])  # differences 1, -2, 1
+    corr = length_correlation(scores, gap)
+    assert corr.item() == pytest.approx((0.5 + 2.0 + 2.0) / math.sqrt(6.0 * 5.25))
+    swapped = torch.tensor([1.0, 2.0, 3.0, 0.0, 0.0, 2.0])  # the second pair's answers swapped: -2 -> +2
+    assert length_correlation(swapped, torch.tensor([0.5, 1.0, 2.0])).item() == pytest.approx(corr.item())
+    proportional = torch.tensor([1.0, -2.0, 4.0, 0.0, 0.0, 0.0])
+    assert length_correlation(proportional, gap).item() == pytest.approx(1.0)
+
+
+def test_length_control_decorrelated_penalises_the_batch_length_correlation_and_is_recorded(base, dataset, tmp_path):
+    from selfj_trl.trainer.reward_trainer import length_correlation
+
+    args = make_args(
+        tmp_path,
+        loss_type="pairwise",
+        max_steps=1,
+        bf16=False,
+        length_control="decorrelated",
+        length_decorrelation_weight=3.0,
+    )
+    trainer = SelfJRewardTrainer(base, args=args, train_dataset=dataset)
+    chosen, rejected = trainer.train_dataset["chosen_words"], trainer.train_dataset["rejected_words"]
+    gaps = [math.log1p(c) - math.log1p(r) for c, r in zip(chosen, rejected, strict=True)]
+    assert trainer.train_dataset["length_gap"] == pytest.approx(gaps)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    with torch.no_grad():
+        penalised = trainer.compute_loss(trainer.model, batch)
+        plain = trainer.compute_loss(trainer.model, {k: v for k, v in batch.items() if k != "length_gap"})
+        scores = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    corr = length_correlation(scores.squeeze(-1).float(), batch["length_gap"])
+    assert abs(corr.item()) > 0.01
+    assert (penalised - plain).item() == pytest.approx(3.0 * corr.item() ** 2, rel=1e-4)
+    trainer.train()
+    trainer.save_model()
+    selfj = json.loads((Path(args.output_dir) / "config.json").read_text())["selfj"]
+    assert selfj["length_control"] == {"method": "decorrelated", "slope": {}, "weight": 3.0}
+    card = (Path(args.output_dir) / "README.md").read_text()
+    assert "a penalty in training, 3 x the squared correlation over each batch" in card
+    with pytest.raises(SelfJInputError, match="decorrelated. works on pairs"):
+        make_args(tmp_path, loss_type="pointwise", length_control="decorrelated")
+
+
 @pytest.mark.parametrize("loss_type", ["pointwise", "pairwise"])
 def test_length_control_residual_trains_on_the_adjusted_labels_and_is_recorded(base, dataset, tmp_path, loss_type):
     from selfj_trl.trainer.views import length_residual_labels

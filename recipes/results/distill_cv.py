@@ -78,6 +78,8 @@ SETTINGS = {
     "pairwise_length_matched": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "matched"],
     # The recipe beside a fixed length-only preference model (a product of experts): the judge learns the rest.
     "pairwise_length_explained": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "explained"],
+    # The recipe with the squared batch correlation of its score differences with log length differences penalised.
+    "pairwise_length_decorrelated": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "decorrelated"],
 }
 #: Settings trained on their fold's labels plus the ``--contrast`` rows of the same training instructions
 #: (answers said twice, padded, cut, written for another instruction: contrast_pool.py), with the flags of the

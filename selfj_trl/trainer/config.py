@@ -24,7 +24,7 @@ from ..models import native_bf16
 
 LOSS_TYPES = ("pointwise", "pairwise")
 DISTILL_LOSSES = ("mse", "preference")
-LENGTH_CONTROLS = ("none", "residual", "matched", "explained")
+LENGTH_CONTROLS = ("none", "residual", "matched", "explained", "decorrelated")
 #: ``judge_format`` value -> the ``chat`` argument of the view formatters (None: decide from the tokenizer).
 JUDGE_FORMATS = {"auto": None, "chat": True, "plain": False}
 
@@ -140,9 +140,19 @@ class SelfJRewardConfig(RewardConfig):
             "`length_match_ratio` of each other in word count, so that no pair's order can be told by length "
             "alone. `explained` (pairwise only): a length-only preference model, fitted on the training pairs "
             "before training and fixed, is added to every pair's score difference (a product of experts), so "
-            "the judge is trained only on what length does not explain, and scores alone in use. `none`: the "
+            "the judge is trained only on what length does not explain, and scores alone in use. `decorrelated` "
+            "(pairwise only): a penalty, `length_decorrelation_weight` x the squared correlation over the batch "
+            "between the student's score differences and the pairs' log word-count differences, so that the "
+            "judge's order within an instruction is pushed toward carrying no length at all. `none`: the "
             "labels and pairs as they are. What was taken out (slope, or pairs kept) is recorded in config.selfj.",
             "choices": list(LENGTH_CONTROLS),
+        },
+    )
+    length_decorrelation_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "With `length_control=decorrelated`: the weight of the squared correlation penalty (the "
+            "correlation is uncentred, so a pair counts the same whichever answer is first)."
         },
     )
     length_match_ratio: float = field(
@@ -235,7 +245,7 @@ class SelfJRewardConfig(RewardConfig):
             raise SelfJInputError(
                 f"`length_control` must be one of {list(LENGTH_CONTROLS)}, got {self.length_control!r}."
             )
-        if self.length_control in ("matched", "explained") and self.loss_type != "pairwise":
+        if self.length_control in ("matched", "explained", "decorrelated") and self.loss_type != "pairwise":
             raise SelfJInputError(
                 f"`length_control={self.length_control}` works on pairs: it needs `loss_type=pairwise` (or use "
                 "`residual`)."

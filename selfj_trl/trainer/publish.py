@@ -95,8 +95,11 @@ def judge_config_section(
 
 
 def length_control_section(args: SelfJRewardConfig, records: dict[str, dict]) -> dict:
-    """``{"method", "slope": {dataset: s}}``, plus for ``matched`` the ratio and ``{dataset: [kept, of]}`` pairs."""
+    """``{"method", "slope": {dataset: s}}``, plus for ``matched`` the ratio and ``{dataset: [kept, of]}`` pairs, for
+    ``decorrelated`` the penalty's weight."""
     section = {"method": args.length_control, "slope": {k: r["slope"] for k, r in records.items() if "slope" in r}}
+    if args.length_control == "decorrelated":
+        section["weight"] = args.length_decorrelation_weight
     if args.length_control == "matched":
         section["ratio"] = args.length_match_ratio
         section["pairs_kept"] = {k: [r["pairs_kept"], r["pairs"]] for k, r in records.items() if "pairs" in r}

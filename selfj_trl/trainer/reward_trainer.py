@@ -107,6 +107,18 @@ def selfj_loss_terms(
     return {"loss_teacher": label_teacher, "loss_student": label_student, "loss_distill": distill}
 
 
+def length_correlation(student: torch.Tensor, length_gap: torch.Tensor) -> torch.Tensor:
+    """The uncentred correlation over a batch of pairs between the student's score difference and the pair's
+    difference in log word count (``length_control=decorrelated`` penalises its square).
+
+    Uncentred because a pair's orientation is arbitrary: swapping its answers flips both differences and leaves
+    every term unchanged, where a centred correlation would move with how many pairs put the longer answer first.
+    """
+    chosen, rejected = student.chunk(2)
+    diff = chosen - rejected
+    return (diff * length_gap).sum() / torch.sqrt((diff * diff).sum() * (length_gap * length_gap).sum() + 1e-8)
+
+
 def pair_centring(student: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
     """TRL's centring term, ``mean((chosen + rejected) ** 2)`` over the pairs, for both views (the student's alone
     when the teacher is not run): it pins the level that the Bradley-Terry loss leaves free, and leaves each pair's
@@ -230,6 +242,7 @@ class SelfJRewardTrainer(RewardTrainer):
                 "target",
                 "margin",
                 "length_offset",
+                "length_gap",
                 "length",
             ]
 
@@ -268,6 +281,9 @@ class SelfJRewardTrainer(RewardTrainer):
         )
         if args.center_rewards_coefficient is not None:
             loss = loss + args.center_rewards_coefficient * pair_centring(student, teacher)
+        if inputs.get("length_gap") is not None:
+            terms["length_correlation"] = length_correlation(student, inputs["length_gap"])
+            loss = loss + args.length_decorrelation_weight * terms["length_correlation"] ** 2
         self._record_metrics(mode, inputs, loss, terms, student, teacher)
         if mode == "train":
             self._metrics[mode]["distill_weight"].append(distill_weight)

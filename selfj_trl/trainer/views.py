@@ -244,6 +244,11 @@ def prepare_labeled_dataset(
             for c, r in zip(data["chosen_words"], data["rejected_words"], strict=True)
         ]
         record = {"slope": slope}
+    if args.length_control == "decorrelated":
+        data["length_gap"] = [
+            float(np.log1p(c)) - float(np.log1p(r))
+            for c, r in zip(data["chosen_words"], data["rejected_words"], strict=True)
+        ]
     return Dataset.from_dict(data).map(view_lengths, desc=f"Counting {what} tokens"), cuts, record
 
 
@@ -301,7 +306,7 @@ class SelfJDataCollator(DataCollatorMixin):
             for prefix, view_keys in (("", student_keys), ("teacher_", teacher_keys))
         }
         out = {**self.pad_views(views[""], ""), **self.pad_views(views["teacher_"], "teacher_")}
-        for key in ("target", "margin", "length_offset"):
+        for key in ("target", "margin", "length_offset", "length_gap"):
             if key in examples[0]:
                 out[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float)
         return out

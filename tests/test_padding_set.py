@@ -70,3 +70,26 @@ def test_pairs_are_honest_test_answers_against_their_own_contrasts(tmp_path):
     acc = {k: v["accuracy"] for k, v in evaluate_pairwise(ds, words_a, words_b, n_resamples=0)["accuracy"].items()}
     assert acc["repeated"] == acc["padded"] == acc["repeated + padded"] == 0.0 and acc["cut"] == 1.0
     assert load_eval_set("padding", data_dir=root).responses_b == ds.responses_b  # seeded: the same pairs again
+
+
+def test_the_report_of_a_pair_set_without_llmbar_says_nothing_of_humans_or_llmbar():
+    from selfj_trl.evaluation.report import render_report
+
+    def pair_set(subsets):
+        return {
+            "title": "pairs",
+            "n": 2,
+            "notes": [],
+            "kind": "pairwise",
+            "longer_answer_wins": {s: {"accuracy": 0.5, "n": 2} for s in subsets},
+            "scorers": {"j": {"accuracy": {s: {"accuracy": 0.5} for s in subsets}}},
+        }
+
+    config = {"confidence_level": 0.95, "bootstrap_resamples": 10, "seed": 0}
+    padding = render_report({"config": config, "scorers": {}, "eval_sets": {"padding": pair_set(["cut", "all"])}})
+    assert "against the set's preferred answer" in padding
+    assert "human" not in padding and "LLMBar" not in padding
+    human = render_report(
+        {"config": config, "scorers": {}, "eval_sets": {"h": pair_set(["llmbar_adv_manual", "all"])}}
+    )
+    assert "LLMBar Adversarial is built so that" in human

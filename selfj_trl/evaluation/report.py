@@ -258,13 +258,12 @@ def _pairwise_section(res: dict) -> list[str]:
     longer = res["longer_answer_wins"]
     rows.append(["*longer answer wins*"] + [number(longer[s]["accuracy"]) for s in subsets])
     rows.append(["*pairs (non-tie)*"] + [str(longer[s]["n"]) for s in subsets])
-    out = [
-        "",
-        "Accuracy of J(a) > J(b) against the human label on non-tie pairs (score ties count one half). "
-        "LLMBar Adversarial is built so that the longer or more superficially polished answer is the wrong one.",
-        "",
-    ]
-    return out + markdown_table(["scorer"] + subsets, rows)
+    text = "Accuracy of J(a) > J(b) against the set's preferred answer on non-tie pairs (score ties count one half)."
+    if any(s.startswith("llmbar_adv") for s in subsets):
+        text += (
+            " LLMBar Adversarial is built so that the longer or more superficially polished answer is the wrong one."
+        )
+    return ["", text, ""] + markdown_table(["scorer"] + subsets, rows)
 
 
 def _signed(figure: dict) -> str:

@@ -66,6 +66,7 @@ NUMERIC_FLAGS: dict[str, Bounds] = {
     "distill_warmup_ratio": Bounds(float, 0, True, 1, False),
     "min_label_gap": _at_least(0, float),
     "length_match_ratio": _at_least(1, float),
+    "length_decorrelation_weight": _at_least(0, float),
     "pairs_per_row": _at_least(0, float),
     "lora_r": _positive(),
     "lora_alpha": _positive(),

@@ -144,6 +144,11 @@ def length_residual_labels(
     return np.clip(y - slope * dx, 0.0, label_max).tolist(), slope
 
 
+def log_length_gaps(chosen_words: list[int], rejected_words: list[int]) -> np.ndarray:
+    """Each pair's log(1 + chosen words) - log(1 + rejected words): the length difference both pair controls use."""
+    return np.log1p(np.asarray(chosen_words, dtype=float)) - np.log1p(np.asarray(rejected_words, dtype=float))
+
+
 def length_expert_slope(chosen_words: list[int], rejected_words: list[int]) -> float:
     """The slope of a length-only preference model, ``P(chosen wins) = sigmoid(slope * (log(1 + chosen words) -
     log(1 + rejected words)))``, fitted on the pairs by maximum likelihood (Newton's method on one parameter).
@@ -152,7 +157,7 @@ def length_expert_slope(chosen_words: list[int], rejected_words: list[int]) -> f
     is asked only for what this length model does not already explain, and at use the judge scores alone. A tiny
     ridge keeps the fit finite when every pair's chosen answer is the longer.
     """
-    d = np.log1p(np.asarray(chosen_words, dtype=float)) - np.log1p(np.asarray(rejected_words, dtype=float))
+    d = log_length_gaps(chosen_words, rejected_words)
     slope, ridge = 0.0, 1e-3 * max(len(d), 1)
     for _ in range(50):
         p = 1.0 / (1.0 + np.exp(-slope * d))
@@ -239,16 +244,10 @@ def prepare_labeled_dataset(
         data["margin"] = [target[c] - target[r] for c, r in pairs]
     if args.length_control == "explained":
         slope = length_expert_slope(data["chosen_words"], data["rejected_words"])
-        data["length_offset"] = [
-            slope * (float(np.log1p(c)) - float(np.log1p(r)))
-            for c, r in zip(data["chosen_words"], data["rejected_words"], strict=True)
-        ]
+        data["length_offset"] = (slope * log_length_gaps(data["chosen_words"], data["rejected_words"])).tolist()
         record = {"slope": slope}
     if args.length_control == "decorrelated":
-        data["length_gap"] = [
-            float(np.log1p(c)) - float(np.log1p(r))
-            for c, r in zip(data["chosen_words"], data["rejected_words"], strict=True)
-        ]
+        data["length_gap"] = log_length_gaps(data["chosen_words"], data["rejected_words"]).tolist()
     return Dataset.from_dict(data).map(view_lengths, desc=f"Counting {what} tokens"), cuts, record
 
 

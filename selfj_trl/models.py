@@ -280,9 +280,17 @@ def load_tokenizer(path: str, what: str, *, trust_remote_code: bool = False, rev
         raise SelfJInputError(f"could not load the {what} tokenizer of {path!r}: {reason}.") from err
 
 
+def has_bitsandbytes() -> bool:
+    """Whether bitsandbytes is installed; it is not a dependency (CUDA only: the ``gpu`` extra brings it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
 def require_quantizing_device(flag: str, device: Any = None) -> None:
     """bitsandbytes quantizes on CUDA only: ``flag`` (``--load_in_4bit``, ``--load_in_8bit``) is refused in one line
-    on any other device rather than dropped, so a run never uses another model than the one asked for."""
+    on any other device rather than dropped, so a run never uses another model than the one asked for; on CUDA
+    without bitsandbytes, refused before any weight is fetched, rather than in a traceback after the download."""
     import torch
 
     device = torch.device(device) if device is not None else default_device()
@@ -290,6 +298,11 @@ def require_quantizing_device(flag: str, device: Any = None) -> None:
         raise SelfJInputError(
             f"{flag} needs a CUDA device (bitsandbytes quantizes on the GPU) and this run is on {device.type}: drop "
             "the flag to run in full precision (bf16 where the device computes it natively)."
+        )
+    if not has_bitsandbytes():
+        raise SelfJInputError(
+            f"{flag} needs bitsandbytes, which is not installed: pip install 'selfj-trl[gpu]' (or "
+            "bitsandbytes>=0.45.1, as TRL's `quantization` extra)."
         )
 
 

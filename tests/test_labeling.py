@@ -559,6 +559,11 @@ def test_a_4bit_policy_is_refused_without_cuda_and_loaded_with_qlora_settings_on
         raise Loaded
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(models, "has_bitsandbytes", lambda: False)
+    with pytest.raises(SelfJInputError, match=r"needs bitsandbytes.*selfj-trl\[gpu\]"):
+        models.load_policy(tiny_policy, device="cuda:0", dtype="bfloat16", load_in_4bit=True)
+    assert not seen  # refused before any weight is read
+    monkeypatch.setattr(models, "has_bitsandbytes", lambda: True)
     with pytest.raises(Loaded):
         models.load_policy(tiny_policy, device="cuda:0", dtype="bfloat16", load_in_4bit=True)
     config = seen["quantization_config"]

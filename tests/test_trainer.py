@@ -950,6 +950,7 @@ def test_centring_is_trls_pair_sum_term_and_is_refused_for_pointwise(tmp_path, b
 
 def test_quantization_flags_reach_the_trainer_or_are_refused_in_one_line(tmp_path, base, monkeypatch, capsys):
     """QLoRA's flags (TRL's ModelConfig) are honoured on CUDA and refused elsewhere: never parsed and dropped."""
+    from selfj_trl import models
     from selfj_trl.cli import main as cli
     from selfj_trl.trainer import script
 
@@ -971,6 +972,11 @@ def test_quantization_flags_reach_the_trainer_or_are_refused_in_one_line(tmp_pat
         (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
         assert "--load_in_4bit needs a CUDA device" in line
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(models, "has_bitsandbytes", lambda: False)
+    assert cli([*argv, "--load_in_4bit", "true", "--use_peft", "true"]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert "--load_in_4bit needs bitsandbytes" in line and "selfj-trl[gpu]" in line
+    monkeypatch.setattr(models, "has_bitsandbytes", lambda: True)
     assert cli([*argv, "--load_in_8bit", "true"]) == 2
     assert "--use_peft true` (QLoRA)" in capsys.readouterr().err
     with pytest.raises(Captured):

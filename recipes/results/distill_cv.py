@@ -80,6 +80,16 @@ SETTINGS = {
     "pairwise_length_explained": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "explained"],
     # The recipe with the squared batch correlation of its score differences with log length differences penalised.
     "pairwise_length_decorrelated": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "decorrelated"],
+    # The same penalty at 0.3 of its default weight: whether a weaker pull keeps what the judge learns.
+    "pairwise_length_decorrelated0.3": [
+        *PAIRWISE,
+        "--distill_weight",
+        "0.0",
+        "--length_control",
+        "decorrelated",
+        "--length_decorrelation_weight",
+        "0.3",
+    ],
 }
 #: Settings trained on their fold's labels plus the ``--contrast`` rows of the same training instructions
 #: (answers said twice, padded, cut, written for another instruction: contrast_pool.py), with the flags of the

@@ -263,3 +263,48 @@ def test_contrast_rows_join_only_their_training_folds(cv):
         {"instruction": "two", "response": "two answer", "label": 1.0},
         {"instruction": "two", "response": "two said twice", "label": 2.0},
     ]
+
+
+def test_baselines_only_scores_the_label_on_every_fold_and_trains_nothing(cv, tmp_path, monkeypatch, capsys):
+    """The label's own figures on the folds need no judge; a label equal to GPT-4's grade must score +1 there."""
+    from datasets import Dataset
+
+    names = [f"train instruction {i}" for i in range(12)]
+    models = [f"m{k}" for k in range(4)]
+    rng = np.random.default_rng(0)
+    grades = {(ins, m): float(rng.random()) for ins in names for m in models}
+    write_jsonl(
+        tmp_path / "instructions.jsonl",
+        [{"id": str(i), "instruction": ins, "reference": "ref", "split": "train"} for i, ins in enumerate(names)],
+    )
+    write_jsonl(
+        tmp_path / "responses.jsonl",
+        [
+            {"id": str(i), "model": m, "response": f"{m} on {i}" + " word" * k, "gpt4_win_prob": grades[ins, m]}
+            for i, ins in enumerate(names)
+            for k, m in enumerate(models)
+        ],
+    )
+    Dataset.from_list(
+        [
+            {
+                "instruction": ins,
+                "response": f"{m} on {i}" + " word" * k,
+                "label": grades[ins, m],
+                "self_eval_score": -grades[ins, m],
+                "cosine_similarity": 0.5,
+            }
+            for i, ins in enumerate(names)
+            for k, m in enumerate(models)
+        ]
+    ).save_to_disk(str(tmp_path / "labeled"))
+    monkeypatch.setattr(cv, "train_judge", lambda *a, **k: pytest.fail("trained a judge"))
+    args = ["--labeled", str(tmp_path / "labeled"), "--out", str(tmp_path / "out"), "--data_dir", str(tmp_path)]
+    assert cv.main([*args, "--baselines_only"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["baselines"]["folds"]
+    assert len(results) == 2 and sum(f["n_dev_rows"] for f in results) == len(grades)
+    assert all(f["label"]["spearman"] == pytest.approx(1.0) for f in results)
+    assert all(f["self_eval"]["spearman"] == pytest.approx(-1.0) for f in results)
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "student" not in table and "| - | label | +1.000 | +1.000 |" in table
+    assert not (tmp_path / "out" / "fold0" / "train").exists()

@@ -276,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         help="--labeled is a labeling run still in progress: use its finished shards",
     )
     parser.add_argument("--cosine_weight", type=float, default=0.25, help="with --from_shards: the run's weight")
+    parser.add_argument(
+        "--baselines_only",
+        action="store_true",
+        help="train no judge: the label, its parts, length and random on every fold (minutes, not hours)",
+    )
     args = parser.parse_args(argv)
     out, data_dir = Path(args.out), Path(args.data_dir)
     labeled = (
@@ -308,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     print(f"{len(labeled)} labeled rows, {len(instructions)} train instructions, {args.folds} folds", flush=True)
     results: dict[str, dict] = {}
-    for name in args.settings:
+    for name in ["baselines"] if args.baselines_only else args.settings:
         per_fold = [
             row
             for k in range(args.folds)
@@ -338,6 +343,19 @@ def run_fold(
     dev = dev_rows(data_dir, {ins for ins, f in folds.items() if f == k})
     if not dev:
         return None
+    ds = load_custom_set(Dataset.from_list(dev), "gpt4_win_prob", name=f"dev{k}")
+    labels = {(r["instruction"], r["response"]): r for r in labeled if folds[r["instruction"]] == k}
+    keys = [(r["instruction"], r["response"]) for r in dev]
+    scores = {
+        b: np.array([labels.get(key, {}).get(column, math.nan) for key in keys], dtype=float)
+        for b, column in (("label", "label"), ("self_eval", "self_eval_score"), ("cosine", "cosine_similarity"))
+    }
+    scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
+    scores["random"] = np.random.default_rng(0).random(len(dev))
+    if args.baselines_only:
+        row = {view: headline(evaluate_pointwise(ds, s, None)) for view, s in scores.items()}
+        row["n_dev_rows"], row["n_dev_instructions"] = len(dev), len({r["question_id"] for r in dev})
+        return row
     train_folder = fold_dir / "train"
     if not train_folder.exists():
         save_training_rows(training_rows(labeled, folds, k), train_folder)
@@ -351,15 +369,6 @@ def run_fold(
         train_folder, flags = contrast_folder, SETTINGS[CONTRAST_SETTINGS[name]]
     else:
         flags = SETTINGS[name]
-    ds = load_custom_set(Dataset.from_list(dev), "gpt4_win_prob", name=f"dev{k}")
-    labels = {(r["instruction"], r["response"]): r for r in labeled if folds[r["instruction"]] == k}
-    keys = [(r["instruction"], r["response"]) for r in dev]
-    scores = {
-        b: np.array([labels.get(key, {}).get(column, math.nan) for key in keys], dtype=float)
-        for b, column in (("label", "label"), ("self_eval", "self_eval_score"), ("cosine", "cosine_similarity"))
-    }
-    scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
-    scores["random"] = np.random.default_rng(0).random(len(dev))
     judge_dir = fold_dir / name
     train_judge(train_folder, judge_dir, flags, args.train_flags.split())
     judge = SelfJudge.from_pretrained(str(judge_dir))
@@ -410,16 +419,19 @@ def table(results: dict) -> str:
     seen_baselines = False
     for name, res in results.items():
         folds = res["folds"]
-        views = ["student", "teacher"] + ([] if seen_baselines else BASELINES)
+        judged = [view for view in ("student", "teacher") if view in folds[0]]
+        views = judged + ([] if seen_baselines else BASELINES)
         seen_baselines = True
         for view in views:
             cells = [
                 np.nanmean([f[view].get(m, math.nan) for f in folds])
                 for m in ("spearman", "within", "pick", "ranking", "lean")
             ]
-            learned = [np.nanmean([f[view].get(m, math.nan) for f in folds]) for m in ("vs_label", "vs_label_within")]
-            label = name if view in ("student", "teacher") else "-"
-            fit = " / ".join(f"{c:+.3f}" for c in learned) if view in ("student", "teacher") else ""
+            label = name if view in judged else "-"
+            fit = " / ".join(
+                f"{np.nanmean([f[view].get(m, math.nan) for f in folds]):+.3f}"
+                for m in (("vs_label", "vs_label_within") if view in judged else ())
+            )
             lines.append(f"| {label} | {view} | " + " | ".join(f"{c:+.3f}" for c in cells) + f" | {fit} |")
     n = results[next(iter(results))]["folds"]
     lines.append(f"\n{len(n)} folds; dev rows per fold: {[f['n_dev_rows'] for f in n]}")

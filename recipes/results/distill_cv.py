@@ -353,9 +353,7 @@ def run_fold(
     scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
     scores["random"] = np.random.default_rng(0).random(len(dev))
     if args.baselines_only:
-        row = {view: headline(evaluate_pointwise(ds, s, None)) for view, s in scores.items()}
-        row["n_dev_rows"], row["n_dev_instructions"] = len(dev), len({r["question_id"] for r in dev})
-        return row
+        return scored_row(ds, scores, dev)
     train_folder = fold_dir / "train"
     if not train_folder.exists():
         save_training_rows(training_rows(labeled, folds, k), train_folder)
@@ -380,13 +378,12 @@ def run_fold(
                 path, judge.score(ins, resp, references=view_refs, batch_size=args.batch_size), indent=None
             )
         scores[view] = np.array(json.loads(path.read_text()), dtype=float)
-    row: dict = {view: headline(evaluate_pointwise(ds, s, None)) for view, s in scores.items()}
+    row = scored_row(ds, scores, dev)
     # How much of its label each view learned, on instructions it never saw: the label is what it was trained on.
     groups = [r["question_id"] for r in dev]
     for view in ("student", "teacher"):
         row[view]["vs_label"] = spearman(scores[view], scores["label"])
         row[view]["vs_label_within"] = mean_within_group_spearman(scores[view], scores["label"], groups)
-    row["n_dev_rows"], row["n_dev_instructions"] = len(dev), len({r["question_id"] for r in dev})
     if contrast is not None:
         pairs = contrast_pairs(contrast, labeled, {ins for ins, f in folds.items() if f == k})
         path = fold_dir / f"{name}.contrast.json"
@@ -409,6 +406,13 @@ def run_fold(
     return row
 
 
+def scored_row(ds, scores: dict[str, np.ndarray], dev: list[dict]) -> dict:
+    """Each scorer's headline figures on one fold's dev rows, with the fold's size."""
+    row: dict = {view: headline(evaluate_pointwise(ds, s, None)) for view, s in scores.items()}
+    row["n_dev_rows"], row["n_dev_instructions"] = len(dev), len({r["question_id"] for r in dev})
+    return row
+
+
 def table(results: dict) -> str:
     """Mean over folds of each figure (intervals are per fold; the mean's spread is the folds')."""
     lines = [
@@ -419,7 +423,7 @@ def table(results: dict) -> str:
     seen_baselines = False
     for name, res in results.items():
         folds = res["folds"]
-        judged = [view for view in ("student", "teacher") if view in folds[0]]
+        judged = [view for view in ("student", "teacher") if not folds or view in folds[0]]
         views = judged + ([] if seen_baselines else BASELINES)
         seen_baselines = True
         for view in views:

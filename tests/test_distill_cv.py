@@ -292,7 +292,7 @@ def test_baselines_only_scores_the_label_on_every_fold_and_trains_nothing(cv, tm
                 "response": f"{m} on {i}" + " word" * k,
                 "label": grades[ins, m],
                 "self_eval_score": -grades[ins, m],
-                "cosine_similarity": 0.5,
+                "cosine_similarity": 0.9 * grades[ins, m],
             }
             for i, ins in enumerate(names)
             for k, m in enumerate(models)
@@ -308,3 +308,55 @@ def test_baselines_only_scores_the_label_on_every_fold_and_trains_nothing(cv, tm
     table = (tmp_path / "out" / "results.md").read_text()
     assert "student" not in table and "| - | label | +1.000 | +1.000 |" in table
     assert not (tmp_path / "out" / "fold0" / "train").exists()
+    assert "label_w" not in table
+
+
+def test_cosine_weights_remake_the_label_from_its_parts_and_each_fold_chooses(cv, tmp_path, monkeypatch, capsys):
+    """A label remade at weight 1 is the cosine alone (here GPT-4's grade: +1), at 0 the self-evaluation alone (-1);
+    both folds must choose weight 1, and the flag is refused where no label is remade."""
+    from datasets import Dataset
+
+    names = [f"train instruction {i}" for i in range(12)]
+    models = [f"m{k}" for k in range(4)]
+    rng = np.random.default_rng(1)
+    grades = {(ins, m): float(rng.random()) for ins in names for m in models}
+    write_jsonl(
+        tmp_path / "instructions.jsonl",
+        [{"id": str(i), "instruction": ins, "reference": "ref", "split": "train"} for i, ins in enumerate(names)],
+    )
+    texts = {(ins, m): f"{m} on {i}" + " word" * k for i, ins in enumerate(names) for k, m in enumerate(models)}
+    write_jsonl(
+        tmp_path / "responses.jsonl",
+        [
+            {"id": str(i), "model": m, "response": texts[ins, m], "gpt4_win_prob": grades[ins, m]}
+            for i, ins in enumerate(names)
+            for m in models
+        ],
+    )
+    Dataset.from_list(
+        [
+            {
+                "instruction": ins,
+                "response": texts[ins, m],
+                "label": 0.0,
+                "self_eval_score": -grades[ins, m],
+                "cosine_similarity": 0.9 * grades[ins, m],
+            }
+            for ins in names
+            for m in models
+        ]
+    ).save_to_disk(str(tmp_path / "labeled"))
+    monkeypatch.setattr(cv, "train_judge", lambda *a, **k: pytest.fail("trained a judge"))
+    args = ["--labeled", str(tmp_path / "labeled"), "--out", str(tmp_path / "out"), "--data_dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as refused:
+        cv.main([*args, "--cosine_weights", "0.5"])
+    assert refused.value.code == 2
+    assert cv.main([*args, "--baselines_only", "--cosine_weights", "0", "0.05", "1"]) == 0
+    folds = json.loads((tmp_path / "out" / "results.json").read_text())["baselines"]["folds"]
+    assert all(f["label_w0"]["spearman"] == pytest.approx(-1.0) for f in folds)
+    assert all(f["label_w0.05"]["spearman"] == pytest.approx(-1.0) for f in folds)
+    assert all(f["label_w1"]["spearman"] == pytest.approx(1.0) for f in folds)
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| - | label_w1 | +1.000 | +1.000 |" in table
+    assert "- fold 0 chooses w=1: +1.000 there, +1.000 elsewhere" in table
+    assert "- fold 1 chooses w=1:" in table

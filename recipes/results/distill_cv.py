@@ -281,7 +281,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="train no judge: the label, its parts, length and random on every fold (minutes, not hours)",
     )
+    parser.add_argument(
+        "--cosine_weights",
+        type=float,
+        nargs="+",
+        default=[],
+        help="with --baselines_only: also the weighted-mean label remade from the rows' self-evaluation and cosine "
+        "at each weight (`label_w0.25`), to choose the label's mix on train folds",
+    )
     args = parser.parse_args(argv)
+    if args.cosine_weights and not args.baselines_only:
+        parser.error("--cosine_weights needs --baselines_only")
+    if any(not 0.0 <= w <= 1.0 for w in args.cosine_weights):
+        parser.error("--cosine_weights must lie in [0, 1]")
     out, data_dir = Path(args.out), Path(args.data_dir)
     labeled = (
         labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_from_disk(args.labeled)
@@ -353,6 +365,13 @@ def run_fold(
     scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
     scores["random"] = np.random.default_rng(0).random(len(dev))
     if args.baselines_only:
+        known = np.isfinite(scores["self_eval"]) & np.isfinite(scores["cosine"])
+        for w in args.cosine_weights:  # a row's weighted-mean label depends on that row alone: no fold leaks into it
+            remade = np.full(len(dev), math.nan)
+            remade[known] = combine_labels(
+                list(scores["self_eval"][known]), list(scores["cosine"][known]), cosine_weight=w
+            )
+            scores[f"label_w{w:g}"] = remade
         return scored_row(ds, scores, dev)
     train_folder = fold_dir / "train"
     if not train_folder.exists():
@@ -424,7 +443,8 @@ def table(results: dict) -> str:
     for name, res in results.items():
         folds = res["folds"]
         judged = [view for view in ("student", "teacher") if not folds or view in folds[0]]
-        views = judged + ([] if seen_baselines else BASELINES)
+        mixes = sorted((v for v in (folds[0] if folds else {}) if v.startswith("label_w")), key=lambda v: float(v[7:]))
+        views = judged + ([] if seen_baselines else [*BASELINES, *mixes])
         seen_baselines = True
         for view in views:
             cells = [
@@ -439,6 +459,7 @@ def table(results: dict) -> str:
             lines.append(f"| {label} | {view} | " + " | ".join(f"{c:+.3f}" for c in cells) + f" | {fit} |")
     n = results[next(iter(results))]["folds"]
     lines.append(f"\n{len(n)} folds; dev rows per fold: {[f['n_dev_rows'] for f in n]}")
+    lines += mix_choice(n)
     if any("below_source" in f for res in results.values() for f in res["folds"]):
         lines += [
             "",
@@ -457,6 +478,26 @@ def table(results: dict) -> str:
             ]
             lines.append(f"| {label} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     return "\n".join(lines)
+
+
+def mix_choice(folds: list[dict]) -> list[str]:
+    """The cosine weight each fold would choose (mean of Spearman and within-instruction Spearman, the labeling
+    report's criterion) and what that weight scores on the other folds: the choice is judged on rows it never saw."""
+    mixes = [v for v in (folds[0] if folds else {}) if v.startswith("label_w")]
+    if not mixes or len(folds) < 2:
+        return []
+
+    def criterion(fold: dict, mix: str) -> float:
+        return (fold[mix]["spearman"] + fold[mix]["within"]) / 2
+
+    lines = ["", "Cosine weight chosen on one fold, scored on the others (mean of Spearman and within):", ""]
+    for k, fold in enumerate(folds):
+        best = max(mixes, key=lambda mix: criterion(fold, mix))
+        others = [criterion(f, best) for j, f in enumerate(folds) if j != k]
+        lines.append(
+            f"- fold {k} chooses w={best[7:]}: {criterion(fold, best):+.3f} there, {np.mean(others):+.3f} elsewhere"
+        )
+    return lines
 
 
 if __name__ == "__main__":

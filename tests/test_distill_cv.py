@@ -265,68 +265,22 @@ def test_contrast_rows_join_only_their_training_folds(cv):
     ]
 
 
-def test_baselines_only_scores_the_label_on_every_fold_and_trains_nothing(cv, tmp_path, monkeypatch, capsys):
-    """The label's own figures on the folds need no judge; a label equal to GPT-4's grade must score +1 there."""
+def graded_pool(folder: Path, label_is_grade: bool, seed: int) -> list[str]:
+    """12 train instructions x 4 models with random GPT-4 grades, labeled with the self-evaluation at minus the
+    grade and the cosine at 0.9 x the grade (the label: the grade itself, or 0); the data folder's arguments."""
     from datasets import Dataset
 
     names = [f"train instruction {i}" for i in range(12)]
     models = [f"m{k}" for k in range(4)]
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     grades = {(ins, m): float(rng.random()) for ins in names for m in models}
-    write_jsonl(
-        tmp_path / "instructions.jsonl",
-        [{"id": str(i), "instruction": ins, "reference": "ref", "split": "train"} for i, ins in enumerate(names)],
-    )
-    write_jsonl(
-        tmp_path / "responses.jsonl",
-        [
-            {"id": str(i), "model": m, "response": f"{m} on {i}" + " word" * k, "gpt4_win_prob": grades[ins, m]}
-            for i, ins in enumerate(names)
-            for k, m in enumerate(models)
-        ],
-    )
-    Dataset.from_list(
-        [
-            {
-                "instruction": ins,
-                "response": f"{m} on {i}" + " word" * k,
-                "label": grades[ins, m],
-                "self_eval_score": -grades[ins, m],
-                "cosine_similarity": 0.9 * grades[ins, m],
-            }
-            for i, ins in enumerate(names)
-            for k, m in enumerate(models)
-        ]
-    ).save_to_disk(str(tmp_path / "labeled"))
-    monkeypatch.setattr(cv, "train_judge", lambda *a, **k: pytest.fail("trained a judge"))
-    args = ["--labeled", str(tmp_path / "labeled"), "--out", str(tmp_path / "out"), "--data_dir", str(tmp_path)]
-    assert cv.main([*args, "--baselines_only"]) == 0
-    results = json.loads((tmp_path / "out" / "results.json").read_text())["baselines"]["folds"]
-    assert len(results) == 2 and sum(f["n_dev_rows"] for f in results) == len(grades)
-    assert all(f["label"]["spearman"] == pytest.approx(1.0) for f in results)
-    assert all(f["self_eval"]["spearman"] == pytest.approx(-1.0) for f in results)
-    table = (tmp_path / "out" / "results.md").read_text()
-    assert "student" not in table and "| - | label | +1.000 | +1.000 |" in table
-    assert not (tmp_path / "out" / "fold0" / "train").exists()
-    assert "label_w" not in table
-
-
-def test_cosine_weights_remake_the_label_from_its_parts_and_each_fold_chooses(cv, tmp_path, monkeypatch, capsys):
-    """A label remade at weight 1 is the cosine alone (here GPT-4's grade: +1), at 0 the self-evaluation alone (-1);
-    both folds must choose weight 1, and the flag is refused where no label is remade."""
-    from datasets import Dataset
-
-    names = [f"train instruction {i}" for i in range(12)]
-    models = [f"m{k}" for k in range(4)]
-    rng = np.random.default_rng(1)
-    grades = {(ins, m): float(rng.random()) for ins in names for m in models}
-    write_jsonl(
-        tmp_path / "instructions.jsonl",
-        [{"id": str(i), "instruction": ins, "reference": "ref", "split": "train"} for i, ins in enumerate(names)],
-    )
     texts = {(ins, m): f"{m} on {i}" + " word" * k for i, ins in enumerate(names) for k, m in enumerate(models)}
     write_jsonl(
-        tmp_path / "responses.jsonl",
+        folder / "instructions.jsonl",
+        [{"id": str(i), "instruction": ins, "reference": "ref", "split": "train"} for i, ins in enumerate(names)],
+    )
+    write_jsonl(
+        folder / "responses.jsonl",
         [
             {"id": str(i), "model": m, "response": texts[ins, m], "gpt4_win_prob": grades[ins, m]}
             for i, ins in enumerate(names)
@@ -338,16 +292,37 @@ def test_cosine_weights_remake_the_label_from_its_parts_and_each_fold_chooses(cv
             {
                 "instruction": ins,
                 "response": texts[ins, m],
-                "label": 0.0,
+                "label": grades[ins, m] if label_is_grade else 0.0,
                 "self_eval_score": -grades[ins, m],
                 "cosine_similarity": 0.9 * grades[ins, m],
             }
             for ins in names
             for m in models
         ]
-    ).save_to_disk(str(tmp_path / "labeled"))
+    ).save_to_disk(str(folder / "labeled"))
+    return ["--labeled", str(folder / "labeled"), "--out", str(folder / "out"), "--data_dir", str(folder)]
+
+
+def test_baselines_only_scores_the_label_on_every_fold_and_trains_nothing(cv, tmp_path, monkeypatch, capsys):
+    """The label's own figures on the folds need no judge; a label equal to GPT-4's grade must score +1 there."""
+    args = graded_pool(tmp_path, label_is_grade=True, seed=0)
     monkeypatch.setattr(cv, "train_judge", lambda *a, **k: pytest.fail("trained a judge"))
-    args = ["--labeled", str(tmp_path / "labeled"), "--out", str(tmp_path / "out"), "--data_dir", str(tmp_path)]
+    assert cv.main([*args, "--baselines_only"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["baselines"]["folds"]
+    assert len(results) == 2 and sum(f["n_dev_rows"] for f in results) == 48
+    assert all(f["label"]["spearman"] == pytest.approx(1.0) for f in results)
+    assert all(f["self_eval"]["spearman"] == pytest.approx(-1.0) for f in results)
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "student" not in table and "| - | label | +1.000 | +1.000 |" in table
+    assert not (tmp_path / "out" / "fold0" / "train").exists()
+    assert "label_w" not in table
+
+
+def test_cosine_weights_remake_the_label_from_its_parts_and_each_fold_chooses(cv, tmp_path, monkeypatch, capsys):
+    """A label remade at weight 1 is the cosine alone (here GPT-4's grade: +1), at 0 the self-evaluation alone (-1);
+    both folds must choose weight 1, and the flag is refused where no label is remade."""
+    args = graded_pool(tmp_path, label_is_grade=False, seed=1)
+    monkeypatch.setattr(cv, "train_judge", lambda *a, **k: pytest.fail("trained a judge"))
     with pytest.raises(SystemExit) as refused:
         cv.main([*args, "--cosine_weights", "0.5"])
     assert refused.value.code == 2

@@ -333,5 +333,55 @@ def test_cosine_weights_remake_the_label_from_its_parts_and_each_fold_chooses(cv
     assert all(f["label_w1"]["spearman"] == pytest.approx(1.0) for f in folds)
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| - | label_w1 | +1.000 | +1.000 |" in table
-    assert "- fold 0 chooses w=1: +1.000 there, +1.000 elsewhere" in table
-    assert "- fold 1 chooses w=1:" in table
+    assert "- fold 0 chooses label_w1: +1.000 there, +1.000 elsewhere" in table
+    assert "- fold 1 chooses label_w1:" in table
+
+
+def test_a_second_labeling_run_is_scored_beside_the_first_on_the_rows_both_labeled(cv, tmp_path, monkeypatch):
+    """The second run's self-evaluation (here GPT-4's grade: +1) is scored on the rows both runs labeled only, the
+    first run's (minus the grade: -1) beside it; a run that labeled none of them, or no --baselines_only, is refused."""
+    from datasets import Dataset, load_from_disk
+
+    args = graded_pool(tmp_path, label_is_grade=False, seed=2)
+    monkeypatch.setattr(cv, "train_judge", lambda *a, **k: pytest.fail("trained a judge"))
+    first = load_from_disk(str(tmp_path / "labeled"))
+    covered = sorted(set(first["instruction"]))[:8]
+    Dataset.from_list(
+        [
+            {"instruction": r["instruction"], "response": r["response"], "self_eval_score": -r["self_eval_score"]}
+            for r in first
+            if r["instruction"] in covered
+        ]
+    ).save_to_disk(str(tmp_path / "second"))
+    with pytest.raises(SystemExit) as refused:
+        cv.main([*args, "--second_labeled", str(tmp_path / "second")])
+    assert refused.value.code == 2
+    assert (
+        cv.main([*args, "--baselines_only", "--second_labeled", str(tmp_path / "second"), "--cosine_weights", "1"])
+        == 0
+    )
+    folds = json.loads((tmp_path / "out" / "results.json").read_text())["baselines"]["folds"]
+    assert sum(f["n_dev_instructions"] for f in folds) == 8
+    assert all(f["second_self_eval"]["spearman"] == pytest.approx(1.0) for f in folds)
+    assert all(f["self_eval"]["spearman"] == pytest.approx(-1.0) for f in folds)
+    assert all(f["label_both_w1"]["spearman"] == pytest.approx(1.0) for f in folds)  # the cosine alone, as at w=1
+    assert "| - | second_self_eval | +1.000 | +1.000 |" in (tmp_path / "out" / "results.md").read_text()
+    Dataset.from_list([{"instruction": "elsewhere", "response": "x", "self_eval_score": 1.0}]).save_to_disk(
+        str(tmp_path / "stranger")
+    )
+    args[3] = str(tmp_path / "out2")
+    assert cv.main([*args, "--baselines_only", "--second_labeled", str(tmp_path / "stranger")]) == 2
+
+
+def test_the_mean_of_two_runs_is_put_back_on_the_first_runs_scale(cv):
+    """Two runs that agree exactly average to the first run's own values, whatever the second's scale: each run is
+    standardised before the mean, so neither weighs by its spread."""
+    from datasets import Dataset
+
+    first = Dataset.from_list(
+        [{"instruction": "i", "response": f"r{k}", "self_eval_score": float(v)} for k, v in enumerate([1, 4, 2, 8])]
+    )
+    second = Dataset.from_list([{**r, "self_eval_score": 100 * r["self_eval_score"] - 7} for r in first])
+    both = cv.label_mix.with_second_self_eval(first, second)
+    assert both["both_self_eval"] == pytest.approx(first["self_eval_score"])
+    assert both["second_self_eval"] == pytest.approx([93.0, 393.0, 193.0, 793.0])

@@ -18,6 +18,7 @@ Settings run in the order given, all folds of one before the next, so a partial 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import shutil
@@ -33,6 +34,11 @@ from selfj_trl.evaluation.set_metrics import evaluate_pointwise
 from selfj_trl.io import atomic_write_json, atomic_write_text, check_complete, content_hash, read_jsonl
 from selfj_trl.labels import combine_labels
 from selfj_trl.stats import mean_within_group_spearman, spearman
+
+
+_SPEC = importlib.util.spec_from_file_location("label_mix", Path(__file__).with_name("label_mix.py"))
+label_mix = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(label_mix)
 
 
 #: The paper's pointwise loss, by epochs (``--num_train_epochs`` in ``--train_flags``), whatever the recipe's loss.
@@ -282,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
         help="train no judge: the label, its parts, length and random on every fold (minutes, not hours)",
     )
     parser.add_argument(
+        "--second_labeled",
+        help="with --baselines_only: another labeling run of the same answers (another policy, template or view); "
+        "its self-evaluation and the mean of both (each standardised over the pool) are scored beside the first's, "
+        "on the rows both labeled",
+    )
+    parser.add_argument(
         "--cosine_weights",
         type=float,
         nargs="+",
@@ -294,10 +306,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--cosine_weights needs --baselines_only")
     if any(not 0.0 <= w <= 1.0 for w in args.cosine_weights):
         parser.error("--cosine_weights must lie in [0, 1]")
+    if args.second_labeled and not args.baselines_only:
+        parser.error("--second_labeled needs --baselines_only")
     out, data_dir = Path(args.out), Path(args.data_dir)
     labeled = (
         labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_from_disk(args.labeled)
     )
+    if args.second_labeled:
+        labeled = label_mix.with_second_self_eval(labeled, load_from_disk(args.second_labeled))
+        if not len(labeled):
+            print(f"distill_cv: {args.second_labeled} labeled none of the answers in {args.labeled}.", file=sys.stderr)
+            return 2
     contrast = load_from_disk(args.contrast) if args.contrast else None
     if contrast is not None and (stray := set(contrast["instruction"]) - set(labeled["instruction"])):
         print(f"distill_cv: {len(stray)} --contrast instruction(s) are not in --labeled.", file=sys.stderr)
@@ -362,17 +381,13 @@ def run_fold(
         b: np.array([labels.get(key, {}).get(column, math.nan) for key in keys], dtype=float)
         for b, column in (("label", "label"), ("self_eval", "self_eval_score"), ("cosine", "cosine_similarity"))
     }
+    for view in label_mix.SECOND_VIEWS:
+        if view in labeled.column_names:
+            scores[view] = np.array([labels.get(key, {}).get(view, math.nan) for key in keys], dtype=float)
     scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
     scores["random"] = np.random.default_rng(0).random(len(dev))
     if args.baselines_only:
-        known = np.isfinite(scores["self_eval"]) & np.isfinite(scores["cosine"])
-        for w in args.cosine_weights:  # a row's weighted-mean label depends on that row alone: no fold leaks into it
-            remade = np.full(len(dev), math.nan)
-            remade[known] = combine_labels(
-                list(scores["self_eval"][known]), list(scores["cosine"][known]), cosine_weight=w
-            )
-            scores[f"label_w{w:g}"] = remade
-        return scored_row(ds, scores, dev)
+        return scored_row(ds, {**scores, **label_mix.remade_labels(scores, args.cosine_weights)}, dev)
     train_folder = fold_dir / "train"
     if not train_folder.exists():
         save_training_rows(training_rows(labeled, folds, k), train_folder)
@@ -443,8 +458,8 @@ def table(results: dict) -> str:
     for name, res in results.items():
         folds = res["folds"]
         judged = [view for view in ("student", "teacher") if not folds or view in folds[0]]
-        mixes = sorted((v for v in (folds[0] if folds else {}) if v.startswith("label_w")), key=lambda v: float(v[7:]))
-        views = judged + ([] if seen_baselines else [*BASELINES, *mixes])
+        extras = [v for v in label_mix.SECOND_VIEWS if folds and v in folds[0]] + label_mix.label_mixes(folds)
+        views = judged + ([] if seen_baselines else [*BASELINES, *extras])
         seen_baselines = True
         for view in views:
             cells = [
@@ -459,7 +474,7 @@ def table(results: dict) -> str:
             lines.append(f"| {label} | {view} | " + " | ".join(f"{c:+.3f}" for c in cells) + f" | {fit} |")
     n = results[next(iter(results))]["folds"]
     lines.append(f"\n{len(n)} folds; dev rows per fold: {[f['n_dev_rows'] for f in n]}")
-    lines += mix_choice(n)
+    lines += label_mix.mix_choice(n)
     if any("below_source" in f for res in results.values() for f in res["folds"]):
         lines += [
             "",
@@ -478,26 +493,6 @@ def table(results: dict) -> str:
             ]
             lines.append(f"| {label} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     return "\n".join(lines)
-
-
-def mix_choice(folds: list[dict]) -> list[str]:
-    """The cosine weight each fold would choose (mean of Spearman and within-instruction Spearman, the labeling
-    report's criterion) and what that weight scores on the other folds: the choice is judged on rows it never saw."""
-    mixes = [v for v in (folds[0] if folds else {}) if v.startswith("label_w")]
-    if not mixes or len(folds) < 2:
-        return []
-
-    def criterion(fold: dict, mix: str) -> float:
-        return (fold[mix]["spearman"] + fold[mix]["within"]) / 2
-
-    lines = ["", "Cosine weight chosen on one fold, scored on the others (mean of Spearman and within):", ""]
-    for k, fold in enumerate(folds):
-        best = max(mixes, key=lambda mix: criterion(fold, mix))
-        others = [criterion(f, best) for j, f in enumerate(folds) if j != k]
-        lines.append(
-            f"- fold {k} chooses w={best[7:]}: {criterion(fold, best):+.3f} there, {np.mean(others):+.3f} elsewhere"
-        )
-    return lines
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ cluster-bootstrap intervals over instructions.
 
     python recipes/results/distill_cv.py --labeled outputs/labeled/pool_gemma_512 --out outputs/distill_cv
 
+``--baselines_only`` trains nothing and scores the label alone, which is how the label's own settings are chosen:
+``--cosine_weights`` remakes it at other cosine weights, ``--second_labeled`` sets a second labeling run beside it
+(label_mix.py).
+
 Resumable: a finished judge (its completion marker) and finished scores are kept, so a killed run is re-run as is.
 Settings run in the order given, all folds of one before the next, so a partial run still compares whole settings.
 """

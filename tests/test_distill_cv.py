@@ -225,7 +225,7 @@ def test_contrast_answers_are_paired_with_the_answer_they_were_built_from(cv):
     labeled = Dataset.from_list(
         [{"instruction": ins, "response": a, "label": float(len(a))} for ins, ans in given.items() for a in ans]
     )
-    pairs = cv.contrast_pairs(contrast, labeled, {"ins a", "ins b"})
+    pairs = cv.contrast_cv.contrast_pairs(contrast, labeled, {"ins a", "ins b"})
     # every repeated, padded and cut answer found its source; the off-topic one has none to be paired with
     assert sorted(p["kind"] for p in pairs) == sorted(
         [k for r in built for c in r["contrast"] if (k := c["model"]) != "other_instruction"]
@@ -238,13 +238,13 @@ def test_contrast_answers_are_paired_with_the_answer_they_were_built_from(cv):
             assert p["response"].startswith(p["source"] + "\n\n") and len(p["response"]) > len(p["source"]) + 2
         else:
             assert p["source"].startswith(p["response"]) and len(p["response"]) < len(p["source"])
-    assert cv.source_of("repeated", "x\n\ny", ["x", "y"]) is None  # not one answer said twice
-    assert cv.source_of("padded", "nothing like it", ["x"]) is None
+    assert cv.contrast_cv.source_of("repeated", "x\n\ny", ["x", "y"]) is None  # not one answer said twice
+    assert cv.contrast_cv.source_of("padded", "nothing like it", ["x"]) is None
 
 
 def test_below_source_counts_ties_half_per_kind(cv):
     pairs = [{"kind": k} for k in ("repeated", "repeated", "repeated", "cut")]
-    out = cv.below_source(pairs, np.array([1.0, 2.0, 3.0, 5.0]), np.array([2.0, 2.0, 1.0, 4.0]))
+    out = cv.contrast_cv.below_source(pairs, np.array([1.0, 2.0, 3.0, 5.0]), np.array([2.0, 2.0, 1.0, 4.0]))
     assert out == {"repeated": pytest.approx((1 + 0.5 + 0) / 3), "cut": 0.0}
 
 

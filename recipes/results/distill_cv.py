@@ -40,9 +40,17 @@ from selfj_trl.labels import combine_labels
 from selfj_trl.stats import mean_within_group_spearman, spearman
 
 
-_SPEC = importlib.util.spec_from_file_location("label_mix", Path(__file__).with_name("label_mix.py"))
-label_mix = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(label_mix)
+def sibling(name: str):
+    """A module beside this script (the recipes are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+label_mix = sibling("label_mix")
+contrast_cv = sibling("contrast_pairs")
+SOURCED_KINDS = contrast_cv.SOURCED_KINDS
 
 
 #: The paper's pointwise loss, by epochs (``--num_train_epochs`` in ``--train_flags``), whatever the recipe's loss.
@@ -105,9 +113,6 @@ SETTINGS = {
 #: (answers said twice, padded, cut, written for another instruction: contrast_pool.py), with the flags of the
 #: setting named: the one difference from it is those rows.
 CONTRAST_SETTINGS = {"pairwise_contrast": "pairwise"}
-#: Contrast kinds built from one of the instruction's own answers, whose scorer's order against that answer is
-#: reported: the share of pairs where the contrast answer scores below its source (ties half).
-SOURCED_KINDS = ("repeated", "padded", "cut")
 ADVERSARIAL = ("NullModel", "gpt4_gamed")
 #: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.
 BASELINES = ["label", "self_eval", "cosine", "length", "random"]
@@ -162,54 +167,6 @@ def with_contrast(rows: Dataset, contrast: Dataset, folds: dict[str, int], k: in
     extra = training_rows(contrast, folds, k)
     columns = [c for c in rows.column_names if c in extra.column_names]
     return concatenate_datasets([rows.select_columns(columns), extra.select_columns(columns)])
-
-
-def source_of(kind: str, response: str, answers: list[str]) -> str | None:
-    """The instruction's own answer a contrast answer was built from (contrast.CONTRAST_KINDS), by its text."""
-    if kind == "repeated":
-        half = response[: (len(response) - 2) // 2]
-        return half if response == f"{half}\n\n{half}" and half in answers else None
-    if kind == "padded":
-        return max((a for a in answers if response.startswith(f"{a}\n\n")), key=len, default=None)
-    if kind == "cut":
-        return next((a for a in answers if a.startswith(response) and len(a) > len(response)), None)
-    return None
-
-
-def contrast_pairs(contrast: Dataset, labeled: Dataset, instructions: set[str]) -> list[dict]:
-    """(contrast answer, its source answer) pairs of the given instructions, with both labels."""
-    label_of = {(r["instruction"], r["response"]): r["label"] for r in labeled if r["instruction"] in instructions}
-    answers: dict[str, list[str]] = {}
-    for ins, resp in label_of:
-        answers.setdefault(ins, []).append(resp)
-    pairs = []
-    for r in contrast:
-        if r["instruction"] not in instructions or r["model"] not in SOURCED_KINDS:
-            continue
-        source = source_of(r["model"], r["response"], answers.get(r["instruction"], []))
-        if source is not None:
-            pairs.append(
-                {
-                    "kind": r["model"],
-                    "instruction": r["instruction"],
-                    "response": r["response"],
-                    "source": source,
-                    "label": r["label"],
-                    "source_label": label_of[(r["instruction"], source)],
-                }
-            )
-    return pairs
-
-
-def below_source(pairs: list[dict], scores: np.ndarray, source_scores: np.ndarray) -> dict[str, float]:
-    """Per kind: the share of pairs whose contrast answer scores below its source answer (ties count half)."""
-    out = {}
-    for kind in SOURCED_KINDS:
-        idx = [i for i, p in enumerate(pairs) if p["kind"] == kind]
-        if idx:
-            diff = scores[idx] - source_scores[idx]
-            out[kind] = float(np.mean((diff < 0) + 0.5 * (diff == 0)))
-    return out
 
 
 def save_training_rows(rows: Dataset, folder: Path) -> None:
@@ -423,7 +380,7 @@ def run_fold(
         row[view]["vs_label"] = spearman(scores[view], scores["label"])
         row[view]["vs_label_within"] = mean_within_group_spearman(scores[view], scores["label"], groups)
     if contrast is not None:
-        pairs = contrast_pairs(contrast, labeled, {ins for ins, f in folds.items() if f == k})
+        pairs = contrast_cv.contrast_pairs(contrast, labeled, {ins for ins, f in folds.items() if f == k})
         path = fold_dir / f"{name}.contrast.json"
         if not path.exists():
             texts = [p["response"] for p in pairs] + [p["source"] for p in pairs]
@@ -436,9 +393,9 @@ def run_fold(
         label, source_label = (np.array([p[c] for p in pairs], dtype=float) for c in ("label", "source_label"))
         words = [np.array([len(p[c].split()) for p in pairs], dtype=float) for c in ("response", "source")]
         row["below_source"] = {
-            "student": below_source(pairs, both[: len(pairs)], both[len(pairs) :]),
-            "label": below_source(pairs, label, source_label),
-            "length": below_source(pairs, *words),
+            "student": contrast_cv.below_source(pairs, both[: len(pairs)], both[len(pairs) :]),
+            "label": contrast_cv.below_source(pairs, label, source_label),
+            "length": contrast_cv.below_source(pairs, *words),
             "pairs": {kind: sum(p["kind"] == kind for p in pairs) for kind in SOURCED_KINDS},
         }
     return row

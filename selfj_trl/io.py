@@ -1,4 +1,5 @@
-"""Files: atomic writes, append-only caches, completion markers, JSON Lines, content hashes and the Hub-id test.
+"""Files: atomic writes, append-only caches, completion markers, JSON Lines, content hashes, the Hub-id test and
+the loading of scripts by path.
 
 Everything this package writes goes to a temporary name first and is renamed into place, so a killed run never
 leaves a file that looks finished but is not. Tables are read by :mod:`selfj_trl.tables`.
@@ -7,10 +8,12 @@ leaves a file that looks finished but is not. Tables are read by :mod:`selfj_trl
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,20 @@ def is_hub_id(name: str) -> bool:
         and not name.startswith((".", "~"))
         and not os.path.exists(name)
     )
+
+
+def load_script(path: str | os.PathLike, name: str | None = None) -> Any:
+    """A script under recipes/ or bench/ as a module: they are run by path, not installed, yet their tests and their
+    sibling scripts call into them. Registered in ``sys.modules`` because dataclasses look their module up there."""
+    path = Path(path)
+    name = name or path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or not path.is_file():
+        raise FileNotFoundError(f"no script at {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def slug(text: str, keep: int = 60) -> str:

@@ -7,10 +7,8 @@ totals); here each command is killed at one or two seeded points, against an uni
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ from selfj_trl.artifacts import (
 )
 from selfj_trl.cli import main as cli
 from selfj_trl.errors import SelfJInputError
-from selfj_trl.io import MANIFEST_NAME, check_complete, read_manifest, write_manifest
+from selfj_trl.io import MANIFEST_NAME, check_complete, load_script, read_manifest, write_manifest
 from selfj_trl.testing import make_tiny_llama
 
 
@@ -34,11 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("crash_consistency", REPO / "bench" / "crash_consistency.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("crash_consistency", module)  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "bench" / "crash_consistency.py")
 
 
 crash = _bench()

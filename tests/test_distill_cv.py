@@ -3,13 +3,13 @@ instructions on one side of a fold, and labels a run in progress exactly as the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from selfj_trl.io import load_script
 from selfj_trl.labels import combine_labels
 
 
@@ -18,10 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "results" / "distill_
 
 @pytest.fixture(scope="module")
 def cv():
-    spec = importlib.util.spec_from_file_location("distill_cv", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -72,6 +69,28 @@ def test_too_few_instructions_to_fill_every_fold_is_one_line_and_exit_2(cv, tmp_
     assert cv.main(["--labeled", str(tmp_path / "labeled"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "fill 1 of 2 folds" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["--labeled", "--second_labeled", "--contrast"])
+def test_a_path_that_is_no_labeled_dataset_is_one_line_and_exit_2(cv, tmp_path, capsys, flag):
+    from datasets import Dataset
+
+    rows = [{"instruction": f"instruction {i}", "response": "r", "label": 1.0} for i in range(12)]
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "labeled"))
+    (tmp_path / "not_a_dataset").mkdir()
+    (tmp_path / "not_a_dataset" / "notes.txt").write_text("a folder, but no saved dataset")
+    args = {
+        "--labeled": str(tmp_path / "labeled"),
+        "--out": str(tmp_path / "out"),
+        flag: str(tmp_path / "not_a_dataset"),
+    }
+    extra = ["--baselines_only"] if flag == "--second_labeled" else []
+    capsys.readouterr()
+    assert cv.main([x for kv in args.items() for x in kv] + extra) == 2
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]  # lines above it are datasets' progress bars, if any
+    assert last.startswith(f"distill_cv: {flag} ") and "not_a_dataset" in last and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
 
 
@@ -168,9 +187,7 @@ def test_the_table_shows_how_much_of_its_label_each_view_learned(cv):
 
 
 def test_the_label_probe_fits_a_known_linear_label():
-    spec = importlib.util.spec_from_file_location("label_probe", SCRIPT.with_name("label_probe.py"))
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script(SCRIPT.with_name("label_probe.py"))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
     w = probe.ridge(x, x @ np.array([1.0, -2.0, 0.5]) + 3.0, alpha=1e-6)
@@ -385,3 +402,30 @@ def test_the_mean_of_two_runs_is_put_back_on_the_first_runs_scale(cv):
     both = cv.label_mix.with_second_self_eval(first, second)
     assert both["both_self_eval"] == pytest.approx(first["self_eval_score"])
     assert both["second_self_eval"] == pytest.approx([93.0, 393.0, 193.0, 793.0])
+
+
+def test_only_folds_trains_and_scores_those_folds_with_the_judge_recipe_given(cv, tmp_path, monkeypatch):
+    """A judge too slow for every fold runs on the folds named, from the recipe named, and the table says which."""
+    from selfj_trl.judge import SelfJudge
+
+    args = graded_pool(tmp_path, label_is_grade=True, seed=0)
+    trained = []
+    monkeypatch.setattr(
+        cv, "train_judge", lambda folder, judge_dir, flags, train_flags, config: trained.append((judge_dir, config))
+    )
+
+    class WordCounter:  # stands in for the trained judge: its scores are the answers' word counts
+        def score(self, instructions, responses, references=None, batch_size=32):
+            return [float(len(r.split())) for r in responses]
+
+    monkeypatch.setattr(SelfJudge, "from_pretrained", classmethod(lambda cls, path, **kw: WordCounter()))
+    recipe = "recipes/gemma-3-270m/train/config_judge.yaml"
+    assert cv.main([*args, "--settings", "pairwise", "--only_folds", "1", "--judge_config", recipe]) == 0
+    assert trained == [(tmp_path / "out" / "fold1" / "pairwise", recipe)]
+    folds = json.loads((tmp_path / "out" / "results.json").read_text())["pairwise"]["folds"]
+    assert [f["fold"] for f in folds] == [1] and folds[0]["student"]["lean"] == pytest.approx(1.0)
+    assert not (tmp_path / "out" / "fold0").exists()
+    assert "folds [1]; dev rows per fold" in (tmp_path / "out" / "results.md").read_text()
+    with pytest.raises(SystemExit) as refused:
+        cv.main([*args, "--only_folds", "2"])
+    assert refused.value.code == 2

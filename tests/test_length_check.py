@@ -3,31 +3,27 @@ unseen quality measure is logged per step beside the completion length, and a fi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
 from PIL import Image
 
-from selfj_trl.io import read_jsonl
+from selfj_trl.io import load_script, read_jsonl
 from selfj_trl.testing import tiny_instruction_rows
 
 
 SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "results" / "grpo_length_check.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("grpo_length_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_check():
+    return load_script(SCRIPT)
 
 
 def test_length_check_logs_length_and_the_unseen_measure_per_step_and_resumes(
     tiny_policy, tiny_judge, tiny_embedder, tmp_path
 ):
-    check = load_script()
+    check = load_check()
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(r) + "\n" for r in tiny_instruction_rows(6)))
     out = tmp_path / "check"
@@ -60,7 +56,7 @@ def test_length_check_logs_length_and_the_unseen_measure_per_step_and_resumes(
 
 
 def test_default_prompts_are_alpaca_eval_train_rows_only_or_the_bundled_ones(tmp_path, monkeypatch):
-    check = load_script()
+    check = load_check()
     data = tmp_path / "data" / "alpaca_eval_gpt4"
     data.mkdir(parents=True)
     rows = [

@@ -10,12 +10,10 @@ recipe wrote).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import inspect
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from datasets import load_from_disk
 from transformers import AutoConfig, AutoTokenizer
 
 from selfj_trl.errors import SelfJInputError
-from selfj_trl.io import write_manifest
+from selfj_trl.io import load_script, write_manifest
 from selfj_trl.judge import SelfJudge
 from selfj_trl.judge_views import judge_format_config
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
@@ -68,11 +66,7 @@ ONLINE_FLAGS = [
 
 
 def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / name / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses defined in the script look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return load_script(RECIPES / name / f"{name}.py", f"recipe_{name}")
 
 
 def parse(name: str, parser_types, argv: list[str]):

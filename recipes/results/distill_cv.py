@@ -22,7 +22,6 @@ Settings run in the order given, all folds of one before the next, so a partial 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import shutil
@@ -33,87 +32,31 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
+from selfj_trl.errors import SelfJInputError, first_line
 from selfj_trl.eval_sets.custom import load_custom_set
 from selfj_trl.evaluation.set_metrics import evaluate_pointwise
-from selfj_trl.io import atomic_write_json, atomic_write_text, check_complete, content_hash, read_jsonl
+from selfj_trl.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_complete,
+    content_hash,
+    load_script,
+    read_jsonl,
+)
 from selfj_trl.labels import combine_labels
 from selfj_trl.stats import mean_within_group_spearman, spearman
+from selfj_trl.tables import load_table, require_columns
 
 
-def sibling(name: str):
-    """A module beside this script (the recipes are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-label_mix = sibling("label_mix")
-contrast_cv = sibling("contrast_pairs")
+label_mix = load_script(Path(__file__).with_name("label_mix.py"))
+contrast_cv = load_script(Path(__file__).with_name("contrast_pairs.py"))
+cv_settings = load_script(Path(__file__).with_name("cv_settings.py"))
 SOURCED_KINDS = contrast_cv.SOURCED_KINDS
-
-
-#: The paper's pointwise loss, by epochs (``--num_train_epochs`` in ``--train_flags``), whatever the recipe's loss.
-POINTWISE = [
-    "--loss_type",
-    "pointwise",
-    "--per_device_train_batch_size",
-    "16",
-    "--max_steps",
-    "-1",
-    "--pairs_per_row",
-    "0",
-]
-#: Bradley-Terry on pairs of answers to one instruction: only the within-instruction order of the labels is learnt
-#: (the label's per-instruction offset needs the reference; see label_probe.py --targets centered). 8 pairs a step
-#: are 32 forwards like 16 pointwise rows; one pair per labeled row matches the forwards of two pointwise epochs.
-PAIRWISE_LOSS = ["--loss_type", "pairwise", "--per_device_train_batch_size", "8", "--max_steps", "-1"]
-PAIRWISE = [*PAIRWISE_LOSS, "--pairs_per_row", "1.0"]
-#: name -> extra ``selfj-trl train`` flags; the MiniLM recipe's own values apply to everything not named here.
-SETTINGS = {
-    "distill2": [*POINTWISE, "--distill_weight", "2.0"],
-    "distill0": [*POINTWISE, "--distill_weight", "0.0"],
-    "distill2_warmup": [*POINTWISE, "--distill_weight", "2.0", "--distill_warmup_ratio", "0.3"],
-    "distill1": [*POINTWISE, "--distill_weight", "1.0"],
-    "distill0.5": [*POINTWISE, "--distill_weight", "0.5"],
-    "distill2_student1": [*POINTWISE, "--distill_weight", "2.0", "--student_weight", "1.0"],
-    "distill2_student0": [*POINTWISE, "--distill_weight", "2.0", "--student_weight", "0.0"],
-    # Without distillation the student view (the one a reward model is used with) learns only from its own label term.
-    "distill0_student1": [*POINTWISE, "--distill_weight", "0.0", "--student_weight", "1.0"],
-    "pairwise": [*PAIRWISE, "--distill_weight", "0.0"],
-    # The student view is the one a reward model is used with; the recipe weighs its label term 0.3 against 1.0.
-    "pairwise_student1": [*PAIRWISE, "--distill_weight", "0.0", "--student_weight", "1.0"],
-    "pairwise_distill1": [*PAIRWISE, "--distill_weight", "1.0"],
-    "pairwise_distill2_warmup": [*PAIRWISE, "--distill_weight", "2.0", "--distill_warmup_ratio", "0.3"],
-    # Distil only the teacher's order within an instruction (KL between the two views' pair preferences), not its
-    # score level, which comes from the reference the student never sees.
-    "pairwise_pdistill1": [*PAIRWISE, "--distill_weight", "1.0", "--distill_loss", "preference"],
-    # Twice the pairs (and steps) on the same labels: whether the judge is short of steps or of labels.
-    "pairwise_pairs2": [*PAIRWISE_LOSS, "--pairs_per_row", "2.0", "--distill_weight", "0.0"],
-    # The recipe on labels whose within-instruction trend in log length is taken out: what the length lean costs.
-    "pairwise_length_residual": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "residual"],
-    # The recipe on pairs whose answers are within 1.5x of each other in words: no pair's order is told by length.
-    "pairwise_length_matched": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "matched"],
-    # The recipe beside a fixed length-only preference model (a product of experts): the judge learns the rest.
-    "pairwise_length_explained": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "explained"],
-    # The recipe with the squared batch correlation of its score differences with log length differences penalised.
-    "pairwise_length_decorrelated": [*PAIRWISE, "--distill_weight", "0.0", "--length_control", "decorrelated"],
-    # The same penalty at 0.3 of its default weight: whether a weaker pull keeps what the judge learns.
-    "pairwise_length_decorrelated0.3": [
-        *PAIRWISE,
-        "--distill_weight",
-        "0.0",
-        "--length_control",
-        "decorrelated",
-        "--length_decorrelation_weight",
-        "0.3",
-    ],
-}
-#: Settings trained on their fold's labels plus the ``--contrast`` rows of the same training instructions
-#: (answers said twice, padded, cut, written for another instruction: contrast_pool.py), with the flags of the
-#: setting named: the one difference from it is those rows.
-CONTRAST_SETTINGS = {"pairwise_contrast": "pairwise"}
+SETTINGS, CONTRAST_SETTINGS = cv_settings.SETTINGS, cv_settings.CONTRAST_SETTINGS
 ADVERSARIAL = ("NullModel", "gpt4_gamed")
+HINT = "Give the output folder of `selfj-trl label`."
+#: The judge each setting trains unless ``--judge_config`` names another recipe (a bigger base, say).
+JUDGE_CONFIG = "recipes/all-minilm-l6-v2/train/config_judge.yaml"
 #: Scorers that need no judge, shown once: the label and its two parts (on the labeled dev rows), length, random.
 BASELINES = ["label", "self_eval", "cosine", "length", "random"]
 
@@ -182,7 +125,9 @@ def rows_key(rows: Dataset) -> str:
     return content_hash(*([r["instruction"], r["response"], r["label"]] for r in rows), length=16)
 
 
-def train_judge(train_folder: Path, judge_dir: Path, flags: list[str], train_flags: list[str]) -> None:
+def train_judge(
+    train_folder: Path, judge_dir: Path, flags: list[str], train_flags: list[str], config: str = JUDGE_CONFIG
+) -> None:
     if judge_dir.exists() and not check_complete(judge_dir, "judge"):
         return
     cmd = [
@@ -191,7 +136,7 @@ def train_judge(train_folder: Path, judge_dir: Path, flags: list[str], train_fla
         "selfj_trl.cli",
         "train",
         "--config",
-        "recipes/all-minilm-l6-v2/train/config_judge.yaml",
+        config,
         "--dataset_name",
         str(train_folder),
         "--output_dir",
@@ -236,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         "the training rows of the *_contrast settings, and every judge's order of them against their sources shown",
     )
     parser.add_argument("--train_flags", default="", help="extra flags for every judge, e.g. '--max_length 384'")
+    parser.add_argument("--judge_config", default=JUDGE_CONFIG, help="the `selfj-trl train` recipe of every judge")
+    parser.add_argument(
+        "--only_folds",
+        type=int,
+        nargs="+",
+        help="train and score these folds only (a judge too slow for all of them); the table says which ran",
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument(
         "--from_shards",
@@ -269,16 +221,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--cosine_weights must lie in [0, 1]")
     if args.second_labeled and not args.baselines_only:
         parser.error("--second_labeled needs --baselines_only")
+    if args.only_folds and any(not 0 <= k < args.folds for k in args.only_folds):
+        parser.error(f"--only_folds must lie in 0..{args.folds - 1}")
     out, data_dir = Path(args.out), Path(args.data_dir)
-    labeled = (
-        labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_from_disk(args.labeled)
-    )
-    if args.second_labeled:
-        labeled = label_mix.with_second_self_eval(labeled, load_from_disk(args.second_labeled))
+    try:  # the package's one table loader: a path that is no labeled dataset is refused in one line
+        labeled = (
+            labels_so_far(Path(args.labeled), args.cosine_weight) if args.from_shards else load_table(args.labeled)
+        )
+        second = load_table(args.second_labeled) if args.second_labeled else None
+        contrast = load_table(args.contrast) if args.contrast else None
+        for flag, table_, score in (("--labeled", labeled, "label"), ("--second_labeled", second, "self_eval_score")):
+            if table_ is not None:
+                require_columns(table_, ["instruction", "response", score], f"{flag} {getattr(args, flag[2:])}", HINT)
+        if contrast is not None:
+            require_columns(
+                contrast, ["instruction", "response", "model", "label"], f"--contrast {args.contrast}", HINT
+            )
+    except SelfJInputError as err:
+        print(f"distill_cv: {first_line(err)}", file=sys.stderr)
+        return 2
+    if second is not None:
+        labeled = label_mix.with_second_self_eval(labeled, second)
         if not len(labeled):
             print(f"distill_cv: {args.second_labeled} labeled none of the answers in {args.labeled}.", file=sys.stderr)
             return 2
-    contrast = load_from_disk(args.contrast) if args.contrast else None
     if contrast is not None and (stray := set(contrast["instruction"]) - set(labeled["instruction"])):
         print(f"distill_cv: {len(stray)} --contrast instruction(s) are not in --labeled.", file=sys.stderr)
         return 2
@@ -308,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ["baselines"] if args.baselines_only else args.settings:
         per_fold = [
             row
-            for k in range(args.folds)
+            for k in args.only_folds or range(args.folds)
             if (row := run_fold(args, labeled, folds, k, name, out / f"fold{k}", data_dir, contrast)) is not None
         ]
         results[name] = {"folds": per_fold}
@@ -348,7 +314,7 @@ def run_fold(
     scores["length"] = np.array([len(r["response"].split()) for r in dev], dtype=float)
     scores["random"] = np.random.default_rng(0).random(len(dev))
     if args.baselines_only:
-        return scored_row(ds, {**scores, **label_mix.remade_labels(scores, args.cosine_weights)}, dev)
+        return scored_row(ds, {**scores, **label_mix.remade_labels(scores, args.cosine_weights)}, dev, k)
     train_folder = fold_dir / "train"
     if not train_folder.exists():
         save_training_rows(training_rows(labeled, folds, k), train_folder)
@@ -363,7 +329,7 @@ def run_fold(
     else:
         flags = SETTINGS[name]
     judge_dir = fold_dir / name
-    train_judge(train_folder, judge_dir, flags, args.train_flags.split())
+    train_judge(train_folder, judge_dir, flags, args.train_flags.split(), args.judge_config)
     judge = SelfJudge.from_pretrained(str(judge_dir))
     ins, resp, refs = ([r[c] for r in dev] for c in ("instruction", "response", "reference"))
     for view, view_refs in (("student", None), ("teacher", refs)):
@@ -373,7 +339,7 @@ def run_fold(
                 path, judge.score(ins, resp, references=view_refs, batch_size=args.batch_size), indent=None
             )
         scores[view] = np.array(json.loads(path.read_text()), dtype=float)
-    row = scored_row(ds, scores, dev)
+    row = scored_row(ds, scores, dev, k)
     # How much of its label each view learned, on instructions it never saw: the label is what it was trained on.
     groups = [r["question_id"] for r in dev]
     for view in ("student", "teacher"):
@@ -401,10 +367,10 @@ def run_fold(
     return row
 
 
-def scored_row(ds, scores: dict[str, np.ndarray], dev: list[dict]) -> dict:
-    """Each scorer's headline figures on one fold's dev rows, with the fold's size."""
+def scored_row(ds, scores: dict[str, np.ndarray], dev: list[dict], k: int) -> dict:
+    """Each scorer's headline figures on fold ``k``'s dev rows, with the fold's size."""
     row: dict = {view: headline(evaluate_pointwise(ds, s, None)) for view, s in scores.items()}
-    row["n_dev_rows"], row["n_dev_instructions"] = len(dev), len({r["question_id"] for r in dev})
+    row["fold"], row["n_dev_rows"], row["n_dev_instructions"] = k, len(dev), len({r["question_id"] for r in dev})
     return row
 
 
@@ -434,7 +400,7 @@ def table(results: dict) -> str:
             )
             lines.append(f"| {label} | {view} | " + " | ".join(f"{c:+.3f}" for c in cells) + f" | {fit} |")
     n = results[next(iter(results))]["folds"]
-    lines.append(f"\n{len(n)} folds; dev rows per fold: {[f['n_dev_rows'] for f in n]}")
+    lines.append(f"\nfolds {[f.get('fold') for f in n]}; dev rows per fold: {[f['n_dev_rows'] for f in n]}")
     lines += label_mix.mix_choice(n)
     if any("below_source" in f for res in results.values() for f in res["folds"]):
         lines += [

@@ -16,14 +16,13 @@ Resumable: a finished setting (its ``log_history.json``) is kept; the plot and t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import yaml
 
-from selfj_trl.io import atomic_savefig, atomic_write_json, atomic_write_text, read_jsonl, shared_data_dir
+from selfj_trl.io import atomic_savefig, atomic_write_json, atomic_write_text, load_script, read_jsonl, shared_data_dir
 from selfj_trl.models import DEFAULT_EMBEDDER
 
 
@@ -73,10 +72,7 @@ def run_setting(name: str, args: argparse.Namespace, prompts: str) -> Path:
     )
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    spec = importlib.util.spec_from_file_location("grpo_recipe", RECIPE / "grpo.py")
-    recipe = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = recipe
-    spec.loader.exec_module(recipe)
+    recipe = load_script(RECIPE / "grpo.py", "grpo_recipe")
     script_args, training_args = recipe.parse_recipe_args(
         (recipe.JudgeRecipeArguments, recipe.GRPOConfig), ["--config", str(folder / "config.yaml")], prog="grpo"
     )

@@ -12,7 +12,6 @@ fold's honest answers against the label and against GPT-4-turbo (train split onl
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -22,16 +21,14 @@ from datasets import Dataset, load_from_disk
 
 from selfj_trl.eval_sets.custom import load_custom_set
 from selfj_trl.evaluation.set_metrics import evaluate_pointwise
-from selfj_trl.io import atomic_write_json
+from selfj_trl.io import atomic_write_json, load_script
 from selfj_trl.models import load_embedder
 from selfj_trl.prompts import PLAIN_PROMPT_TEMPLATE
 from selfj_trl.signals.prefix import rows_by_group
 from selfj_trl.stats import mean_within_group_spearman, spearman
 
 
-_SPEC = importlib.util.spec_from_file_location("distill_cv", Path(__file__).with_name("distill_cv.py"))
-cv = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(cv)
+cv = load_script(Path(__file__).with_name("distill_cv.py"))
 
 
 def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:

@@ -9,7 +9,9 @@ quickstart's judge without the data folder never saw them), else the bundled pro
 
     python recipes/results/grpo_length_check.py --judge outputs/quickstart/judge --out outputs/grpo_length_check
 
-Settings: ``judge`` (the judge alone), ``judge_overlong`` (the recipe: TRL's soft overlong punishment beside it).
+Settings: ``judge`` (the judge alone), ``judge_overlong`` (the recipe: TRL's soft overlong punishment beside it),
+and with ``--controlled_judge`` a judge trained with a length control (``controlled_judge``: that judge alone). Fold
+judges of ``distill_cv.py`` saw half the train instructions: ``--heldout_fold K`` keeps the prompts of fold K only.
 Resumable: a finished setting (its ``log_history.json``) is kept; the plot and table are rebuilt from what is there.
 """
 
@@ -28,21 +30,30 @@ from selfj_trl.models import DEFAULT_EMBEDDER
 
 RECIPE = Path(__file__).resolve().parents[1] / "grpo"
 #: Recipe keys dropped per setting (the rest of grpo.yaml is kept as is).
-SETTINGS = {"judge": ("overlong_cache", "reward_weights"), "judge_overlong": ()}
+SETTINGS = {
+    "judge": ("overlong_cache", "reward_weights"),
+    "judge_overlong": (),
+    "controlled_judge": ("overlong_cache", "reward_weights"),
+}
 LENGTH, QUALITY = "completions/mean_length", "rewards/reference_cosine/mean"
 
 
-def prompt_file(out: Path, given: str | None) -> str:
-    """The prompts with references: the user's file, AlpacaEval's train split (written once into ``out``), or the
-    bundled prompts."""
+def prompt_file(out: Path, given: str | None, fold: tuple[int, int] | None = None) -> str:
+    """The prompts with references: the user's file, AlpacaEval's train split (written once into ``out``; with
+    ``fold`` = (k, folds), only the instructions of distill_cv's fold k), or the bundled prompts."""
     if given:
         return given
     root = shared_data_dir()  # a folder only when it holds AlpacaEval's instructions.jsonl
     if root is None:
         return "selfj_trl/data/instructions.jsonl"
-    path = out / "alpaca_eval_train_prompts.jsonl"
+    path = out / (
+        "alpaca_eval_train_prompts.jsonl" if fold is None else f"alpaca_eval_train_prompts_fold{fold[0]}.jsonl"
+    )
     if not path.exists():  # never the test split
         rows = [r for r in read_jsonl(root / "alpaca_eval_gpt4" / "instructions.jsonl") if r["split"] == "train"]
+        if fold is not None:
+            fold_of = load_script(Path(__file__).with_name("distill_cv.py")).fold_of
+            rows = [r for r in rows if fold_of(r["instruction"], fold[1]) == fold[0]]
         atomic_write_text(
             path, "".join(json.dumps({k: r[k] for k in ("instruction", "reference")}) + "\n" for r in rows)
         )
@@ -58,14 +69,18 @@ def run_setting(name: str, args: argparse.Namespace, prompts: str) -> Path:
     config = yaml.safe_load((RECIPE / "grpo.yaml").read_text())
     for key in SETTINGS[name]:
         config.pop(key, None)
+    if "overlong_cache" in config:  # the recipe's share of the length limit, at whatever limit is asked
+        scaled = config["overlong_cache"] * args.max_completion_length // config["max_completion_length"]
+        config["overlong_cache"] = max(1, scaled)
     config.update(
-        judge=args.judge,
+        judge=args.controlled_judge if name == "controlled_judge" else args.judge,
         policy=args.policy,
         monitor_embedder=args.embedder,
         dataset=prompts,
         max_prompts=args.prompts,
         output_dir=str(folder),
         max_steps=args.steps,
+        max_completion_length=args.max_completion_length,
         learning_rate=args.learning_rate,
         monitor_reference_column="reference",
         seed=args.seed,
@@ -145,13 +160,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--learning_rate", type=float, default=1e-5)
     parser.add_argument("--window", type=int, default=10, help="Steps averaged at each end and in the curves.")
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--controlled_judge", help="a judge trained with a length control: setting controlled_judge")
+    parser.add_argument(
+        "--max_completion_length", type=int, default=128, help="tokens; room to grow is what length hacking needs"
+    )
+    parser.add_argument("--heldout_fold", type=int, help="AlpacaEval prompts of this distill_cv fold only")
+    parser.add_argument("--folds", type=int, default=2, help="with --heldout_fold: distill_cv's --folds")
+    parser.add_argument(
+        "--settings", nargs="+", choices=list(SETTINGS), help="default: every setting the judges allow"
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default="outputs/grpo_length_check")
     args = parser.parse_args(argv)
+    if args.settings is None:
+        args.settings = [n for n in SETTINGS if n != "controlled_judge" or args.controlled_judge]
+    if "controlled_judge" in args.settings and not args.controlled_judge:
+        parser.error("setting controlled_judge needs --controlled_judge PATH")
+    if args.heldout_fold is not None and not 0 <= args.heldout_fold < args.folds:
+        parser.error(f"--heldout_fold must lie in 0..{args.folds - 1}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prompts = prompt_file(out, args.prompts_file)
+    fold = None if args.heldout_fold is None else (args.heldout_fold, args.folds)
+    prompts = prompt_file(out, args.prompts_file, fold)
     for name in args.settings:
         run_setting(name, args, prompts)
     print(summarise(out, args.settings, args.window))
